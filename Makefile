@@ -1,0 +1,38 @@
+# Fresh machine: `make demo` and `make test` each create .venv and install what they need.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+
+.PHONY: install test demo bench sysdeps clean
+
+# open3d (the `lidar` extra) needs Debian's libusb-1.0-0 to import; install it when missing.
+sysdeps:
+	@bash scripts/install_system_deps.sh
+
+$(STAMP): setup.cfg pyproject.toml constraints-dev.txt
+	@$(MAKE) --no-print-directory sysdeps
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints-dev.txt -e ".[dev,torch,camera,lidar]"
+	# TorchCP is a test-only peer. Its own dependency list pulls torchvision, transformers, torch_geometric
+	# and a torchsort C++ build, none of which its classification scores use; see tests/_peers.py.
+	$(PIP) install -q --no-deps -c constraints-dev.txt torchcp==1.2.1
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(PY) -m conformal.demo
+
+bench: $(STAMP)
+	# Benchmark-only peers (e.g. imagecorruptions) are installed by benchmarks/install_*.sh, never by `make test`.
+	for s in benchmarks/install_*.sh; do [ ! -e "$$s" ] || bash "$$s" "$(PY)" || exit 1; done
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""Model adapters (camera, LiDAR, detection, streaming). Needs torch; built in later issues."""

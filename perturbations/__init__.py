@@ -1,0 +1,1 @@
+"""Image and point-cloud corruptions for robustness audits."""

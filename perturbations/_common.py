@@ -1,0 +1,38 @@
+"""Checks and helpers shared by the image and point-cloud corruptions."""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+SEVERITIES = (1, 2, 3, 4, 5)
+
+
+def as_generator(rng) -> np.random.Generator:
+    """`rng` as a `numpy.random.Generator`: None (fresh entropy), an integer seed, or a Generator itself.
+
+    A legacy `RandomState` or anything else is refused, so no corruption can fall back to global state.
+    """
+    if rng is None or (isinstance(rng, numbers.Integral) and not isinstance(rng, bool)):
+        return np.random.default_rng(rng)
+    if isinstance(rng, np.random.Generator):
+        return rng
+    raise TypeError(f"`rng` must be None, an int seed or a numpy.random.Generator; got {type(rng).__name__}")
+
+
+def check_severity(severity) -> int:
+    """Severity as an int in 1..5, or a ValueError/TypeError naming the argument."""
+    if isinstance(severity, bool) or not isinstance(severity, numbers.Integral):
+        raise TypeError(f"`severity` must be an int in 1..5; got {type(severity).__name__} {severity!r}")
+    if int(severity) not in SEVERITIES:
+        raise ValueError(f"`severity` must be in 1..5; got {severity}")
+    return int(severity)
+
+
+def check_name(name, valid) -> str:
+    """`name` if it is one of `valid`, else a ValueError that lists the valid names."""
+    if not isinstance(name, str):
+        raise TypeError(f"`name` must be a str; got {type(name).__name__}")
+    if name not in valid:
+        raise ValueError(f"unknown corruption `name` {name!r}; valid names are: {', '.join(sorted(valid))}")
+    return name

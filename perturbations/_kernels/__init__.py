@@ -1,0 +1,1 @@
+"""Numba kernels for the corruptions (private; the public wrappers in perturbations/ call them)."""
