@@ -1,0 +1,344 @@
+"""Data sources of an audit: each returns a train part (for in-process models) and an audit pool.
+
+The pool is what gets split, R times, into clean calibration and (corrupted) test halves. Images are
+uint8 arrays (N, H, W) or (N, H, W, 3); point clouds are lists of float32 (N_i, 3) arrays.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from conformal.audit.config import ConfigError
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                         "Bag", "Ankle boot")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+CLOUD_SUFFIXES = (".ply", ".pcd", ".npy", ".bin")
+
+
+@dataclass
+class Dataset:
+    """Inputs and labels of one audit. `train_*` may be empty (pretrained models need no training data)."""
+
+    modality: str  # "image" | "pointcloud" | "outputs"
+    train_inputs: object
+    train_labels: np.ndarray
+    pool_inputs: object
+    pool_labels: np.ndarray
+    class_names: list
+    description: str
+    synthetic: bool
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+
+def _check_params(params, allowed: dict, path: str, required=()) -> None:
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {', '.join(path + '.' + k for k in unknown)}; allowed keys under "
+                          f"`{path}`: {', '.join(sorted(allowed)) or '(none)'}")
+    for key in required:
+        if key not in params:
+            raise ConfigError(f"config key `{path}.{key}` is required ({allowed[key]})")
+
+
+def _resolve(path_value, key: str, base_dir, *, kind: str) -> str:
+    if not isinstance(path_value, str) or not path_value:
+        raise ConfigError(f"config key `{key}` must be a path string; got {path_value!r}")
+    p = Path(os.path.expanduser(path_value))
+    if not p.is_absolute() and base_dir is not None:
+        p = Path(base_dir) / p
+    p = p.resolve()
+    if kind == "dir" and not p.is_dir():
+        raise ConfigError(f"config key `{key}`: directory {str(p)!r} does not exist")
+    if kind == "file" and not p.is_file():
+        raise ConfigError(f"config key `{key}`: file {str(p)!r} does not exist")
+    return str(p)
+
+
+def _stratified_split(labels: np.ndarray, train_fraction: float, seed: int):
+    """Indices (train, pool): a seeded split with each class divided in the same proportion."""
+    if train_fraction == 0.0:
+        return np.zeros(0, dtype=np.int64), np.arange(labels.shape[0])
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 7001]))
+    train, pool = [], []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        idx = idx[rng.permutation(idx.shape[0])]
+        n_train = int(round(train_fraction * idx.shape[0]))
+        train.append(idx[:n_train])
+        pool.append(idx[n_train:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(pool))
+
+
+def _check_classes(labels: np.ndarray, where: str) -> None:
+    classes = np.unique(labels)
+    if classes.shape[0] < 2:
+        raise ConfigError(f"{where} holds a single class ({classes.tolist()}); an audit needs at least 2")
+
+
+def _subsample(inputs, labels, max_samples, seed):
+    if max_samples is None or labels.shape[0] <= max_samples:
+        return inputs, labels
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 7002]))
+    keep = np.sort(rng.choice(labels.shape[0], size=max_samples, replace=False))
+    if isinstance(inputs, list):
+        return [inputs[i] for i in keep], labels[keep]
+    return inputs[keep], labels[keep]
+
+
+def _take(inputs, idx):
+    return [inputs[i] for i in idx] if isinstance(inputs, list) else inputs[idx]
+
+
+# ---------------------------------------------------------------- sources
+
+
+class Source:
+    modality = "image"
+    params: dict = {}
+    required: tuple = ()
+    help = ""
+
+    def check_params(self, params: dict, path: str, base_dir) -> None:
+        _check_params(params, self.params, path, self.required)
+        for key, value in list(params.items()):
+            if key in ("path", "root"):
+                params[key] = _resolve(value, f"{path}.{key}", base_dir, kind=self.path_kind)
+
+    path_kind = "file"
+
+    def load(self, params: dict, split: dict, seed: int) -> Dataset:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class Digits(Source):
+    help = "scikit-learn's 1,797 8x8 handwritten digits (real), upscaled to `size` px"
+    params = {"size": "side of the upscaled square images (default 28)"}
+
+    def load(self, params, split, seed):
+        size = params.get("size", 28)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 8:
+            raise ConfigError(f"config key `data.params.size` must be an integer >= 8; got {size!r}")
+        images, labels = load_digits_images(size)
+        tr, pool = _stratified_split(labels, split["train_fraction"], seed)
+        px, py = _subsample(images[pool], labels[pool], split["max_samples"], seed)
+        return Dataset("image", images[tr], labels[tr], px, py, [str(i) for i in range(10)],
+                       f"scikit-learn digits (real, 8x8 upscaled to {size}x{size}), {len(labels)} images",
+                       synthetic=False)
+
+
+def load_digits_images(size: int = 28):
+    """scikit-learn digits as uint8 (N, size, size) images in [0, 255] (bilinear upscaling with OpenCV)."""
+    try:  # the adapters' loader is the one the reference CNN was trained with
+        from adapters.datasets import load_digits_images as _adapters_loader
+    except ImportError:
+        _adapters_loader = None
+    if _adapters_loader is not None:
+        images, labels = _adapters_loader(size=size)
+        return np.asarray(images), np.asarray(labels, dtype=np.int64)
+    import cv2
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    small = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)
+    images = np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_LINEAR) for im in small])
+    return images, d.target.astype(np.int64)
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims).copy()
+
+
+class FashionMNIST(Source):
+    help = "Fashion-MNIST (real, 28x28), from Debian's dataset-fashion-mnist; train file -> training, test file -> pool"
+    params = {"root": f"directory of the idx .gz files (default {FASHION_MNIST_DIR})",
+              "n_train": "number of training images to use (default all 60,000)"}
+    path_kind = "dir"
+
+    def load(self, params, split, seed):
+        root = Path(params.get("root", FASHION_MNIST_DIR))
+        files = {k: root / f"{k}-idx{3 if 'images' in k else 1}-ubyte.gz"
+                 for k in ("train-images", "train-labels", "t10k-images", "t10k-labels")}
+        missing = [str(p) for p in files.values() if not p.is_file()]
+        if missing:
+            raise ConfigError(f"Fashion-MNIST files not found: {', '.join(missing)}; install Debian's "
+                              "`dataset-fashion-mnist` (sudo apt-get install dataset-fashion-mnist) or set "
+                              "`data.params.root`")
+        tx, ty = _read_idx(files["train-images"]), _read_idx(files["train-labels"]).astype(np.int64)
+        n_train = params.get("n_train")
+        if n_train is not None:
+            if isinstance(n_train, bool) or not isinstance(n_train, int) or n_train < 10:
+                raise ConfigError(f"config key `data.params.n_train` must be an integer >= 10; got {n_train!r}")
+            tx, ty = _subsample(tx, ty, n_train, seed + 1)
+        px, py = _read_idx(files["t10k-images"]), _read_idx(files["t10k-labels"]).astype(np.int64)
+        px, py = _subsample(px, py, split["max_samples"], seed)
+        return Dataset("image", tx, ty, px, py, list(FASHION_MNIST_CLASSES),
+                       f"Fashion-MNIST (real, 28x28 grayscale): {len(ty)} training and {len(py)} audit images "
+                       f"from the official test file", synthetic=False)
+
+
+class ImageFolder(Source):
+    help = "your images: one subfolder per class (png/jpg/...), resized to `size` if given"
+    params = {"root": "directory with one subfolder per class", "size": "resize to size x size (optional)",
+              "grayscale": "read as grayscale (default false: RGB)"}
+    required = ("root",)
+    path_kind = "dir"
+
+    def load(self, params, split, seed):
+        import cv2
+
+        root = Path(params["root"])
+        classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+        if len(classes) < 2:
+            raise ConfigError(f"config key `data.params.root`: {str(root)!r} must hold one subfolder per class and "
+                              f"at least 2 classes; found {classes}")
+        size, gray = params.get("size"), params.get("grayscale", False)
+        images, labels = [], []
+        for c, name in enumerate(classes):
+            files = sorted(f for f in (root / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise ConfigError(f"class folder {str(root / name)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            for f in files:
+                im = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
+                if im is None:
+                    raise ConfigError(f"image file {str(f)!r} cannot be read (corrupt or unsupported format)")
+                if not gray:
+                    im = cv2.cvtColor(im, cv2.COLOR_BGR2RGB)
+                if size is not None:
+                    im = cv2.resize(im, (int(size), int(size)), interpolation=cv2.INTER_AREA)
+                images.append(im)
+                labels.append(c)
+        shapes = {im.shape for im in images}
+        if len(shapes) > 1:
+            raise ConfigError(f"images under {str(root)!r} have different shapes {sorted(shapes)[:4]}...; set "
+                              "`data.params.size` to resize them")
+        images, labels = np.stack(images), np.asarray(labels, dtype=np.int64)
+        tr, pool = _stratified_split(labels, split["train_fraction"], seed)
+        px, py = _subsample(images[pool], labels[pool], split["max_samples"], seed)
+        return Dataset("image", images[tr], labels[tr], px, py, classes,
+                       f"image folder {root} ({len(labels)} images, {len(classes)} classes)", synthetic=False)
+
+
+class ImageNpz(Source):
+    help = "your images in an .npz: uint8 `images` (N,H,W[,3]) and int `labels` (N,)"
+    params = {"path": ".npz file", "images_key": "default 'images'", "labels_key": "default 'labels'",
+              "class_names": "optional list of names"}
+    required = ("path",)
+
+    def load(self, params, split, seed):
+        with np.load(params["path"], allow_pickle=False) as z:
+            ik, lk = params.get("images_key", "images"), params.get("labels_key", "labels")
+            for k in (ik, lk):
+                if k not in z.files:
+                    raise ConfigError(f"{params['path']!r} has no array {k!r}; it holds {z.files}")
+            images, labels = z[ik], z[lk]
+        if images.dtype != np.uint8 or images.ndim not in (3, 4):
+            raise ConfigError(f"{params['path']!r}: images must be uint8 (N,H,W) or (N,H,W,3); got "
+                              f"{images.dtype} {images.shape}")
+        if labels.ndim != 1 or labels.shape[0] != images.shape[0] or not np.issubdtype(labels.dtype, np.integer):
+            raise ConfigError(f"{params['path']!r}: labels must be integers of shape ({images.shape[0]},); got "
+                              f"{labels.dtype} {labels.shape}")
+        labels = labels.astype(np.int64)
+        _check_classes(labels, f"{params['path']!r}")
+        k = int(labels.max()) + 1
+        names = params.get("class_names") or [str(i) for i in range(k)]
+        tr, pool = _stratified_split(labels, split["train_fraction"], seed)
+        px, py = _subsample(images[pool], labels[pool], split["max_samples"], seed)
+        return Dataset("image", images[tr], labels[tr], px, py, list(names),
+                       f"images from {params['path']} ({len(labels)} images)", synthetic=False)
+
+
+class Shapes(Source):
+    modality = "pointcloud"
+    help = "SYNTHETIC point clouds of primitive shapes with random proportions (from adapters.datasets.make_shapes)"
+    params = {"n_per_class": "clouds per class (default 120)", "n_points": "points per cloud (default 1024)"}
+
+    def load(self, params, split, seed):
+        from conformal.audit.shapes import make_shapes
+
+        n_per_class, n_points = params.get("n_per_class", 120), params.get("n_points", 1024)
+        clouds, labels, names = make_shapes(n_per_class=n_per_class, n_points=n_points, seed=seed)
+        tr, pool = _stratified_split(labels, split["train_fraction"], seed)
+        px, py = _subsample(_take(clouds, pool), labels[pool], split["max_samples"], seed)
+        return Dataset("pointcloud", _take(clouds, tr), labels[tr], px, py, list(names),
+                       f"SYNTHETIC primitive shapes ({len(names)} classes x {n_per_class}, {n_points} points each)",
+                       synthetic=True)
+
+
+class PointCloudFolder(Source):
+    modality = "pointcloud"
+    help = "your point clouds: one subfolder per class with .ply/.pcd/.npy/.bin files"
+    params = {"root": "directory with one subfolder per class"}
+    required = ("root",)
+    path_kind = "dir"
+
+    def load(self, params, split, seed):
+        from perturbations.pointcloud import read_points
+
+        root = Path(params["root"])
+        classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+        if len(classes) < 2:
+            raise ConfigError(f"config key `data.params.root`: {str(root)!r} must hold one subfolder per class and "
+                              f"at least 2 classes; found {classes}")
+        clouds, labels = [], []
+        for c, name in enumerate(classes):
+            files = sorted(f for f in (root / name).iterdir() if f.suffix.lower() in CLOUD_SUFFIXES)
+            if not files:
+                raise ConfigError(f"class folder {str(root / name)!r} holds no point clouds "
+                                  f"({', '.join(CLOUD_SUFFIXES)})")
+            for f in files:
+                try:
+                    pts = np.asarray(read_points(str(f)))
+                except Exception as exc:  # any reader failure is the file's fault; name it
+                    raise ConfigError(f"point-cloud file {str(f)!r} cannot be read: {exc}") from None
+                if pts.ndim != 2 or pts.shape[1] < 3 or pts.shape[0] == 0 or not np.isfinite(pts[:, :3]).all():
+                    raise ConfigError(f"point-cloud file {str(f)!r} must hold a non-empty finite (N, >=3) array; "
+                                      f"got shape {pts.shape}")
+                clouds.append(np.ascontiguousarray(pts[:, :3], dtype=np.float32))
+                labels.append(c)
+        labels = np.asarray(labels, dtype=np.int64)
+        tr, pool = _stratified_split(labels, split["train_fraction"], seed)
+        px, py = _subsample(_take(clouds, pool), labels[pool], split["max_samples"], seed)
+        return Dataset("pointcloud", _take(clouds, tr), labels[tr], px, py, classes,
+                       f"point-cloud folder {root} ({len(labels)} clouds)", synthetic=False)
+
+
+class Precomputed(Source):
+    modality = "outputs"
+    help = ("model outputs you computed: .npz with `labels` (N,), `probs_clean` (N,K) and "
+            "`probs_<corruption>_s<severity>` (N,K) on the same N samples")
+    params = {"path": ".npz file", "class_names": "optional list of names"}
+    required = ("path",)
+
+    def load(self, params, split, seed):
+        from conformal.audit.models import read_precomputed
+
+        labels, cells = read_precomputed(params["path"])
+        names = params.get("class_names") or [str(i) for i in range(cells["clean"].shape[1])]
+        return Dataset("outputs", None, np.zeros(0, dtype=np.int64), None, labels, list(names),
+                       f"precomputed model outputs from {params['path']} ({labels.shape[0]} samples)",
+                       synthetic=False, extra={"cells": cells})
+
+
+DATA_SOURCES = {
+    "digits": Digits(),
+    "fashion_mnist": FashionMNIST(),
+    "image_folder": ImageFolder(),
+    "image_npz": ImageNpz(),
+    "shapes": Shapes(),
+    "pointcloud_folder": PointCloudFolder(),
+    "precomputed": Precomputed(),
+}
