@@ -1,0 +1,273 @@
+"""PNG plots of an audit (matplotlib, Agg), drawn from results.json and curves.npz only."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _grid(results: dict, metric: str):
+    corrs = [c["name"] for c in results["config"]["corruptions"]]
+    sevs = sorted({s for c in results["config"]["corruptions"] for s in c["severities"]})
+    cells = {(r["corruption"], r["severity"]): r for r in results["cells"]}
+    grid = np.full((len(corrs), len(sevs)), np.nan)
+    for i, c in enumerate(corrs):
+        for j, s in enumerate(sevs):
+            if (c, s) in cells:
+                grid[i, j] = cells[(c, s)][metric]["mean"]
+    clean = next((r for r in results["cells"] if r["cell"] == "clean"), None)
+    return corrs, sevs, grid, (clean[metric]["mean"] if clean else math.nan)
+
+
+def heatmaps(results: dict, path: Path) -> None:
+    plt = _plt()
+    alpha = results["config"]["conformal"]["alpha"]
+    specs = [("coverage", "Coverage", "RdYlGn", (max(0.0, 1 - 4 * alpha), 1.0)),
+             ("set_size", "Mean set size", "viridis", None),
+             ("abstain_rate", "Abstention rate", "magma_r", (0.0, 1.0))]
+    corrs, sevs, _, _ = _grid(results, "coverage")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 1.2 + 0.45 * max(len(corrs), 2)), squeeze=False)
+    for ax, (m, title, cmap, lim) in zip(axes[0], specs):
+        _, _, grid, clean = _grid(results, m)
+        vmin, vmax = lim if lim else (np.nanmin(grid) if np.isfinite(grid).any() else 0,
+                                       np.nanmax(grid) if np.isfinite(grid).any() else 1)
+        im = ax.imshow(grid, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+        ax.set_xticks(range(len(sevs)), [f"S{s}" for s in sevs])
+        ax.set_yticks(range(len(corrs)), corrs)
+        for i in range(grid.shape[0]):
+            for j in range(grid.shape[1]):
+                if np.isfinite(grid[i, j]):
+                    v = grid[i, j]
+                    frac = (v - vmin) / (vmax - vmin) if vmax > vmin else 0.5
+                    dark = frac < 0.3 or frac > 0.85 if cmap != "viridis" else frac < 0.6
+                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8,
+                            color="white" if dark else "black")
+        ax.set_title(f"{title} (clean {clean:.3f})", fontsize=10)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.suptitle(f"{results['config']['name']}: mean over {results['config']['split']['repeats']} splits; "
+                 f"calibrated on clean data, alpha = {alpha}", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def coverage_vs_severity(results: dict, path: Path) -> None:
+    plt = _plt()
+    alpha = results["config"]["conformal"]["alpha"]
+    clean = next(r for r in results["cells"] if r["cell"] == "clean")
+    metrics = [("coverage", "Coverage"), ("set_size", "Mean set size"), ("abstain_rate", "Abstention rate")]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    cmap = plt.get_cmap("tab20")
+    for ax, (m, title) in zip(axes, metrics):
+        for k, c in enumerate(results["config"]["corruptions"]):
+            rows = [clean] + [r for r in results["cells"] if r["corruption"] == c["name"]]
+            x = [0] + [r["severity"] for r in rows[1:]]
+            mean = np.array([r[m]["mean"] for r in rows])
+            lo = np.array([r[m]["lo"] for r in rows])
+            hi = np.array([r[m]["hi"] for r in rows])
+            color = cmap(k % 20)
+            ax.plot(x, mean, "-o", ms=3, color=color, label=c["name"])
+            ax.fill_between(x, lo, hi, color=color, alpha=0.15, lw=0)
+        if m == "coverage":
+            ax.axhline(1 - alpha, color="k", ls="--", lw=1, label=f"1 - alpha = {1 - alpha:.2f}")
+        ax.set_xticks(range(0, 6), ["clean", "S1", "S2", "S3", "S4", "S5"])
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, ncol=2, loc="lower left")
+    fig.suptitle("Mean over splits with 95% split interval (band); severity 0 = clean test data", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _roc(stat, event):
+    order = np.argsort(-stat, kind="mergesort")
+    s, e = stat[order], event[order].astype(np.float64)
+    last = np.r_[np.flatnonzero(np.diff(s)), s.shape[0] - 1]  # one point per distinct threshold
+    tp, fp = np.cumsum(e)[last], np.cumsum(1 - e)[last]
+    return np.r_[0, fp / max(fp[-1], 1)], np.r_[0, tp / max(tp[-1], 1)]
+
+
+def roc_curves(results: dict, curves: dict, path: Path) -> None:
+    plt = _plt()
+    corrs = [c["name"] for c in results["config"]["corruptions"]] or ["clean"]
+    rows = {r["cell"]: r for r in results["cells"]}
+    n = len(corrs)
+    cols = min(4, n)
+    nrows = math.ceil(n / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.8 * cols, 3.6 * nrows), squeeze=False)
+    target = results["config"]["abstention"]["target"]
+    stat = results["config"]["abstention"]["statistic"]
+    for ax, name in zip(axes.flat, corrs):
+        cells = ["clean"] + [r["cell"] for r in results["cells"] if r["corruption"] == name]
+        cm = _plt().get_cmap("plasma")
+        for k, c in enumerate(cells):
+            if f"{c}__statistic" not in curves:
+                continue
+            ev = curves[f"{c}__event"].astype(bool)
+            if ev.all() or not ev.any():
+                continue
+            fpr, tpr = _roc(curves[f"{c}__statistic"], ev)
+            label = "clean" if c == "clean" else f"S{rows[c]['severity']}"
+            ax.plot(fpr, tpr, color="k" if c == "clean" else cm(0.1 + 0.8 * k / max(len(cells), 2)), lw=1.3,
+                    label=f"{label} AUC {rows[c]['auroc']['mean']:.3f}")
+        ax.plot([0, 1], [0, 1], ":", color="grey", lw=0.8)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("FPR")
+        ax.set_ylabel("TPR")
+        ax.legend(fontsize=7, loc="lower right")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.suptitle(f"ROC of the label-free statistic '{stat}' for target '{target}' (split 0; AUC = mean over "
+                 "splits)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def risk_coverage(results: dict, curves: dict, path: Path) -> None:
+    plt = _plt()
+    corrs = [c["name"] for c in results["config"]["corruptions"]]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    worst = []
+    for name in corrs:
+        rows = [r for r in results["cells"] if r["corruption"] == name]
+        if rows:
+            worst.append(max(rows, key=lambda r: r["severity"])["cell"])
+    cmap = plt.get_cmap("tab20")
+    for k, c in enumerate(["clean"] + worst):
+        if f"{c}__statistic" not in curves:
+            continue
+        stat, ev = curves[f"{c}__statistic"], curves[f"{c}__event"].astype(np.float64)
+        order = np.argsort(stat, kind="mergesort")  # accept the most confident first
+        n = np.arange(1, stat.shape[0] + 1)
+        risk = np.cumsum(ev[order]) / n
+        ax.plot(n / stat.shape[0], risk, color="k" if c == "clean" else cmap(k % 20), lw=2 if c == "clean" else 1,
+                label=c)
+    ax.set_xlabel("coverage (fraction accepted, most confident first)")
+    ax.set_ylabel(f"selective risk ({results['config']['abstention']['target']})")
+    ax.set_title("Risk-coverage curves: clean and each corruption at its highest severity (split 0)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def set_size_histograms(results: dict, curves: dict, path: Path) -> None:
+    plt = _plt()
+    K = len(results["data"]["class_names"])
+    corrs = [c["name"] for c in results["config"]["corruptions"]] or []
+    n = max(len(corrs), 1)
+    cols = min(4, n)
+    nrows = math.ceil(n / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.8 * cols, 3 * nrows), squeeze=False)
+    bins = np.arange(K + 2) - 0.5
+    for ax, name in zip(axes.flat, corrs or ["clean"]):
+        cells = ["clean"] + [r["cell"] for r in results["cells"] if r["corruption"] == name]
+        cm = plt.get_cmap("plasma")
+        for k, c in enumerate(cells):
+            if f"{c}__set_size" not in curves:
+                continue
+            h, _ = np.histogram(curves[f"{c}__set_size"], bins=bins)
+            ax.plot(np.arange(K + 1), h / max(h.sum(), 1), "-o", ms=2,
+                    color="k" if c == "clean" else cm(0.1 + 0.8 * k / max(len(cells), 2)),
+                    label="clean" if c == "clean" else c.rsplit("_", 1)[-1].upper())
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("set size")
+        ax.set_ylabel("fraction")
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.suptitle("Conformal set-size distribution per severity (split 0)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def examples_grid(results: dict, curves: dict, path: Path) -> bool:
+    """Example inputs per corruption (rows) x severity (columns): images, or point clouds as 3-D scatters."""
+    plt = _plt()
+    modality = results["data"]["modality"]
+    if modality == "outputs":
+        return False
+    corrs = [c["name"] for c in results["config"]["corruptions"]]
+    sevs = sorted({s for c in results["config"]["corruptions"] for s in c["severities"]})
+
+    def example(cell):
+        key = f"{cell}__examples"
+        if key not in curves:
+            return None
+        counts = curves[f"{cell}__example_counts"]
+        return curves[key][: counts[0]]
+
+    if example("clean") is None:
+        return False
+    rows, cols = max(len(corrs), 1), len(sevs) + 1
+    pc = modality == "pointcloud"
+    fig = plt.figure(figsize=(1.6 * cols, 1.6 * rows + 0.4))
+    for i, name in enumerate(corrs or [None]):
+        for j, s in enumerate([0] + sevs):
+            cell = "clean" if s == 0 else f"{_cell_of(results, name, s)}"
+            x = example(cell)
+            ax = fig.add_subplot(rows, cols, i * cols + j + 1, projection="3d" if pc else None)
+            if x is not None:
+                if pc:
+                    ax.scatter(x[:, 0], x[:, 2], x[:, 1], s=0.4, c=x[:, 1], cmap="viridis")
+                    ax.set_axis_off()
+                    ax.view_init(elev=20, azim=-60)
+                    ax.set_title(f"{len(x)} pts", fontsize=6, pad=-4)
+                else:
+                    ax.imshow(x, cmap="gray" if x.ndim == 2 else None, vmin=0, vmax=255)
+            if not pc:
+                ax.set_xticks([])
+                ax.set_yticks([])
+            if i == 0:
+                fig.text((j + 0.5) / cols, 1 - 0.25 / (1.6 * rows + 0.4), "clean" if s == 0 else f"S{s}",
+                         ha="center", fontsize=9)
+            if j == 0 and name is not None and not pc:
+                ax.set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
+            elif j == 0 and name is not None:
+                ax.text2D(-0.1, 0.5, name, transform=ax.transAxes, fontsize=7, ha="right", va="center")
+    fig.subplots_adjust(left=0.16, right=0.99, top=1 - 0.35 / (1.6 * rows + 0.4), bottom=0.01, wspace=0.05,
+                        hspace=0.12)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _cell_of(results, name, severity):
+    for r in results["cells"]:
+        if r["corruption"] == name and r["severity"] == severity:
+            return r["cell"]
+    return "missing"
+
+
+def draw_all(results: dict, curves: dict, plot_dir: Path) -> list:
+    """Draw every plot; returns [(file name, caption)]."""
+    plot_dir.mkdir(exist_ok=True)
+    made = []
+    if results["config"]["corruptions"]:
+        heatmaps(results, plot_dir / "heatmaps.png")
+        made.append(("heatmaps.png", "Coverage, set size and abstention rate per corruption and severity"))
+        coverage_vs_severity(results, plot_dir / "coverage_vs_severity.png")
+        made.append(("coverage_vs_severity.png", "Metrics vs severity with 95% split intervals"))
+    roc_curves(results, curves, plot_dir / "roc_curves.png")
+    made.append(("roc_curves.png", "ROC curves of the abstention statistic per severity"))
+    risk_coverage(results, curves, plot_dir / "risk_coverage.png")
+    made.append(("risk_coverage.png", "Risk-coverage curves"))
+    set_size_histograms(results, curves, plot_dir / "set_size_histograms.png")
+    made.append(("set_size_histograms.png", "Set-size histograms"))
+    if examples_grid(results, curves, plot_dir / "examples.png"):
+        made.append(("examples.png", "Example corrupted inputs per severity"))
+    return made
