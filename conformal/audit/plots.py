@@ -48,8 +48,8 @@ def heatmaps(results: dict, path: Path) -> None:
             for j in range(grid.shape[1]):
                 if np.isfinite(grid[i, j]):
                     v = grid[i, j]
-                    frac = (v - vmin) / (vmax - vmin) if vmax > vmin else 0.5
-                    dark = frac < 0.3 or frac > 0.85 if cmap != "viridis" else frac < 0.6
+                    r, g, b, _ = im.cmap(im.norm(v))
+                    dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5  # luminance of the cell's colour
                     ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8,
                             color="white" if dark else "black")
         ax.set_title(f"{title} (clean {clean:.3f})", fontsize=10)
