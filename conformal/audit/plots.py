@@ -221,26 +221,26 @@ def examples_grid(results: dict, curves: dict, path: Path) -> bool:
             cell = "clean" if s == 0 else f"{_cell_of(results, name, s)}"
             x = example(cell)
             ax = fig.add_subplot(rows, cols, i * cols + j + 1, projection="3d" if pc else None)
+            col = "clean" if s == 0 else f"S{s}"
+            title = col if i == 0 else ""
             if x is not None:
                 if pc:
                     ax.scatter(x[:, 0], x[:, 2], x[:, 1], s=0.4, c=x[:, 1], cmap="viridis")
                     ax.set_axis_off()
                     ax.view_init(elev=20, azim=-60)
-                    ax.set_title(f"{len(x)} pts", fontsize=6, pad=-4)
+                    title = f"{title}\n{len(x)} pts" if title else f"{len(x)} pts"
                 else:
                     ax.imshow(x, cmap="gray" if x.ndim == 2 else None, vmin=0, vmax=255)
+            ax.set_title(title, fontsize=8 if pc else 9, pad=2)
             if not pc:
                 ax.set_xticks([])
                 ax.set_yticks([])
-            if i == 0:
-                fig.text((j + 0.5) / cols, 1 - 0.25 / (1.6 * rows + 0.4), "clean" if s == 0 else f"S{s}",
-                         ha="center", fontsize=9)
             if j == 0 and name is not None and not pc:
                 ax.set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
             elif j == 0 and name is not None:
                 ax.text2D(-0.1, 0.5, name, transform=ax.transAxes, fontsize=7, ha="right", va="center")
-    fig.subplots_adjust(left=0.16, right=0.99, top=1 - 0.35 / (1.6 * rows + 0.4), bottom=0.01, wspace=0.05,
-                        hspace=0.12)
+    fig.subplots_adjust(left=0.16, right=0.99, top=1 - 0.4 / (1.6 * rows + 0.4), bottom=0.01, wspace=0.05,
+                        hspace=0.25)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
