@@ -22,9 +22,16 @@ METRICS = {
     "auroc": "AUROC of the label-free statistic for the target event",
     "auroc_miscoverage": "AUROC of the label-free statistic for 'label not in set' (the research's target)",
     "auroc_label_nll": "AUROC of -log p_y (USES THE LABEL, research's statistic) for 'label not in set'",
+    "abstain_gridmean_label_nll": "research's reported 'abstention rate': mean over its fixed tau grid of "
+                                  "P(-log p_y > tau); USES THE LABEL, no operating point",
     "qhat": "conformal threshold (fitted on clean calibration data)",
     "tau": "abstention threshold (fitted on clean calibration data)",
 }
+
+
+# The research's tau grid for CIFAR-100/ImageNet (paper-method.md, section 2.3): ~148 unique values in [0, 5].
+RESEARCH_TAU_GRID = np.unique(np.concatenate([np.linspace(0, 0.1, 50), np.linspace(0.1, 1, 50),
+                                              np.exp(np.linspace(0, np.log(5), 50))]))
 
 
 def split_indices(n: int, calibration_fraction: float, seed: int, r: int):
@@ -82,6 +89,7 @@ def cell_metrics(decisions, probs: np.ndarray, labels: np.ndarray, target: str) 
         "auroc": auroc(stat, event),
         "auroc_miscoverage": auroc(stat, ~covered),
         "auroc_label_nll": auroc(nll, ~covered),
+        "abstain_gridmean_label_nll": float((nll[:, None] > RESEARCH_TAU_GRID[None, :]).mean()),
     }
 
 

@@ -229,7 +229,8 @@ def build_results(cfg, dataset, tasks, per_split, failed, seconds, wall) -> dict
 
 
 CSV_METRICS = ["coverage", "set_size", "empty_rate", "accuracy", "abstain_rate", "selective_risk",
-               "coverage_accepted", "auroc", "auroc_miscoverage", "auroc_label_nll", "qhat", "tau"]
+               "coverage_accepted", "auroc", "auroc_miscoverage", "auroc_label_nll", "abstain_gridmean_label_nll",
+               "qhat", "tau"]
 
 
 def csv_columns() -> list:

@@ -1,0 +1,47 @@
+"""The audit's own arithmetic: exact AUROC, split indices, per-cell seeds, summaries."""
+import math
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.metrics import roc_auc_score
+
+from conformal.audit.evaluate import auroc, split_indices, summarize
+from conformal.audit.registry import cell_rng
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.booleans()), min_size=2, max_size=60))
+def test_auroc_matches_sklearn_with_ties(pairs):
+    scores = np.array([p[0] for p in pairs], dtype=np.float64) / 3.0  # few distinct values: many ties
+    pos = np.array([p[1] for p in pairs])
+    if pos.all() or not pos.any():
+        assert math.isnan(auroc(scores, pos))
+    else:
+        assert abs(auroc(scores, pos) - roc_auc_score(pos, scores)) < 1e-12
+
+
+def test_split_indices_disjoint_complete_and_seeded():
+    cal, test = split_indices(101, 0.5, seed=4, r=2)
+    assert np.intersect1d(cal, test).size == 0
+    assert np.array_equal(np.sort(np.r_[cal, test]), np.arange(101))
+    assert cal.size == 50 or cal.size == 51
+    cal2, _ = split_indices(101, 0.5, seed=4, r=2)
+    cal3, _ = split_indices(101, 0.5, seed=4, r=3)
+    assert np.array_equal(cal, cal2) and not np.array_equal(cal, cal3)
+
+
+def test_cell_rng_depends_on_cell_not_on_order():
+    a = cell_rng(0, "fog", 3).random(5)
+    cell_rng(0, "rain", 1).random(100)  # drawing from another cell first changes nothing
+    assert np.array_equal(a, cell_rng(0, "fog", 3).random(5))
+    assert not np.array_equal(a, cell_rng(0, "fog", 4).random(5))
+    assert not np.array_equal(a, cell_rng(1, "fog", 3).random(5))
+
+
+def test_summarize_ignores_nan_splits():
+    s = summarize(np.array([0.8, np.nan, 0.9, 1.0]))
+    assert s["n"] == 3 and abs(s["mean"] - 0.9) < 1e-12
+    assert abs(s["se"] - np.std([0.8, 0.9, 1.0], ddof=1) / math.sqrt(3)) < 1e-12
+    assert s["lo"] < s["mean"] < s["hi"]
+    assert math.isnan(summarize(np.array([np.nan]))["mean"])
