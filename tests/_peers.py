@@ -7,6 +7,7 @@ unchanged. Returns None when TorchCP or torch is not installed (the dev extra in
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import sys
@@ -14,6 +15,7 @@ import types
 from pathlib import Path
 
 
+@functools.lru_cache(maxsize=None)
 def load_torchcp():
     spec = importlib.util.find_spec("torchcp")
     if spec is None or importlib.util.find_spec("torch") is None:
