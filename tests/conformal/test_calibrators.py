@@ -243,3 +243,32 @@ def test_public_api_names():
     for name in ["SplitConformalClassifier", "ClassConditionalConformalClassifier", "conformal_quantile", "LAC",
                  "APS", "RAPS", "SAPS", "TopK", "metrics", "stats", "NotFittedError"]:
         assert name in conformal.__all__
+
+
+def test_conformal_load_dispatches_on_saved_kind(tmp_path):
+    probs, labels = synthetic(400, k=4, seed=13)
+    for cls in (SplitConformalClassifier, ClassConditionalConformalClassifier):
+        cp = cls(score="raps", lam=0.02, k_reg=1).fit(probs, labels)
+        cp.save(tmp_path / "m.json")
+        back = conformal.load(tmp_path / "m.json")
+        assert type(back) is cls and back.score_ == cp.score_
+        np.testing.assert_array_equal(back.predict_sets(probs), cp.predict_sets(probs))
+
+
+def test_logits_with_temperature_equal_softmax_of_scaled_logits():
+    rng = np.random.default_rng(14)
+    z = rng.normal(size=(600, 5)) * 3
+    labels = rng.integers(0, 5, 600)
+    p = np.array([naive.softmax_row(r / 2.5) for r in z])
+    a = SplitConformalClassifier(inputs="logits", temperature=2.5).fit(z[:300], labels[:300])
+    b = SplitConformalClassifier().fit(p[:300], labels[:300])
+    assert a.qhat_ == b.qhat_
+    np.testing.assert_array_equal(a.predict_sets(z[300:]), b.predict_sets(p[300:]))
+    with pytest.raises(ValueError, match="`temperature` applies to logits only"):
+        SplitConformalClassifier(temperature=2.0).fit(p, labels)
+    with pytest.raises(ValueError, match="`temperature` must be a finite float > 0"):
+        SplitConformalClassifier(inputs="logits", temperature=0.0).fit(z, labels)
+    with pytest.raises(ValueError, match="row 7 holds NaN"):
+        zz = z.copy()
+        zz[7, 2] = np.inf
+        a.predict_sets(zz)
