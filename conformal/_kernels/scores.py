@@ -25,19 +25,41 @@ _N_BINADES = 40
 _N_BUCKETS = _N_BINADES * 8 + 2
 
 
+ROW_SUM_TOL = 1e-3
+OK, NONFINITE, OUT_OF_RANGE, BAD_SUM = 0, 1, 2, 3
+
+
 @njit(cache=True, nogil=True)
-def _row_probs(src, i, logits, out):
-    """Row i of `src` as float64 probabilities in `out` (softmax when `logits`)."""
+def _row_check(src, i, logits):
+    """0 if row i is valid input, else the code of its first problem (validation fused into every kernel, so a
+    prediction reads its input once and allocates nothing of size n x K besides the output)."""
+    k = src.shape[1]
+    s = 0.0
+    for j in range(k):
+        v = np.float64(src[i, j])
+        if not np.isfinite(v):
+            return NONFINITE
+        if not logits and (v < 0.0 or v > 1.0):
+            return OUT_OF_RANGE
+        s += v
+    if not logits and abs(s - 1.0) > ROW_SUM_TOL:
+        return BAD_SUM
+    return OK
+
+
+@njit(cache=True, nogil=True)
+def _row_probs(src, i, logits, temp, out):
+    """Row i of `src` as float64 probabilities in `out` (softmax of logits / temp when `logits`)."""
     k = src.shape[1]
     if logits:
         m = -np.inf
         for j in range(k):
-            v = np.float64(src[i, j])
+            v = np.float64(src[i, j]) / temp
             if v > m:
                 m = v
         s = 0.0
         for j in range(k):
-            e = np.exp(np.float64(src[i, j]) - m)
+            e = np.exp(np.float64(src[i, j]) / temp - m)
             out[j] = e
             s += e
         for j in range(k):
@@ -77,13 +99,16 @@ def _score(kind, m_above, m_group, rank, pmax, u, randomized, lam, k_reg, weight
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def label_scores(src, labels, u, logits, kind, randomized, lam, k_reg, weight):
+def label_scores(src, labels, u, logits, temp, kind, randomized, lam, k_reg, weight, errs):
     """Score of labels[i] for every row: O(K) per row, no sort."""
     n, k = src.shape
     out = np.empty(n, dtype=np.float64)
     for i in prange(n):
         p = np.empty(k, dtype=np.float64)
-        _row_probs(src, i, logits, p)
+        errs[i] = _row_check(src, i, logits)
+        if errs[i] != OK:
+            continue
+        _row_probs(src, i, logits, temp, p)
         py = p[labels[i]]
         m_above = np.int64(0)
         m_group = np.int64(0)
@@ -100,18 +125,23 @@ def label_scores(src, labels, u, logits, kind, randomized, lam, k_reg, weight):
             elif pj == py:
                 m_group += _fixed(pj)
                 c_group += 1
-        out[i] = _score(kind, m_above, m_group, c_above + c_group, pmax, u[i], randomized, lam, k_reg, weight)
+        ui = u[i] if randomized else 0.0
+        out[i] = _score(kind, m_above, m_group, c_above + c_group, pmax, ui, randomized, lam, k_reg, weight)
     return out
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def all_scores(src, u, logits, kind, randomized, lam, k_reg, weight):
+def all_scores(src, u, logits, temp, kind, randomized, lam, k_reg, weight, errs):
     """Scores of every label of every row (n, K): one sort per row."""
     n, k = src.shape
     out = np.empty((n, k), dtype=np.float64)
     for i in prange(n):
         p = np.empty(k, dtype=np.float64)
-        _row_probs(src, i, logits, p)
+        errs[i] = _row_check(src, i, logits)
+        if errs[i] != OK:
+            continue
+        _row_probs(src, i, logits, temp, p)
+        ui = u[i] if randomized else 0.0
         order = np.argsort(-p)
         pmax = p[order[0]]
         m_above = np.int64(0)
@@ -123,7 +153,7 @@ def all_scores(src, u, logits, kind, randomized, lam, k_reg, weight):
             while stop < k and p[order[stop]] == v:
                 m_group += _fixed(v)
                 stop += 1
-            s = _score(kind, m_above, m_group, stop, pmax, u[i], randomized, lam, k_reg, weight)
+            s = _score(kind, m_above, m_group, stop, pmax, ui, randomized, lam, k_reg, weight)
             for t in range(start, stop):
                 out[i, order[t]] = s
             m_above += m_group
@@ -221,7 +251,7 @@ def _set_row(p, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, b_ma
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def predict_sets(src, u, qhat, logits, kind, randomized, lam, k_reg, weight, allow_empty, chunk):
+def predict_sets(src, u, qhat, logits, temp, kind, randomized, lam, k_reg, weight, allow_empty, chunk, errs):
     """Boolean (n, K) prediction sets {y : s(x, y) <= qhat}, O(K) per row plus one small sort."""
     n, k = src.shape
     out = np.empty((n, k), dtype=np.bool_)
@@ -234,8 +264,12 @@ def predict_sets(src, u, qhat, logits, kind, randomized, lam, k_reg, weight, all
         b_count = np.empty(_N_BUCKETS, dtype=np.int64)
         b_min = np.empty(_N_BUCKETS, dtype=np.float64)
         for i in range(c * chunk, min(n, (c + 1) * chunk)):
-            _row_probs(src, i, logits, p)
-            v_star = _set_row(p, u[i], qhat, kind, randomized, lam, k_reg, weight, allow_empty,
+            errs[i] = _row_check(src, i, logits)
+            if errs[i] != OK:
+                continue
+            _row_probs(src, i, logits, temp, p)
+            ui = u[i] if randomized else 0.0
+            v_star = _set_row(p, ui, qhat, kind, randomized, lam, k_reg, weight, allow_empty,
                               b_mass, b_count, b_min, members, tmp)
             for j in range(k):
                 out[i, j] = p[j] >= v_star
@@ -243,37 +277,46 @@ def predict_sets(src, u, qhat, logits, kind, randomized, lam, k_reg, weight, all
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def lac_label_scores(src, labels, logits):
+def lac_label_scores(src, labels, logits, temp, errs):
     n, k = src.shape
     out = np.empty(n, dtype=np.float64)
     for i in prange(n):
         p = np.empty(k, dtype=np.float64)
-        _row_probs(src, i, logits, p)
+        errs[i] = _row_check(src, i, logits)
+        if errs[i] != OK:
+            continue
+        _row_probs(src, i, logits, temp, p)
         out[i] = 1.0 - p[labels[i]]
     return out
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def lac_all_scores(src, logits):
+def lac_all_scores(src, logits, temp, errs):
     n, k = src.shape
     out = np.empty((n, k), dtype=np.float64)
     for i in prange(n):
         p = np.empty(k, dtype=np.float64)
-        _row_probs(src, i, logits, p)
+        errs[i] = _row_check(src, i, logits)
+        if errs[i] != OK:
+            continue
+        _row_probs(src, i, logits, temp, p)
         for j in range(k):
             out[i, j] = 1.0 - p[j]
     return out
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def lac_predict_sets(src, qhat, logits, allow_empty, chunk):
+def lac_predict_sets(src, qhat, logits, temp, allow_empty, chunk, errs):
     n, k = src.shape
     out = np.empty((n, k), dtype=np.bool_)
     n_chunks = (n + chunk - 1) // chunk
     for c in prange(n_chunks):
         p = np.empty(k, dtype=np.float64)
         for i in range(c * chunk, min(n, (c + 1) * chunk)):
-            _row_probs(src, i, logits, p)
+            errs[i] = _row_check(src, i, logits)
+            if errs[i] != OK:
+                continue
+            _row_probs(src, i, logits, temp, p)
             pmax = p[0]
             any_in = False
             for j in range(k):
