@@ -1,0 +1,331 @@
+"""Numba kernels for the rank-based scores (APS, RAPS, SAPS, TopK) and LAC.
+
+Conventions shared by every kernel (and by the NumPy twins in tests/reference/naive.py):
+- A row is read as float64 (float32 inputs are widened exactly); with ``logits=True`` it is soft-maxed first by
+  `_row_probs`, the one softmax every kernel uses, so calibration and prediction see identical numbers.
+- Ties: the rank of label y is L(y) = #{j : p_j >= p_y}; tied labels share one score, so they are in or out of
+  a set together.
+- Probability mass is summed in fixed point, int64(round(p * 2**60)), so sums are exact and independent of the
+  order in which labels are visited: the score of a label is bit-identical whether computed at calibration
+  (O(K), no sort), in the all-label kernel (sorted) or in the set kernel (bucketed).
+- One uniform `u` per row drives the randomized scores; ``randomized=False`` ignores `u`.
+Score kinds: 1 APS, 2 RAPS, 3 SAPS, 4 TopK (LAC, kind 0, needs no ranks and is handled by `lac_*`).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+APS, RAPS, SAPS, TOPK = 1, 2, 3, 4
+SCALE = float(2 ** 60)
+INV_SCALE = 1.0 / SCALE
+# Buckets for the set kernel: 8 per binade (exponent + 3 mantissa bits) over [2**-40, 1]; below that, bucket 0.
+_E_TOP = 1023
+_N_BINADES = 40
+_N_BUCKETS = _N_BINADES * 8 + 2
+
+
+ROW_SUM_TOL = 1e-3
+OK, NONFINITE, OUT_OF_RANGE, BAD_SUM = 0, 1, 2, 3
+
+
+@njit(cache=True, nogil=True)
+def _row_check(src, i, logits):
+    """0 if row i is valid input, else the code of its first problem (validation fused into every kernel, so a
+    prediction reads its input once and allocates nothing of size n x K besides the output)."""
+    k = src.shape[1]
+    s = 0.0
+    for j in range(k):
+        v = np.float64(src[i, j])
+        if not np.isfinite(v):
+            return NONFINITE
+        if not logits and (v < 0.0 or v > 1.0):
+            return OUT_OF_RANGE
+        s += v
+    if not logits and abs(s - 1.0) > ROW_SUM_TOL:
+        return BAD_SUM
+    return OK
+
+
+@njit(cache=True, nogil=True)
+def _row_probs(src, i, logits, temp, out):
+    """Row i of `src` as float64 probabilities in `out` (softmax of logits / temp when `logits`)."""
+    k = src.shape[1]
+    if logits:
+        m = -np.inf
+        for j in range(k):
+            v = np.float64(src[i, j]) / temp
+            if v > m:
+                m = v
+        s = 0.0
+        for j in range(k):
+            e = np.exp(np.float64(src[i, j]) / temp - m)
+            out[j] = e
+            s += e
+        for j in range(k):
+            out[j] = out[j] / s
+    else:
+        for j in range(k):
+            out[j] = np.float64(src[i, j])
+
+
+@njit(cache=True, nogil=True)
+def _fixed(p):
+    return np.int64(np.floor(p * SCALE + 0.5))
+
+
+@njit(cache=True, nogil=True)
+def _score(kind, m_above, m_group, rank, pmax, u, randomized, lam, k_reg, weight):
+    """Score of a label whose tie group has fixed-point mass `m_group`, with `m_above` above it and rank L."""
+    if kind == APS or kind == RAPS:
+        if randomized:
+            s = (np.float64(m_above) + u * np.float64(m_group)) * INV_SCALE
+        else:
+            s = np.float64(m_above + m_group) * INV_SCALE
+        if kind == RAPS:
+            pen = rank - k_reg
+            if pen > 0:
+                s = s + lam * pen
+        return s
+    if kind == SAPS:
+        v = u if randomized else 1.0
+        if rank == 1:
+            return v * pmax
+        return pmax + (rank - 2 + v) * weight
+    # TOPK
+    if randomized:
+        return rank - 1 + u
+    return np.float64(rank)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def label_scores(src, labels, u, logits, temp, kind, randomized, lam, k_reg, weight, errs):
+    """Score of labels[i] for every row: O(K) per row, no sort."""
+    n, k = src.shape
+    out = np.empty(n, dtype=np.float64)
+    for i in prange(n):
+        p = np.empty(k, dtype=np.float64)
+        errs[i] = _row_check(src, i, logits)
+        if errs[i] != OK:
+            continue
+        _row_probs(src, i, logits, temp, p)
+        py = p[labels[i]]
+        m_above = np.int64(0)
+        m_group = np.int64(0)
+        c_above = 0
+        c_group = 0
+        pmax = p[0]
+        for j in range(k):
+            pj = p[j]
+            if pj > pmax:
+                pmax = pj
+            if pj > py:
+                m_above += _fixed(pj)
+                c_above += 1
+            elif pj == py:
+                m_group += _fixed(pj)
+                c_group += 1
+        ui = u[i] if randomized else 0.0
+        out[i] = _score(kind, m_above, m_group, c_above + c_group, pmax, ui, randomized, lam, k_reg, weight)
+    return out
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def all_scores(src, u, logits, temp, kind, randomized, lam, k_reg, weight, errs):
+    """Scores of every label of every row (n, K): one sort per row."""
+    n, k = src.shape
+    out = np.empty((n, k), dtype=np.float64)
+    for i in prange(n):
+        p = np.empty(k, dtype=np.float64)
+        errs[i] = _row_check(src, i, logits)
+        if errs[i] != OK:
+            continue
+        _row_probs(src, i, logits, temp, p)
+        ui = u[i] if randomized else 0.0
+        order = np.argsort(-p)
+        pmax = p[order[0]]
+        m_above = np.int64(0)
+        start = 0
+        while start < k:
+            v = p[order[start]]
+            stop = start
+            m_group = np.int64(0)
+            while stop < k and p[order[stop]] == v:
+                m_group += _fixed(v)
+                stop += 1
+            s = _score(kind, m_above, m_group, stop, pmax, ui, randomized, lam, k_reg, weight)
+            for t in range(start, stop):
+                out[i, order[t]] = s
+            m_above += m_group
+            start = stop
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _bucket(bits):
+    e = np.int64((bits >> np.uint64(52)) & np.uint64(0x7FF))
+    if e < _E_TOP - _N_BINADES + 1:
+        return 0
+    mant = np.int64((bits >> np.uint64(49)) & np.uint64(7))
+    return (e - (_E_TOP - _N_BINADES + 1)) * 8 + mant + 1
+
+
+@njit(cache=True, nogil=True)
+def _set_row(p, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, b_mass, b_count, b_min, members,
+             tmp):
+    """Smallest probability v* still in the set of this row (inf for an empty set).
+
+    Scores never decrease as p decreases, so a set is a prefix of tie groups in descending p. Labels are
+    bucketed by the leading bits of p; whole buckets are accepted or rejected from score bounds, and only the
+    bucket where the threshold falls is sorted. Bounds carry a margin so that a bucket is decided wholesale
+    only when no rounding could change the answer; otherwise it is scored label by label, exactly as
+    `label_scores` does.
+    """
+    k = p.shape[0]
+    nb = b_mass.shape[0]
+    for b in range(nb):
+        b_mass[b] = 0
+        b_count[b] = 0
+        b_min[b] = np.inf
+    bits = p.view(np.uint64)
+    pmax = p[0]
+    for j in range(k):
+        b = _bucket(bits[j])
+        b_mass[b] += _fixed(p[j])
+        b_count[b] += 1
+        if p[j] < b_min[b]:
+            b_min[b] = p[j]
+        if p[j] > pmax:
+            pmax = p[j]
+    margin = 1e-9 * max(1.0, abs(qhat))
+    v_star = np.inf
+    m_above = np.int64(0)
+    c_above = 0
+    done = False
+    for b in range(nb - 1, -1, -1):
+        cnt = b_count[b]
+        if cnt == 0:
+            continue
+        # Upper bound on any score in the bucket: all its mass and count taken (u <= 1).
+        ub = _score(kind, m_above, b_mass[b], c_above + cnt, pmax, 1.0, False, lam, k_reg, weight)
+        if ub + margin < qhat:
+            v_star = b_min[b]  # whole bucket in: v* is its smallest member
+            m_above += b_mass[b]
+            c_above += cnt
+            continue
+        # Lower bound: nothing of the bucket above, the smallest conceivable group (mass 0, one label, u = 0).
+        lb = _score(kind, m_above, np.int64(0), c_above + 1, pmax, 0.0, randomized, lam, k_reg, weight)
+        if lb - margin > qhat:
+            break
+        # Undecided: score this bucket's tie groups exactly, in descending p.
+        nm = 0
+        for j in range(k):
+            if _bucket(bits[j]) == b:
+                members[nm] = p[j]
+                nm += 1
+        for t in range(nm):
+            tmp[t] = -members[t]
+        vals = np.sort(tmp[:nm])
+        start = 0
+        while start < nm:
+            v = -vals[start]
+            stop = start
+            m_group = np.int64(0)
+            while stop < nm and -vals[stop] == v:
+                m_group += _fixed(v)
+                stop += 1
+            s = _score(kind, m_above, m_group, c_above + stop, pmax, u, randomized, lam, k_reg, weight)
+            if s <= qhat:
+                v_star = v
+                m_above += m_group
+                start = stop
+            else:
+                done = True
+                break
+        if done:
+            break
+        c_above += cnt
+    if v_star == np.inf and not allow_empty:
+        v_star = pmax
+    return v_star
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def predict_sets(src, u, qhat, logits, temp, kind, randomized, lam, k_reg, weight, allow_empty, chunk, errs):
+    """Boolean (n, K) prediction sets {y : s(x, y) <= qhat}, O(K) per row plus one small sort."""
+    n, k = src.shape
+    out = np.empty((n, k), dtype=np.bool_)
+    n_chunks = (n + chunk - 1) // chunk
+    for c in prange(n_chunks):
+        p = np.empty(k, dtype=np.float64)
+        members = np.empty(k, dtype=np.float64)
+        tmp = np.empty(k, dtype=np.float64)
+        b_mass = np.empty(_N_BUCKETS, dtype=np.int64)
+        b_count = np.empty(_N_BUCKETS, dtype=np.int64)
+        b_min = np.empty(_N_BUCKETS, dtype=np.float64)
+        for i in range(c * chunk, min(n, (c + 1) * chunk)):
+            errs[i] = _row_check(src, i, logits)
+            if errs[i] != OK:
+                continue
+            _row_probs(src, i, logits, temp, p)
+            ui = u[i] if randomized else 0.0
+            v_star = _set_row(p, ui, qhat, kind, randomized, lam, k_reg, weight, allow_empty,
+                              b_mass, b_count, b_min, members, tmp)
+            for j in range(k):
+                out[i, j] = p[j] >= v_star
+    return out
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def lac_label_scores(src, labels, logits, temp, errs):
+    n, k = src.shape
+    out = np.empty(n, dtype=np.float64)
+    for i in prange(n):
+        p = np.empty(k, dtype=np.float64)
+        errs[i] = _row_check(src, i, logits)
+        if errs[i] != OK:
+            continue
+        _row_probs(src, i, logits, temp, p)
+        out[i] = 1.0 - p[labels[i]]
+    return out
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def lac_all_scores(src, logits, temp, errs):
+    n, k = src.shape
+    out = np.empty((n, k), dtype=np.float64)
+    for i in prange(n):
+        p = np.empty(k, dtype=np.float64)
+        errs[i] = _row_check(src, i, logits)
+        if errs[i] != OK:
+            continue
+        _row_probs(src, i, logits, temp, p)
+        for j in range(k):
+            out[i, j] = 1.0 - p[j]
+    return out
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def lac_predict_sets(src, qhat, logits, temp, allow_empty, chunk, errs):
+    n, k = src.shape
+    out = np.empty((n, k), dtype=np.bool_)
+    n_chunks = (n + chunk - 1) // chunk
+    for c in prange(n_chunks):
+        p = np.empty(k, dtype=np.float64)
+        for i in range(c * chunk, min(n, (c + 1) * chunk)):
+            errs[i] = _row_check(src, i, logits)
+            if errs[i] != OK:
+                continue
+            _row_probs(src, i, logits, temp, p)
+            pmax = p[0]
+            any_in = False
+            for j in range(k):
+                inside = 1.0 - p[j] <= qhat
+                out[i, j] = inside
+                any_in = any_in or inside
+                if p[j] > pmax:
+                    pmax = p[j]
+            if not any_in and not allow_empty:
+                for j in range(k):
+                    out[i, j] = p[j] == pmax
+    return out

@@ -1,0 +1,37 @@
+"""LAC (least ambiguous set-valued classifier), Sadinle, Lei & Wasserman (2019), JASA 114(525).
+
+s(x, y) = 1 - p_y. Sets {y : p_y >= 1 - qhat} have the smallest expected size among sets with marginal coverage
+1 - alpha, but may be empty. The score has no randomized form: with ``randomized=True`` the calibrator randomizes
+the conformal p-value instead (smoothed p-values), which makes coverage exactly 1 - alpha.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from conformal._kernels import scores as _k
+from conformal.scores.base import _CHUNK, Score, register
+
+
+@register
+class LAC(Score):
+    """Least ambiguous set-valued classifier: s(x, y) = 1 - p_y.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from conformal.scores import LAC
+    >>> LAC().label_scores(np.array([[0.7, 0.2, 0.1]]), np.array([1]))
+    array([0.8])
+    """
+
+    name = "lac"
+    randomizable = False
+
+    def _label(self, p, y, u, logits, temp, errs):
+        return _k.lac_label_scores(p, y, logits, temp, errs)
+
+    def _all(self, p, u, logits, temp, errs):
+        return _k.lac_all_scores(p, logits, temp, errs)
+
+    def _sets(self, p, qhat, u, logits, temp, allow_empty, errs):
+        return _k.lac_predict_sets(p, qhat, logits, temp, allow_empty, _CHUNK, errs)
