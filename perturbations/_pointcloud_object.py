@@ -12,9 +12,12 @@ Columns past xyz travel with their point; added points copy them from the point 
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
+
+from ._kernels.pointcloud import ffd_kernel, rbf_apply_kernel
 
 
 def renormalize(xyz: np.ndarray) -> None:
@@ -186,7 +189,7 @@ def ffd_displace(xyz: np.ndarray, mu: np.ndarray) -> np.ndarray:
 def ffd(pts, rng, p):
     lat = p["lattice"]
     mu = rng.uniform(-p["s"], p["s"], (lat, lat, lat, 3))
-    pts[:, :3] = ffd_displace(pts[:, :3], mu)
+    pts[:, :3] = ffd_kernel(np.ascontiguousarray(pts[:, :3]), mu)
     renormalize(pts[:, :3])
     return pts, np.arange(len(pts)), {"control_displacements": mu}
 
@@ -196,8 +199,14 @@ def _phi(r, radius, inverse):
     return 1.0 / q if inverse else q
 
 
-def rbf_fit(ctrl: np.ndarray, moved: np.ndarray, radius: float, inverse: bool):
-    """Weights W (K, 3), constant c (3,) and affine Q (3, 3) of the PyGeM-style RBF interpolant."""
+def control_lattice(lattice: int) -> np.ndarray:
+    """(lattice^3, 3) regular grid over [-1, 1]^3, x slowest."""
+    g = np.linspace(-1.0, 1.0, lattice)
+    return np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)
+
+
+def rbf_system(ctrl: np.ndarray, radius: float, inverse: bool) -> np.ndarray:
+    """The (K+4, K+4) block matrix [[Phi, 1, X], [1^T, 0, 0], [X^T, 0, 0]] of the RBF interpolant."""
     k = len(ctrl)
     dist = np.sqrt(((ctrl[:, None, :] - ctrl[None, :, :]) ** 2).sum(-1))
     a = np.zeros((k + 4, k + 4))
@@ -205,9 +214,24 @@ def rbf_fit(ctrl: np.ndarray, moved: np.ndarray, radius: float, inverse: bool):
     a[:k, k] = a[k, :k] = 1.0
     a[:k, k + 1:] = ctrl
     a[k + 1:, :k] = ctrl.T
+    return a
+
+
+@functools.lru_cache(maxsize=8)
+def _rbf_inverse(lattice: int, radius: float, inverse: bool) -> np.ndarray:
+    # the system depends only on the fixed control lattice, so one inverse serves every call
+    inv = np.linalg.inv(rbf_system(control_lattice(lattice), radius, inverse))
+    inv.flags.writeable = False
+    return inv
+
+
+def rbf_fit(ctrl: np.ndarray, moved: np.ndarray, radius: float, inverse: bool):
+    """Weights W (K, 3), constant c (3,) and affine Q (3, 3) of the PyGeM-style RBF interpolant
+    (right-hand side: the moved control points, so the affine part carries the identity)."""
+    k = len(ctrl)
     rhs = np.zeros((k + 4, 3))
     rhs[:k] = moved
-    sol = np.linalg.solve(a, rhs)
+    sol = np.linalg.solve(rbf_system(ctrl, radius, inverse), rhs)
     return sol[:k], sol[k], sol[k + 1:]
 
 
@@ -217,13 +241,16 @@ def rbf_apply(xyz, ctrl, w, c, q, radius, inverse):
 
 
 def _rbf(pts, rng, p, inverse):
-    g = np.linspace(-1.0, 1.0, p["lattice"])
-    ctrl = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)
+    ctrl = control_lattice(p["lattice"])
     a, gam = rng.uniform(-math.pi, math.pi, (2, len(ctrl)))
     # ModelNet40-C's direction draw (two uniform angles), which is deliberately not uniform on the sphere
     moved = ctrl + p["d"] * np.stack([np.cos(a) * np.sin(gam), np.sin(a) * np.sin(gam), np.cos(gam)], -1)
-    w, c, q = rbf_fit(ctrl, moved, p["radius"], inverse)
-    pts[:, :3] = rbf_apply(pts[:, :3], ctrl, w, c, q, p["radius"], inverse)
+    rhs = np.zeros((len(ctrl) + 4, 3))
+    rhs[:len(ctrl)] = moved
+    sol = _rbf_inverse(p["lattice"], p["radius"], inverse) @ rhs
+    k = len(ctrl)
+    pts[:, :3] = rbf_apply_kernel(np.ascontiguousarray(pts[:, :3]), ctrl, sol[:k], sol[k], sol[k + 1:],
+                                  float(p["radius"]), inverse)
     renormalize(pts[:, :3])
     return pts, np.arange(len(pts)), {"control_points_moved": moved}
 

@@ -2,9 +2,10 @@
 
 ModelNet40-C renders the object's mesh to a depth image in an OpenGL window, which needs a display. Here
 each input point is tested for visibility instead: a ray from the viewpoint to the point is cast against
-either the given mesh or, when there is none, a mesh built from the points themselves (one camera-facing
-square "splat" per point, half-side 1.5 x the median nearest-neighbour spacing). A point is kept when
-nothing lies in front of it by more than a small tolerance. So the output rows are input rows (labels
+either the given mesh or, when there is none, a mesh built from the points themselves: one square
+"splat" per point in its tangent plane (normal from PCA of its 10 nearest neighbours), half-side 2 x the
+median nearest-neighbour spacing. A point is kept when nothing lies in front of it by more than half a
+splat (1e-2 for a given mesh). So the output rows are input rows (labels
 follow them), and only points hidden from the viewpoint are removed.
 
 open3d is imported inside `visible_mask` only.
@@ -15,10 +16,12 @@ import math
 
 import numpy as np
 
-from ._kernels.pointcloud import nearest_neighbour_distance_kernel
+from ._kernels.pointcloud import knn_kernel
 from ._pointcloud_object import renormalize
 
-SPLAT_FACTOR = 1.5
+SPLAT_FACTOR = 2.0
+SPLAT_TOLERANCE = 0.5
+NORMAL_NEIGHBOURS = 10
 
 
 def _import_open3d():
@@ -50,10 +53,17 @@ def mesh_arrays(mesh):
     return v, t.astype(np.int64)
 
 
-def splat_mesh(xyz: np.ndarray, eye: np.ndarray, half_side: float):
-    """One camera-facing square (2 triangles) of half-side `half_side` centred on every point."""
-    d = xyz - eye
-    d /= np.linalg.norm(d, axis=1, keepdims=True)
+def pca_normals(xyz: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
+    """Unit normals: the least-variance direction of each point's neighbourhood (sign arbitrary)."""
+    nb = xyz[neighbours]
+    nb = nb - nb.mean(axis=1, keepdims=True)
+    cov = np.einsum("nki,nkj->nij", nb, nb)
+    return np.linalg.eigh(cov)[1][:, :, 0]
+
+
+def splat_mesh(xyz: np.ndarray, normals: np.ndarray, half_side: float):
+    """One square (2 triangles) of half-side `half_side` centred on every point, normal to `normals`."""
+    d = normals
     helper = np.where(np.abs(d[:, 2:3]) < 0.9, np.array([[0.0, 0.0, 1.0]]), np.array([[1.0, 0.0, 0.0]]))
     u = np.cross(d, helper)
     u /= np.linalg.norm(u, axis=1, keepdims=True)
@@ -70,12 +80,14 @@ def visible_mask(xyz: np.ndarray, eye: np.ndarray, mesh=None) -> tuple[np.ndarra
     o3d = _import_open3d()
     n = len(xyz)
     if mesh is None:
-        nn = nearest_neighbour_distance_kernel(np.ascontiguousarray(xyz))
-        finite = nn[np.isfinite(nn)]
-        spacing = float(np.median(finite)) if len(finite) else 1.0
-        half = SPLAT_FACTOR * max(spacing, 1e-9)
-        verts, tris = splat_mesh(xyz, eye, half)
-        tol = half
+        if n < 4:
+            return np.ones(n, dtype=bool), 0.0  # too few points to hide anything
+        k = min(NORMAL_NEIGHBOURS, n - 1)
+        neighbours, nn = knn_kernel(np.ascontiguousarray(xyz), k)
+        half = SPLAT_FACTOR * max(float(np.median(nn)), 1e-9)
+        normals = pca_normals(xyz, np.concatenate([np.arange(n)[:, None], neighbours], axis=1))
+        verts, tris = splat_mesh(xyz, normals, half)
+        tol = SPLAT_TOLERANCE * half
     else:
         verts, tris = mesh
         tol = 1e-2  # points lie on the mesh surface up to sampling/rounding error (unit frame)

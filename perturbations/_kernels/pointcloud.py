@@ -44,25 +44,6 @@ def farthest_point_sampling_kernel(xyz, n_samples, start):
 
 
 @njit(cache=True, nogil=True)
-def nearest_neighbour_distance_kernel(xyz):
-    """Euclidean distance from each point of float64 (N, 3) `xyz` to its nearest other point (inf if N == 1)."""
-    n = xyz.shape[0]
-    out = np.full(n, np.inf)
-    for i in range(n):
-        best = np.inf
-        for j in range(n):
-            if j != i:
-                dx = xyz[i, 0] - xyz[j, 0]
-                dy = xyz[i, 1] - xyz[j, 1]
-                dz = xyz[i, 2] - xyz[j, 2]
-                d = dx * dx + dy * dy + dz * dz
-                if d < best:
-                    best = d
-        out[i] = np.sqrt(best)
-    return out
-
-
-@njit(cache=True, nogil=True)
 def fog_response_kernel(alpha, r0_grid, dr, window, r1, r2):
     """Hahner et al. (ICCV'21) soft-target fog response for each hard-target range in `r0_grid`.
 
@@ -111,3 +92,110 @@ def fog_response_kernel(alpha, r0_grid, dr, window, r1, r2):
         r_fog[a] = best_r
         i_fog[a] = best
     return r_fog, i_fog
+
+
+@njit(cache=True, nogil=True)
+def rbf_apply_kernel(xyz, ctrl, w, c, q, radius, inverse):
+    """p' = sum_i W_i phi(|p - x_i|) + c + p Q, phi multiquadric sqrt(r^2 + radius^2) or its inverse."""
+    n = xyz.shape[0]
+    k = ctrl.shape[0]
+    out = np.empty((n, 3))
+    r2 = radius * radius
+    for a in range(n):
+        px = xyz[a, 0]
+        py = xyz[a, 1]
+        pz = xyz[a, 2]
+        acc0 = c[0] + px * q[0, 0] + py * q[1, 0] + pz * q[2, 0]
+        acc1 = c[1] + px * q[0, 1] + py * q[1, 1] + pz * q[2, 1]
+        acc2 = c[2] + px * q[0, 2] + py * q[1, 2] + pz * q[2, 2]
+        for i in range(k):
+            dx = px - ctrl[i, 0]
+            dy = py - ctrl[i, 1]
+            dz = pz - ctrl[i, 2]
+            phi = np.sqrt(dx * dx + dy * dy + dz * dz + r2)
+            if inverse:
+                phi = 1.0 / phi
+            acc0 += w[i, 0] * phi
+            acc1 += w[i, 1] * phi
+            acc2 += w[i, 2] * phi
+        out[a, 0] = acc0
+        out[a, 1] = acc1
+        out[a, 2] = acc2
+    return out
+
+
+@njit(cache=True, nogil=True)
+def ffd_kernel(xyz, mu):
+    """Free-form deformation of points in [-1, 1]^3 (clamped to the lattice box) by lattice displacements
+    `mu` (L, L, L, 3) in unit-cube units: p' = p + 2 sum_ijk B_i(u_x) B_j(u_y) B_k(u_z) mu_ijk, u = (p + 1)/2."""
+    n = xyz.shape[0]
+    lat = mu.shape[0]
+    deg = lat - 1
+    coef = np.empty(lat)
+    for i in range(lat):
+        cval = 1.0
+        for j in range(i):
+            cval = cval * (deg - j) / (j + 1)
+        coef[i] = cval
+    out = np.empty((n, 3))
+    bx = np.empty(lat)
+    by = np.empty(lat)
+    bz = np.empty(lat)
+    for a in range(n):
+        for dim in range(3):
+            u = (xyz[a, dim] + 1.0) / 2.0
+            u = min(max(u, 0.0), 1.0)
+            for i in range(lat):
+                b = coef[i] * u ** i * (1.0 - u) ** (deg - i)
+                if dim == 0:
+                    bx[i] = b
+                elif dim == 1:
+                    by[i] = b
+                else:
+                    bz[i] = b
+        d0 = 0.0
+        d1 = 0.0
+        d2 = 0.0
+        for i in range(lat):
+            for j in range(lat):
+                bij = bx[i] * by[j]
+                for k in range(lat):
+                    wgt = bij * bz[k]
+                    d0 += wgt * mu[i, j, k, 0]
+                    d1 += wgt * mu[i, j, k, 1]
+                    d2 += wgt * mu[i, j, k, 2]
+        out[a, 0] = xyz[a, 0] + 2.0 * d0
+        out[a, 1] = xyz[a, 1] + 2.0 * d1
+        out[a, 2] = xyz[a, 2] + 2.0 * d2
+    return out
+
+
+@njit(cache=True, nogil=True)
+def knn_kernel(xyz, k):
+    """(N, k) indices of each point's k nearest other points (squared distance, nearest first; ties by
+    lower index) and (N,) distance to the nearest one. Brute force O(N^2 k): for object clouds (~1k)."""
+    n = xyz.shape[0]
+    idx = np.empty((n, k), dtype=np.int64)
+    dst = np.empty((n, k))
+    nearest = np.empty(n)
+    for i in range(n):
+        for m in range(k):
+            dst[i, m] = np.inf
+            idx[i, m] = -1
+        for j in range(n):
+            if j == i:
+                continue
+            dx = xyz[i, 0] - xyz[j, 0]
+            dy = xyz[i, 1] - xyz[j, 1]
+            dz = xyz[i, 2] - xyz[j, 2]
+            d = dx * dx + dy * dy + dz * dz
+            if d < dst[i, k - 1]:
+                m = k - 1
+                while m > 0 and dst[i, m - 1] > d:
+                    dst[i, m] = dst[i, m - 1]
+                    idx[i, m] = idx[i, m - 1]
+                    m -= 1
+                dst[i, m] = d
+                idx[i, m] = j
+        nearest[i] = np.sqrt(dst[i, 0])
+    return idx, nearest
