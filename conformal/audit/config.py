@@ -19,7 +19,7 @@ TOP_KEYS = {
     "data": "{name, params}: where the inputs and labels come from",
     "split": "{train_fraction, calibration_fraction, repeats, max_samples}",
     "model": "{name, params}: the classifier to audit",
-    "conformal": "{score, alpha, randomized}",
+    "conformal": "{score, alpha}",
     "abstention": "{statistic, rule, target, abstain_fraction}",
     "corruptions": "list of {name, severities, params}",
     "executor": "{name: local|ray, workers, address}",
@@ -27,23 +27,34 @@ TOP_KEYS = {
 }
 
 SPLIT_DEFAULTS = {"train_fraction": 0.5, "calibration_fraction": 0.5, "repeats": 20, "max_samples": None}
-CONFORMAL_DEFAULTS = {"score": {"name": "raps", "params": {}}, "alpha": 0.1, "randomized": False}
+CONFORMAL_DEFAULTS = {"score": {"name": "raps", "params": {}}, "alpha": 0.1}
 ABSTENTION_DEFAULTS = {"statistic": "entropy", "rule": {"name": "youden", "params": {}}, "target": "error",
                        "abstain_fraction": 0.5}
 EXECUTOR_DEFAULTS = {"name": "local", "workers": 1, "address": None}
 OUTPUT_DEFAULTS = {"plots": True, "report": True, "examples": 4, "render_png": False}
 
 EXECUTORS = ("local", "ray")
-STATISTICS = ("max_prob", "margin", "entropy", "set_size", "credibility", "top1_score")
-RULES = {
-    "youden": (),
-    "fpr": ("max_fpr",),
-    "budget": ("max_abstain",),
-    "selective_risk": ("delta", "epsilon"),
-    "accept_coverage": ("tau",),
-}
-TARGETS = ("error", "miscoverage")
-SCORES = {"lac": (), "aps": (), "raps": ("lam", "k_reg"), "saps": ("weight",), "topk": ()}
+
+
+def _registries():
+    """Names and parameters of the core's scores, statistics, rules and targets (the single source of truth)."""
+    import inspect
+
+    from conformal.abstention import RULES, STATISTICS, TARGETS
+    from conformal.scores import get_score, score_names
+
+    scores = {}
+    for name in score_names():
+        sig = inspect.signature(type(get_score(name)).__init__)
+        scores[name] = tuple(n for n, p in sig.parameters.items() if n != "self"
+                             and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+    rules = {k: tuple(v) for k, v in RULES.items()}
+    # accept_coverage takes the parameters of its tau sub-rule too
+    rules["accept_coverage"] += tuple(p for r in ("youden", "fpr", "budget") for p in rules[r])
+    return scores, tuple(STATISTICS), rules, tuple(TARGETS)
+
+
+SCORES, STATISTICS, RULES, TARGETS = _registries()
 
 
 class ConfigError(ValueError):
@@ -156,7 +167,6 @@ def validate(raw: dict, *, base_dir: str | os.PathLike | None = None, check_name
     conf["score"] = _component(conf["score"], "conformal.score", SCORES)
     _check_keys(conf["score"]["params"], SCORES[conf["score"]["name"]], "conformal.score.params")
     conf["alpha"] = _fraction(conf["alpha"], "conformal.alpha")
-    conf["randomized"] = _bool(conf["randomized"], "conformal.randomized")
     cfg["conformal"] = conf
 
     abst = _merged(raw.get("abstention"), ABSTENTION_DEFAULTS, "abstention")
@@ -170,6 +180,7 @@ def validate(raw: dict, *, base_dir: str | os.PathLike | None = None, check_name
                           f"{', '.join(TARGETS)}")
     abst["abstain_fraction"] = _fraction(abst["abstain_fraction"], "abstention.abstain_fraction")
     cfg["abstention"] = abst
+    _check_calibrator(cfg)
 
     cfg["corruptions"] = _corruptions(raw["corruptions"], cfg, check_names)
 
@@ -188,6 +199,27 @@ def validate(raw: dict, *, base_dir: str | os.PathLike | None = None, check_name
     out["examples"] = _int(out["examples"], "output.examples", lo=0)
     cfg["output"] = out
     return cfg
+
+
+def _check_calibrator(cfg: dict) -> None:
+    """Build the dual-threshold calibrator and fit it once on synthetic outputs, so that a bad parameter value
+    (not only a bad key) fails at load time, before any model runs."""
+    import warnings
+
+    import numpy as np
+
+    from conformal.audit.evaluate import make_calibrator
+
+    rng = np.random.default_rng(0)
+    logits = 2.0 * rng.normal(size=(4000, 4))
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    labels = (probs.cumsum(1) < rng.uniform(size=(4000, 1))).sum(1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            make_calibrator(cfg, 0).fit(probs, labels)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"config keys `conformal` / `abstention` are rejected by the calibrator: {exc}") from None
 
 
 def _corruptions(value, cfg: dict, check_names: bool) -> list:

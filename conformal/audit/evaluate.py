@@ -42,13 +42,13 @@ def split_indices(n: int, calibration_fraction: float, seed: int, r: int):
 
 
 def make_calibrator(cfg: dict, seed: int):
-    from conformal import DualThresholdConformal
+    from conformal import DualThresholdConformal, get_score
 
     conf, abst = cfg["conformal"], cfg["abstention"]
-    return DualThresholdConformal(score=conf["score"]["name"], alpha=conf["alpha"], statistic=abst["statistic"],
-                                  rule=abst["rule"]["name"], target=abst["target"],
-                                  abstain_fraction=abst["abstain_fraction"], random_state=seed,
-                                  **conf["score"]["params"], **abst["rule"]["params"])
+    return DualThresholdConformal(score=get_score(conf["score"]["name"], **conf["score"]["params"]),
+                                  alpha=conf["alpha"], statistic=abst["statistic"], rule=abst["rule"]["name"],
+                                  target=abst["target"], abstain_fraction=abst["abstain_fraction"],
+                                  random_state=seed, **abst["rule"]["params"])
 
 
 def auroc(scores: np.ndarray, positives: np.ndarray) -> float:

@@ -27,6 +27,8 @@ def test_defaults_filled_and_input_untouched(tiny_config):
     (lambda c: c.update(conformal={"alpha": 1.5}), r"conformal.alpha` must be in \(0, 1\)"),
     (lambda c: c.update(abstention={"statistic": "nll"}), r"abstention.statistic` is 'nll'; allowed values"),
     (lambda c: c.update(abstention={"rule": "roc"}), r"abstention.rule.name` is 'roc'; allowed values"),
+    (lambda c: c.update(abstention={"rule": {"name": "budget", "params": {"max_abstain": 2.0}}}),
+     r"rejected by the calibrator: `max_abstain` must be in \(0, 1\)"),
     (lambda c: c.update(abstention={"target": "risk"}), r"abstention.target` is 'risk'"),
     (lambda c: c.update(data={"name": "mnist"}), r"data.name` is 'mnist'; allowed values: digits"),
     (lambda c: c.update(model={"name": "resnet"}), r"model.name` is 'resnet'; allowed values"),
