@@ -8,6 +8,8 @@ Labels are used afterwards, only to score the predictions.
 from __future__ import annotations
 
 import math
+import re
+import warnings
 
 import numpy as np
 
@@ -97,18 +99,24 @@ def evaluate(cfg: dict, labels: np.ndarray, outputs: dict, cells: list, progress
     """Per-split metrics for every cell and the curves of split 0.
 
     outputs: {cell_id: probs (n_pool, K)} with "clean" present. Returns (per_split, curves) where per_split is
-    {cell_id: {metric: array (R,)}} and curves {cell_id: {"statistic", "event", "set_size", "abstain"}} (split 0).
+    {cell_id: {metric: array (R,)}}, curves {cell_id: {"statistic", "event", "set_size", "abstain"}} (split 0)
+    and fit_warnings {message with numbers replaced by N: number of splits where the calibrator warned}.
     """
     seed, split = cfg["seed"], cfg["split"]
     target = cfg["abstention"]["target"]
     n = labels.shape[0]
     R = split["repeats"]
     per_split = {c: {m: np.full(R, np.nan) for m in METRICS} for c in cells if c in outputs}
-    curves = {}
+    curves, fit_warnings = {}, {}
     for r in range(R):
         cal, test = split_indices(n, split["calibration_fraction"], seed, r)
         cal_model = make_calibrator(cfg, seed + 1000 * r + 17)
-        cal_model.fit(outputs["clean"][cal], labels[cal])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cal_model.fit(outputs["clean"][cal], labels[cal])
+        for w in caught:  # counted and reported once, not printed R times
+            msg = re.sub(r"\d+", "N", str(w.message))
+            fit_warnings[msg] = fit_warnings.get(msg, 0) + 1
         qhat, tau = float(np.max(cal_model.qhat_)), float(cal_model.tau_)
         for c in per_split:
             p = outputs[c][test]
@@ -127,7 +135,7 @@ def evaluate(cfg: dict, labels: np.ndarray, outputs: dict, cells: list, progress
                              "abstain": np.asarray(d.abstain, dtype=bool)}
         if progress is not None:
             progress.update(1)
-    return per_split, curves
+    return per_split, curves, fit_warnings
 
 
 def summarize(values: np.ndarray) -> dict:

@@ -185,10 +185,13 @@ def run(cfg: dict, out, *, workers: int | None = None, executor: str | None = No
 
     order = [t["cell"] for t in tasks if t["cell"] in outputs]
     bar = tqdm(total=cfg["split"]["repeats"], desc="splits", unit="split", disable=quiet)
-    per_split, curves = ev.evaluate(cfg, labels, outputs, order, progress=bar)
+    per_split, curves, fit_warnings = ev.evaluate(cfg, labels, outputs, order, progress=bar)
     bar.close()
+    for msg, count in fit_warnings.items():
+        log(f"[audit] calibrator warning in {count} of {cfg['split']['repeats']} splits: {msg}")
     results = build_results(cfg, dataset, tasks, per_split, failed, seconds,
                             time.perf_counter() - t_start)
+    results["calibration_warnings"] = fit_warnings
     write_results(out, results, curves, examples, dataset)
     if cfg["output"]["plots"] or cfg["output"]["report"]:
         from conformal.audit import report

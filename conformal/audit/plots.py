@@ -225,7 +225,7 @@ def examples_grid(results: dict, curves: dict, path: Path) -> bool:
             title = col if i == 0 else ""
             if x is not None:
                 if pc:
-                    ax.scatter(x[:, 0], x[:, 2], x[:, 1], s=0.4, c=x[:, 1], cmap="viridis")
+                    ax.scatter(x[:, 0], x[:, 2], x[:, 1], s=1.0, c=x[:, 1], cmap="viridis")
                     ax.set_axis_off()
                     ax.view_init(elev=20, azim=-60)
                     title = f"{title}\n{len(x)} pts" if title else f"{len(x)} pts"

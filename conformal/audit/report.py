@@ -62,6 +62,8 @@ def caveats(results: dict) -> list:
     out.append(f"Intervals in brackets: 2.5%-97.5% quantiles over {R} random calibration/test splits of the "
                f"{data['n_pool']} audit samples ({data['n_calibration']} calibration each)"
                + ("; with fewer than 20 splits they are rough." if R < 20 else "."))
+    for msg, count in results.get("calibration_warnings", {}).items():
+        out.append(f"The calibrator warned in {count} of {R} splits: {html.escape(msg)}")
     if data["modality"] == "outputs":
         out.append("Model outputs were supplied precomputed; this audit cannot check how they were produced.")
     if results.get("failed_cells"):
@@ -137,7 +139,7 @@ def find_chromium() -> str | None:
     return None
 
 
-def render_png(html_path, png_path, width: int = 1400, height: int = 4200, timeout: float = 90.0) -> Path:
+def render_png(html_path, png_path, width: int = 1400, height: int = 7000, timeout: float = 90.0) -> Path:
     """Render an HTML file to a PNG with headless Chromium (Debian package `chromium`)."""
     exe = find_chromium()
     if exe is None:
