@@ -7,9 +7,9 @@ Physics re-derived from the papers' formulas (docs/pointcloud_corruptions.md); n
 Intensity model shared by the weather models: column 3 divided by `intensity_max` is the apparent
 reflectivity rho of the return (reflectivity x cos(incidence), range-compensated as in KITTI), and the
 received power is proportional to rho * T / R^2 with T the two-way transmission. A return is detected
-while that power exceeds P_min = min(0.9 / R_max^2, the 1st percentile of rho / R^2 in the clean scan):
-LISA's threshold, lowered when the scan itself shows a more sensitive sensor, so a clean return is never
-dropped merely for being weak already.
+while that power exceeds P_min = min(0.9 / R_max^2, the smallest rho / R^2 in the clean scan): LISA's
+threshold, lowered when the scan itself shows a more sensitive sensor, so a clean return is never dropped
+merely for being weak already.
 """
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def _rho(pts, imax):
 
 def detection_threshold(rho, r) -> float:
     """P_min of the module docstring, from the clean scan."""
-    return float(min(0.9 / LIDAR["r_max"] ** 2, np.percentile(rho / r ** 2, 1)))
+    return float(min(0.9 / LIDAR["r_max"] ** 2, (rho / r ** 2).min()))
 
 
 def _scale_range(pts, rows, new_r, old_r):

@@ -128,6 +128,8 @@ def corrupt_with_index(points: np.ndarray, name: str, severity: int, rng=None, *
             options = {**options, "mesh": ((v - centre) / half, t)}
         out, idx, applied = _FUNCTIONS[name](work, gen, p, **options)
         out[:, :3] = out[:, :3] * half + centre
+        if "eye" in applied:  # report the viewpoint in the input's frame
+            applied["eye"] = applied["eye"] * half + centre
     out = out.astype(points.dtype, copy=False)
     idx = np.asarray(idx, dtype=np.int64)
     if return_params:

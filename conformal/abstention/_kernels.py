@@ -9,54 +9,93 @@ import numpy as np
 from numba import njit, prange
 
 
+@njit(cache=True, nogil=True)
+def _max_prob_row(p, i):
+    m = np.float64(p[i, 0])
+    for j in range(1, p.shape[1]):
+        v = np.float64(p[i, j])
+        if v > m:
+            m = v
+    return 1.0 - m
+
+
+@njit(cache=True, nogil=True)
+def _margin_row(p, i):
+    a = -np.inf  # largest
+    b = -np.inf  # second largest (a tie with the largest counts)
+    for j in range(p.shape[1]):
+        v = np.float64(p[i, j])
+        if v > a:
+            b = a
+            a = v
+        elif v > b:
+            b = v
+    return 1.0 - (a - b)
+
+
+@njit(cache=True, nogil=True)
+def _entropy_row(p, i):
+    h = 0.0
+    for j in range(p.shape[1]):
+        v = np.float64(p[i, j])
+        if v > 0.0:
+            h -= v * np.log(v)
+    return h / np.log(np.float64(p.shape[1]))
+
+
+@njit(cache=True, nogil=True)
+def _stat_serial(p, kind):
+    n = p.shape[0]
+    out = np.empty(n)
+    for i in range(n):
+        if kind == 0:
+            out[i] = _max_prob_row(p, i)
+        elif kind == 1:
+            out[i] = _margin_row(p, i)
+        else:
+            out[i] = _entropy_row(p, i)
+    return out
+
+
 @njit(cache=True, nogil=True, parallel=True)
+def _stat_parallel(p, kind):
+    n = p.shape[0]
+    out = np.empty(n)
+    for i in prange(n):
+        if kind == 0:
+            out[i] = _max_prob_row(p, i)
+        elif kind == 1:
+            out[i] = _margin_row(p, i)
+        else:
+            out[i] = _entropy_row(p, i)
+    return out
+
+
+# Below this many entries a parallel region costs more than it saves (thread wake-up is ~10-100 us, and far
+# more on a loaded machine); per-row results are identical either way.
+PARALLEL_MIN_ENTRIES = 1 << 18
+MAX_PROB, MARGIN, ENTROPY = 0, 1, 2
+
+
+def statistic(p, kind):
+    if p.shape[0] * p.shape[1] >= PARALLEL_MIN_ENTRIES:
+        return _stat_parallel(p, kind)
+    return _stat_serial(p, kind)
+
+
 def max_prob(p):
     """1 - max_j p_j per row."""
-    n, k = p.shape
-    out = np.empty(n)
-    for i in prange(n):
-        m = np.float64(p[i, 0])
-        for j in range(1, k):
-            v = np.float64(p[i, j])
-            if v > m:
-                m = v
-        out[i] = 1.0 - m
-    return out
+    return statistic(p, MAX_PROB)
 
 
-@njit(cache=True, nogil=True, parallel=True)
 def margin(p):
     """1 - (p_(1) - p_(2)) per row: the two largest probabilities (equal when the top is tied)."""
-    n, k = p.shape
-    out = np.empty(n)
-    for i in prange(n):
-        a = -np.inf  # largest
-        b = -np.inf  # second largest (counting ties)
-        for j in range(k):
-            v = np.float64(p[i, j])
-            if v > a:
-                b = a
-                a = v
-            elif v > b:
-                b = v
-        out[i] = 1.0 - (a - b)
-    return out
+    return statistic(p, MARGIN)
 
 
-@njit(cache=True, nogil=True, parallel=True)
 def entropy(p):
     """Shannon entropy / log K per row, with 0 log 0 = 0; in [0, 1]."""
-    n, k = p.shape
-    out = np.empty(n)
-    scale = 1.0 / np.log(np.float64(k))
-    for i in prange(n):
-        h = 0.0
-        for j in range(k):
-            v = np.float64(p[i, j])
-            if v > 0.0:
-                h -= v * np.log(v)
-        out[i] = h * scale
-    return out
+    return statistic(p, ENTROPY)
 
 
 @njit(cache=True, nogil=True)
