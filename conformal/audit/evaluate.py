@@ -95,7 +95,28 @@ def cell_metrics(decisions, probs: np.ndarray, labels: np.ndarray, target: str) 
     }
 
 
+class _single_numba_thread:
+    """Run the split loop with one Numba thread (restored afterwards). Each call works on a few hundred rows,
+    where parallel kernels only add overhead; on a busy 2-core machine they made this loop ~8x slower."""
+
+    def __enter__(self):
+        import numba
+
+        self.before = numba.get_num_threads()
+        numba.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        import numba
+
+        numba.set_num_threads(self.before)
+
+
 def evaluate(cfg: dict, labels: np.ndarray, outputs: dict, cells: list, progress=None):
+    with _single_numba_thread():
+        return _evaluate(cfg, labels, outputs, cells, progress)
+
+
+def _evaluate(cfg: dict, labels: np.ndarray, outputs: dict, cells: list, progress=None):
     """Per-split metrics for every cell and the curves of split 0.
 
     outputs: {cell_id: probs (n_pool, K)} with "clean" present. Returns (per_split, curves) where per_split is
