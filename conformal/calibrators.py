@@ -300,6 +300,9 @@ class ClassConditionalConformalClassifier(_Base):
     def _params_dict(self) -> dict:
         return {**super()._params_dict(), "fallback": self.fallback}
 
+    def _extra_params(self) -> dict:
+        return {"fallback": self.fallback}
+
     def fit(self, probs, labels):
         alpha, score, p, y, s = self._fit_scores(probs, labels)
         k = p.shape[1]
