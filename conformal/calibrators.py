@@ -13,8 +13,8 @@ import warnings
 import numpy as np
 
 from conformal._validation import (NotFittedError, as_array, check_alpha, check_is_fitted, check_labels,
-                                   check_scores_matrix, conformal_rank)
-from conformal.io import load_state, save_state
+                                   check_nonneg_float, check_scores_matrix, conformal_rank)
+from conformal.io import load_state, register_kind, save_state
 from conformal.scores import get_score
 from conformal.scores.base import check_inputs
 
@@ -71,13 +71,14 @@ class _Base:
     _kind = ""
 
     def __init__(self, score="aps", alpha: float = 0.1, randomized: bool = False, random_state=None,
-                 allow_empty: bool = True, inputs: str = "probs", **score_params):
+                 allow_empty: bool = True, inputs: str = "probs", temperature: float = 1.0, **score_params):
         self.score = score
         self.alpha = alpha
         self.randomized = randomized
         self.random_state = random_state
         self.allow_empty = allow_empty
         self.inputs = inputs
+        self.temperature = temperature
         self.score_params = score_params
 
     def _check_params(self):
@@ -90,21 +91,25 @@ class _Base:
                                               or not isinstance(self.random_state, (int, np.integer))):
             raise TypeError(f"`random_state` must be None or an int; got {type(self.random_state).__name__}")
         check_inputs(self.inputs)
+        check_nonneg_float(self.temperature, "temperature", strictly_positive=True)
+        if self.temperature != 1.0 and self.inputs != "logits":
+            raise ValueError("`temperature` applies to logits only; pass inputs='logits' (or temperature=1.0)")
         return alpha, score
 
     def _validate(self, probs, fitted=True):
         k = self.n_classes_ if fitted else None
-        return check_scores_matrix(probs, "probs", inputs=self.inputs, n_classes=k)
+        # values are checked by the kernels as they read each row
+        return check_scores_matrix(probs, "probs", inputs=self.inputs, n_classes=k, values=False)
 
     def _uniforms(self, n, rng):
         return _rng(rng, self.random_state).random(n) if self.randomized else None
 
     def _fit_scores(self, probs, labels):
         alpha, score = self._check_params()
-        p = check_scores_matrix(probs, "probs", inputs=self.inputs)
+        p = check_scores_matrix(probs, "probs", inputs=self.inputs, values=False)
         y = check_labels(labels, p.shape[0], p.shape[1])
         u = _rng(None, self.random_state).random(p.shape[0]) if self.randomized and score.randomizable else None
-        s = score.label_scores(p, y, u, inputs=self.inputs)
+        s = score.label_scores(p, y, u, inputs=self.inputs, temperature=self.temperature)
         return alpha, score, p, y, s
 
     # --- persistence -------------------------------------------------------------------------------------
@@ -112,7 +117,8 @@ class _Base:
         score = self.score_ if hasattr(self, "score_") else get_score(self.score, **self.score_params)
         return {"score": score.name, "score_params": score.get_params(), "alpha": float(self.alpha),
                 "randomized": bool(self.randomized), "random_state": self.random_state,
-                "allow_empty": bool(self.allow_empty), "inputs": self.inputs}
+                "allow_empty": bool(self.allow_empty), "inputs": self.inputs,
+                "temperature": float(self.temperature)}
 
     def to_dict(self) -> dict:
         check_is_fitted(self)
@@ -149,7 +155,7 @@ class _Base:
         # Randomized rank scores carry their own uniform; LAC (no randomized score) smooths the p-value instead.
         smooth = self.randomized and not self.score_.randomizable
         u = gen.random(p.shape[0]) if (self.randomized and self.score_.randomizable) else None
-        scores = self.score_.all_scores(p, u, inputs=self.inputs)
+        scores = self.score_.all_scores(p, u, inputs=self.inputs, temperature=self.temperature)
         v = gen.random(p.shape[0])[:, None] if smooth else None
         return self._pvalues(scores, v)
 
@@ -163,6 +169,7 @@ class _Base:
         return (gt + v * (ge - gt + 1.0)) / (n + 1.0)
 
 
+@register_kind
 class SplitConformalClassifier(_Base):
     """Marginal split conformal prediction sets for any score.
 
@@ -182,6 +189,9 @@ class SplitConformalClassifier(_Base):
         With False, an empty set is replaced by the top-1 label (coverage can only rise).
     inputs : "probs" or "logits"
         What the model outputs are; logits are soft-maxed in float64 inside the kernels.
+    temperature : float > 0
+        For logits only: softmax(logits / temperature), e.g. a temperature fitted on separate data. Any fixed
+        temperature keeps the guarantee (it is part of the model); fitting it on the calibration set does not.
     **score_params
         Passed to the score when `score` is a name: RAPS(lam, k_reg), SAPS(weight).
 
@@ -238,7 +248,8 @@ class SplitConformalClassifier(_Base):
                 sets = _add_top1(sets, p)
             return sets
         u = self._uniforms(p.shape[0], rng)
-        return self.score_.sets(p, self.qhat_, u, inputs=self.inputs, allow_empty=self.allow_empty)
+        return self.score_.sets(p, self.qhat_, u, inputs=self.inputs, allow_empty=self.allow_empty,
+                                temperature=self.temperature)
 
     def _pvalues(self, scores, v):
         return self._pvalues_against(self.calibration_scores_, scores, v)
@@ -259,6 +270,7 @@ class SplitConformalClassifier(_Base):
         self.calibration_scores_ = scores
 
 
+@register_kind
 class ClassConditionalConformalClassifier(_Base):
     """Class-conditional (Mondrian) split conformal: one threshold per class.
 
@@ -266,7 +278,8 @@ class ClassConditionalConformalClassifier(_Base):
     A class with fewer than the needed calibration points cannot get a finite threshold:
     ``fallback="full"`` (default) keeps its guarantee by always including it (qhat_k = inf);
     ``fallback="marginal"`` uses the marginal threshold for it and loses the per-class guarantee there.
-    Both warn and name the classes. Attributes as `SplitConformalClassifier`, with `qhat_` of shape (K,),
+    Both warn and name the classes. Attributes as `SplitConformalClassifier`, with `qhat_` (alias `qhats_`) of
+    shape (K,),
     `class_counts_` (K,) and `fallback_classes_` (the classes that used the fallback).
     """
 
@@ -309,6 +322,7 @@ class ClassConditionalConformalClassifier(_Base):
                           f"needs; they are {what}", UserWarning, stacklevel=2)
         self.score_ = score
         self.qhat_ = qhat
+        self.qhats_ = qhat  # the issue's name for the per-class thresholds; same array
         self.n_calibration_ = int(p.shape[0])
         self.n_classes_ = int(k)
         self.class_counts_ = counts.astype(np.int64)
@@ -325,10 +339,12 @@ class ClassConditionalConformalClassifier(_Base):
             if self.fallback == "full" and fb.size:
                 sets[:, fb] = True
             elif fb.size:  # marginal fallback: compare to the marginal threshold
-                sets[:, fb] = self.score_.all_scores(p, None, inputs=self.inputs)[:, fb] <= self.qhat_[fb]
+                all_s = self.score_.all_scores(p, None, inputs=self.inputs, temperature=self.temperature)
+                sets[:, fb] = all_s[:, fb] <= self.qhat_[fb]
         else:
             u = self._uniforms(p.shape[0], rng)
-            sets = self.score_.all_scores(p, u, inputs=self.inputs) <= self.qhat_[None, :]
+            all_s = self.score_.all_scores(p, u, inputs=self.inputs, temperature=self.temperature)
+            sets = all_s <= self.qhat_[None, :]
         if not self.allow_empty:
             sets = _add_top1(sets, p, logits=self.inputs == "logits")
         return sets
@@ -353,6 +369,7 @@ class ClassConditionalConformalClassifier(_Base):
 
     def _load_fitted(self, d: dict) -> None:
         self.qhat_ = np.asarray(d["qhat"], dtype=np.float64)
+        self.qhats_ = self.qhat_
         self.n_calibration_ = int(d["n_calibration"])
         self.n_classes_ = int(d["n_classes"])
         self.class_counts_ = np.asarray(d["class_counts"], dtype=np.int64)

@@ -22,7 +22,8 @@ import numpy as np
 
 from conformal._version import __version__
 
-__all__ = ["SCHEMA_VERSION", "StateError", "dumps_state", "loads_state", "save_state", "load_state"]
+__all__ = ["SCHEMA_VERSION", "StateError", "dumps_state", "loads_state", "save_state", "load_state", "load",
+           "register_kind"]
 
 SCHEMA_VERSION = 1
 FORMAT = "conformal-perception"
@@ -145,3 +146,28 @@ def load_state(path, kind: str) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"no saved state at {path}")
     return loads_state(path.read_text(), kind)
+
+
+# kind -> class with a `from_dict(payload)` classmethod and a `_kind` attribute, for `load`.
+_KINDS: dict[str, type] = {}
+
+
+def register_kind(cls):
+    """Class decorator: make `conformal.load` able to rebuild saved objects of this class."""
+    _KINDS[cls._kind] = cls
+    return cls
+
+
+def load(path):
+    """Load any saved conformal object (calibrator, abstention model, ...) by the kind recorded in the file."""
+    path = Path(os.fspath(path))
+    if not path.is_file():
+        raise FileNotFoundError(f"no saved state at {path}")
+    text = path.read_text()
+    try:
+        kind = json.loads(text).get("kind")
+    except (json.JSONDecodeError, AttributeError):
+        raise StateError("not a saved state (invalid or truncated JSON)") from None
+    if kind not in _KINDS:
+        raise StateError(f"unknown saved kind {kind!r}; known: {sorted(_KINDS)}")
+    return _KINDS[kind].from_dict(loads_state(text, kind))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from conformal._validation import as_array, check_labels, check_scores_matrix
+from conformal._validation import as_array, check_labels, check_nonneg_float, check_scores_matrix, raise_row_error
 
 _REGISTRY: dict[str, type] = {}
 
@@ -90,22 +90,35 @@ class Score:
     def __hash__(self) -> int:
         return hash((type(self).__name__, tuple(sorted(self.get_params().items()))))
 
-    def label_scores(self, probs, labels, u=None, inputs: str = "probs") -> np.ndarray:
+    # Every public method takes `inputs` ("probs" or "logits") and `temperature` (logits are divided by it
+    # before the softmax). Values are validated inside the kernels as rows are read (see _kernels/scores.py).
+    def label_scores(self, probs, labels, u=None, inputs: str = "probs", temperature: float = 1.0) -> np.ndarray:
         """Nonconformity of the given labels, float64 (n,). `u`: None (non-randomized) or (n,) uniforms."""
-        logits = check_inputs(inputs)
-        p = check_scores_matrix(probs, "probs", inputs=inputs)
+        p, logits, temp, errs = _prepare(probs, inputs, temperature)
         y = check_labels(labels, p.shape[0], p.shape[1])
-        return self._label(p, y, check_u(u, p.shape[0]), logits)
+        out = self._label(p, y, check_u(u, p.shape[0]), logits, temp, errs)
+        raise_row_error(errs, p)
+        return out
 
-    def all_scores(self, probs, u=None, inputs: str = "probs") -> np.ndarray:
+    def all_scores(self, probs, u=None, inputs: str = "probs", temperature: float = 1.0) -> np.ndarray:
         """Nonconformity of every label, float64 (n, K)."""
-        logits = check_inputs(inputs)
-        p = check_scores_matrix(probs, "probs", inputs=inputs)
-        return self._all(p, check_u(u, p.shape[0]), logits)
+        p, logits, temp, errs = _prepare(probs, inputs, temperature)
+        out = self._all(p, check_u(u, p.shape[0]), logits, temp, errs)
+        raise_row_error(errs, p)
+        return out
 
-    def sets(self, probs, qhat, u=None, inputs: str = "probs", allow_empty: bool = True) -> np.ndarray:
+    def sets(self, probs, qhat, u=None, inputs: str = "probs", allow_empty: bool = True,
+             temperature: float = 1.0, n_classes: int | None = None) -> np.ndarray:
         """Boolean (n, K) prediction sets {y : s(x, y) <= qhat}; with allow_empty=False an empty set becomes
         the top-1 label (all labels tied at the maximum)."""
-        logits = check_inputs(inputs)
-        p = check_scores_matrix(probs, "probs", inputs=inputs)
-        return self._sets(p, check_qhat(qhat), check_u(u, p.shape[0]), logits, bool(allow_empty))
+        p, logits, temp, errs = _prepare(probs, inputs, temperature, n_classes)
+        out = self._sets(p, check_qhat(qhat), check_u(u, p.shape[0]), logits, temp, bool(allow_empty), errs)
+        raise_row_error(errs, p)
+        return out
+
+
+def _prepare(probs, inputs, temperature, n_classes=None):
+    logits = check_inputs(inputs)
+    p = check_scores_matrix(probs, "probs", inputs=inputs, n_classes=n_classes, values=False)
+    temp = 1.0 if temperature == 1.0 else check_nonneg_float(temperature, "temperature", strictly_positive=True)
+    return p, logits, temp, np.empty(p.shape[0], dtype=np.int8)

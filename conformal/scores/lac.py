@@ -27,11 +27,11 @@ class LAC(Score):
     name = "lac"
     randomizable = False
 
-    def _label(self, p, y, u, logits):
-        return _k.lac_label_scores(p, y, logits)
+    def _label(self, p, y, u, logits, temp, errs):
+        return _k.lac_label_scores(p, y, logits, temp, errs)
 
-    def _all(self, p, u, logits):
-        return _k.lac_all_scores(p, logits)
+    def _all(self, p, u, logits, temp, errs):
+        return _k.lac_all_scores(p, logits, temp, errs)
 
-    def _sets(self, p, qhat, u, logits, allow_empty):
-        return _k.lac_predict_sets(p, qhat, logits, allow_empty, _CHUNK)
+    def _sets(self, p, qhat, u, logits, temp, allow_empty, errs):
+        return _k.lac_predict_sets(p, qhat, logits, temp, allow_empty, _CHUNK, errs)
