@@ -23,7 +23,7 @@ from conformal.abstention.curves import ROCCurve, roc_curve, selective_risk
 from conformal.abstention.decisions import Decisions
 from conformal.abstention.statistics import NEEDS_CONFORMAL, STATISTICS, compute_statistic, get_statistic
 from conformal.calibrators import SplitConformalClassifier
-from conformal.io import load_state, save_state
+from conformal.io import load_state, register_kind, save_state
 from conformal.scores import get_score
 
 __all__ = ["DualThresholdConformal", "RULES", "TARGETS"]
@@ -49,6 +49,7 @@ def _prob_param(value, name, *, open_low=True):
     return value
 
 
+@register_kind
 class DualThresholdConformal:
     """Conformal prediction sets with a second, abstention threshold on a label-free statistic.
 
@@ -108,6 +109,8 @@ class DualThresholdConformal:
     >>> bool(0.0 < d.abstention_rate < 1.0), d.sets.shape
     (True, (2000, 10))
     """
+
+    _kind = "DualThresholdConformal"
 
     def __init__(self, score="raps", alpha: float = 0.1, *, statistic="entropy", rule: str = "youden",
                  target: str = "error", abstain_fraction: float = 0.5, random_state=None, **rule_params):

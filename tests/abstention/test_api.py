@@ -148,6 +148,9 @@ def test_save_load_roundtrip(tmp_path, cfg):
     d.save(tmp_path / "d.json")
     d3 = Decisions.load(tmp_path / "d.json")
     assert d3.to_dicts() == d.to_dicts()
+    import conformal
+    assert conformal.load(tmp_path / "d.json").to_dicts() == d.to_dicts()
+    assert conformal.load(tmp_path / "m.json").tau_ == m.tau_
 
 
 def test_callable_statistic_cannot_be_saved(tmp_path):
