@@ -16,8 +16,9 @@ import warnings
 
 import numpy as np
 
-from conformal._validation import (NotFittedError, check_alpha, check_is_fitted, check_labels, check_positive_int,
+from conformal._validation import (NotFittedError, as_array, check_alpha, check_is_fitted, check_labels, check_positive_int,
                                    check_scores_matrix)
+from conformal.abstention import _kernels as _k
 from conformal.abstention import rules as _rules
 from conformal.abstention.curves import ROCCurve, roc_curve, selective_risk
 from conformal.abstention.decisions import Decisions
@@ -38,6 +39,8 @@ RULES = {
     "accept_coverage": {"tau": None, "tau_rule": "budget"},
 }
 _TAU_RULES = ("youden", "fpr", "budget")  # sub-rules allowed for accept_coverage
+_KERNEL_STATS = {STATISTICS["max_prob"]: _k.MAX_PROB, STATISTICS["margin"]: _k.MARGIN,
+                 STATISTICS["entropy"]: _k.ENTROPY}
 
 
 def _prob_param(value, name, *, open_low=True):
@@ -279,13 +282,17 @@ class DualThresholdConformal:
         """Decisions for new inputs: sets, abstain flags, top-1 predictions and the statistic. Takes no labels,
         never modifies the estimator (one fitted object can serve several threads)."""
         check_is_fitted(self, "tau_")
-        p = check_scores_matrix(probs, "probs", n_classes=self.n_classes_)
-        sets = self.calibrator_.predict_sets(p)
-        if self.statistic_name_ == "set_size" and self._stat_cal is self.calibrator_ \
-                and self._stat_fn is STATISTICS["set_size"]:
+        # The calibrator validates probs (type, shape, class count, finiteness, range, row sums) once; the
+        # statistic kernels then read the same validated view.
+        sets = self.calibrator_.predict_sets(probs)
+        p = as_array(probs, "probs")
+        fn = self._stat_fn
+        if fn is STATISTICS["set_size"] and self._stat_cal is self.calibrator_:
             stat = sets.sum(axis=1).astype(np.float64)
+        elif fn in _KERNEL_STATS:
+            stat = _k.statistic(p, _KERNEL_STATS[fn])
         else:
-            stat = compute_statistic(self._stat_fn, self.statistic_name_, p, self._stat_cal)
+            stat = compute_statistic(fn, self.statistic_name_, p, self._stat_cal)
         abstain = stat > self.tau_
         prediction = np.argmax(p, axis=1).astype(np.int64, copy=False)
         for arr in (sets, abstain, prediction, stat):
