@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
-from conformal.io import load_state, save_state
+from conformal.io import load_state, register_kind, save_state
 
 __all__ = ["Decisions"]
 
 
+@register_kind
 @dataclass(frozen=True)
 class Decisions:
     """Per-input decisions of `DualThresholdConformal.predict` (whose arrays it returns read-only).
@@ -23,6 +25,7 @@ class Decisions:
     statistic : float64 (n,) The label-free uncertainty statistic that was compared with tau.
     """
 
+    _kind: ClassVar[str] = "Decisions"
     sets: np.ndarray
     abstain: np.ndarray
     prediction: np.ndarray
@@ -63,7 +66,10 @@ class Decisions:
 
     @classmethod
     def load(cls, path) -> "Decisions":
-        d = load_state(os.fspath(path), "Decisions")
+        return cls.from_dict(load_state(os.fspath(path), "Decisions"))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Decisions":
         try:
             return cls(sets=d["sets"], abstain=d["abstain"], prediction=d["prediction"].astype(np.int64),
                        statistic=d["statistic"])

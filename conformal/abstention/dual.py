@@ -16,14 +16,15 @@ import warnings
 
 import numpy as np
 
-from conformal._validation import (NotFittedError, check_alpha, check_is_fitted, check_labels, check_positive_int,
+from conformal._validation import (NotFittedError, as_array, check_alpha, check_is_fitted, check_labels, check_positive_int,
                                    check_scores_matrix)
+from conformal.abstention import _kernels as _k
 from conformal.abstention import rules as _rules
 from conformal.abstention.curves import ROCCurve, roc_curve, selective_risk
 from conformal.abstention.decisions import Decisions
 from conformal.abstention.statistics import NEEDS_CONFORMAL, STATISTICS, compute_statistic, get_statistic
 from conformal.calibrators import SplitConformalClassifier
-from conformal.io import load_state, save_state
+from conformal.io import load_state, register_kind, save_state
 from conformal.scores import get_score
 
 __all__ = ["DualThresholdConformal", "RULES", "TARGETS"]
@@ -38,6 +39,8 @@ RULES = {
     "accept_coverage": {"tau": None, "tau_rule": "budget"},
 }
 _TAU_RULES = ("youden", "fpr", "budget")  # sub-rules allowed for accept_coverage
+_KERNEL_STATS = {STATISTICS["max_prob"]: _k.MAX_PROB, STATISTICS["margin"]: _k.MARGIN,
+                 STATISTICS["entropy"]: _k.ENTROPY}
 
 
 def _prob_param(value, name, *, open_low=True):
@@ -49,6 +52,7 @@ def _prob_param(value, name, *, open_low=True):
     return value
 
 
+@register_kind
 class DualThresholdConformal:
     """Conformal prediction sets with a second, abstention threshold on a label-free statistic.
 
@@ -108,6 +112,8 @@ class DualThresholdConformal:
     >>> bool(0.0 < d.abstention_rate < 1.0), d.sets.shape
     (True, (2000, 10))
     """
+
+    _kind = "DualThresholdConformal"
 
     def __init__(self, score="raps", alpha: float = 0.1, *, statistic="entropy", rule: str = "youden",
                  target: str = "error", abstain_fraction: float = 0.5, random_state=None, **rule_params):
@@ -276,13 +282,17 @@ class DualThresholdConformal:
         """Decisions for new inputs: sets, abstain flags, top-1 predictions and the statistic. Takes no labels,
         never modifies the estimator (one fitted object can serve several threads)."""
         check_is_fitted(self, "tau_")
-        p = check_scores_matrix(probs, "probs", n_classes=self.n_classes_)
-        sets = self.calibrator_.predict_sets(p)
-        if self.statistic_name_ == "set_size" and self._stat_cal is self.calibrator_ \
-                and self._stat_fn is STATISTICS["set_size"]:
+        # The calibrator validates probs (type, shape, class count, finiteness, range, row sums) once; the
+        # statistic kernels then read the same validated view.
+        sets = self.calibrator_.predict_sets(probs)
+        p = as_array(probs, "probs")
+        fn = self._stat_fn
+        if fn is STATISTICS["set_size"] and self._stat_cal is self.calibrator_:
             stat = sets.sum(axis=1).astype(np.float64)
+        elif fn in _KERNEL_STATS:
+            stat = _k.statistic(p, _KERNEL_STATS[fn])
         else:
-            stat = compute_statistic(self._stat_fn, self.statistic_name_, p, self._stat_cal)
+            stat = compute_statistic(fn, self.statistic_name_, p, self._stat_cal)
         abstain = stat > self.tau_
         prediction = np.argmax(p, axis=1).astype(np.int64, copy=False)
         for arr in (sets, abstain, prediction, stat):

@@ -96,7 +96,7 @@ def get_statistic(statistic):
         return getattr(statistic, "__name__", "callable"), statistic
     required = [p for p in sig.parameters.values()
                 if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    if len(required) != 1 or required[0].kind == p.KEYWORD_ONLY:
+    if len(required) != 1 or required[0].kind == inspect.Parameter.KEYWORD_ONLY:
         raise TypeError(f"a `statistic` callable must take exactly one required argument, the probabilities "
                         f"(n, K); got signature {sig}. A statistic cannot receive labels: none exist when the "
                         f"model is deployed")
