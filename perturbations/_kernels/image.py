@@ -1,0 +1,157 @@
+"""Numba kernels of the image corruptions (private; `perturbations.image` validates, draws randomness, calls).
+
+No kernel draws random numbers: the wrappers draw them from a `numpy.random.Generator` and pass them in, so
+the same seed gives the same image. Each kernel has a plain NumPy/Python twin in
+``tests/perturbations/test_image_kernels.py``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def sample_levels(image, cdf, u):
+    """Inverse-transform sampling of a per-level output distribution, for uint8 noise corruptions.
+
+    ``out.flat[i]`` is the smallest level ``k`` with ``u.flat[i] < cdf[image.flat[i], k]``. ``cdf`` is
+    (256, 256) float64, row ``v`` the cumulative distribution of the output level given input level ``v``
+    (non-decreasing, last entry 1). ``u`` holds uniforms in [0, 1), one per element of `image`.
+    """
+    flat = image.ravel()
+    uf = u.ravel()
+    out = np.empty(flat.size, np.uint8)
+    for i in range(flat.size):
+        row = cdf[flat[i]]
+        ui = uf[i]
+        lo, hi = 0, 255
+        while lo < hi:  # smallest k with ui < row[k]; row[255] == 1 > ui, so it exists
+            mid = (lo + hi) >> 1
+            if ui < row[mid]:
+                hi = mid
+            else:
+                lo = mid + 1
+        out[i] = lo
+    return out.reshape(image.shape)
+
+
+@njit(cache=True, nogil=True)
+def gaussian_level_cdf(std, multiplicative):
+    """CDF table (256, 256) of round(255 * clip(x + s * z, 0, 1)) given x = v / 255, z ~ N(0, 1).
+
+    ``s = std`` (additive, gaussian_noise) or ``s = std * x`` (multiplicative, speckle_noise).
+    """
+    cdf = np.empty((256, 256))
+    for v in range(256):
+        x = v / 255.0
+        s = std * x if multiplicative else std
+        for k in range(256):
+            if k == 255:
+                cdf[v, k] = 1.0
+            elif s == 0.0:
+                cdf[v, k] = 1.0 if k >= v else 0.0
+            else:  # P(255 * (x + s z) < k + 0.5)
+                t = ((k + 0.5) / 255.0 - x) / s
+                cdf[v, k] = 0.5 * math.erfc(-t / math.sqrt(2.0))
+    return cdf
+
+
+@njit(cache=True, nogil=True)
+def poisson_level_cdf(photons):
+    """CDF table (256, 256) of round(255 * clip(Poisson(x * photons) / photons, 0, 1)) given x = v / 255."""
+    cdf = np.zeros((256, 256))
+    jmax = int(math.ceil(photons))  # every count j >= photons lands on level 255
+    for v in range(256):
+        lam = v / 255.0 * photons
+        pmf = np.zeros(256)
+        acc = 0.0
+        for j in range(jmax):
+            if lam == 0.0:
+                p = 1.0 if j == 0 else 0.0
+            else:
+                p = math.exp(j * math.log(lam) - lam - math.lgamma(j + 1.0))
+            level = int(math.floor(255.0 * j / photons + 0.5))
+            pmf[min(level, 255)] += p
+            acc += p
+        pmf[255] += max(0.0, 1.0 - acc)  # the clipped tail
+        total = 0.0
+        for k in range(256):
+            total += pmf[k]
+            cdf[v, k] = total
+        for k in range(256):
+            cdf[v, k] /= total
+        cdf[v, 255] = 1.0
+    return cdf
+
+
+@njit(cache=True, nogil=True)
+def impulse_uint8(image, amount, u):
+    """Salt-and-pepper per element: ``u < amount / 2`` gives 255, ``u < amount`` gives 0, else unchanged."""
+    flat = image.ravel()
+    uf = u.ravel()
+    out = np.empty(flat.size, np.uint8)
+    half = 0.5 * amount
+    for i in range(flat.size):
+        if uf[i] < half:
+            out[i] = 255
+        elif uf[i] < amount:
+            out[i] = 0
+        else:
+            out[i] = flat[i]
+    return out.reshape(image.shape)
+
+
+@njit(cache=True, nogil=True)
+def glass_swap(image, max_delta, offsets):
+    """ImageNet-C's local pixel shuffle of glass_blur, in place on a uint8 (H, W, C) copy.
+
+    For each pass ``p``, h runs from H - max_delta down to max_delta + 1 and, inside, w from
+    W - max_delta down to max_delta + 1; pixel (h, w) is swapped with (h + dy, w + dx), where
+    ``offsets[p, i, j] = (dx, dy)`` for h = H - max_delta - i, w = W - max_delta - j. The swaps are
+    sequential, so the order matters; the offsets lie in [-max_delta, max_delta - 1] like the reference's.
+    """
+    h_size, w_size, n_channels = image.shape
+    for p in range(offsets.shape[0]):
+        for i in range(offsets.shape[1]):
+            h = h_size - max_delta - i
+            for j in range(offsets.shape[2]):
+                w = w_size - max_delta - j
+                hp = h + offsets[p, i, j, 1]
+                wp = w + offsets[p, i, j, 0]
+                for c in range(n_channels):
+                    tmp = image[h, w, c]
+                    image[h, w, c] = image[hp, wp, c]
+                    image[hp, wp, c] = tmp
+    return image
+
+
+@njit(cache=True, nogil=True)
+def line_filter(image, dy, dx, weights):
+    """out[y, x] = sum_i weights[i] * image[clamp(y + dy[i]), clamp(x + dx[i])] on float32 (H, W, C).
+
+    A sparse correlation along a rasterised line (motion blur), with replicated borders.
+    """
+    h_size, w_size, n_channels = image.shape
+    out = np.zeros_like(image)
+    for i in range(weights.size):
+        wgt = np.float32(weights[i])
+        for y in range(h_size):
+            ys = min(max(y + dy[i], 0), h_size - 1)
+            for x in range(w_size):
+                xs = min(max(x + dx[i], 0), w_size - 1)
+                for c in range(n_channels):
+                    out[y, x, c] += wgt * image[ys, xs, c]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def to_uint8(x):
+    """round(255 * clip(x, 0, 1)) as uint8, in one pass (x is float32 or float64, any shape)."""
+    flat = x.ravel()
+    out = np.empty(flat.size, np.uint8)
+    for i in range(flat.size):
+        v = min(max(flat[i], 0.0), 1.0)
+        out[i] = np.uint8(v * 255.0 + 0.5)
+    return out.reshape(x.shape)

@@ -1,0 +1,189 @@
+"""Filter kernels and procedural textures for the image corruptions (OpenCV + NumPy; private).
+
+Every function takes its randomness as an explicit `numpy.random.Generator` (or none at all).
+"""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+
+def disk_kernel(radius: float, alias_sigma: float) -> np.ndarray:
+    """ImageNet-C's defocus kernel: a disk X^2 + Y^2 <= r^2 normalised to sum 1, then smoothed.
+
+    Support 17 x 17 and a 3 x 3 Gaussian for r <= 8; (2r+1)^2 and 5 x 5 above, as in the reference.
+    """
+    if radius <= 8:
+        half, ksize = 8, (3, 3)
+    else:
+        half, ksize = int(math.ceil(radius)), (5, 5)
+    grid = np.arange(-half, half + 1, dtype=np.float32)
+    xx, yy = np.meshgrid(grid, grid)
+    disk = (xx ** 2 + yy ** 2 <= radius ** 2).astype(np.float32)
+    disk /= disk.sum()
+    return cv2.GaussianBlur(disk, ksize=ksize, sigmaX=alias_sigma)
+
+
+def gaussian_ksize(sigma: float, truncate: float) -> tuple:
+    """The odd kernel size 2*ceil(truncate*sigma)+1 that SciPy/scikit-image use (truncate 4 or 3)."""
+    half = max(1, int(math.ceil(truncate * sigma)))
+    return (2 * half + 1, 2 * half + 1)
+
+
+def gaussian_blur(image: np.ndarray, sigma: float, truncate: float = 4.0,
+                  border: int = cv2.BORDER_REPLICATE) -> np.ndarray:
+    """cv2.GaussianBlur with scikit-image's kernel size; sigma 0 returns a copy."""
+    if sigma <= 0:
+        return image.copy()
+    return cv2.GaussianBlur(image, gaussian_ksize(sigma, truncate), sigmaX=sigma, sigmaY=sigma,
+                            borderType=border)
+
+
+def motion_taps(radius: int, sigma: float, angle_deg: float):
+    """Offsets (dy, dx) and weights of imagecorruptions' one-sided Gaussian motion-blur line.
+
+    Width 2r+1 taps with weights exp(-i^2 / 2 sigma^2), normalised; tap i samples the pixel
+    ceil(i sin - 1/2), ceil(i cos - 1/2) ahead along the angle (so the blur trails behind).
+    """
+    width = 2 * int(radius) + 1
+    i = np.arange(width, dtype=np.float64)
+    weights = np.exp(-i ** 2 / (2.0 * sigma ** 2))
+    weights /= weights.sum()
+    theta = np.deg2rad(angle_deg)
+    dy = np.ceil(i * np.sin(theta) - 0.5).astype(np.int64)
+    dx = np.ceil(i * np.cos(theta) - 0.5).astype(np.int64)
+    return dy, dx, weights
+
+
+def motion_kernel(radius: int, sigma: float, angle_deg: float) -> np.ndarray:
+    """The motion taps as a dense correlation kernel for cv2.filter2D (anchor at the centre)."""
+    dy, dx, weights = motion_taps(radius, sigma, angle_deg)
+    half = int(max(np.abs(dy).max(), np.abs(dx).max()))
+    kernel = np.zeros((2 * half + 1, 2 * half + 1), np.float32)
+    np.add.at(kernel, (dy + half, dx + half), weights.astype(np.float32))
+    return kernel
+
+
+def clipped_zoom(image: np.ndarray, zoom: float) -> np.ndarray:
+    """Zoom into the centre by `zoom` (>= 1) and keep the image size, like ImageNet-C's clipped_zoom.
+
+    The central ceil(H / z) x ceil(W / z) window is resized (bilinear) to round(side * z) and the top-left
+    H x W is kept, as the reference does with scipy.ndimage.zoom.
+    """
+    h, w = image.shape[:2]
+    ch, cw = int(math.ceil(h / zoom)), int(math.ceil(w / zoom))
+    top, left = (h - ch) // 2, (w - cw) // 2
+    crop = image[top:top + ch, left:left + cw]
+    out_h, out_w = max(h, int(round(ch * zoom))), max(w, int(round(cw * zoom)))
+    out = cv2.resize(crop, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
+    if out.ndim < image.ndim:
+        out = out[..., None]
+    return out[:h, :w]
+
+
+def plasma_fractal(size: int, decay: float, rng: np.random.Generator) -> np.ndarray:
+    """Diamond-square plasma fractal on a size x size grid (size a power of two), min-max scaled to [0, 1].
+
+    The reference's algorithm: start with wibble 100; each new midpoint is the mean of its four neighbours
+    plus wibble * U(-wibble, wibble); wibble /= decay after each level; the map wraps around.
+    """
+    grid = np.empty((size, size), dtype=np.float64)
+    grid[0, 0] = 0.0
+    step = size
+    wibble = 100.0
+    while step >= 2:
+        half = step // 2
+        corners = grid[0:size:step, 0:size:step]
+        square = corners + np.roll(corners, -1, axis=0)
+        square += np.roll(square, -1, axis=1)
+        grid[half:size:step, half:size:step] = square / 4 + wibble * rng.uniform(-wibble, wibble, square.shape)
+        centres = grid[half:size:step, half:size:step]
+        corners = grid[0:size:step, 0:size:step]
+        left = centres + np.roll(centres, 1, axis=0) + corners + np.roll(corners, -1, axis=1)
+        grid[0:size:step, half:size:step] = left / 4 + wibble * rng.uniform(-wibble, wibble, left.shape)
+        top = centres + np.roll(centres, 1, axis=1) + corners + np.roll(corners, -1, axis=0)
+        grid[half:size:step, 0:size:step] = top / 4 + wibble * rng.uniform(-wibble, wibble, top.shape)
+        step //= 2
+        wibble /= decay
+    grid -= grid.min()
+    peak = grid.max()
+    return grid / peak if peak > 0 else grid
+
+
+def smooth_noise(h: int, w: int, cell: float, rng: np.random.Generator) -> np.ndarray:
+    """Value noise in [0, 1]: uniform values on a grid with spacing `cell` px, bicubically upsampled."""
+    gh, gw = int(math.ceil(h / cell)) + 3, int(math.ceil(w / cell)) + 3
+    coarse = rng.random((gh, gw), dtype=np.float32)
+    big = cv2.resize(coarse, (int(round(gw * cell)), int(round(gh * cell))), interpolation=cv2.INTER_CUBIC)
+    oy, ox = int(cell), int(cell)
+    return np.clip(big[oy:oy + h, ox:ox + w], 0.0, 1.0)
+
+
+# Mean colour of frost on a window (RGB, [0, 1]): the ImageNet-C frost photographs average about this.
+FROST_TINT = np.array([0.80, 0.90, 1.0], np.float32)
+
+
+def frost_texture(h: int, w: int, scale: float, rng: np.random.Generator) -> np.ndarray:
+    """A procedural ice-crystal texture (H, W) in [0, 1]: fern-like feathers over a patchy haze.
+
+    Feathers: a spine of length 2..5 `scale` at a random angle, with barbs at +-60 degrees that shorten
+    towards the tip, drawn anti-aliased with cv2.polylines (sub-pixel coordinates, shift 4). The haze and a
+    patchiness mask are value noise at a few `scale`s. This stands in for the ImageNet-C frost photographs
+    (not shipped: their provenance is unstated); its mean (~0.6) and spread (~0.12) are close to theirs.
+    """
+    scale = max(float(scale), 1.0)
+    haze = 0.6 * smooth_noise(h, w, 6 * scale, rng) + 0.4 * smooth_noise(h, w, 2 * scale, rng)
+    n_feathers = max(2, int(round(2.5 * h * w / (3.5 * scale) ** 2)))
+    n_barbs = 6
+    y0 = rng.uniform(-scale, h + scale, n_feathers)
+    x0 = rng.uniform(-scale, w + scale, n_feathers)
+    angle = rng.uniform(0.0, 2 * np.pi, n_feathers)
+    length = scale * rng.uniform(2.0, 5.0, n_feathers)
+    y1, x1 = y0 + length * np.sin(angle), x0 + length * np.cos(angle)
+    t = (np.arange(1, n_barbs + 1) / (n_barbs + 1))[None, :]  # barb positions along the spine
+    by, bx = y0[:, None] + t * (y1 - y0)[:, None], x0[:, None] + t * (x1 - x0)[:, None]
+    blen = (1.0 - t) * 0.45 * length[:, None] * rng.uniform(0.7, 1.3, (n_feathers, n_barbs))
+    segs = [np.stack([np.stack([x0, y0], -1), np.stack([x1, y1], -1)], 1)]
+    for side in (-1.0, 1.0):
+        ba = angle[:, None] + side * np.pi / 3
+        ey, ex = by + blen * np.sin(ba), bx + blen * np.cos(ba)
+        segs.append(np.stack([np.stack([bx, by], -1), np.stack([ex, ey], -1)], 2).reshape(-1, 2, 2))
+    segs = np.concatenate(segs, 0)
+    pts = np.round(segs * 16).astype(np.int32)  # shift=4: 1/16 px precision
+    order = rng.permutation(len(pts))
+    crystals = np.zeros((h, w), np.float32)
+    for group, level in zip(np.array_split(order, 3), (0.55, 0.8, 1.0)):
+        cv2.polylines(crystals, list(pts[group]), False, float(level), 1, cv2.LINE_AA, 4)
+    crystals = gaussian_blur(crystals, 0.05 * scale)
+    patch = smooth_noise(h, w, 8 * scale, rng)
+    texture = 0.42 + 0.22 * haze + 0.45 * crystals * (0.35 + 0.65 * patch)
+    return np.clip(texture, 0.0, 1.0)
+
+
+def rain_kernel(length: float, width: float, angle_deg: float) -> np.ndarray:
+    """A rain streak as a filter kernel: an anti-aliased line of `length` x `width` px at `angle_deg`
+    from vertical, brightest in the middle and fading at both ends; a fully covered pixel has value 1.
+
+    Drawn on a 4x supersampled canvas with cv2.line (LINE_AA) and area-downsampled, so sub-pixel widths
+    give fainter, thinner streaks instead of aliased stair steps.
+    """
+    ss = 4
+    half = int(math.ceil(length / 2 + width)) + 1
+    size = 2 * half + 1
+    canvas = np.zeros((size * ss, size * ss), np.float32)
+    theta = np.deg2rad(angle_deg)
+    dy, dx = 0.5 * length * np.cos(theta), 0.5 * length * np.sin(theta)
+    centre = (size * ss) / 2.0
+    n_pieces = 8  # piecewise line so intensity can fade towards the ends
+    for k in range(n_pieces):
+        a, b = k / n_pieces, (k + 1) / n_pieces
+        mid = 0.5 * (a + b)
+        level = float(np.sin(np.pi * mid) ** 0.5)
+        p0 = (centre + ss * dx * (2 * a - 1), centre + ss * dy * (2 * a - 1))
+        p1 = (centre + ss * dx * (2 * b - 1), centre + ss * dy * (2 * b - 1))
+        cv2.line(canvas, (int(round(p0[0] * 16)), int(round(p0[1] * 16))),
+                 (int(round(p1[0] * 16)), int(round(p1[1] * 16))), level,
+                 max(1, int(round(ss * width))), cv2.LINE_AA, 4)
+    return cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA)
