@@ -19,7 +19,7 @@ TOP_KEYS = {
     "data": "{name, params}: where the inputs and labels come from",
     "split": "{train_fraction, calibration_fraction, repeats, max_samples}",
     "model": "{name, params}: the classifier to audit",
-    "conformal": "{score, alpha}",
+    "conformal": "{score, alpha, allow_empty}",
     "abstention": "{statistic, rule, target, abstain_fraction}",
     "corruptions": "list of {name, severities, params}",
     "executor": "{name: local|ray, workers, address}",
@@ -27,7 +27,7 @@ TOP_KEYS = {
 }
 
 SPLIT_DEFAULTS = {"train_fraction": 0.5, "calibration_fraction": 0.5, "repeats": 20, "max_samples": None}
-CONFORMAL_DEFAULTS = {"score": {"name": "raps", "params": {}}, "alpha": 0.1}
+CONFORMAL_DEFAULTS = {"score": {"name": "raps", "params": {}}, "alpha": 0.1, "allow_empty": True}
 ABSTENTION_DEFAULTS = {"statistic": "entropy", "rule": {"name": "youden", "params": {}}, "target": "error",
                        "abstain_fraction": 0.5}
 EXECUTOR_DEFAULTS = {"name": "local", "workers": 1, "address": None}
@@ -167,6 +167,7 @@ def validate(raw: dict, *, base_dir: str | os.PathLike | None = None, check_name
     conf["score"] = _component(conf["score"], "conformal.score", SCORES)
     _check_keys(conf["score"]["params"], SCORES[conf["score"]["name"]], "conformal.score.params")
     conf["alpha"] = _fraction(conf["alpha"], "conformal.alpha")
+    conf["allow_empty"] = _bool(conf["allow_empty"], "conformal.allow_empty")
     cfg["conformal"] = conf
 
     abst = _merged(raw.get("abstention"), ABSTENTION_DEFAULTS, "abstention")

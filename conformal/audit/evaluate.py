@@ -70,8 +70,20 @@ def auroc(scores: np.ndarray, positives: np.ndarray) -> float:
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def cell_metrics(decisions, probs: np.ndarray, labels: np.ndarray, target: str) -> dict:
+def nonempty(sets: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Sets with the top-1 class added where a set is empty (a superset: coverage can only rise)."""
+    empty = ~sets.any(1)
+    if not empty.any():
+        return sets
+    out = sets.copy()
+    out[np.flatnonzero(empty), probs[empty].argmax(1)] = True
+    return out
+
+
+def cell_metrics(decisions, probs: np.ndarray, labels: np.ndarray, target: str, allow_empty: bool = True) -> dict:
     sets, abstain = np.asarray(decisions.sets), np.asarray(decisions.abstain, dtype=bool)
+    if not allow_empty:
+        sets = nonempty(sets, probs)
     pred, stat = np.asarray(decisions.prediction), np.asarray(decisions.statistic, dtype=np.float64)
     n = labels.shape[0]
     covered = sets[np.arange(n), labels]
@@ -142,12 +154,12 @@ def _evaluate(cfg: dict, labels: np.ndarray, outputs: dict, cells: list, progres
         for c in per_split:
             p = outputs[c][test]
             d = cal_model.predict(p)
-            m = cell_metrics(d, p, labels[test], target)
+            m = cell_metrics(d, p, labels[test], target, cfg["conformal"]["allow_empty"])
             m["qhat"], m["tau"] = qhat, tau
             for k, v in m.items():
                 per_split[c][k][r] = v
             if r == 0:
-                sets = np.asarray(d.sets)
+                sets = np.asarray(d.sets) if cfg["conformal"]["allow_empty"] else nonempty(np.asarray(d.sets), p)
                 covered = sets[np.arange(test.shape[0]), labels[test]]
                 err = np.asarray(d.prediction) != labels[test]
                 curves[c] = {"statistic": np.asarray(d.statistic, dtype=np.float64),
