@@ -53,7 +53,6 @@ def test_bad_configs_name_the_key(tiny_config, mutate, match):
 
 
 def test_unknown_builtin_corruption_lists_valid_names(tiny_config):
-    pytest.importorskip("perturbations.image", reason="image corruptions (issue 4) not merged yet")
     cfg = tiny_config(corruptions=[{"name": "gaussian_noize"}])
     with pytest.raises(ConfigError, match="allowed values: .*gaussian_noise"):
         validate_config(cfg)
@@ -79,13 +78,7 @@ def test_shipped_configs_validate():
     names = sorted(p.name for p in root.glob("*.yaml"))
     assert "digits_camera.yaml" in names
     for p in root.glob("*.yaml"):
-        try:
-            cfg = load_config(p)
-        except ConfigError as exc:  # corruption modules of parallel issues may not be merged yet
-            if "cannot be imported" in str(exc):
-                pytest.skip(str(exc))
-            raise
-        assert cfg["name"] == p.stem
+        assert load_config(p)["name"] == p.stem
 
 
 def _write_png(path, value=128):

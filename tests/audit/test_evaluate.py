@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
-from conformal.audit.evaluate import auroc, split_indices, summarize
+from conformal.audit.evaluate import auroc, nonempty, split_indices, summarize
 from conformal.audit.registry import cell_rng
 
 
@@ -45,3 +45,11 @@ def test_summarize_ignores_nan_splits():
     assert abs(s["se"] - np.std([0.8, 0.9, 1.0], ddof=1) / math.sqrt(3)) < 1e-12
     assert s["lo"] < s["mean"] < s["hi"]
     assert math.isnan(summarize(np.array([np.nan]))["mean"])
+
+
+def test_nonempty_adds_top1_only_to_empty_sets():
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.3, 0.4, 0.3]])
+    sets = np.array([[False, False, False], [False, True, False], [False, False, False]])
+    out = nonempty(sets, probs)
+    assert out.tolist() == [[True, False, False], [False, True, False], [False, True, False]]
+    assert sets[0].sum() == 0  # input untouched

@@ -172,3 +172,14 @@ def test_cli_list_validate_and_report(base_run, tmp_path):
     val = subprocess.run([env_py, "-m", "conformal.audit", "run", str(bad), "--out", str(tmp_path / "o")],
                          capture_output=True, text=True, timeout=120)
     assert val.returncode == 2 and "config key `split.repeats` must be >= 1" in val.stderr
+
+
+def test_builtin_image_corruptions(tiny_config, tmp_path):
+    """The perturbations.image corruptions plug in by name; stronger noise hurts the model more."""
+    cfg = validate_config(tiny_config(corruptions=[{"name": "gaussian_noise", "severities": [1, 5]}],
+                                      split={"repeats": 5}, output={"plots": False, "report": False, "examples": 1}))
+    res = run_audit(cfg, tmp_path / "out", quiet=True)
+    acc = {r["cell"]: r["accuracy"]["mean"] for r in res["cells"]}
+    assert acc["gaussian_noise_s5"] < acc["gaussian_noise_s1"] < acc["clean"]
+    z = np.load(tmp_path / "out" / "cache" / "gaussian_noise_s5.npz")
+    assert z["examples"].shape == (8, 8) and z["examples"].dtype == np.uint8
