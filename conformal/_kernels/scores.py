@@ -98,13 +98,17 @@ def _score(kind, m_above, m_group, rank, pmax, u, randomized, lam, k_reg, weight
     return np.float64(rank)
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def label_scores(src, labels, u, logits, temp, kind, randomized, lam, k_reg, weight, errs):
-    """Score of labels[i] for every row: O(K) per row, no sort."""
-    n, k = src.shape
-    out = np.empty(n, dtype=np.float64)
-    for i in prange(n):
-        p = np.empty(k, dtype=np.float64)
+# Every kernel comes as `<name>_rows(..., lo, hi, out, errs)`, which handles rows lo..hi-1 serially with its own
+# scratch, and `<name>(..., chunk, out, errs)`, which runs it over chunks of rows in parallel. The Python side
+# calls the serial one for small inputs (a single frame), where starting the thread pool costs more than the work.
+
+
+@njit(cache=True, nogil=True)
+def label_rows(src, labels, u, logits, temp, kind, randomized, lam, k_reg, weight, lo, hi, out, errs):
+    """Score of labels[i] for rows lo..hi-1: O(K) per row, no sort."""
+    k = src.shape[1]
+    p = np.empty(k, dtype=np.float64)
+    for i in range(lo, hi):
         errs[i] = _row_check(src, i, logits)
         if errs[i] != OK:
             continue
@@ -127,16 +131,22 @@ def label_scores(src, labels, u, logits, temp, kind, randomized, lam, k_reg, wei
                 c_group += 1
         ui = u[i] if randomized else 0.0
         out[i] = _score(kind, m_above, m_group, c_above + c_group, pmax, ui, randomized, lam, k_reg, weight)
-    return out
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def all_scores(src, u, logits, temp, kind, randomized, lam, k_reg, weight, errs):
-    """Scores of every label of every row (n, K): one sort per row."""
-    n, k = src.shape
-    out = np.empty((n, k), dtype=np.float64)
-    for i in prange(n):
-        p = np.empty(k, dtype=np.float64)
+def label_scores(src, labels, u, logits, temp, kind, randomized, lam, k_reg, weight, chunk, out, errs):
+    n = src.shape[0]
+    for c in prange((n + chunk - 1) // chunk):
+        label_rows(src, labels, u, logits, temp, kind, randomized, lam, k_reg, weight, c * chunk,
+                   min(n, (c + 1) * chunk), out, errs)
+
+
+@njit(cache=True, nogil=True)
+def all_rows(src, u, logits, temp, kind, randomized, lam, k_reg, weight, lo, hi, out, errs):
+    """Scores of every label for rows lo..hi-1: one sort per row."""
+    k = src.shape[1]
+    p = np.empty(k, dtype=np.float64)
+    for i in range(lo, hi):
         errs[i] = _row_check(src, i, logits)
         if errs[i] != OK:
             continue
@@ -158,7 +168,14 @@ def all_scores(src, u, logits, temp, kind, randomized, lam, k_reg, weight, errs)
                 out[i, order[t]] = s
             m_above += m_group
             start = stop
-    return out
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def all_scores(src, u, logits, temp, kind, randomized, lam, k_reg, weight, chunk, out, errs):
+    n = src.shape[0]
+    for c in prange((n + chunk - 1) // chunk):
+        all_rows(src, u, logits, temp, kind, randomized, lam, k_reg, weight, c * chunk, min(n, (c + 1) * chunk),
+                 out, errs)
 
 
 @njit(cache=True, nogil=True)
@@ -293,107 +310,123 @@ def _set_row(p, row_sum, u, qhat, kind, randomized, lam, k_reg, weight, allow_em
     return v_star
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def predict_sets(src, u, qhat, logits, temp, kind, randomized, lam, k_reg, weight, allow_empty, chunk, errs):
-    """Boolean (n, K) prediction sets {y : s(x, y) <= qhat}, O(K) per row plus one small sort."""
-    n, k = src.shape
-    out = np.empty((n, k), dtype=np.bool_)
-    n_chunks = (n + chunk - 1) // chunk
-    for c in prange(n_chunks):
-        p = np.empty(k, dtype=np.float64)
-        arr = np.empty(k, dtype=np.float64)
-        tmp = np.empty(k, dtype=np.float64)
-        bid = np.empty(k, dtype=np.int64)
-        b_mass = np.empty(_N_BUCKETS, dtype=np.int64)
-        b_count = np.empty(_N_BUCKETS, dtype=np.int64)
-        b_start = np.empty(_N_BUCKETS, dtype=np.int64)
-        for i in range(c * chunk, min(n, (c + 1) * chunk)):
-            code, row_sum = _load_row(src, i, logits, temp, p)
-            errs[i] = code
-            if code != OK:
-                continue
-            ui = u[i] if randomized else 0.0
-            v_star = _set_row(p, row_sum, ui, qhat, kind, randomized, lam, k_reg, weight, allow_empty,
-                              b_mass, b_count, b_start, bid, arr, tmp)
-            for j in range(k):
-                out[i, j] = p[j] >= v_star
-    return out
+@njit(cache=True, nogil=True)
+def set_rows(src, u, qhat, logits, temp, kind, randomized, lam, k_reg, weight, allow_empty, lo, hi, out, errs):
+    """Boolean prediction sets {y : s(x, y) <= qhat} for rows lo..hi-1, O(K) per row plus one small sort."""
+    k = src.shape[1]
+    p = np.empty(k, dtype=np.float64)
+    arr = np.empty(k, dtype=np.float64)
+    tmp = np.empty(k, dtype=np.float64)
+    bid = np.empty(k, dtype=np.int64)
+    b_mass = np.empty(_N_BUCKETS, dtype=np.int64)
+    b_count = np.empty(_N_BUCKETS, dtype=np.int64)
+    b_start = np.empty(_N_BUCKETS, dtype=np.int64)
+    for i in range(lo, hi):
+        code, row_sum = _load_row(src, i, logits, temp, p)
+        errs[i] = code
+        if code != OK:
+            continue
+        ui = u[i] if randomized else 0.0
+        v_star = _set_row(p, row_sum, ui, qhat, kind, randomized, lam, k_reg, weight, allow_empty,
+                          b_mass, b_count, b_start, bid, arr, tmp)
+        for j in range(k):
+            out[i, j] = p[j] >= v_star
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def lac_label_scores(src, labels, logits, temp, errs):
-    n, k = src.shape
-    out = np.empty(n, dtype=np.float64)
-    for i in prange(n):
-        p = np.empty(k, dtype=np.float64)
+def predict_sets(src, u, qhat, logits, temp, kind, randomized, lam, k_reg, weight, allow_empty, chunk, out, errs):
+    n = src.shape[0]
+    for c in prange((n + chunk - 1) // chunk):
+        set_rows(src, u, qhat, logits, temp, kind, randomized, lam, k_reg, weight, allow_empty, c * chunk,
+                 min(n, (c + 1) * chunk), out, errs)
+
+
+@njit(cache=True, nogil=True)
+def lac_label_rows(src, labels, logits, temp, lo, hi, out, errs):
+    p = np.empty(src.shape[1], dtype=np.float64)
+    for i in range(lo, hi):
         errs[i] = _row_check(src, i, logits)
         if errs[i] != OK:
             continue
         _row_probs(src, i, logits, temp, p)
         out[i] = 1.0 - p[labels[i]]
-    return out
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def lac_all_scores(src, logits, temp, errs):
-    n, k = src.shape
-    out = np.empty((n, k), dtype=np.float64)
-    for i in prange(n):
-        p = np.empty(k, dtype=np.float64)
+def lac_label_scores(src, labels, logits, temp, chunk, out, errs):
+    n = src.shape[0]
+    for c in prange((n + chunk - 1) // chunk):
+        lac_label_rows(src, labels, logits, temp, c * chunk, min(n, (c + 1) * chunk), out, errs)
+
+
+@njit(cache=True, nogil=True)
+def lac_all_rows(src, logits, temp, lo, hi, out, errs):
+    k = src.shape[1]
+    p = np.empty(k, dtype=np.float64)
+    for i in range(lo, hi):
         errs[i] = _row_check(src, i, logits)
         if errs[i] != OK:
             continue
         _row_probs(src, i, logits, temp, p)
         for j in range(k):
             out[i, j] = 1.0 - p[j]
-    return out
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def lac_predict_sets(src, qhat, logits, temp, allow_empty, chunk, errs):
+def lac_all_scores(src, logits, temp, chunk, out, errs):
+    n = src.shape[0]
+    for c in prange((n + chunk - 1) // chunk):
+        lac_all_rows(src, logits, temp, c * chunk, min(n, (c + 1) * chunk), out, errs)
+
+
+@njit(cache=True, nogil=True)
+def lac_set_rows(src, qhat, logits, temp, allow_empty, lo, hi, out, errs):
     """LAC sets {y : 1 - p_y <= qhat}; for probabilities, check and compare in one pass over the input."""
-    n, k = src.shape
-    out = np.empty((n, k), dtype=np.bool_)
-    n_chunks = (n + chunk - 1) // chunk
-    for c in prange(n_chunks):
-        p = np.empty(k, dtype=np.float64)
-        for i in range(c * chunk, min(n, (c + 1) * chunk)):
-            any_in = False
-            if logits:
-                code, _ = _load_row(src, i, logits, temp, p)
-                errs[i] = code
-                if code != OK:
-                    continue
+    k = src.shape[1]
+    p = np.empty(k, dtype=np.float64)
+    for i in range(lo, hi):
+        any_in = False
+        if logits:
+            code, _ = _load_row(src, i, logits, temp, p)
+            errs[i] = code
+            if code != OK:
+                continue
+            for j in range(k):
+                inside = 1.0 - p[j] <= qhat
+                out[i, j] = inside
+                any_in = any_in or inside
+        else:
+            s = 0.0
+            bad = 0.0
+            for j in range(k):
+                v = np.float64(src[i, j])
+                s += v
+                # NaN, inf and values outside [0, 1] all make `bad` non-zero (NaN propagates); no branch
+                bad += (v < 0.0) + (v > 1.0) + (v != v)
+                inside = 1.0 - v <= qhat
+                out[i, j] = inside
+                any_in = any_in or inside
+            if bad != 0.0 or not np.isfinite(s):
+                errs[i] = _row_check(src, i, logits)  # find which problem, for the message
+                continue
+            if abs(s - 1.0) > ROW_SUM_TOL:
+                errs[i] = BAD_SUM
+                continue
+            errs[i] = OK
+        if not any_in and not allow_empty:
+            if not logits:
                 for j in range(k):
-                    inside = 1.0 - p[j] <= qhat
-                    out[i, j] = inside
-                    any_in = any_in or inside
-            else:
-                s = 0.0
-                bad = 0.0
-                for j in range(k):
-                    v = np.float64(src[i, j])
-                    s += v
-                    # NaN, inf and values outside [0, 1] all make `bad` non-zero (NaN propagates); no branch
-                    bad += (v < 0.0) + (v > 1.0) + (v != v)
-                    inside = 1.0 - v <= qhat
-                    out[i, j] = inside
-                    any_in = any_in or inside
-                if bad != 0.0 or not np.isfinite(s):
-                    errs[i] = _row_check(src, i, logits)  # find which problem, for the message
-                    continue
-                if abs(s - 1.0) > ROW_SUM_TOL:
-                    errs[i] = BAD_SUM
-                    continue
-                errs[i] = OK
-            if not any_in and not allow_empty:
-                if not logits:
-                    for j in range(k):
-                        p[j] = np.float64(src[i, j])
-                pmax = p[0]
-                for j in range(k):
-                    if p[j] > pmax:
-                        pmax = p[j]
-                for j in range(k):
-                    out[i, j] = p[j] >= pmax
-    return out
+                    p[j] = np.float64(src[i, j])
+            pmax = p[0]
+            for j in range(k):
+                if p[j] > pmax:
+                    pmax = p[j]
+            for j in range(k):
+                out[i, j] = p[j] >= pmax
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def lac_predict_sets(src, qhat, logits, temp, allow_empty, chunk, out, errs):
+    n = src.shape[0]
+    for c in prange((n + chunk - 1) // chunk):
+        lac_set_rows(src, qhat, logits, temp, allow_empty, c * chunk, min(n, (c + 1) * chunk), out, errs)
