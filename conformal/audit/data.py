@@ -59,7 +59,7 @@ def _resolve(path_value, key: str, base_dir, *, kind: str) -> str:
     p = p.resolve()
     if kind == "dir" and not p.is_dir():
         raise ConfigError(f"config key `{key}`: directory {str(p)!r} does not exist")
-    if kind == "file" and not p.is_file():
+    if kind == "file" and not p.is_file():  # kind "any": resolved only
         raise ConfigError(f"config key `{key}`: file {str(p)!r} does not exist")
     return str(p)
 
@@ -122,36 +122,30 @@ class Source:
 
 class Digits(Source):
     help = "scikit-learn's 1,797 8x8 handwritten digits (real), upscaled to `size` px"
-    params = {"size": "side of the upscaled square images (default 28)"}
+    params = {"size": "side of the upscaled square images (default 28)",
+              "split": "'seeded' (stratified, by `seed` and split.train_fraction; default) or 'reference' (the "
+                       "fixed half/half split the reference digits_cnn was trained with: train half / held-out pool)"}
 
     def load(self, params, split, seed):
-        size = params.get("size", 28)
+        size, how = params.get("size", 28), params.get("split", "seeded")
         if isinstance(size, bool) or not isinstance(size, int) or size < 8:
             raise ConfigError(f"config key `data.params.size` must be an integer >= 8; got {size!r}")
-        images, labels = load_digits_images(size)
-        tr, pool = _stratified_split(labels, split["train_fraction"], seed)
+        if how not in ("seeded", "reference"):
+            raise ConfigError(f"config key `data.params.split` is {how!r}; allowed values: reference, seeded")
+        from adapters.datasets import load_digits_images
+
+        images, labels = load_digits_images(size=size)
+        if how == "reference":
+            from adapters.reference import digits_split
+
+            tr, pool = digits_split()
+        else:
+            tr, pool = _stratified_split(labels, split["train_fraction"], seed)
         px, py = _subsample(images[pool], labels[pool], split["max_samples"], seed)
         return Dataset("image", images[tr], labels[tr], px, py, [str(i) for i in range(10)],
-                       f"scikit-learn digits (real, 8x8 upscaled to {size}x{size}), {len(labels)} images",
-                       synthetic=False)
-
-
-def load_digits_images(size: int = 28):
-    """scikit-learn digits as uint8 (N, size, size) images in [0, 255] (bilinear upscaling with OpenCV)."""
-    try:  # the adapters' loader is the one the reference CNN was trained with
-        from adapters.datasets import load_digits_images as _adapters_loader
-    except ImportError:
-        _adapters_loader = None
-    if _adapters_loader is not None:
-        images, labels = _adapters_loader(size=size)
-        return np.asarray(images), np.asarray(labels, dtype=np.int64)
-    import cv2
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    small = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)
-    images = np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_LINEAR) for im in small])
-    return images, d.target.astype(np.int64)
+                       f"scikit-learn digits (real, 8x8 upscaled to {size}x{size}), {len(labels)} images, "
+                       f"{len(tr)} train / {len(py)} audit pool ({how} split)", synthetic=False,
+                       extra={"source": "digits", "size": size, "split": how})
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -187,7 +181,7 @@ class FashionMNIST(Source):
         px, py = _subsample(px, py, split["max_samples"], seed)
         return Dataset("image", tx, ty, px, py, list(FASHION_MNIST_CLASSES),
                        f"Fashion-MNIST (real, 28x28 grayscale): {len(ty)} training and {len(py)} audit images "
-                       f"from the official test file", synthetic=False)
+                       f"from the official test file", synthetic=False, extra={"source": "fashion_mnist"})
 
 
 class ImageFolder(Source):
@@ -263,19 +257,28 @@ class ImageNpz(Source):
 
 class Shapes(Source):
     modality = "pointcloud"
-    help = "SYNTHETIC point clouds of primitive shapes with random proportions (from adapters.datasets.make_shapes)"
-    params = {"n_per_class": "clouds per class (default 120)", "n_points": "points per cloud (default 1024)"}
+    help = "SYNTHETIC point clouds of primitive shapes with random proportions (adapters.datasets.make_shapes)"
+    params = {"n_per_class": "clouds per class (default 120)", "n_points": "points per cloud (default 1024)",
+              "seed": "generator seed (default 1; the reference PointNet was trained on seed 0)"}
 
     def load(self, params, split, seed):
-        from conformal.audit.shapes import make_shapes
+        from adapters.datasets import make_shapes
 
         n_per_class, n_points = params.get("n_per_class", 120), params.get("n_points", 1024)
-        clouds, labels, names = make_shapes(n_per_class=n_per_class, n_points=n_points, seed=seed)
+        shapes_seed = params.get("seed", 1)
+        for key, v in (("n_per_class", n_per_class), ("n_points", n_points), ("seed", shapes_seed)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if key == "seed" else 4):
+                raise ConfigError(f"config key `data.params.{key}` must be an integer"
+                                  f"{' >= 0' if key == 'seed' else ' >= 4'}; got {v!r}")
+        clouds, labels, names = make_shapes(n_per_class=n_per_class, n_points=n_points, seed=shapes_seed)
+        clouds = [np.asarray(c, dtype=np.float32) for c in clouds]
+        labels = np.asarray(labels, dtype=np.int64)
         tr, pool = _stratified_split(labels, split["train_fraction"], seed)
         px, py = _subsample(_take(clouds, pool), labels[pool], split["max_samples"], seed)
         return Dataset("pointcloud", _take(clouds, tr), labels[tr], px, py, list(names),
-                       f"SYNTHETIC primitive shapes ({len(names)} classes x {n_per_class}, {n_points} points each)",
-                       synthetic=True)
+                       f"SYNTHETIC primitive shapes ({len(names)} classes x {n_per_class}, {n_points} points each, "
+                       f"generator seed {shapes_seed})", synthetic=True,
+                       extra={"source": "shapes", "shapes_seed": shapes_seed})
 
 
 class PointCloudFolder(Source):

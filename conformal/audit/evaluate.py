@@ -16,7 +16,7 @@ import numpy as np
 METRICS = {
     "coverage": "fraction of test points whose true label is in the conformal set",
     "set_size": "mean size of the conformal set",
-    "empty_rate": "fraction of empty conformal sets",
+    "empty_rate": "fraction of empty conformal sets, before the never-empty guard (if enabled)",
     "accuracy": "top-1 accuracy (no abstention)",
     "abstain_rate": "fraction of test points the abstention threshold rejects",
     "selective_risk": "rate of the target event among accepted points",
@@ -82,6 +82,7 @@ def nonempty(sets: np.ndarray, probs: np.ndarray) -> np.ndarray:
 
 def cell_metrics(decisions, probs: np.ndarray, labels: np.ndarray, target: str, allow_empty: bool = True) -> dict:
     sets, abstain = np.asarray(decisions.sets), np.asarray(decisions.abstain, dtype=bool)
+    empty_rate = float((sets.sum(1) == 0).mean())  # before the guard: how often the calibrator gave nothing
     if not allow_empty:
         sets = nonempty(sets, probs)
     pred, stat = np.asarray(decisions.prediction), np.asarray(decisions.statistic, dtype=np.float64)
@@ -95,7 +96,7 @@ def cell_metrics(decisions, probs: np.ndarray, labels: np.ndarray, target: str, 
     return {
         "coverage": float(covered.mean()),
         "set_size": float(sets.sum(1).mean()),
-        "empty_rate": float((sets.sum(1) == 0).mean()),
+        "empty_rate": empty_rate,
         "accuracy": float((~error).mean()),
         "abstain_rate": float(abstain.mean()),
         "selective_risk": float(event[accepted].mean()) if accepted.any() else math.nan,

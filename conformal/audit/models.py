@@ -146,6 +146,7 @@ def make_adapter(modality, net, adapter_kwargs):
 
     kw = dict(adapter_kwargs)
     kw.setdefault("device", "cpu")
+    kw.setdefault("progress", False)  # the audit shows one bar over cells
     if modality == "image":
         return adapters.CameraClassifier(net, **kw)
     return adapters.LidarClassifier(net, **kw)
@@ -178,8 +179,13 @@ class ReferenceModel:
 
     def check_params(self, params, path, base_dir):
         _check_params(params, self.params, path, self.required)
-        if "weights" in params:
-            params["weights"] = _resolve(params["weights"], f"{path}.weights", base_dir, kind="file")
+        if "weights" in params:  # may not exist yet: `conformal-audit train` writes it
+            params["weights"] = _resolve(params["weights"], f"{path}.weights", base_dir, kind="any")
+        from conformal.audit.reference import DATA_OF
+
+        if params["name"] not in DATA_OF:
+            raise ConfigError(f"config key `{path}.name` is {params['name']!r}; allowed values: "
+                              f"{', '.join(sorted(DATA_OF))}")
 
     def prepare(self, params, dataset, seed, train_dir=None):
         from conformal.audit import reference
