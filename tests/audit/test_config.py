@@ -121,3 +121,20 @@ def test_ray_missing_is_an_error_before_work(tmp_path, tiny_config, monkeypatch)
     with pytest.raises(ValueError, match=r"needs Ray, which is not installed.*\[ray\]"):
         run_audit(validate_config(tiny_config()), out, executor="ray", quiet=True)
     assert not out.exists()
+
+
+def test_reference_model_refuses_its_training_data(tiny_config, tmp_path):
+    """digits_cnn was trained on one half of digits_split(): auditing it on a seeded split would put training
+    images into the calibration/test pool, so it is refused before any model runs."""
+    from conformal.audit import run_audit
+
+    cfg = validate_config(tiny_config(data={"name": "digits", "params": {"size": 28}},
+                                      model={"name": "reference", "params": {"name": "digits_cnn"}}))
+    with pytest.raises(ConfigError, match="split: reference"):
+        run_audit(cfg, tmp_path / "out", quiet=True)
+    cfg = validate_config(tiny_config(data={"name": "digits", "params": {"size": 28}},
+                                      model={"name": "reference", "params": {"name": "shapes_pointnet"}}))
+    with pytest.raises(ConfigError, match="trained on 'shapes' data"):
+        run_audit(cfg, tmp_path / "out", quiet=True)
+    with pytest.raises(ConfigError, match="model.params.name` is 'resnet'"):
+        validate_config(tiny_config(model={"name": "reference", "params": {"name": "resnet"}}))

@@ -183,3 +183,17 @@ def test_builtin_image_corruptions(tiny_config, tmp_path):
     assert acc["gaussian_noise_s5"] < acc["gaussian_noise_s1"] < acc["clean"]
     z = np.load(tmp_path / "out" / "cache" / "gaussian_noise_s5.npz")
     assert z["examples"].shape == (8, 8) and z["examples"].dtype == np.uint8
+
+
+def test_reference_cnn_on_held_out_digits(tiny_config, tmp_path):
+    """The shipped digits CNN, audited on the held-out half it never saw: accurate on clean data, and its
+    clean coverage is at least 1 - alpha on average over the splits (up to 3 standard errors)."""
+    cfg = validate_config(tiny_config(data={"name": "digits", "params": {"size": 28, "split": "reference"}},
+                                      model={"name": "reference", "params": {"name": "digits_cnn"}},
+                                      conformal={"score": "lac", "alpha": 0.02}, corruptions=[],
+                                      split={"repeats": 10}))
+    res = run_audit(cfg, tmp_path / "out", quiet=True)
+    clean = res["cells"][0]
+    assert res["data"]["n_pool"] == 901
+    assert clean["accuracy"]["mean"] > 0.97
+    assert clean["coverage"]["mean"] >= 0.98 - 3 * clean["coverage"]["se"]
