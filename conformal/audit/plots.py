@@ -32,16 +32,25 @@ def _grid(results: dict, metric: str):
 def heatmaps(results: dict, path: Path) -> None:
     plt = _plt()
     alpha = results["config"]["conformal"]["alpha"]
-    specs = [("coverage", "Coverage", "RdYlGn", (max(0.0, 1 - 4 * alpha), 1.0)),
+    specs = [("coverage", "Coverage", "RdYlGn", None),
              ("set_size", "Mean set size", "viridis", None),
              ("abstain_rate", "Abstention rate", "magma_r", (0.0, 1.0))]
     corrs, sevs, _, _ = _grid(results, "coverage")
     fig, axes = plt.subplots(1, 3, figsize=(15, 1.2 + 0.45 * max(len(corrs), 2)), squeeze=False)
+    from matplotlib.colors import Normalize, TwoSlopeNorm
+
     for ax, (m, title, cmap, lim) in zip(axes[0], specs):
         _, _, grid, clean = _grid(results, m)
-        vmin, vmax = lim if lim else (np.nanmin(grid) if np.isfinite(grid).any() else 0,
-                                       np.nanmax(grid) if np.isfinite(grid).any() else 1)
-        im = ax.imshow(grid, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+        finite = grid[np.isfinite(grid)]
+        if m == "coverage":  # red below the 1 - alpha target, green above, whatever the range
+            lo = min(float(finite.min()) if finite.size else 0.0, 1 - alpha - 0.01)
+            norm = TwoSlopeNorm(vmin=lo, vcenter=1 - alpha, vmax=1.0)
+        elif lim:
+            norm = Normalize(*lim)
+        else:
+            norm = Normalize(float(finite.min()) if finite.size else 0.0,
+                             max(float(finite.max()) if finite.size else 1.0, 1e-9))
+        im = ax.imshow(grid, cmap=cmap, norm=norm, aspect="auto")
         ax.set_xticks(range(len(sevs)), [f"S{s}" for s in sevs])
         ax.set_yticks(range(len(corrs)), corrs)
         for i in range(grid.shape[0]):
@@ -66,7 +75,7 @@ def coverage_vs_severity(results: dict, path: Path) -> None:
     alpha = results["config"]["conformal"]["alpha"]
     clean = next(r for r in results["cells"] if r["cell"] == "clean")
     metrics = [("coverage", "Coverage"), ("set_size", "Mean set size"), ("abstain_rate", "Abstention rate")]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
     cmap = plt.get_cmap("tab20")
     for ax, (m, title) in zip(axes, metrics):
         for k, c in enumerate(results["config"]["corruptions"]):
@@ -83,9 +92,10 @@ def coverage_vs_severity(results: dict, path: Path) -> None:
         ax.set_xticks(range(0, 6), ["clean", "S1", "S2", "S3", "S4", "S5"])
         ax.set_title(title)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, ncol=2, loc="lower left")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 7), fontsize=8, frameon=False)
     fig.suptitle("Mean over splits with 95% split interval (band); severity 0 = clean test data", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04 + 0.035 * (len(labels) // 8), 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -173,6 +183,8 @@ def set_size_histograms(results: dict, curves: dict, path: Path) -> None:
     nrows = math.ceil(n / cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(3.8 * cols, 3 * nrows), squeeze=False)
     bins = np.arange(K + 2) - 0.5
+    biggest = max([int(curves[k].max()) for k in curves if k.endswith("__set_size") and curves[k].size] or [K])
+    xmax = min(K, max(biggest + 1, 3))
     for ax, name in zip(axes.flat, corrs or ["clean"]):
         cells = ["clean"] + [r["cell"] for r in results["cells"] if r["corruption"] == name]
         cm = plt.get_cmap("plasma")
@@ -183,6 +195,7 @@ def set_size_histograms(results: dict, curves: dict, path: Path) -> None:
             ax.plot(np.arange(K + 1), h / max(h.sum(), 1), "-o", ms=2,
                     color="k" if c == "clean" else cm(0.1 + 0.8 * k / max(len(cells), 2)),
                     label="clean" if c == "clean" else c.rsplit("_", 1)[-1].upper())
+        ax.set_xlim(-0.3, xmax + 0.3)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("set size")
         ax.set_ylabel("fraction")
