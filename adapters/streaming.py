@@ -21,6 +21,7 @@ Without feedback the calibrated thresholds are kept (they are exactly the calibr
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import numbers
 import os
@@ -385,7 +386,9 @@ class StreamingConformal:
                      "alarm_frame": self.alarm_frame_, "n_steps": self.n_steps_, "n_feedback": self.n_feedback_,
                      "n_miss": self.n_miss_, "n_expired": self.n_expired_, "next_id": self._next_id,
                      "pending_ids": ids, "pending_scores": self._scores[idx].copy(),
-                     "pending_q": self._q_used[idx].copy(), "reference_stats": self._ref}
+                     "pending_q": self._q_used[idx].copy(), "reference_stats": self._ref,
+                     "rng_state": json.dumps(self._rng.bit_generator.state), "uniforms": self._u.copy(),
+                     "uniforms_used": self._u_i}
             if self.window is not None:
                 state.update(win_sorted=self._win_sorted.copy(),
                              win_ring=np.roll(self._win_ring, -self._win_head).copy())
@@ -420,6 +423,9 @@ class StreamingConformal:
             for name in ("n_steps", "n_feedback", "n_miss", "n_expired"):
                 setattr(obj, name + "_", int(st[name]))
             obj._next_id = int(st["next_id"])
+            obj._rng.bit_generator.state = json.loads(st["rng_state"])
+            obj._u = np.asarray(st["uniforms"], dtype=np.float64).copy()
+            obj._u_i = int(st["uniforms_used"])
             ids = list(st["pending_ids"])
             if len(ids) > obj.max_pending:
                 raise ValueError("more pending frames than max_pending")
