@@ -106,6 +106,9 @@ def corrupt_with_index(points: np.ndarray, name: str, severity: int, rng=None, *
     severity = check_severity(severity)
     is_scene = name in SCENE_TABLES
     check_points(points, min_columns=4 if is_scene else 3)
+    if is_scene and not np.isfinite(points[:, 3]).all():
+        raise ValueError("`points` column 3 (intensity) has NaN or inf values; scene-level corruptions need a finite "
+                         "intensity for every return")
     allowed = _options_of(name)
     unknown = sorted(set(options) - set(allowed))
     if unknown:

@@ -88,6 +88,8 @@ def test_bad_name_severity_options():
         pc.corrupt(pts, "gaussian", 1, mesh=None)
     with pytest.raises(TypeError, match="rng"):
         pc.corrupt(pts, "gaussian", 1, rng=np.random.RandomState(0))
+    with pytest.raises(ValueError, match="intensity"):
+        pc.corrupt(np.array([[1.0, 2, 0, np.nan], [3, 1, 0, 0.5]]), "fog", 1)
     with pytest.raises(ValueError, match="zero extent"):
         pc.corrupt(np.ones((10, 3)), "gaussian", 1)
 
