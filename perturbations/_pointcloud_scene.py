@@ -73,7 +73,8 @@ def ground_estimate(pts) -> np.ndarray:
 
 
 def _ranges(pts):
-    return np.maximum(np.linalg.norm(pts[:, :3], axis=1), 1e-6)
+    xyz = pts[:, :3]
+    return np.maximum(np.sqrt(np.einsum("ij,ij->i", xyz, xyz)), 1e-6)
 
 
 def _rho(pts, imax):
@@ -86,7 +87,8 @@ def detection_threshold(rho, r) -> float:
 
 
 def _scale_range(pts, rows, new_r, old_r):
-    pts[rows, :3] *= (new_r / old_r)[:, None]
+    """In place: move the `rows` (boolean mask) along their rays from range old_r to new_r (full-length arrays)."""
+    pts[:, :3] *= np.where(rows, new_r / old_r, 1.0)[:, None]
 
 
 # ---------------------------------------------------------------- fog (Hahner et al., ICCV 2021)
@@ -123,7 +125,7 @@ def fog(pts, rng, p, *, intensity_max=1.0):
     new_r = np.clip(r_fog + jitter, LIDAR["xi_r1"], None)
     out = pts
     out[:, 3] = hard
-    _scale_range(out, scatter, new_r[scatter], r[scatter])
+    _scale_range(out, scatter, new_r, r)
     out[scatter, 3] = np.minimum(soft[scatter], imax)
     keep = scatter | detected
     idx = np.where(scatter, -1, np.arange(len(pts)))
@@ -176,7 +178,7 @@ def _precipitation(pts, rng, p, kind, intensity_max):
     out = pts
     out[:, 3] = pts[:, 3] * trans
     moved = mode > 0
-    _scale_range(out, moved, new_r[moved], r[moved])
+    _scale_range(out, moved, new_r, r)
     to_particle = mode == 2
     out[to_particle, 3] = imax * part_i[to_particle]
     idx = np.where(to_particle, -1, np.arange(n))

@@ -19,6 +19,7 @@ imports with numpy + numba alone. Models, parameters and sources: docs/pointclou
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 
 import numpy as np
@@ -41,6 +42,7 @@ _FUNCTIONS = {**_pointcloud_object.FUNCTIONS, **_pointcloud_raycast.FUNCTIONS, *
 _TABLES = {**OBJECT_TABLES, **SCENE_TABLES}
 
 
+@functools.lru_cache(maxsize=None)
 def _options_of(name: str) -> tuple[str, ...]:
     sig = inspect.signature(_FUNCTIONS[name])
     return tuple(k for k, v in sig.parameters.items() if v.kind is inspect.Parameter.KEYWORD_ONLY

@@ -17,28 +17,29 @@ def farthest_point_sampling_kernel(xyz, n_samples, start):
     point is never chosen again, so the indices are distinct even when the cloud has duplicate points.
     """
     n = xyz.shape[0]
+    # structure-of-arrays copy and a branch-free min pass so the inner loop vectorises
+    x = xyz[:, 0].copy()
+    y = xyz[:, 1].copy()
+    z = xyz[:, 2].copy()
     out = np.empty(n_samples, dtype=np.int64)
     min_d = np.full(n, np.inf)
     cur = start
     for s in range(n_samples):
         out[s] = cur
-        min_d[cur] = -1.0  # marks a chosen point: never the maximum again, never lowered (d >= 0)
-        cx = xyz[cur, 0]
-        cy = xyz[cur, 1]
-        cz = xyz[cur, 2]
+        min_d[cur] = -1.0  # marks a chosen point: never the maximum again, never raised above -1
+        cx = x[cur]
+        cy = y[cur]
+        cz = z[cur]
+        for i in range(n):
+            dx = x[i] - cx
+            dy = y[i] - cy
+            dz = z[i] - cz
+            min_d[i] = min(min_d[i], dx * dx + dy * dy + dz * dz)
         best = -1.0
         best_i = 0
         for i in range(n):
-            dx = xyz[i, 0] - cx
-            dy = xyz[i, 1] - cy
-            dz = xyz[i, 2] - cz
-            d = dx * dx + dy * dy + dz * dz
-            m = min_d[i]
-            if d < m:
-                m = d
-                min_d[i] = d
-            if m > best:
-                best = m
+            if min_d[i] > best:
+                best = min_d[i]
                 best_i = i
         cur = best_i
     return out

@@ -122,13 +122,16 @@ def test_noise_and_deformation_grow_with_severity():
     pts = sphere(extra=False).astype(np.float64)
 
     def rms(name):
-        return _over_severities(lambda s, seed: np.sqrt(((pc.corrupt(pts, name, s, rng=seed) - pts) ** 2).sum(1).mean()))
+        def one(s, seed):
+            return np.sqrt(((pc.corrupt(pts, name, s, rng=seed) - pts) ** 2).sum(1).mean())
+        return _over_severities(one)
 
     for name in ("uniform", "gaussian", "ffd", "rbf", "inv_rbf", "shear"):
         assert _strictly_increasing(rms(name)), name
     g = pc.corrupt(pts, "gaussian", 5, rng=0) - pts
     assert 0.025 < g.std() < 0.032  # sigma 0.03 per axis, slightly reduced by clipping to [-1, 1]
-    angles = [np.abs(pc.corrupt_with_index(pts, "rotation", s, rng=0, return_params=True)[2]["angles_deg"]) for s in range(1, 6)]
+    angles = [np.abs(pc.corrupt_with_index(pts, "rotation", s, rng=0, return_params=True)[2]["angles_deg"])
+              for s in range(1, 6)]
     for s, a in enumerate(angles, start=1):
         c = pc.params("rotation", s)["angle_deg"]
         assert np.all((a >= c - 2.5) & (a <= c + 2.5))
