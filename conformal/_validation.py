@@ -45,9 +45,13 @@ def as_array(x, name: str) -> np.ndarray:
     raise TypeError(f"`{name}` must be a numpy array or a CPU torch tensor; got {type(x).__name__}")
 
 
-def check_scores_matrix(x, name: str = "probs", *, inputs: str = "probs", n_classes: int | None = None
-                        ) -> np.ndarray:
-    """Validate an (n, K) matrix of probabilities (or logits) and return it unchanged (float32/float64)."""
+def check_scores_matrix(x, name: str = "probs", *, inputs: str = "probs", n_classes: int | None = None,
+                        values: bool = True) -> np.ndarray:
+    """Validate an (n, K) matrix of probabilities (or logits) and return it unchanged (float32/float64).
+
+    values=False checks only type and shape; the score kernels check values row by row as they read them
+    (`raise_row_error` turns their codes into the same messages).
+    """
     arr = as_array(x, name)
     if arr.dtype not in (np.float32, np.float64):
         raise TypeError(f"`{name}` must be a float32 or float64 array; got dtype {arr.dtype}")
@@ -61,6 +65,8 @@ def check_scores_matrix(x, name: str = "probs", *, inputs: str = "probs", n_clas
         raise ValueError(f"`{name}` must have at least 2 classes (columns); got {k}")
     if n_classes is not None and k != n_classes:
         raise ValueError(f"`{name}` has {k} classes but the calibrator was fitted with {n_classes}")
+    if not values:
+        return arr
     finite = np.isfinite(arr)
     if not finite.all():
         row = int(np.argwhere(~finite)[0][0])
@@ -79,6 +85,23 @@ def check_scores_matrix(x, name: str = "probs", *, inputs: str = "probs", n_clas
             raise ValueError(f"`{name}` rows must sum to 1 within {ROW_SUM_TOL:g}; row {row} sums to "
                              f"{sums[row]:.6g} (pass inputs='logits' for raw model outputs)")
     return arr
+
+
+def raise_row_error(errs: np.ndarray, x: np.ndarray, name: str = "probs") -> None:
+    """Raise the ValueError for the first row a kernel flagged (codes from conformal._kernels.scores)."""
+    bad = np.flatnonzero(errs)
+    if bad.size == 0:
+        return
+    row = int(bad[0])
+    code = int(errs[row])
+    if code == 1:
+        raise ValueError(f"`{name}` must be finite; row {row} holds NaN or inf")
+    if code == 2:
+        raise ValueError(f"`{name}` must hold probabilities in [0, 1]; row {row} does not "
+                         f"(pass inputs='logits' for raw model outputs)")
+    total = float(np.sum(x[row], dtype=np.float64))
+    raise ValueError(f"`{name}` rows must sum to 1 within {ROW_SUM_TOL:g}; row {row} sums to {total:.6g} "
+                     f"(pass inputs='logits' for raw model outputs)")
 
 
 def check_labels(y, n_samples: int, n_classes: int, name: str = "labels") -> np.ndarray:

@@ -1,0 +1,432 @@
+"""Numba kernels for the rank-based scores (APS, RAPS, SAPS, TopK) and LAC.
+
+Conventions shared by every kernel (and by the NumPy twins in tests/reference/naive.py):
+- A row is read as float64 (float32 inputs are widened exactly); with ``logits=True`` it is soft-maxed first by
+  `_row_probs`, the one softmax every kernel uses, so calibration and prediction see identical numbers.
+- Ties: the rank of label y is L(y) = #{j : p_j >= p_y}; tied labels share one score, so they are in or out of
+  a set together.
+- Probability mass is summed in fixed point, int64(round(p * 2**60)), so sums are exact and independent of the
+  order in which labels are visited: the score of a label is bit-identical whether computed at calibration
+  (O(K), no sort), in the all-label kernel (sorted) or in the set kernel (bucketed).
+- One uniform `u` per row drives the randomized scores; ``randomized=False`` ignores `u`.
+Score kinds: 1 APS, 2 RAPS, 3 SAPS, 4 TopK (LAC, kind 0, needs no ranks and is handled by `lac_*`).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+APS, RAPS, SAPS, TOPK = 1, 2, 3, 4
+SCALE = float(2 ** 60)
+INV_SCALE = 1.0 / SCALE
+# Buckets for the set kernel: 8 per binade (exponent + 3 mantissa bits) over [2**-40, 1]; below that, bucket 0.
+_E_TOP = 1023
+_N_BINADES = 40
+_N_BUCKETS = _N_BINADES * 8 + 2
+
+
+ROW_SUM_TOL = 1e-3
+OK, NONFINITE, OUT_OF_RANGE, BAD_SUM = 0, 1, 2, 3
+
+
+@njit(cache=True, nogil=True)
+def _row_check(src, i, logits):
+    """0 if row i is valid input, else the code of its first problem (validation fused into every kernel, so a
+    prediction reads its input once and allocates nothing of size n x K besides the output)."""
+    k = src.shape[1]
+    s = 0.0
+    for j in range(k):
+        v = np.float64(src[i, j])
+        if not np.isfinite(v):
+            return NONFINITE
+        if not logits and (v < 0.0 or v > 1.0):
+            return OUT_OF_RANGE
+        s += v
+    if not logits and abs(s - 1.0) > ROW_SUM_TOL:
+        return BAD_SUM
+    return OK
+
+
+@njit(cache=True, nogil=True)
+def _row_probs(src, i, logits, temp, out):
+    """Row i of `src` as float64 probabilities in `out` (softmax of logits / temp when `logits`)."""
+    k = src.shape[1]
+    if logits:
+        m = -np.inf
+        for j in range(k):
+            v = np.float64(src[i, j]) / temp
+            if v > m:
+                m = v
+        s = 0.0
+        for j in range(k):
+            e = np.exp(np.float64(src[i, j]) / temp - m)
+            out[j] = e
+            s += e
+        for j in range(k):
+            out[j] = out[j] / s
+    else:
+        for j in range(k):
+            out[j] = np.float64(src[i, j])
+
+
+@njit(cache=True, nogil=True)
+def _fixed(p):
+    return np.int64(np.floor(p * SCALE + 0.5))
+
+
+@njit(cache=True, nogil=True)
+def _score(kind, m_above, m_group, rank, pmax, u, randomized, lam, k_reg, weight):
+    """Score of a label whose tie group has fixed-point mass `m_group`, with `m_above` above it and rank L."""
+    if kind == APS or kind == RAPS:
+        if randomized:
+            s = (np.float64(m_above) + u * np.float64(m_group)) * INV_SCALE
+        else:
+            s = np.float64(m_above + m_group) * INV_SCALE
+        if kind == RAPS:
+            pen = rank - k_reg
+            if pen > 0:
+                s = s + lam * pen
+        return s
+    if kind == SAPS:
+        v = u if randomized else 1.0
+        if rank == 1:
+            return v * pmax
+        return pmax + (rank - 2 + v) * weight
+    # TOPK
+    if randomized:
+        return rank - 1 + u
+    return np.float64(rank)
+
+
+# Every kernel comes as `<name>_rows(..., lo, hi, out, errs)`, which handles rows lo..hi-1 serially with its own
+# scratch, and `<name>(..., chunk, out, errs)`, which runs it over chunks of rows in parallel. The Python side
+# calls the serial one for small inputs (a single frame), where starting the thread pool costs more than the work.
+
+
+@njit(cache=True, nogil=True)
+def label_rows(src, labels, u, logits, temp, kind, randomized, lam, k_reg, weight, lo, hi, out, errs):
+    """Score of labels[i] for rows lo..hi-1: O(K) per row, no sort."""
+    k = src.shape[1]
+    p = np.empty(k, dtype=np.float64)
+    for i in range(lo, hi):
+        errs[i] = _row_check(src, i, logits)
+        if errs[i] != OK:
+            continue
+        _row_probs(src, i, logits, temp, p)
+        py = p[labels[i]]
+        m_above = np.int64(0)
+        m_group = np.int64(0)
+        c_above = 0
+        c_group = 0
+        pmax = p[0]
+        for j in range(k):
+            pj = p[j]
+            if pj > pmax:
+                pmax = pj
+            if pj > py:
+                m_above += _fixed(pj)
+                c_above += 1
+            elif pj == py:
+                m_group += _fixed(pj)
+                c_group += 1
+        ui = u[i] if randomized else 0.0
+        out[i] = _score(kind, m_above, m_group, c_above + c_group, pmax, ui, randomized, lam, k_reg, weight)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def label_scores(src, labels, u, logits, temp, kind, randomized, lam, k_reg, weight, chunk, out, errs):
+    n = src.shape[0]
+    for c in prange((n + chunk - 1) // chunk):
+        label_rows(src, labels, u, logits, temp, kind, randomized, lam, k_reg, weight, c * chunk,
+                   min(n, (c + 1) * chunk), out, errs)
+
+
+@njit(cache=True, nogil=True)
+def all_rows(src, u, logits, temp, kind, randomized, lam, k_reg, weight, lo, hi, out, errs):
+    """Scores of every label for rows lo..hi-1: one sort per row."""
+    k = src.shape[1]
+    p = np.empty(k, dtype=np.float64)
+    for i in range(lo, hi):
+        errs[i] = _row_check(src, i, logits)
+        if errs[i] != OK:
+            continue
+        _row_probs(src, i, logits, temp, p)
+        ui = u[i] if randomized else 0.0
+        order = np.argsort(-p)
+        pmax = p[order[0]]
+        m_above = np.int64(0)
+        start = 0
+        while start < k:
+            v = p[order[start]]
+            stop = start
+            m_group = np.int64(0)
+            while stop < k and p[order[stop]] == v:
+                m_group += _fixed(v)
+                stop += 1
+            s = _score(kind, m_above, m_group, stop, pmax, ui, randomized, lam, k_reg, weight)
+            for t in range(start, stop):
+                out[i, order[t]] = s
+            m_above += m_group
+            start = stop
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def all_scores(src, u, logits, temp, kind, randomized, lam, k_reg, weight, chunk, out, errs):
+    n = src.shape[0]
+    for c in prange((n + chunk - 1) // chunk):
+        all_rows(src, u, logits, temp, kind, randomized, lam, k_reg, weight, c * chunk, min(n, (c + 1) * chunk),
+                 out, errs)
+
+
+@njit(cache=True, nogil=True)
+def _bucket(bits):
+    e = np.int64((bits >> np.uint64(52)) & np.uint64(0x7FF))
+    if e < _E_TOP - _N_BINADES + 1:
+        return 0
+    mant = np.int64((bits >> np.uint64(49)) & np.uint64(7))
+    return (e - (_E_TOP - _N_BINADES + 1)) * 8 + mant + 1
+
+
+@njit(cache=True, nogil=True)
+def _load_row(src, i, logits, temp, out):
+    """Check row i and copy it into `out` as float64 probabilities in one pass; returns (error code, row sum)."""
+    k = src.shape[1]
+    if logits:
+        code = _row_check(src, i, logits)
+        if code != OK:
+            return code, 0.0
+        _row_probs(src, i, logits, temp, out)
+        s = 0.0
+        for j in range(k):
+            s += out[j]
+        return OK, s
+    s = 0.0
+    for j in range(k):
+        v = np.float64(src[i, j])
+        if not np.isfinite(v):
+            return NONFINITE, 0.0
+        if v < 0.0 or v > 1.0:
+            return OUT_OF_RANGE, 0.0
+        out[j] = v
+        s += v
+    if abs(s - 1.0) > ROW_SUM_TOL:
+        return BAD_SUM, s
+    return OK, s
+
+
+@njit(cache=True, nogil=True)
+def _set_row(p, row_sum, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, b_mass, b_count, b_start,
+             bid, arr, tmp):
+    """Smallest probability v* still in the set of this row (inf for an empty set).
+
+    Scores never decrease as p decreases, so a set is a prefix of tie groups in descending p.
+    1. Prune (APS, RAPS): the labels with p < t = (row_sum - qhat) / K hold less than row_sum - qhat of mass,
+       so mass(p >= t) > qhat and any label below t has a score above qhat: none of them can be in the set.
+    2. Bucket the rest by the leading bits of p (8 buckets per binade), laid out contiguously by bucket.
+    3. Walk buckets from the top: accept or reject whole buckets from bounds on their scores (with a margin,
+       so no rounding can change the answer); sort and score exactly, as `label_scores` does, only a bucket the
+       bounds cannot decide.
+    """
+    k = p.shape[0]
+    nb = b_mass.shape[0]
+    for b in range(nb):
+        b_mass[b] = 0
+        b_count[b] = 0
+    margin = 1e-9 * max(1.0, abs(qhat))
+    t = -1.0
+    if (kind == APS or kind == RAPS) and row_sum - qhat - margin > 0.0:
+        t = (row_sum - qhat - margin) / k
+    bits = p.view(np.uint64)
+    pmax = p[0]
+    for j in range(k):
+        v = p[j]
+        if v > pmax:
+            pmax = v
+        if v >= t:
+            b = _bucket(bits[j])
+            bid[j] = b
+            b_mass[b] += _fixed(v)
+            b_count[b] += 1
+        else:
+            bid[j] = -1
+    pos = 0
+    for b in range(nb - 1, -1, -1):
+        b_start[b] = pos
+        pos += b_count[b]
+    for j in range(k):
+        b = bid[j]
+        if b >= 0:
+            arr[b_start[b]] = p[j]
+            b_start[b] += 1
+    v_star = np.inf
+    m_above = np.int64(0)
+    c_above = 0
+    done = False
+    for b in range(nb - 1, -1, -1):
+        cnt = b_count[b]
+        if cnt == 0:
+            continue
+        lo = b_start[b] - cnt  # b_start now points one past the bucket's members
+        # Upper bound on any score in the bucket: all its mass and count taken (u <= 1).
+        ub = _score(kind, m_above, b_mass[b], c_above + cnt, pmax, 1.0, False, lam, k_reg, weight)
+        if ub + margin < qhat:
+            vmin = arr[lo]
+            for t2 in range(lo + 1, lo + cnt):
+                if arr[t2] < vmin:
+                    vmin = arr[t2]
+            v_star = vmin  # whole bucket in
+            m_above += b_mass[b]
+            c_above += cnt
+            continue
+        # Lower bound: nothing of the bucket above, the smallest conceivable group (mass 0, one label, u = 0).
+        lb = _score(kind, m_above, np.int64(0), c_above + 1, pmax, 0.0, randomized, lam, k_reg, weight)
+        if lb - margin > qhat:
+            break
+        # Undecided: score this bucket's tie groups exactly, in descending p.
+        for t2 in range(cnt):
+            tmp[t2] = -arr[lo + t2]
+        vals = np.sort(tmp[:cnt])
+        start = 0
+        while start < cnt:
+            v = -vals[start]
+            stop = start
+            m_group = np.int64(0)
+            while stop < cnt and -vals[stop] == v:
+                m_group += _fixed(v)
+                stop += 1
+            s = _score(kind, m_above, m_group, c_above + stop, pmax, u, randomized, lam, k_reg, weight)
+            if s <= qhat:
+                v_star = v
+                m_above += m_group
+                start = stop
+            else:
+                done = True
+                break
+        if done:
+            break
+        c_above += cnt
+    if v_star == np.inf and not allow_empty:
+        v_star = pmax
+    return v_star
+
+
+@njit(cache=True, nogil=True)
+def set_rows(src, u, qhat, logits, temp, kind, randomized, lam, k_reg, weight, allow_empty, lo, hi, out, errs):
+    """Boolean prediction sets {y : s(x, y) <= qhat} for rows lo..hi-1, O(K) per row plus one small sort."""
+    k = src.shape[1]
+    p = np.empty(k, dtype=np.float64)
+    arr = np.empty(k, dtype=np.float64)
+    tmp = np.empty(k, dtype=np.float64)
+    bid = np.empty(k, dtype=np.int64)
+    b_mass = np.empty(_N_BUCKETS, dtype=np.int64)
+    b_count = np.empty(_N_BUCKETS, dtype=np.int64)
+    b_start = np.empty(_N_BUCKETS, dtype=np.int64)
+    for i in range(lo, hi):
+        code, row_sum = _load_row(src, i, logits, temp, p)
+        errs[i] = code
+        if code != OK:
+            continue
+        ui = u[i] if randomized else 0.0
+        v_star = _set_row(p, row_sum, ui, qhat, kind, randomized, lam, k_reg, weight, allow_empty,
+                          b_mass, b_count, b_start, bid, arr, tmp)
+        for j in range(k):
+            out[i, j] = p[j] >= v_star
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def predict_sets(src, u, qhat, logits, temp, kind, randomized, lam, k_reg, weight, allow_empty, chunk, out, errs):
+    n = src.shape[0]
+    for c in prange((n + chunk - 1) // chunk):
+        set_rows(src, u, qhat, logits, temp, kind, randomized, lam, k_reg, weight, allow_empty, c * chunk,
+                 min(n, (c + 1) * chunk), out, errs)
+
+
+@njit(cache=True, nogil=True)
+def lac_label_rows(src, labels, logits, temp, lo, hi, out, errs):
+    p = np.empty(src.shape[1], dtype=np.float64)
+    for i in range(lo, hi):
+        errs[i] = _row_check(src, i, logits)
+        if errs[i] != OK:
+            continue
+        _row_probs(src, i, logits, temp, p)
+        out[i] = 1.0 - p[labels[i]]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def lac_label_scores(src, labels, logits, temp, chunk, out, errs):
+    n = src.shape[0]
+    for c in prange((n + chunk - 1) // chunk):
+        lac_label_rows(src, labels, logits, temp, c * chunk, min(n, (c + 1) * chunk), out, errs)
+
+
+@njit(cache=True, nogil=True)
+def lac_all_rows(src, logits, temp, lo, hi, out, errs):
+    k = src.shape[1]
+    p = np.empty(k, dtype=np.float64)
+    for i in range(lo, hi):
+        errs[i] = _row_check(src, i, logits)
+        if errs[i] != OK:
+            continue
+        _row_probs(src, i, logits, temp, p)
+        for j in range(k):
+            out[i, j] = 1.0 - p[j]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def lac_all_scores(src, logits, temp, chunk, out, errs):
+    n = src.shape[0]
+    for c in prange((n + chunk - 1) // chunk):
+        lac_all_rows(src, logits, temp, c * chunk, min(n, (c + 1) * chunk), out, errs)
+
+
+@njit(cache=True, nogil=True)
+def lac_set_rows(src, qhat, logits, temp, allow_empty, lo, hi, out, errs):
+    """LAC sets {y : 1 - p_y <= qhat}; for probabilities, check and compare in one pass over the input."""
+    k = src.shape[1]
+    p = np.empty(k, dtype=np.float64)
+    for i in range(lo, hi):
+        any_in = False
+        if logits:
+            code, _ = _load_row(src, i, logits, temp, p)
+            errs[i] = code
+            if code != OK:
+                continue
+            for j in range(k):
+                inside = 1.0 - p[j] <= qhat
+                out[i, j] = inside
+                any_in = any_in or inside
+        else:
+            s = 0.0
+            bad = 0.0
+            for j in range(k):
+                v = np.float64(src[i, j])
+                s += v
+                # NaN, inf and values outside [0, 1] all make `bad` non-zero (NaN propagates); no branch
+                bad += (v < 0.0) + (v > 1.0) + (v != v)
+                inside = 1.0 - v <= qhat
+                out[i, j] = inside
+                any_in = any_in or inside
+            if bad != 0.0 or not np.isfinite(s):
+                errs[i] = _row_check(src, i, logits)  # find which problem, for the message
+                continue
+            if abs(s - 1.0) > ROW_SUM_TOL:
+                errs[i] = BAD_SUM
+                continue
+            errs[i] = OK
+        if not any_in and not allow_empty:
+            if not logits:
+                for j in range(k):
+                    p[j] = np.float64(src[i, j])
+            pmax = p[0]
+            for j in range(k):
+                if p[j] > pmax:
+                    pmax = p[j]
+            for j in range(k):
+                out[i, j] = p[j] >= pmax
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def lac_predict_sets(src, qhat, logits, temp, allow_empty, chunk, out, errs):
+    n = src.shape[0]
+    for c in prange((n + chunk - 1) // chunk):
+        lac_set_rows(src, qhat, logits, temp, allow_empty, c * chunk, min(n, (c + 1) * chunk), out, errs)

@@ -1,0 +1,43 @@
+"""LAC (least ambiguous set-valued classifier), Sadinle, Lei & Wasserman (2019), JASA 114(525).
+
+s(x, y) = 1 - p_y. Sets {y : p_y >= 1 - qhat} have the smallest expected size among sets with marginal coverage
+1 - alpha, but may be empty. The score has no randomized form: with ``randomized=True`` the calibrator randomizes
+the conformal p-value instead (smoothed p-values), which makes coverage exactly 1 - alpha.
+"""
+from __future__ import annotations
+
+from conformal._kernels import scores as _k
+import numpy as np
+
+from conformal.scores.base import Score, register, run_kernel
+
+
+@register
+class LAC(Score):
+    """Least ambiguous set-valued classifier: s(x, y) = 1 - p_y.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from conformal.scores import LAC
+    >>> LAC().label_scores(np.array([[0.7, 0.2, 0.1]]), np.array([1]))
+    array([0.8])
+    """
+
+    name = "lac"
+    randomizable = False
+
+    def _label(self, p, y, u, logits, temp, errs):
+        n, k = p.shape
+        return run_kernel(_k.lac_label_rows, _k.lac_label_scores, n, k, p, y, logits, temp,
+                          out=np.empty(n), errs=errs)
+
+    def _all(self, p, u, logits, temp, errs):
+        n, k = p.shape
+        return run_kernel(_k.lac_all_rows, _k.lac_all_scores, n, k, p, logits, temp, out=np.empty((n, k)),
+                          errs=errs)
+
+    def _sets(self, p, qhat, u, logits, temp, allow_empty, errs):
+        n, k = p.shape
+        return run_kernel(_k.lac_set_rows, _k.lac_predict_sets, n, k, p, qhat, logits, temp, allow_empty,
+                          out=np.empty((n, k), dtype=np.bool_), errs=errs)
