@@ -96,33 +96,48 @@ def fog_response_kernel(alpha, r0_grid, dr, window, r1, r2):
     return r_fog, i_fog
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")  # no zero-division check: r^2 + radius^2 > 0
 def rbf_apply_kernel(xyz, ctrl, w, c, q, radius, inverse):
     """p' = sum_i W_i phi(|p - x_i|) + c + p Q, phi multiquadric sqrt(r^2 + radius^2) or its inverse."""
     n = xyz.shape[0]
     k = ctrl.shape[0]
-    out = np.empty((n, 3))
     r2 = radius * radius
-    for a in range(n):
-        px = xyz[a, 0]
-        py = xyz[a, 1]
-        pz = xyz[a, 2]
-        acc0 = c[0] + px * q[0, 0] + py * q[1, 0] + pz * q[2, 0]
-        acc1 = c[1] + px * q[0, 1] + py * q[1, 1] + pz * q[2, 1]
-        acc2 = c[2] + px * q[0, 2] + py * q[1, 2] + pz * q[2, 2]
-        for i in range(k):
-            dx = px - ctrl[i, 0]
-            dy = py - ctrl[i, 1]
-            dz = pz - ctrl[i, 2]
-            phi = np.sqrt(dx * dx + dy * dy + dz * dz + r2)
-            if inverse:
-                phi = 1.0 / phi
-            acc0 += w[i, 0] * phi
-            acc1 += w[i, 1] * phi
-            acc2 += w[i, 2] * phi
-        out[a, 0] = acc0
-        out[a, 1] = acc1
-        out[a, 2] = acc2
+    px = xyz[:, 0].copy()
+    py = xyz[:, 1].copy()
+    pz = xyz[:, 2].copy()
+    o0 = c[0] + px * q[0, 0] + py * q[1, 0] + pz * q[2, 0]
+    o1 = c[1] + px * q[0, 1] + py * q[1, 1] + pz * q[2, 1]
+    o2 = c[2] + px * q[0, 2] + py * q[1, 2] + pz * q[2, 2]
+    # control points outside, points inside: the inner loop has no reduction, so it vectorises
+    for i in range(k):
+        cx = ctrl[i, 0]
+        cy = ctrl[i, 1]
+        cz = ctrl[i, 2]
+        w0 = w[i, 0]
+        w1 = w[i, 1]
+        w2 = w[i, 2]
+        if inverse:
+            for a in range(n):
+                dx = px[a] - cx
+                dy = py[a] - cy
+                dz = pz[a] - cz
+                phi = 1.0 / np.sqrt(dx * dx + dy * dy + dz * dz + r2)
+                o0[a] += w0 * phi
+                o1[a] += w1 * phi
+                o2[a] += w2 * phi
+        else:
+            for a in range(n):
+                dx = px[a] - cx
+                dy = py[a] - cy
+                dz = pz[a] - cz
+                phi = np.sqrt(dx * dx + dy * dy + dz * dz + r2)
+                o0[a] += w0 * phi
+                o1[a] += w1 * phi
+                o2[a] += w2 * phi
+    out = np.empty((n, 3))
+    out[:, 0] = o0
+    out[:, 1] = o1
+    out[:, 2] = o2
     return out
 
 
