@@ -6,6 +6,7 @@ Targets (2-core machine): object level <= 1 ms median (ray-cast occlusion/lidar 
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -48,7 +49,9 @@ def main(repeat: int = 7) -> str:
         "",
         f"Machine: {machine_line()}. Versions: {versions('numpy', 'numba', 'open3d')}.",
         f"Median of {repeat} runs after one warm-up, severity 3, a fresh seed per run. Object level: 1,024 points "
-        f"on a sphere; scene level: synthetic 64-ring street scan with {len(scan):,} points (x, y, z, intensity).",
+        f"on a sphere; scene level: synthetic 64-ring street scan with {len(scan):,} points (x, y, z, intensity). "
+        f"Load average when the run ended: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (the machine is shared, "
+        f"so times above ~1 load per core are inflated).",
         "",
         "| corruption | level | input points | median ms | target ms | within target |",
         "|---|---|---:|---:|---:|---|",

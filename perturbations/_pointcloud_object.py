@@ -199,10 +199,13 @@ def _phi(r, radius, inverse):
     return 1.0 / q if inverse else q
 
 
+@functools.lru_cache(maxsize=8)
 def control_lattice(lattice: int) -> np.ndarray:
-    """(lattice^3, 3) regular grid over [-1, 1]^3, x slowest."""
+    """(lattice^3, 3) regular grid over [-1, 1]^3, x slowest (cached, read-only)."""
     g = np.linspace(-1.0, 1.0, lattice)
-    return np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)
+    grid = np.ascontiguousarray(np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3))
+    grid.flags.writeable = False
+    return grid
 
 
 def rbf_system(ctrl: np.ndarray, radius: float, inverse: bool) -> np.ndarray:

@@ -19,7 +19,7 @@ import numbers
 
 import numpy as np
 
-from ._kernels.pointcloud import fog_response_kernel
+from ._kernels.pointcloud import fog_response_kernel, precipitation_kernel
 from ._pointcloud_tables import LIDAR
 
 DEFAULT_FOV_DEG = (2.0, -24.8)   # HDL-64E nominal vertical field of view (KITTI)
@@ -73,7 +73,8 @@ def ground_estimate(pts) -> np.ndarray:
 
 
 def _ranges(pts):
-    return np.maximum(np.linalg.norm(pts[:, :3], axis=1), 1e-6)
+    xyz = pts[:, :3]
+    return np.maximum(np.sqrt(np.einsum("ij,ij->i", xyz, xyz)), 1e-6)
 
 
 def _rho(pts, imax):
@@ -86,7 +87,8 @@ def detection_threshold(rho, r) -> float:
 
 
 def _scale_range(pts, rows, new_r, old_r):
-    pts[rows, :3] *= (new_r / old_r)[:, None]
+    """In place: move the `rows` (boolean mask) along their rays from range old_r to new_r (full-length arrays)."""
+    pts[:, :3] *= np.where(rows, new_r / old_r, 1.0)[:, None]
 
 
 # ---------------------------------------------------------------- fog (Hahner et al., ICCV 2021)
@@ -123,7 +125,7 @@ def fog(pts, rng, p, *, intensity_max=1.0):
     new_r = np.clip(r_fog + jitter, LIDAR["xi_r1"], None)
     out = pts
     out[:, 3] = hard
-    _scale_range(out, scatter, new_r[scatter], r[scatter])
+    _scale_range(out, scatter, new_r, r)
     out[scatter, 3] = np.minimum(soft[scatter], imax)
     keep = scatter | detected
     idx = np.where(scatter, -1, np.arange(len(pts)))
@@ -166,32 +168,21 @@ def _precipitation(pts, rng, p, kind, intensity_max):
     # particle ranges in the cone: a Poisson process with intensity n_tot * pi * (half_div x)^2 dx, so
     # x^3 - r_min^3 has exponential gaps of mean 3 / (n_tot * pi * half_div^2)
     scale = 3.0 / (n_tot * math.pi * half_div ** 2)
-    gaps = rng.exponential(scale, (n, N_NEAREST_PARTICLES))
-    x = np.cbrt(np.cumsum(gaps, axis=1) + r_min ** 3)
-    diam = np.minimum(rng.exponential(1.0 / lam, (n, N_NEAREST_PARTICLES)), d_cap)
-    valid = x < r[:, None]
-    beam_mm = 2.0 * half_div * x * 1000.0
-    frac = np.where(valid, np.minimum((diam / beam_mm) ** 2, 1.0), 0.0)   # share of the beam a particle covers
-    p_part = rho_p * np.exp(-2.0 * alpha * x) * frac / x ** 2
-    blocked = np.minimum(frac.sum(axis=1), 1.0)
-    att = np.exp(-2.0 * alpha * r) * (1.0 - blocked)
-    p_target = rho * att / r ** 2
-    best = p_part.argmax(axis=1)
-    p_best = p_part[np.arange(n), best]
-    to_particle = (p_best > p_target) & (p_best >= p_min)
-    keep_target = ~to_particle & (p_target >= p_min)
-    # Goodin et al. 2019 range noise for the returns that stay on their target
-    sigma = 0.02 * r * (1.0 - math.exp(-rate)) ** 2
-    new_r = np.maximum(r + rng.normal(0.0, 1.0, n) * sigma, 0.05)
+    gaps = rng.standard_exponential((n, N_NEAREST_PARTICLES)) * scale
+    diam = np.minimum(rng.standard_exponential((n, N_NEAREST_PARTICLES)) / lam, d_cap)
+    noise = rng.standard_normal(n)
+    # Goodin et al. 2019 range noise for the returns that stay on their target: sigma = 0.02 R (1 - e^-rate)^2
+    sigma_rel = 0.02 * (1.0 - math.exp(-rate)) ** 2
+    mode, new_r, trans, part_i = precipitation_kernel(r, rho, gaps, diam, noise, alpha, rho_p, half_div, r_min,
+                                                      p_min, sigma_rel)
     out = pts
-    out[:, 3] = pts[:, 3] * att
-    _scale_range(out, keep_target, new_r[keep_target], r[keep_target])
-    x_best = x[np.arange(n), best]
-    _scale_range(out, to_particle, x_best[to_particle], r[to_particle])
-    out[to_particle, 3] = imax * rho_p * frac[np.arange(n), best][to_particle] * np.exp(-2 * alpha * x_best[to_particle])
-    keep = to_particle | keep_target
+    out[:, 3] = pts[:, 3] * trans
+    moved = mode > 0
+    _scale_range(out, moved, new_r, r)
+    to_particle = mode == 2
+    out[to_particle, 3] = imax * part_i[to_particle]
     idx = np.where(to_particle, -1, np.arange(n))
-    return out[keep], idx[keep], {"alpha": alpha, "n_scatter": int(to_particle.sum()), "n_lost": int((~keep).sum())}
+    return out[moved], idx[moved], {"alpha": alpha, "n_scatter": int(to_particle.sum()), "n_lost": int((~moved).sum())}
 
 
 def rain(pts, rng, p, *, intensity_max=1.0):

@@ -4,7 +4,7 @@ Object-level rows restate ModelNet40-C (Sun et al., 2022, `jiachens/ModelNet40-C
 1,024-point cloud normalised to [-1, 1]^3; counts given for N = 1,024 are scaled by N / 1,024 for other N.
 Scene-level rows come from Dong et al. CVPR'23 (5 levels) and Robo3D (Kong et al. ICCV'23, 3 levels,
 spread over 5 here); docs/pointcloud_corruptions.md says which number comes from where.
-Each row is a tuple of five dicts, one per severity; `pointcloud.params(name, severity)` returns a copy.
+Each row is a tuple of five dicts, one per severity; `pointcloud.parameters(name, severity)` returns a copy.
 """
 from __future__ import annotations
 

@@ -26,8 +26,8 @@ def check_points(points, name: str = "points", *, min_columns: int = 3, require_
     if points.ndim != 2:
         raise ValueError(f"`{name}` must be 2-D with shape (N, C), C >= {min_columns}; got shape {points.shape}")
     if points.shape[1] < min_columns:
-        raise ValueError(f"`{name}` must have at least {min_columns} columns (x, y, z{', intensity' if min_columns > 3 else ''}"
-                         f"); got shape {points.shape}")
+        cols = "x, y, z, intensity" if min_columns > 3 else "x, y, z"
+        raise ValueError(f"`{name}` must have at least {min_columns} columns ({cols}); got shape {points.shape}")
     if points.shape[0] == 0:
         raise ValueError(f"`{name}` is an empty cloud (shape {points.shape}); at least one point is required")
     if require_float and not np.issubdtype(points.dtype, np.floating):

@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import copy
 import inspect
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Callable
 
 import numpy as np
 
@@ -28,8 +31,8 @@ from ._common import as_generator, check_name, check_severity
 from ._pointcloud_tables import OBJECT_TABLES, SCENE_TABLES
 from ._pointcloud_utils import check_points, farthest_point_sampling, normalize, read_points
 
-__all__ = ["corrupt", "corrupt_with_index", "names", "params", "farthest_point_sampling", "normalize",
-           "read_points", "OBJECT_CORRUPTIONS", "SCENE_CORRUPTIONS"]
+__all__ = ["corrupt", "corrupt_with_index", "names", "parameters", "REGISTRY", "PointCloudCorruption",
+           "farthest_point_sampling", "normalize", "read_points", "OBJECT_CORRUPTIONS", "SCENE_CORRUPTIONS"]
 
 # ModelNet40-C's order
 OBJECT_CORRUPTIONS = ("occlusion", "lidar", "density_inc", "density_dec", "cutout", "uniform", "gaussian",
@@ -38,7 +41,6 @@ SCENE_CORRUPTIONS = ("fog", "rain", "snow", "wet_ground", "beam_missing", "cross
                      "motion_distortion", "beam_reduction")
 
 _FUNCTIONS = {**_pointcloud_object.FUNCTIONS, **_pointcloud_raycast.FUNCTIONS, **_pointcloud_scene.FUNCTIONS}
-_TABLES = {**OBJECT_TABLES, **SCENE_TABLES}
 
 
 def _options_of(name: str) -> tuple[str, ...]:
@@ -47,21 +49,45 @@ def _options_of(name: str) -> tuple[str, ...]:
                  or (k not in ("pts", "rng", "p") and v.default is not inspect.Parameter.empty))
 
 
-def names(level: str = "all") -> list[str]:
-    """Names of the corruptions of one level: ``"object"`` (15), ``"scene"`` (9) or ``"all"``."""
+@dataclass(frozen=True)
+class PointCloudCorruption:
+    """One registered corruption: its name, level ("object" or "scene"), severity table (five dicts),
+    the function doing the work, and the keyword options it accepts."""
+
+    name: str
+    level: str
+    table: tuple
+    function: Callable
+    options: tuple
+
+
+REGISTRY = MappingProxyType({
+    **{n: PointCloudCorruption(n, "object", OBJECT_TABLES[n], _FUNCTIONS[n], _options_of(n))
+       for n in OBJECT_CORRUPTIONS},
+    **{n: PointCloudCorruption(n, "scene", SCENE_TABLES[n], _FUNCTIONS[n], _options_of(n))
+       for n in SCENE_CORRUPTIONS},
+})
+
+
+def names(level: str = "all") -> tuple:
+    """Names of the corruptions of one level: ``"object"`` (15, ModelNet40-C's order), ``"scene"`` (9), ``"all"``."""
     if level == "object":
-        return list(OBJECT_CORRUPTIONS)
+        return OBJECT_CORRUPTIONS
     if level == "scene":
-        return list(SCENE_CORRUPTIONS)
+        return SCENE_CORRUPTIONS
     if level == "all":
-        return list(OBJECT_CORRUPTIONS + SCENE_CORRUPTIONS)
+        return OBJECT_CORRUPTIONS + SCENE_CORRUPTIONS
     raise ValueError(f"`level` must be 'object', 'scene' or 'all'; got {level!r}")
 
 
-def params(name: str, severity: int) -> dict:
-    """A copy of the parameter row used for `name` at `severity` (1..5)."""
-    check_name(name, _TABLES)
-    return copy.deepcopy(_TABLES[name][check_severity(severity) - 1])
+def parameters(name: str, severity: int) -> dict:
+    """A copy of the parameter row `corrupt` uses for `name` at `severity` (1..5).
+
+    >>> parameters("fog", 5)
+    {'alpha': 0.06, 'beta': 0.2}
+    """
+    check_name(name, REGISTRY)
+    return copy.deepcopy(REGISTRY[name].table[check_severity(severity) - 1])
 
 
 def corrupt(points: np.ndarray, name: str, severity: int, rng=None, **options) -> np.ndarray:
@@ -102,20 +128,23 @@ def corrupt_with_index(points: np.ndarray, name: str, severity: int, rng=None, *
     log exactly what was applied. ``index`` is int64 (M,); where ``index[j] >= 0`` the row carries the
     source row's extra columns and, for corruptions that only remove points, equals the source row.
     """
-    check_name(name, _TABLES)
+    check_name(name, REGISTRY)
     severity = check_severity(severity)
-    is_scene = name in SCENE_TABLES
+    is_scene = REGISTRY[name].level == "scene"
     check_points(points, min_columns=4 if is_scene else 3)
-    allowed = _options_of(name)
+    if is_scene and not np.isfinite(points[:, 3]).all():
+        raise ValueError("`points` column 3 (intensity) has NaN or inf values; scene-level corruptions need a finite "
+                         "intensity for every return")
+    allowed = REGISTRY[name].options
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise TypeError(f"corruption {name!r} got unknown option(s) {unknown}; it accepts: "
                         f"{', '.join(allowed) if allowed else 'none'}")
     gen = as_generator(rng)
-    p = params(name, severity)
+    p = parameters(name, severity)
     work = points.astype(np.float64)  # always a copy: the input is never modified
     if is_scene:
-        out, idx, applied = _FUNCTIONS[name](work, gen, p, **options)
+        out, idx, applied = REGISTRY[name].function(work, gen, p, **options)
     else:
         lo, hi = work[:, :3].min(axis=0), work[:, :3].max(axis=0)
         centre, half = (lo + hi) / 2.0, float((hi - lo).max()) / 2.0
@@ -126,7 +155,7 @@ def corrupt_with_index(points: np.ndarray, name: str, severity: int, rng=None, *
         if options.get("mesh") is not None:
             v, t = _pointcloud_raycast.mesh_arrays(options["mesh"])
             options = {**options, "mesh": ((v - centre) / half, t)}
-        out, idx, applied = _FUNCTIONS[name](work, gen, p, **options)
+        out, idx, applied = REGISTRY[name].function(work, gen, p, **options)
         out[:, :3] = out[:, :3] * half + centre
         if "eye" in applied:  # report the viewpoint in the input's frame
             applied["eye"] = applied["eye"] * half + centre

@@ -27,9 +27,12 @@ def test_names_and_params():
     assert pc.names("all") == pc.names("object") + pc.names("scene")
     with pytest.raises(ValueError, match="level"):
         pc.names("camera")
-    row = pc.params("gaussian", 2)
+    assert set(pc.REGISTRY) == set(pc.names("all"))
+    assert pc.REGISTRY["occlusion"].options == ("mesh",) and pc.REGISTRY["gaussian"].options == ()
+    assert pc.REGISTRY["fog"].level == "scene" and len(pc.REGISTRY["fog"].table) == 5
+    row = pc.parameters("gaussian", 2)
     row["sigma"] = 99.0  # a copy: the table is not changed
-    assert pc.params("gaussian", 2)["sigma"] == 0.015
+    assert pc.parameters("gaussian", 2)["sigma"] == 0.015
 
 
 @pytest.mark.parametrize("name", pc.names("all"))
@@ -88,6 +91,8 @@ def test_bad_name_severity_options():
         pc.corrupt(pts, "gaussian", 1, mesh=None)
     with pytest.raises(TypeError, match="rng"):
         pc.corrupt(pts, "gaussian", 1, rng=np.random.RandomState(0))
+    with pytest.raises(ValueError, match="intensity"):
+        pc.corrupt(np.array([[1.0, 2, 0, np.nan], [3, 1, 0, 0.5]]), "fog", 1)
     with pytest.raises(ValueError, match="zero extent"):
         pc.corrupt(np.ones((10, 3)), "gaussian", 1)
 
@@ -120,15 +125,18 @@ def test_noise_and_deformation_grow_with_severity():
     pts = sphere(extra=False).astype(np.float64)
 
     def rms(name):
-        return _over_severities(lambda s, seed: np.sqrt(((pc.corrupt(pts, name, s, rng=seed) - pts) ** 2).sum(1).mean()))
+        def one(s, seed):
+            return np.sqrt(((pc.corrupt(pts, name, s, rng=seed) - pts) ** 2).sum(1).mean())
+        return _over_severities(one)
 
     for name in ("uniform", "gaussian", "ffd", "rbf", "inv_rbf", "shear"):
         assert _strictly_increasing(rms(name)), name
     g = pc.corrupt(pts, "gaussian", 5, rng=0) - pts
     assert 0.025 < g.std() < 0.032  # sigma 0.03 per axis, slightly reduced by clipping to [-1, 1]
-    angles = [np.abs(pc.corrupt_with_index(pts, "rotation", s, rng=0, return_params=True)[2]["angles_deg"]) for s in range(1, 6)]
+    angles = [np.abs(pc.corrupt_with_index(pts, "rotation", s, rng=0, return_params=True)[2]["angles_deg"])
+              for s in range(1, 6)]
     for s, a in enumerate(angles, start=1):
-        c = pc.params("rotation", s)["angle_deg"]
+        c = pc.parameters("rotation", s)["angle_deg"]
         assert np.all((a >= c - 2.5) & (a <= c + 2.5))
     # the applied rotation is what moved the points: undo it and renormalise, get the input back
     out, idx, ap = pc.corrupt_with_index(pts, "rotation", 5, rng=3, return_params=True)
@@ -160,7 +168,7 @@ def test_occlusion_removes_only_points_facing_away():
         assert kept[cos > 0.25].all()
         assert kept[cos < -0.1].mean() < 0.1
         # the camera's azimuth lies in the severity's sector
-        centre = pc.params("occlusion", sev)["azimuth_centre"]
+        centre = pc.parameters("occlusion", sev)["azimuth_centre"]
         assert abs(ap["azimuth"] - centre) <= np.pi / 5
 
 

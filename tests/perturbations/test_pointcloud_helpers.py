@@ -113,8 +113,11 @@ def test_normalize():
 
 
 def test_doctests():
+    from perturbations import pointcloud
     res = doctest.testmod(_pointcloud_utils, verbose=False)
     assert res.attempted >= 2 and res.failed == 0
+    res = doctest.testmod(pointcloud, verbose=False)
+    assert res.attempted >= 3 and res.failed == 0
 
 
 def test_read_kitti_bin_and_npy(tmp_path):

@@ -51,7 +51,7 @@ def test_fog_physics(scan):
     r = np.linalg.norm(pts[:, :3], axis=1)
     for s in (1, 5):
         out, idx, ap = pc.corrupt_with_index(pts, "fog", s, rng=0, return_params=True)
-        alpha = pc.params("fog", s)["alpha"]
+        alpha = pc.parameters("fog", s)["alpha"]
         hard = idx >= 0
         # hard-target returns: same position, intensity x exp(-2 alpha R)
         np.testing.assert_allclose(out[hard, :3], pts[idx[hard], :3])
