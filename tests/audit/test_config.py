@@ -138,3 +138,18 @@ def test_reference_model_refuses_its_training_data(tiny_config, tmp_path):
         run_audit(cfg, tmp_path / "out", quiet=True)
     with pytest.raises(ConfigError, match="model.params.name` is 'resnet'"):
         validate_config(tiny_config(model={"name": "reference", "params": {"name": "resnet"}}))
+
+
+def test_import_cost():
+    """`import conformal` does not import the audit; `import conformal.audit` pulls in no torch, matplotlib,
+    OpenCV, open3d or Ray (they load only when a run needs them)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, conformal\n"
+            "assert 'conformal.audit' not in sys.modules\n"
+            "import conformal.audit\n"
+            "heavy = [m for m in ('torch', 'matplotlib', 'cv2', 'open3d', 'ray', 'sklearn') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
