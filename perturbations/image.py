@@ -66,13 +66,20 @@ def _luma(x: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=64)
-def _level_cdf(kind: str, value: float) -> np.ndarray:
+def _level_tables(kind: str, value: float) -> tuple:
+    """(cdf, guide) of the output level given the input level, for a uint8 noise corruption."""
     if kind == "poisson":
-        table = _k.poisson_level_cdf(float(value))
+        cdf = _k.poisson_level_cdf(float(value))
     else:
-        table = _k.gaussian_level_cdf(float(value), kind == "speckle")
-    table.setflags(write=False)
-    return table
+        cdf = _k.gaussian_level_cdf(float(value), kind == "speckle")
+    guide = _k.level_guide(cdf)
+    cdf.setflags(write=False)
+    guide.setflags(write=False)
+    return cdf, guide
+
+
+def _sample_levels(img, kind, value, rng):
+    return _k.sample_levels(img, *_level_tables(kind, value), rng.random(img.shape))
 
 
 def _hsv_channel(x: np.ndarray, channel: int, factor: float, offset: float) -> np.ndarray:
@@ -89,14 +96,14 @@ def _hsv_channel(x: np.ndarray, channel: int, factor: float, offset: float) -> n
 def gaussian_noise(img, p, rng):
     """x + N(0, std^2), per pixel and channel."""
     if img.dtype == np.uint8:
-        return _k.sample_levels(img, _level_cdf("gaussian", p["std"]), rng.random(img.shape))
+        return _sample_levels(img, "gaussian", p["std"], rng)
     return _float(img) + np.float32(p["std"]) * rng.standard_normal(img.shape, dtype=np.float32)
 
 
 def shot_noise(img, p, rng):
     """Poisson(x * photons) / photons, per pixel and channel."""
     if img.dtype == np.uint8:
-        return _k.sample_levels(img, _level_cdf("poisson", p["photons"]), rng.random(img.shape))
+        return _sample_levels(img, "poisson", p["photons"], rng)
     return (rng.poisson(img.astype(np.float64) * p["photons"]) / p["photons"]).astype(np.float32)
 
 
@@ -114,7 +121,7 @@ def impulse_noise(img, p, rng):
 def speckle_noise(img, p, rng):
     """x + x * N(0, std^2), per pixel and channel."""
     if img.dtype == np.uint8:
-        return _k.sample_levels(img, _level_cdf("speckle", p["std"]), rng.random(img.shape))
+        return _sample_levels(img, "speckle", p["std"], rng)
     x = _float(img)
     return x + x * (np.float32(p["std"]) * rng.standard_normal(img.shape, dtype=np.float32))
 
@@ -123,7 +130,7 @@ def speckle_noise(img, p, rng):
 def defocus_blur(img, p, rng):
     """Convolution with an anti-aliased disk of radius `radius` (BORDER_REFLECT_101, as cv2.filter2D)."""
     x = _float(img)
-    return _cv(cv2.filter2D(x, -1, _tex.disk_kernel(p["radius"], p["alias_sigma"])), x)
+    return _tex.filter2d(x, _tex.disk_kernel(p["radius"], p["alias_sigma"]))
 
 
 def glass_blur(img, p, rng):
@@ -142,7 +149,7 @@ def motion_blur(img, p, rng):
     """One-sided Gaussian line blur (imagecorruptions' model of ImageMagick's), angle ~ U(-45, 45) deg."""
     x = _float(img)
     kernel = _tex.motion_kernel(int(p["radius"]), p["sigma"], rng.uniform(-45.0, 45.0))
-    return _cv(cv2.filter2D(x, -1, kernel, borderType=cv2.BORDER_REPLICATE), x)
+    return _tex.filter2d(x, kernel, cv2.BORDER_REPLICATE)
 
 
 def zoom_blur(img, p, rng):
@@ -171,7 +178,7 @@ def snow(img, p, rng):
     layer[layer < p["threshold"]] = 0.0
     np.clip(layer, 0.0, 1.0, out=layer)
     kernel = _tex.motion_kernel(int(p["radius"]), p["sigma"], rng.uniform(-135.0, -45.0))
-    layer = cv2.filter2D(layer, -1, kernel, borderType=cv2.BORDER_REPLICATE)
+    layer = _tex.filter2d(layer, kernel, cv2.BORDER_REPLICATE)
     layer = (np.rint(layer * 255.0) * np.float32(1 / 255))[..., None]
     blend = np.float32(p["blend"])
     x = blend * x + (1 - blend) * np.maximum(x, _luma(x) * np.float32(1.5) + np.float32(0.5))
@@ -179,9 +186,9 @@ def snow(img, p, rng):
 
 
 def frost(img, p, rng):
-    """image_weight * x + frost_weight * F, F a procedural ice-crystal texture (not ImageNet-C's photos)."""
+    """image_weight * x + frost_weight * F, F a crop of a procedural ice texture (not ImageNet-C's photos)."""
     x = _float(img)
-    tex = _tex.frost_texture(x.shape[0], x.shape[1], p["texture_scale"], rng)[..., None]
+    tex = _tex.frost_layer(x.shape[0], x.shape[1], p["texture_scale"], rng)[..., None]
     tint = _tex.FROST_TINT if x.shape[2] == 3 else _tex.FROST_TINT[None, None, :] @ np.float32([.299, .587, .114])
     return np.float32(p["image_weight"]) * x + np.float32(p["frost_weight"]) * tex * tint
 
@@ -252,7 +259,7 @@ def rain(img, p, rng):
     level = rng.uniform(0.6, 1.0, n)
     drops = np.bincount(idx, weights=level, minlength=h * w).astype(np.float32).reshape(h, w)
     kernel = _tex.rain_kernel(p["length"], p["width"], angle)
-    streaks = np.clip(cv2.filter2D(drops, -1, kernel, borderType=cv2.BORDER_CONSTANT), 0.0, 1.0)
+    streaks = np.clip(_tex.filter2d(drops, kernel, cv2.BORDER_CONSTANT), 0.0, 1.0)
     s = (np.float32(p["opacity"]) * streaks)[..., None]
     dim = np.float32(p["dimming"])
     base = (1 - dim) * x + dim * np.float32(0.7) * x.mean()

@@ -12,28 +12,43 @@ import numpy as np
 from numba import njit
 
 
+GUIDE_SIZE = 1024
+
+
 @njit(cache=True, nogil=True)
-def sample_levels(image, cdf, u):
+def level_guide(cdf):
+    """Guide table (256, GUIDE_SIZE) uint8 for `sample_levels`: entry [v, b] is the smallest level k with
+    ``cdf[v, k] > b / GUIDE_SIZE`` (Chen & Asau's guide-table method for inverse-transform sampling)."""
+    guide = np.empty((cdf.shape[0], GUIDE_SIZE), np.uint8)
+    for v in range(cdf.shape[0]):
+        k = 0
+        for b in range(GUIDE_SIZE):
+            t = b / GUIDE_SIZE
+            while cdf[v, k] <= t:
+                k += 1
+            guide[v, b] = k
+    return guide
+
+
+@njit(cache=True, nogil=True)
+def sample_levels(image, cdf, guide, u):
     """Inverse-transform sampling of a per-level output distribution, for uint8 noise corruptions.
 
     ``out.flat[i]`` is the smallest level ``k`` with ``u.flat[i] < cdf[image.flat[i], k]``. ``cdf`` is
     (256, 256) float64, row ``v`` the cumulative distribution of the output level given input level ``v``
-    (non-decreasing, last entry 1). ``u`` holds uniforms in [0, 1), one per element of `image`.
+    (non-decreasing, last entry 1); ``guide = level_guide(cdf)`` says where to start the search, so it
+    takes about one step. ``u`` holds uniforms in [0, 1), one per element of `image`.
     """
     flat = image.ravel()
     uf = u.ravel()
     out = np.empty(flat.size, np.uint8)
     for i in range(flat.size):
-        row = cdf[flat[i]]
+        v = flat[i]
         ui = uf[i]
-        lo, hi = 0, 255
-        while lo < hi:  # smallest k with ui < row[k]; row[255] == 1 > ui, so it exists
-            mid = (lo + hi) >> 1
-            if ui < row[mid]:
-                hi = mid
-            else:
-                lo = mid + 1
-        out[i] = lo
+        k = np.int64(guide[v, int(ui * GUIDE_SIZE)])
+        while ui >= cdf[v, k]:  # cdf[v, 255] == 1 > ui, so this stops
+            k += 1
+        out[i] = k
     return out.reshape(image.shape)
 
 
@@ -125,25 +140,6 @@ def glass_swap(image, max_delta, offsets):
                     image[h, w, c] = image[hp, wp, c]
                     image[hp, wp, c] = tmp
     return image
-
-
-@njit(cache=True, nogil=True)
-def line_filter(image, dy, dx, weights):
-    """out[y, x] = sum_i weights[i] * image[clamp(y + dy[i]), clamp(x + dx[i])] on float32 (H, W, C).
-
-    A sparse correlation along a rasterised line (motion blur), with replicated borders.
-    """
-    h_size, w_size, n_channels = image.shape
-    out = np.zeros_like(image)
-    for i in range(weights.size):
-        wgt = np.float32(weights[i])
-        for y in range(h_size):
-            ys = min(max(y + dy[i], 0), h_size - 1)
-            for x in range(w_size):
-                xs = min(max(x + dx[i], 0), w_size - 1)
-                for c in range(n_channels):
-                    out[y, x, c] += wgt * image[ys, xs, c]
-    return out
 
 
 @njit(cache=True, nogil=True)

@@ -5,6 +5,7 @@ Every function takes its randomness as an explicit `numpy.random.Generator` (or 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -24,6 +25,35 @@ def disk_kernel(radius: float, alias_sigma: float) -> np.ndarray:
     disk = (xx ** 2 + yy ** 2 <= radius ** 2).astype(np.float32)
     disk /= disk.sum()
     return cv2.GaussianBlur(disk, ksize=ksize, sigmaX=alias_sigma)
+
+
+def _fast_dft_size(n: int) -> int:
+    """Smallest 2^a, 3 * 2^a or 9 * 2^a >= n: sizes where OpenCV's DFT is measured fast."""
+    best = 1 << max(0, n - 1).bit_length()
+    for m in (3, 9):
+        size = m
+        while size < n:
+            size *= 2
+        best = min(best, size)
+    return best
+
+
+def filter2d(image: np.ndarray, kernel: np.ndarray, border: int = cv2.BORDER_REFLECT_101) -> np.ndarray:
+    """cv2.filter2D (correlation, anchor at the centre) with the kernel zero-padded to a fast DFT size.
+
+    For kernels of 11 px or more OpenCV filters through a DFT of size H + k - 1; some of those sizes are
+    several times slower than a slightly larger one. Padding the kernel symmetrically with zeros changes
+    nothing in the result (the anchor stays at the centre) and picks the fast size.
+    """
+    kh, kw = kernel.shape
+    h, w = image.shape[:2]
+    if max(kh, kw) >= 11 and kh <= h and kw <= w:
+        ph = (_fast_dft_size(h + kh - 1) - h + 1 - kh) // 2
+        pw = (_fast_dft_size(w + kw - 1) - w + 1 - kw) // 2
+        if (ph or pw) and kh + 2 * ph <= h and kw + 2 * pw <= w:
+            kernel = cv2.copyMakeBorder(kernel, ph, ph, pw, pw, cv2.BORDER_CONSTANT, value=0)
+    out = cv2.filter2D(image, -1, kernel, borderType=border)
+    return out.reshape(image.shape) if out.ndim != image.ndim else out
 
 
 def gaussian_ksize(sigma: float, truncate: float) -> tuple:
@@ -126,40 +156,84 @@ FROST_TINT = np.array([0.80, 0.90, 1.0], np.float32)
 
 
 def frost_texture(h: int, w: int, scale: float, rng: np.random.Generator) -> np.ndarray:
-    """A procedural ice-crystal texture (H, W) in [0, 1]: fern-like feathers over a patchy haze.
+    """A procedural ice-crystal texture (H, W) in [0, 1]: dense fern-like feathers over a patchy haze.
 
-    Feathers: a spine of length 2..5 `scale` at a random angle, with barbs at +-60 degrees that shorten
-    towards the tip, drawn anti-aliased with cv2.polylines (sub-pixel coordinates, shift 4). The haze and a
-    patchiness mask are value noise at a few `scale`s. This stands in for the ImageNet-C frost photographs
-    (not shipped: their provenance is unstated); its mean (~0.6) and spread (~0.12) are close to theirs.
+    Feathers: a spine of length 1.5..5 `scale` at a random angle, with 8 barbs per side at 45..70 degrees
+    that shorten towards the tip, drawn anti-aliased with cv2.polylines (sub-pixel coordinates, shift 4);
+    a wide blur of them adds the glow of dense ice. The haze and a patchiness mask are value noise at a
+    few `scale`s. This stands in for the ImageNet-C frost photographs (not shipped: their provenance is
+    unstated); its mean (about 0.6) and spread (about 0.1) are close to theirs.
     """
     scale = max(float(scale), 1.0)
     haze = 0.6 * smooth_noise(h, w, 6 * scale, rng) + 0.4 * smooth_noise(h, w, 2 * scale, rng)
-    n_feathers = max(2, int(round(2.5 * h * w / (3.5 * scale) ** 2)))
-    n_barbs = 6
-    y0 = rng.uniform(-scale, h + scale, n_feathers)
-    x0 = rng.uniform(-scale, w + scale, n_feathers)
+    n_feathers = max(3, int(round(6.0 * h * w / (3.5 * scale) ** 2)))
+    n_barbs = 8
+    y0 = rng.uniform(-2 * scale, h + 2 * scale, n_feathers)
+    x0 = rng.uniform(-2 * scale, w + 2 * scale, n_feathers)
     angle = rng.uniform(0.0, 2 * np.pi, n_feathers)
-    length = scale * rng.uniform(2.0, 5.0, n_feathers)
+    spread = rng.uniform(np.pi / 4, 7 * np.pi / 18, n_feathers)[:, None]
+    length = scale * rng.uniform(1.5, 5.0, n_feathers)
     y1, x1 = y0 + length * np.sin(angle), x0 + length * np.cos(angle)
     t = (np.arange(1, n_barbs + 1) / (n_barbs + 1))[None, :]  # barb positions along the spine
     by, bx = y0[:, None] + t * (y1 - y0)[:, None], x0[:, None] + t * (x1 - x0)[:, None]
-    blen = (1.0 - t) * 0.45 * length[:, None] * rng.uniform(0.7, 1.3, (n_feathers, n_barbs))
+    blen = (1.0 - t) * 0.5 * length[:, None] * rng.uniform(0.6, 1.3, (n_feathers, n_barbs))
     segs = [np.stack([np.stack([x0, y0], -1), np.stack([x1, y1], -1)], 1)]
     for side in (-1.0, 1.0):
-        ba = angle[:, None] + side * np.pi / 3
+        ba = angle[:, None] + side * spread
         ey, ex = by + blen * np.sin(ba), bx + blen * np.cos(ba)
         segs.append(np.stack([np.stack([bx, by], -1), np.stack([ex, ey], -1)], 2).reshape(-1, 2, 2))
     segs = np.concatenate(segs, 0)
     pts = np.round(segs * 16).astype(np.int32)  # shift=4: 1/16 px precision
     order = rng.permutation(len(pts))
     crystals = np.zeros((h, w), np.float32)
-    for group, level in zip(np.array_split(order, 3), (0.55, 0.8, 1.0)):
+    for group, level in zip(np.array_split(order, 3), (0.4, 0.7, 1.0)):
         cv2.polylines(crystals, list(pts[group]), False, float(level), 1, cv2.LINE_AA, 4)
-    crystals = gaussian_blur(crystals, 0.05 * scale)
+    np.clip(crystals, 0.0, 1.0, out=crystals)
+    glow = gaussian_blur(crystals, 0.8 * scale)
     patch = smooth_noise(h, w, 8 * scale, rng)
-    texture = 0.42 + 0.22 * haze + 0.45 * crystals * (0.35 + 0.65 * patch)
-    return np.clip(texture, 0.0, 1.0)
+    ice = np.clip(0.6 * crystals + 1.2 * glow, 0.0, 1.0) * (0.4 + 0.6 * patch)
+    return np.clip(0.38 + 0.2 * haze + 0.5 * ice, 0.0, 1.0)
+
+
+FROST_BANK_SIZE = 512
+FROST_BANK_SCALE = 12.0
+FROST_BANK_SEEDS = (0, 1, 2, 3, 4)
+
+
+@lru_cache(maxsize=len(FROST_BANK_SEEDS))
+def _frost_bank(index: int) -> np.ndarray:
+    tex = frost_texture(FROST_BANK_SIZE, FROST_BANK_SIZE, FROST_BANK_SCALE,
+                        np.random.default_rng(FROST_BANK_SEEDS[index]))
+    tex.setflags(write=False)
+    return tex
+
+
+@lru_cache(maxsize=16)
+def _frost_resized(index: int, side: int) -> np.ndarray:
+    tex = _frost_bank(index)
+    if side == FROST_BANK_SIZE:
+        return tex
+    interp = cv2.INTER_AREA if side < FROST_BANK_SIZE else cv2.INTER_CUBIC
+    out = np.clip(cv2.resize(tex, (side, side), interpolation=interp), 0.0, 1.0)
+    out.setflags(write=False)
+    return out
+
+
+def frost_layer(h: int, w: int, scale: float, rng: np.random.Generator) -> np.ndarray:
+    """An (H, W) frost crop, the way ImageNet-C uses its photographs: pick one of 5 textures, resize, crop.
+
+    The 5 textures are `frost_texture` at 512 px with feature size 12 px, generated once per process from
+    the fixed seeds 0..4 (so every user gets the same 5). The chosen one is resized by scale / 12 (or
+    more, to 1.1 x the image size, when that would not cover the image) and a random H x W window is cut.
+    """
+    index = int(rng.integers(len(FROST_BANK_SEEDS)))
+    side = int(round(FROST_BANK_SIZE * max(float(scale), 0.5) / FROST_BANK_SCALE))
+    if side < max(h, w):
+        side = int(math.ceil(1.1 * max(h, w)))
+    tex = _frost_resized(index, side)
+    top = int(rng.integers(0, side - h + 1))
+    left = int(rng.integers(0, side - w + 1))
+    return tex[top:top + h, left:left + w]
 
 
 def rain_kernel(length: float, width: float, angle_deg: float) -> np.ndarray:
