@@ -112,7 +112,7 @@ def impulse_noise(img, p, rng):
     u = rng.random(img.shape)
     if img.dtype == np.uint8:
         return _k.impulse_uint8(img, p["amount"], u)
-    x = _float(img)
+    x = img.copy()  # float32 or float64: untouched elements keep their exact value
     x[u < p["amount"]] = 0.0
     x[u < 0.5 * p["amount"]] = 1.0
     return x
