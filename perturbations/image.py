@@ -201,7 +201,9 @@ def fog(img, p, rng):
     """x + strength * plasma fractal, rescaled by max(x) / (max(x) + strength)."""
     x = _float(img)
     h, w = x.shape[:2]
-    plasma = _tex.plasma_fractal(_next_pow2(max(h, w)), p["decay"], rng)[:h, :w, None].astype(np.float32)
+    size = _next_pow2(max(h, w))
+    plasma = _k.plasma_fractal(size, float(p["decay"]), rng.uniform(-1.0, 1.0, size * size - 1))
+    plasma = plasma[:h, :w, None].astype(np.float32)
     peak = float(x.max())
     c = np.float32(p["strength"])
     return (x + c * plasma) * np.float32(peak / (peak + p["strength"]))
@@ -306,10 +308,14 @@ def elastic_transform(img, p, rng):
 
 
 def pixelate(img, p, rng):
-    """Area-average down to `fraction` of the size, nearest-neighbour back up (imagecorruptions' choice)."""
+    """Box-average down to `fraction` of the size, nearest-neighbour back up (imagecorruptions' choice)."""
     h, w = img.shape[:2]
-    small = cv2.resize(img, (max(1, int(w * p["fraction"])), max(1, int(h * p["fraction"]))),
-                       interpolation=cv2.INTER_AREA)
+    src = img if img.dtype == np.uint8 else img.astype(np.float32)  # two compiled signatures only
+    small = _k.box_downsample(src, max(1, int(h * p["fraction"])), max(1, int(w * p["fraction"])))
+    if img.dtype == np.uint8:
+        small = _k.to_uint8(small * (1 / 255))
+    else:
+        small = small.astype(np.float32)
     return _cv(cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST), img)
 
 

@@ -151,3 +151,83 @@ def to_uint8(x):
         v = min(max(flat[i], 0.0), 1.0)
         out[i] = np.uint8(v * 255.0 + 0.5)
     return out.reshape(x.shape)
+
+
+@njit(cache=True, nogil=True)
+def plasma_fractal(size, decay, u):
+    """Diamond-square plasma fractal on a periodic size x size grid (size a power of two), in [0, 1].
+
+    ImageNet-C's fog map: start with wibble 100; each new point is the mean of its four neighbours plus
+    wibble^2 * u (u ~ U(-1, 1), i.e. wibble * U(-wibble, wibble)); wibble /= decay after each level; then
+    min-max scaling. ``u`` holds size^2 - 1 uniforms, used level by level: squares, then the diamonds on
+    the rows of the corners, then those on the columns, each row-major (the reference's order).
+    """
+    grid = np.zeros((size, size))
+    step = size
+    wibble = 100.0
+    idx = 0
+    while step >= 2:
+        half = step // 2
+        n = size // step
+        amp = wibble * wibble
+        for i in range(n):
+            for j in range(n):
+                y0, x0 = i * step, j * step
+                y1, x1 = (y0 + step) % size, (x0 + step) % size
+                grid[y0 + half, x0 + half] = (grid[y0, x0] + grid[y1, x0] + grid[y0, x1] + grid[y1, x1]) / 4 \
+                    + amp * u[idx]
+                idx += 1
+        for i in range(n):
+            for j in range(n):
+                y, x = i * step, j * step + half
+                up = (y - half) % size
+                grid[y, x] = (grid[y + half, x] + grid[up, x] + grid[y, x - half] + grid[y, (x + half) % size]) / 4 \
+                    + amp * u[idx]
+                idx += 1
+        for i in range(n):
+            for j in range(n):
+                y, x = i * step + half, j * step
+                left = (x - half) % size
+                grid[y, x] = (grid[y, x + half] + grid[y, left] + grid[y - half, x] + grid[(y + half) % size, x]) / 4 \
+                    + amp * u[idx]
+                idx += 1
+        step //= 2
+        wibble /= decay
+    lo = grid.min()
+    hi = grid.max() - lo
+    for i in range(size):
+        for j in range(size):
+            grid[i, j] = (grid[i, j] - lo) / hi if hi > 0 else 0.0
+    return grid
+
+
+@njit(cache=True, nogil=True)
+def box_downsample(image, out_h, out_w):
+    """Area (box) average of a C-contiguous (H, W, C) image to (out_h, out_w, C) float32.
+
+    Output pixel (r, s) is the mean of the input over [r H/out_h, (r+1) H/out_h) x [s W/out_w, ...),
+    partly covered input pixels weighted by their covered fraction (PIL's BOX, OpenCV's INTER_AREA);
+    exact for fractional ratios up to float32 rounding.
+    """
+    h, w, n_channels = image.shape
+    flat = image.reshape((h, w * n_channels))
+    sy, sx = h / out_h, w / out_w
+    rows = np.zeros((out_h, w * n_channels), np.float32)
+    for r in range(out_h):
+        y0, y1 = r * sy, (r + 1) * sy
+        for k in range(int(y0), min(int(math.ceil(y1)), h)):
+            wgt = np.float32(min(y1, k + 1.0) - max(y0, float(k)))
+            src = flat[k]
+            dst = rows[r]
+            for i in range(w * n_channels):
+                dst[i] += wgt * np.float32(src[i])
+    out = np.zeros((out_h, out_w, n_channels), np.float32)
+    norm = 1.0 / (sy * sx)
+    for s in range(out_w):
+        x0, x1 = s * sx, (s + 1) * sx
+        for k in range(int(x0), min(int(math.ceil(x1)), w)):
+            wgt = np.float32((min(x1, k + 1.0) - max(x0, float(k))) * norm)
+            for r in range(out_h):
+                for c in range(n_channels):
+                    out[r, s, c] += wgt * rows[r, k * n_channels + c]
+    return out

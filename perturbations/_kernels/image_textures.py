@@ -113,35 +113,6 @@ def clipped_zoom(image: np.ndarray, zoom: float) -> np.ndarray:
     return out[:h, :w]
 
 
-def plasma_fractal(size: int, decay: float, rng: np.random.Generator) -> np.ndarray:
-    """Diamond-square plasma fractal on a size x size grid (size a power of two), min-max scaled to [0, 1].
-
-    The reference's algorithm: start with wibble 100; each new midpoint is the mean of its four neighbours
-    plus wibble * U(-wibble, wibble); wibble /= decay after each level; the map wraps around.
-    """
-    grid = np.empty((size, size), dtype=np.float64)
-    grid[0, 0] = 0.0
-    step = size
-    wibble = 100.0
-    while step >= 2:
-        half = step // 2
-        corners = grid[0:size:step, 0:size:step]
-        square = corners + np.roll(corners, -1, axis=0)
-        square += np.roll(square, -1, axis=1)
-        grid[half:size:step, half:size:step] = square / 4 + wibble * rng.uniform(-wibble, wibble, square.shape)
-        centres = grid[half:size:step, half:size:step]
-        corners = grid[0:size:step, 0:size:step]
-        left = centres + np.roll(centres, 1, axis=0) + corners + np.roll(corners, -1, axis=1)
-        grid[0:size:step, half:size:step] = left / 4 + wibble * rng.uniform(-wibble, wibble, left.shape)
-        top = centres + np.roll(centres, 1, axis=1) + corners + np.roll(corners, -1, axis=0)
-        grid[half:size:step, 0:size:step] = top / 4 + wibble * rng.uniform(-wibble, wibble, top.shape)
-        step //= 2
-        wibble /= decay
-    grid -= grid.min()
-    peak = grid.max()
-    return grid / peak if peak > 0 else grid
-
-
 def smooth_noise(h: int, w: int, cell: float, rng: np.random.Generator) -> np.ndarray:
     """Value noise in [0, 1]: uniform values on a grid with spacing `cell` px, bicubically upsampled."""
     gh, gw = int(math.ceil(h / cell)) + 3, int(math.ceil(w / cell)) + 3

@@ -122,3 +122,68 @@ def test_to_uint8_rounds_and_clips(shape, seed):
     x.flat[0] = 0.5 / 255  # a tie rounds up
     twin = np.floor(np.clip(x.astype(np.float64), 0, 1) * 255.0 + 0.5).astype(np.uint8)
     np.testing.assert_array_equal(K.to_uint8(x), twin)
+
+
+def plasma_twin(size, decay, u):
+    """The reference's vectorised diamond-square (np.roll on the corner/centre grids), fed the same u."""
+    grid = np.zeros((size, size))
+    step, wibble, idx = size, 100.0, 0
+
+    def take(shape):
+        nonlocal idx
+        n = shape[0] * shape[1]
+        out = u[idx:idx + n].reshape(shape) * wibble**2
+        idx += n
+        return out
+
+    while step >= 2:
+        half = step // 2
+        corners = grid[0:size:step, 0:size:step]
+        square = corners + np.roll(corners, -1, axis=0)
+        square += np.roll(square, -1, axis=1)
+        grid[half:size:step, half:size:step] = square / 4 + take(square.shape)
+        centres = grid[half:size:step, half:size:step]
+        left = centres + np.roll(centres, 1, axis=0) + corners + np.roll(corners, -1, axis=1)
+        grid[0:size:step, half:size:step] = left / 4 + take(left.shape)
+        top = centres + np.roll(centres, 1, axis=1) + corners + np.roll(corners, -1, axis=0)
+        grid[half:size:step, 0:size:step] = top / 4 + take(top.shape)
+        step //= 2
+        wibble /= decay
+    assert idx == size * size - 1
+    grid -= grid.min()
+    return grid / grid.max()
+
+
+@pytest.mark.parametrize("size,decay", [(2, 2.0), (8, 3.0), (32, 1.75), (64, 1.4)])
+def test_plasma_fractal_matches_reference_algorithm(size, decay):
+    u = np.random.default_rng(size).uniform(-1, 1, size * size - 1)
+    got = K.plasma_fractal(size, decay, u)
+    np.testing.assert_allclose(got, plasma_twin(size, decay, u), rtol=1e-12, atol=1e-12)
+    assert got.min() == 0.0 and got.max() == 1.0
+
+
+def box_twin(image, out_h, out_w):
+    """Mean over each fractional box, by integrating a piecewise-constant image exactly (float64)."""
+    h, w = image.shape[:2]
+
+    def weights(n_out, n_in):
+        m = np.zeros((n_out, n_in))
+        for r in range(n_out):
+            a, b = r * n_in / n_out, (r + 1) * n_in / n_out
+            for k in range(n_in):
+                m[r, k] = max(0.0, min(b, k + 1) - max(a, k))
+        return m / (n_in / n_out)
+
+    return np.einsum("rk,kxc,sx->rsc", weights(out_h, h), image.astype(np.float64), weights(out_w, w))
+
+
+@FAST
+@given(h=st.integers(1, 30), w=st.integers(1, 30), c=st.sampled_from([1, 3]), data=st.data())
+def test_box_downsample_matches_exact_area_average(h, w, c, data):
+    out_h = data.draw(st.integers(1, h))
+    out_w = data.draw(st.integers(1, w))
+    image = np.random.default_rng(h * 31 + w).integers(0, 256, (h, w, c), dtype=np.uint8)
+    for src in (image, image.astype(np.float32) / 255):
+        scale = 255.0 if src.dtype == np.uint8 else 1.0
+        np.testing.assert_allclose(K.box_downsample(src, out_h, out_w) / scale, box_twin(src, out_h, out_w) / scale,
+                                   atol=1e-5)
