@@ -12,41 +12,57 @@ import numpy as np
 from numba import njit
 
 
-GUIDE_SIZE = 1024
+GUIDE_BITS = 10
+GUIDE_SIZE = 1 << GUIDE_BITS
 
 
 @njit(cache=True, nogil=True)
-def level_guide(cdf):
-    """Guide table (256, GUIDE_SIZE) uint8 for `sample_levels`: entry [v, b] is the smallest level k with
-    ``cdf[v, k] > b / GUIDE_SIZE`` (Chen & Asau's guide-table method for inverse-transform sampling)."""
-    guide = np.empty((cdf.shape[0], GUIDE_SIZE), np.uint8)
+def level_thresholds(cdf):
+    """uint32 thresholds (256, 256) of a level CDF table: a uniform 32-bit integer r gives level k when
+    thr[v, k-1] <= r < thr[v, k], so level k has probability (thr[v, k] - thr[v, k-1]) / 2^32, the
+    table's own probability to within 2^-32. Column 255 is never read (everything above goes there)."""
+    thr = np.empty(cdf.shape, np.uint32)
+    top = 4294967295.0
     for v in range(cdf.shape[0]):
+        for k in range(cdf.shape[1]):
+            thr[v, k] = np.uint32(min(math.floor(cdf[v, k] * 4294967296.0 + 0.5), top))
+    return thr
+
+
+@njit(cache=True, nogil=True)
+def level_guide(thr):
+    """Guide table (256, GUIDE_SIZE) uint8 for `sample_levels`: entry [v, b] is the smallest level k < 255
+    with ``thr[v, k] > b * 2^32 / GUIDE_SIZE``, else 255 (Chen & Asau's guide table for inverse-transform
+    sampling: the search starts there and takes about one step)."""
+    guide = np.empty((thr.shape[0], GUIDE_SIZE), np.uint8)
+    shift = 32 - GUIDE_BITS
+    for v in range(thr.shape[0]):
         k = 0
         for b in range(GUIDE_SIZE):
-            t = b / GUIDE_SIZE
-            while cdf[v, k] <= t:
+            lo = np.uint64(b) << np.uint64(shift)
+            while k < 255 and np.uint64(thr[v, k]) <= lo:
                 k += 1
             guide[v, b] = k
     return guide
 
 
 @njit(cache=True, nogil=True)
-def sample_levels(image, cdf, guide, u):
+def sample_levels(image, thr, guide, r):
     """Inverse-transform sampling of a per-level output distribution, for uint8 noise corruptions.
 
-    ``out.flat[i]`` is the smallest level ``k`` with ``u.flat[i] < cdf[image.flat[i], k]``. ``cdf`` is
-    (256, 256) float64, row ``v`` the cumulative distribution of the output level given input level ``v``
-    (non-decreasing, last entry 1); ``guide = level_guide(cdf)`` says where to start the search, so it
-    takes about one step. ``u`` holds uniforms in [0, 1), one per element of `image`.
+    ``out.flat[i]`` is the smallest level ``k < 255`` with ``r.flat[i] < thr[image.flat[i], k]``, else 255;
+    ``thr = level_thresholds(cdf)``, ``guide = level_guide(thr)``, and ``r`` holds uniform uint32 draws,
+    one per element of `image`.
     """
     flat = image.ravel()
-    uf = u.ravel()
+    rf = r.ravel()
     out = np.empty(flat.size, np.uint8)
+    shift = 32 - GUIDE_BITS
     for i in range(flat.size):
         v = flat[i]
-        ui = uf[i]
-        k = np.int64(guide[v, int(ui * GUIDE_SIZE)])
-        while ui >= cdf[v, k]:  # cdf[v, 255] == 1 > ui, so this stops
+        ri = rf[i]
+        k = np.int64(guide[v, ri >> shift])
+        while k < 255 and ri >= thr[v, k]:
             k += 1
         out[i] = k
     return out.reshape(image.shape)

@@ -186,3 +186,11 @@ def test_jpeg_quality_and_grey_chroma():
     ok, buf = cv2.imencode(".jpg", gray, [cv2.IMWRITE_JPEG_QUALITY, q])
     assert np.abs(corrupt(gray, "jpeg_compression", 3, scale="imagenet").astype(int)
                   - cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE).astype(int)).max() == 0
+
+
+def test_uint8_noise_with_a_32_bit_bit_generator():
+    """MT19937 gives 32-bit raw output; the uint32 draws must still be uniform over 32 bits."""
+    gen = np.random.Generator(np.random.MT19937(5))
+    out = corrupt(const(128, np.uint8), "gaussian_noise", 1, rng=gen, scale="imagenet").astype(np.float64) / 255
+    assert abs(out.std() / np.sqrt(0.08**2 + 1 / 12 / 255**2) - 1) < 0.03
+    assert abs(out.mean() - 128 / 255) < 4 * 0.08 / np.sqrt(N)

@@ -27,10 +27,10 @@ def glass_swap_twin(image, max_delta, offsets):
     return x
 
 
-def sample_levels_twin(image, cdf, u):
+def sample_levels_twin(image, thr, r):
     out = np.empty(image.shape, np.uint8)
     for idx in np.ndindex(image.shape):
-        out[idx] = np.searchsorted(cdf[image[idx]], u[idx], side="right")
+        out[idx] = np.searchsorted(thr[image[idx], :255], r[idx], side="right")
     return out
 
 
@@ -89,19 +89,21 @@ def test_poisson_level_cdf_matches_twin(photons):
     np.testing.assert_allclose(K.poisson_level_cdf(float(photons)), poisson_cdf_twin(photons), atol=1e-9)
 
 
-@pytest.mark.parametrize("kind,value", [("g", 0.18), ("s", 0.35), ("p", 5.0)])
-def test_sample_levels_and_guide_match_searchsorted(kind, value):
+@pytest.mark.parametrize("kind,value", [("g", 0.18), ("s", 0.35), ("p", 5.0), ("g", 0.01)])
+def test_thresholds_guide_and_sampling_match_numpy(kind, value):
     cdf = {"g": lambda: K.gaussian_level_cdf(value, False), "s": lambda: K.gaussian_level_cdf(value, True),
            "p": lambda: K.poisson_level_cdf(value)}[kind]()
-    guide = K.level_guide(cdf)
-    b = np.arange(K.GUIDE_SIZE) / K.GUIDE_SIZE
-    twin_guide = np.stack([np.searchsorted(row, b, side="right") for row in cdf]).astype(np.uint8)
-    np.testing.assert_array_equal(guide, twin_guide)
+    thr = K.level_thresholds(cdf)
+    np.testing.assert_array_equal(thr, np.minimum(np.floor(cdf * 2.0**32 + 0.5), 2.0**32 - 1).astype(np.uint32))
+    guide = K.level_guide(thr)
+    lo = np.arange(K.GUIDE_SIZE, dtype=np.uint64) << np.uint64(32 - K.GUIDE_BITS)
+    twin_guide = np.stack([np.searchsorted(row[:255].astype(np.uint64), lo, side="right") for row in thr])
+    np.testing.assert_array_equal(guide, twin_guide.astype(np.uint8))
     rng = np.random.default_rng(1)
     image = rng.integers(0, 256, (17, 9, 3), dtype=np.uint8)
-    u = rng.random(image.shape)
-    u.flat[:4] = [0.0, 1 - 2**-53, 0.5, b[3]]  # the edges of [0, 1) and a bucket boundary
-    np.testing.assert_array_equal(K.sample_levels(image, cdf, guide, u), sample_levels_twin(image, cdf, u))
+    r = rng.integers(0, 2**32, image.shape, dtype=np.uint32)
+    r.flat[:4] = [0, 2**32 - 1, 2**31, int(lo[3])]  # the ends of the range and a bucket boundary
+    np.testing.assert_array_equal(K.sample_levels(image, thr, guide, r), sample_levels_twin(image, thr, r))
 
 
 @FAST
