@@ -13,3 +13,4 @@ from conformal.scores import APS, LAC, RAPS, SAPS, TopK, get_score
 __all__ = ["APS", "ClassConditionalConformalClassifier", "LAC", "NotFittedError", "RAPS", "SAPS",
            "SplitConformalClassifier", "StateError", "TopK", "__version__", "conformal_quantile", "get_score",
            "load", "metrics", "scores", "stats"]
+from conformal.abstention import Decisions, DualThresholdConformal; __all__ += ["Decisions", "DualThresholdConformal"]  # noqa: E402,E702 (issue 3)

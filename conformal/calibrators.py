@@ -81,6 +81,15 @@ class _Base:
         self.temperature = temperature
         self.score_params = score_params
 
+    def __repr__(self) -> str:
+        args = {"score": self.score, "alpha": self.alpha, "randomized": self.randomized,
+                "random_state": self.random_state, "allow_empty": self.allow_empty, "inputs": self.inputs,
+                "temperature": self.temperature, **self._extra_params(), **self.score_params}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in args.items())})"
+
+    def _extra_params(self) -> dict:
+        return {}
+
     def _check_params(self):
         alpha = check_alpha(self.alpha)
         score = get_score(self.score, **self.score_params)
@@ -299,6 +308,9 @@ class ClassConditionalConformalClassifier(_Base):
 
     def _params_dict(self) -> dict:
         return {**super()._params_dict(), "fallback": self.fallback}
+
+    def _extra_params(self) -> dict:
+        return {"fallback": self.fallback}
 
     def fit(self, probs, labels):
         alpha, score, p, y, s = self._fit_scores(probs, labels)

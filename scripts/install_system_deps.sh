@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# System libraries the Python wheels need but do not ship. Idempotent; silent when all are present.
+# System packages the Python side needs but pip cannot install. Idempotent; silent when all are present.
+#   libusb-1.0-0           open3d (the `lidar` extra) fails to import without it
+#   chromium               headless rendering of the audit's report.html to PNG (tests and make demo)
+#   dataset-fashion-mnist  real Fashion-MNIST images (reference CNN, the fashion_mnist audit config)
 set -euo pipefail
 missing=()
 ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so' || missing+=(libusb-1.0-0)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || missing+=(dataset-fashion-mnist)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
-  echo "missing system packages: ${missing[*]} (needed by open3d); run: sudo apt-get install ${missing[*]}" >&2
+  echo "missing system packages: ${missing[*]}; run: sudo apt-get install ${missing[*]}" >&2
   exit 1
 fi
 echo "installing system packages: ${missing[*]}"
 apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

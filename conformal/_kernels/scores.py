@@ -98,13 +98,17 @@ def _score(kind, m_above, m_group, rank, pmax, u, randomized, lam, k_reg, weight
     return np.float64(rank)
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def label_scores(src, labels, u, logits, temp, kind, randomized, lam, k_reg, weight, errs):
-    """Score of labels[i] for every row: O(K) per row, no sort."""
-    n, k = src.shape
-    out = np.empty(n, dtype=np.float64)
-    for i in prange(n):
-        p = np.empty(k, dtype=np.float64)
+# Every kernel comes as `<name>_rows(..., lo, hi, out, errs)`, which handles rows lo..hi-1 serially with its own
+# scratch, and `<name>(..., chunk, out, errs)`, which runs it over chunks of rows in parallel. The Python side
+# calls the serial one for small inputs (a single frame), where starting the thread pool costs more than the work.
+
+
+@njit(cache=True, nogil=True)
+def label_rows(src, labels, u, logits, temp, kind, randomized, lam, k_reg, weight, lo, hi, out, errs):
+    """Score of labels[i] for rows lo..hi-1: O(K) per row, no sort."""
+    k = src.shape[1]
+    p = np.empty(k, dtype=np.float64)
+    for i in range(lo, hi):
         errs[i] = _row_check(src, i, logits)
         if errs[i] != OK:
             continue
@@ -127,16 +131,22 @@ def label_scores(src, labels, u, logits, temp, kind, randomized, lam, k_reg, wei
                 c_group += 1
         ui = u[i] if randomized else 0.0
         out[i] = _score(kind, m_above, m_group, c_above + c_group, pmax, ui, randomized, lam, k_reg, weight)
-    return out
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def all_scores(src, u, logits, temp, kind, randomized, lam, k_reg, weight, errs):
-    """Scores of every label of every row (n, K): one sort per row."""
-    n, k = src.shape
-    out = np.empty((n, k), dtype=np.float64)
-    for i in prange(n):
-        p = np.empty(k, dtype=np.float64)
+def label_scores(src, labels, u, logits, temp, kind, randomized, lam, k_reg, weight, chunk, out, errs):
+    n = src.shape[0]
+    for c in prange((n + chunk - 1) // chunk):
+        label_rows(src, labels, u, logits, temp, kind, randomized, lam, k_reg, weight, c * chunk,
+                   min(n, (c + 1) * chunk), out, errs)
+
+
+@njit(cache=True, nogil=True)
+def all_rows(src, u, logits, temp, kind, randomized, lam, k_reg, weight, lo, hi, out, errs):
+    """Scores of every label for rows lo..hi-1: one sort per row."""
+    k = src.shape[1]
+    p = np.empty(k, dtype=np.float64)
+    for i in range(lo, hi):
         errs[i] = _row_check(src, i, logits)
         if errs[i] != OK:
             continue
@@ -158,7 +168,14 @@ def all_scores(src, u, logits, temp, kind, randomized, lam, k_reg, weight, errs)
                 out[i, order[t]] = s
             m_above += m_group
             start = stop
-    return out
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def all_scores(src, u, logits, temp, kind, randomized, lam, k_reg, weight, chunk, out, errs):
+    n = src.shape[0]
+    for c in prange((n + chunk - 1) // chunk):
+        all_rows(src, u, logits, temp, kind, randomized, lam, k_reg, weight, c * chunk, min(n, (c + 1) * chunk),
+                 out, errs)
 
 
 @njit(cache=True, nogil=True)
@@ -171,33 +188,76 @@ def _bucket(bits):
 
 
 @njit(cache=True, nogil=True)
-def _set_row(p, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, b_mass, b_count, b_min, members,
-             tmp):
+def _load_row(src, i, logits, temp, out):
+    """Check row i and copy it into `out` as float64 probabilities in one pass; returns (error code, row sum)."""
+    k = src.shape[1]
+    if logits:
+        code = _row_check(src, i, logits)
+        if code != OK:
+            return code, 0.0
+        _row_probs(src, i, logits, temp, out)
+        s = 0.0
+        for j in range(k):
+            s += out[j]
+        return OK, s
+    s = 0.0
+    for j in range(k):
+        v = np.float64(src[i, j])
+        if not np.isfinite(v):
+            return NONFINITE, 0.0
+        if v < 0.0 or v > 1.0:
+            return OUT_OF_RANGE, 0.0
+        out[j] = v
+        s += v
+    if abs(s - 1.0) > ROW_SUM_TOL:
+        return BAD_SUM, s
+    return OK, s
+
+
+@njit(cache=True, nogil=True)
+def _set_row(p, row_sum, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, b_mass, b_count, b_start,
+             bid, arr, tmp):
     """Smallest probability v* still in the set of this row (inf for an empty set).
 
-    Scores never decrease as p decreases, so a set is a prefix of tie groups in descending p. Labels are
-    bucketed by the leading bits of p; whole buckets are accepted or rejected from score bounds, and only the
-    bucket where the threshold falls is sorted. Bounds carry a margin so that a bucket is decided wholesale
-    only when no rounding could change the answer; otherwise it is scored label by label, exactly as
-    `label_scores` does.
+    Scores never decrease as p decreases, so a set is a prefix of tie groups in descending p.
+    1. Prune (APS, RAPS): the labels with p < t = (row_sum - qhat) / K hold less than row_sum - qhat of mass,
+       so mass(p >= t) > qhat and any label below t has a score above qhat: none of them can be in the set.
+    2. Bucket the rest by the leading bits of p (8 buckets per binade), laid out contiguously by bucket.
+    3. Walk buckets from the top: accept or reject whole buckets from bounds on their scores (with a margin,
+       so no rounding can change the answer); sort and score exactly, as `label_scores` does, only a bucket the
+       bounds cannot decide.
     """
     k = p.shape[0]
     nb = b_mass.shape[0]
     for b in range(nb):
         b_mass[b] = 0
         b_count[b] = 0
-        b_min[b] = np.inf
+    margin = 1e-9 * max(1.0, abs(qhat))
+    t = -1.0
+    if (kind == APS or kind == RAPS) and row_sum - qhat - margin > 0.0:
+        t = (row_sum - qhat - margin) / k
     bits = p.view(np.uint64)
     pmax = p[0]
     for j in range(k):
-        b = _bucket(bits[j])
-        b_mass[b] += _fixed(p[j])
-        b_count[b] += 1
-        if p[j] < b_min[b]:
-            b_min[b] = p[j]
-        if p[j] > pmax:
-            pmax = p[j]
-    margin = 1e-9 * max(1.0, abs(qhat))
+        v = p[j]
+        if v > pmax:
+            pmax = v
+        if v >= t:
+            b = _bucket(bits[j])
+            bid[j] = b
+            b_mass[b] += _fixed(v)
+            b_count[b] += 1
+        else:
+            bid[j] = -1
+    pos = 0
+    for b in range(nb - 1, -1, -1):
+        b_start[b] = pos
+        pos += b_count[b]
+    for j in range(k):
+        b = bid[j]
+        if b >= 0:
+            arr[b_start[b]] = p[j]
+            b_start[b] += 1
     v_star = np.inf
     m_above = np.int64(0)
     c_above = 0
@@ -206,10 +266,15 @@ def _set_row(p, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, b_ma
         cnt = b_count[b]
         if cnt == 0:
             continue
+        lo = b_start[b] - cnt  # b_start now points one past the bucket's members
         # Upper bound on any score in the bucket: all its mass and count taken (u <= 1).
         ub = _score(kind, m_above, b_mass[b], c_above + cnt, pmax, 1.0, False, lam, k_reg, weight)
         if ub + margin < qhat:
-            v_star = b_min[b]  # whole bucket in: v* is its smallest member
+            vmin = arr[lo]
+            for t2 in range(lo + 1, lo + cnt):
+                if arr[t2] < vmin:
+                    vmin = arr[t2]
+            v_star = vmin  # whole bucket in
             m_above += b_mass[b]
             c_above += cnt
             continue
@@ -218,20 +283,15 @@ def _set_row(p, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, b_ma
         if lb - margin > qhat:
             break
         # Undecided: score this bucket's tie groups exactly, in descending p.
-        nm = 0
-        for j in range(k):
-            if _bucket(bits[j]) == b:
-                members[nm] = p[j]
-                nm += 1
-        for t in range(nm):
-            tmp[t] = -members[t]
-        vals = np.sort(tmp[:nm])
+        for t2 in range(cnt):
+            tmp[t2] = -arr[lo + t2]
+        vals = np.sort(tmp[:cnt])
         start = 0
-        while start < nm:
+        while start < cnt:
             v = -vals[start]
             stop = start
             m_group = np.int64(0)
-            while stop < nm and -vals[stop] == v:
+            while stop < cnt and -vals[stop] == v:
                 m_group += _fixed(v)
                 stop += 1
             s = _score(kind, m_above, m_group, c_above + stop, pmax, u, randomized, lam, k_reg, weight)
@@ -250,82 +310,123 @@ def _set_row(p, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, b_ma
     return v_star
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def predict_sets(src, u, qhat, logits, temp, kind, randomized, lam, k_reg, weight, allow_empty, chunk, errs):
-    """Boolean (n, K) prediction sets {y : s(x, y) <= qhat}, O(K) per row plus one small sort."""
-    n, k = src.shape
-    out = np.empty((n, k), dtype=np.bool_)
-    n_chunks = (n + chunk - 1) // chunk
-    for c in prange(n_chunks):
-        p = np.empty(k, dtype=np.float64)
-        members = np.empty(k, dtype=np.float64)
-        tmp = np.empty(k, dtype=np.float64)
-        b_mass = np.empty(_N_BUCKETS, dtype=np.int64)
-        b_count = np.empty(_N_BUCKETS, dtype=np.int64)
-        b_min = np.empty(_N_BUCKETS, dtype=np.float64)
-        for i in range(c * chunk, min(n, (c + 1) * chunk)):
-            errs[i] = _row_check(src, i, logits)
-            if errs[i] != OK:
-                continue
-            _row_probs(src, i, logits, temp, p)
-            ui = u[i] if randomized else 0.0
-            v_star = _set_row(p, ui, qhat, kind, randomized, lam, k_reg, weight, allow_empty,
-                              b_mass, b_count, b_min, members, tmp)
-            for j in range(k):
-                out[i, j] = p[j] >= v_star
-    return out
+@njit(cache=True, nogil=True)
+def set_rows(src, u, qhat, logits, temp, kind, randomized, lam, k_reg, weight, allow_empty, lo, hi, out, errs):
+    """Boolean prediction sets {y : s(x, y) <= qhat} for rows lo..hi-1, O(K) per row plus one small sort."""
+    k = src.shape[1]
+    p = np.empty(k, dtype=np.float64)
+    arr = np.empty(k, dtype=np.float64)
+    tmp = np.empty(k, dtype=np.float64)
+    bid = np.empty(k, dtype=np.int64)
+    b_mass = np.empty(_N_BUCKETS, dtype=np.int64)
+    b_count = np.empty(_N_BUCKETS, dtype=np.int64)
+    b_start = np.empty(_N_BUCKETS, dtype=np.int64)
+    for i in range(lo, hi):
+        code, row_sum = _load_row(src, i, logits, temp, p)
+        errs[i] = code
+        if code != OK:
+            continue
+        ui = u[i] if randomized else 0.0
+        v_star = _set_row(p, row_sum, ui, qhat, kind, randomized, lam, k_reg, weight, allow_empty,
+                          b_mass, b_count, b_start, bid, arr, tmp)
+        for j in range(k):
+            out[i, j] = p[j] >= v_star
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def lac_label_scores(src, labels, logits, temp, errs):
-    n, k = src.shape
-    out = np.empty(n, dtype=np.float64)
-    for i in prange(n):
-        p = np.empty(k, dtype=np.float64)
+def predict_sets(src, u, qhat, logits, temp, kind, randomized, lam, k_reg, weight, allow_empty, chunk, out, errs):
+    n = src.shape[0]
+    for c in prange((n + chunk - 1) // chunk):
+        set_rows(src, u, qhat, logits, temp, kind, randomized, lam, k_reg, weight, allow_empty, c * chunk,
+                 min(n, (c + 1) * chunk), out, errs)
+
+
+@njit(cache=True, nogil=True)
+def lac_label_rows(src, labels, logits, temp, lo, hi, out, errs):
+    p = np.empty(src.shape[1], dtype=np.float64)
+    for i in range(lo, hi):
         errs[i] = _row_check(src, i, logits)
         if errs[i] != OK:
             continue
         _row_probs(src, i, logits, temp, p)
         out[i] = 1.0 - p[labels[i]]
-    return out
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def lac_all_scores(src, logits, temp, errs):
-    n, k = src.shape
-    out = np.empty((n, k), dtype=np.float64)
-    for i in prange(n):
-        p = np.empty(k, dtype=np.float64)
+def lac_label_scores(src, labels, logits, temp, chunk, out, errs):
+    n = src.shape[0]
+    for c in prange((n + chunk - 1) // chunk):
+        lac_label_rows(src, labels, logits, temp, c * chunk, min(n, (c + 1) * chunk), out, errs)
+
+
+@njit(cache=True, nogil=True)
+def lac_all_rows(src, logits, temp, lo, hi, out, errs):
+    k = src.shape[1]
+    p = np.empty(k, dtype=np.float64)
+    for i in range(lo, hi):
         errs[i] = _row_check(src, i, logits)
         if errs[i] != OK:
             continue
         _row_probs(src, i, logits, temp, p)
         for j in range(k):
             out[i, j] = 1.0 - p[j]
-    return out
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def lac_predict_sets(src, qhat, logits, temp, allow_empty, chunk, errs):
-    n, k = src.shape
-    out = np.empty((n, k), dtype=np.bool_)
-    n_chunks = (n + chunk - 1) // chunk
-    for c in prange(n_chunks):
-        p = np.empty(k, dtype=np.float64)
-        for i in range(c * chunk, min(n, (c + 1) * chunk)):
-            errs[i] = _row_check(src, i, logits)
-            if errs[i] != OK:
+def lac_all_scores(src, logits, temp, chunk, out, errs):
+    n = src.shape[0]
+    for c in prange((n + chunk - 1) // chunk):
+        lac_all_rows(src, logits, temp, c * chunk, min(n, (c + 1) * chunk), out, errs)
+
+
+@njit(cache=True, nogil=True)
+def lac_set_rows(src, qhat, logits, temp, allow_empty, lo, hi, out, errs):
+    """LAC sets {y : 1 - p_y <= qhat}; for probabilities, check and compare in one pass over the input."""
+    k = src.shape[1]
+    p = np.empty(k, dtype=np.float64)
+    for i in range(lo, hi):
+        any_in = False
+        if logits:
+            code, _ = _load_row(src, i, logits, temp, p)
+            errs[i] = code
+            if code != OK:
                 continue
-            _row_probs(src, i, logits, temp, p)
-            pmax = p[0]
-            any_in = False
             for j in range(k):
                 inside = 1.0 - p[j] <= qhat
                 out[i, j] = inside
                 any_in = any_in or inside
+        else:
+            s = 0.0
+            bad = 0.0
+            for j in range(k):
+                v = np.float64(src[i, j])
+                s += v
+                # NaN, inf and values outside [0, 1] all make `bad` non-zero (NaN propagates); no branch
+                bad += (v < 0.0) + (v > 1.0) + (v != v)
+                inside = 1.0 - v <= qhat
+                out[i, j] = inside
+                any_in = any_in or inside
+            if bad != 0.0 or not np.isfinite(s):
+                errs[i] = _row_check(src, i, logits)  # find which problem, for the message
+                continue
+            if abs(s - 1.0) > ROW_SUM_TOL:
+                errs[i] = BAD_SUM
+                continue
+            errs[i] = OK
+        if not any_in and not allow_empty:
+            if not logits:
+                for j in range(k):
+                    p[j] = np.float64(src[i, j])
+            pmax = p[0]
+            for j in range(k):
                 if p[j] > pmax:
                     pmax = p[j]
-            if not any_in and not allow_empty:
-                for j in range(k):
-                    out[i, j] = p[j] == pmax
-    return out
+            for j in range(k):
+                out[i, j] = p[j] >= pmax
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def lac_predict_sets(src, qhat, logits, temp, allow_empty, chunk, out, errs):
+    n = src.shape[0]
+    for c in prange((n + chunk - 1) // chunk):
+        lac_set_rows(src, qhat, logits, temp, allow_empty, c * chunk, min(n, (c + 1) * chunk), out, errs)

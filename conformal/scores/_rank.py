@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from conformal._kernels import scores as _k
-from conformal.scores.base import _CHUNK, Score
+from conformal.scores.base import Score, run_kernel
 
 # Non-randomized kernels never read u; a length-1 dummy (indexed only when randomized) avoids an O(n) array.
 _ZERO_U = np.zeros(1)
@@ -21,14 +21,16 @@ class RankScore(Score):
         return (_ZERO_U, False) if u is None else (u, True)
 
     def _label(self, p, y, u, logits, temp, errs):
-        uu, rnd = self._u(u, p.shape[0])
-        return _k.label_scores(p, y, uu, logits, temp, self.kind, rnd, *self._params(), errs)
+        (n, k), (uu, rnd) = p.shape, self._u(u, p.shape[0])
+        return run_kernel(_k.label_rows, _k.label_scores, n, k, p, y, uu, logits, temp, self.kind, rnd,
+                          *self._params(), out=np.empty(n), errs=errs)
 
     def _all(self, p, u, logits, temp, errs):
-        uu, rnd = self._u(u, p.shape[0])
-        return _k.all_scores(p, uu, logits, temp, self.kind, rnd, *self._params(), errs)
+        (n, k), (uu, rnd) = p.shape, self._u(u, p.shape[0])
+        return run_kernel(_k.all_rows, _k.all_scores, n, k, p, uu, logits, temp, self.kind, rnd,
+                          *self._params(), out=np.empty((n, k)), errs=errs)
 
     def _sets(self, p, qhat, u, logits, temp, allow_empty, errs):
-        uu, rnd = self._u(u, p.shape[0])
-        return _k.predict_sets(p, uu, qhat, logits, temp, self.kind, rnd, *self._params(), allow_empty, _CHUNK,
-                               errs)
+        (n, k), (uu, rnd) = p.shape, self._u(u, p.shape[0])
+        return run_kernel(_k.set_rows, _k.predict_sets, n, k, p, uu, qhat, logits, temp, self.kind, rnd,
+                          *self._params(), allow_empty, out=np.empty((n, k), dtype=np.bool_), errs=errs)

@@ -13,8 +13,19 @@ from conformal._validation import as_array, check_labels, check_nonneg_float, ch
 
 _REGISTRY: dict[str, type] = {}
 
-# Rows per parallel work item in the set kernels (large enough to amortise scratch allocation).
+# Rows per parallel work item (large enough to amortise scratch allocation), and the input size (n * K) up to
+# which kernels run serially: below it, waking the thread pool costs more than the work (one frame = 1 row).
 _CHUNK = 256
+_SERIAL_MAX = 1 << 15
+
+
+def run_kernel(serial, parallel, n, k, *args, out, errs):
+    """Run `serial(*args, 0, n, out, errs)` for small inputs, else `parallel(*args, _CHUNK, out, errs)`."""
+    if n * k <= _SERIAL_MAX or n < 2 * _CHUNK:
+        serial(*args, 0, n, out, errs)
+    else:
+        parallel(*args, _CHUNK, out, errs)
+    return out
 
 
 def register(cls):

@@ -6,10 +6,10 @@ the conformal p-value instead (smoothed p-values), which makes coverage exactly 
 """
 from __future__ import annotations
 
+from conformal._kernels import scores as _k
 import numpy as np
 
-from conformal._kernels import scores as _k
-from conformal.scores.base import _CHUNK, Score, register
+from conformal.scores.base import Score, register, run_kernel
 
 
 @register
@@ -28,10 +28,16 @@ class LAC(Score):
     randomizable = False
 
     def _label(self, p, y, u, logits, temp, errs):
-        return _k.lac_label_scores(p, y, logits, temp, errs)
+        n, k = p.shape
+        return run_kernel(_k.lac_label_rows, _k.lac_label_scores, n, k, p, y, logits, temp,
+                          out=np.empty(n), errs=errs)
 
     def _all(self, p, u, logits, temp, errs):
-        return _k.lac_all_scores(p, logits, temp, errs)
+        n, k = p.shape
+        return run_kernel(_k.lac_all_rows, _k.lac_all_scores, n, k, p, logits, temp, out=np.empty((n, k)),
+                          errs=errs)
 
     def _sets(self, p, qhat, u, logits, temp, allow_empty, errs):
-        return _k.lac_predict_sets(p, qhat, logits, temp, allow_empty, _CHUNK, errs)
+        n, k = p.shape
+        return run_kernel(_k.lac_set_rows, _k.lac_predict_sets, n, k, p, qhat, logits, temp, allow_empty,
+                          out=np.empty((n, k), dtype=np.bool_), errs=errs)

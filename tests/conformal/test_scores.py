@@ -121,3 +121,23 @@ def test_registry_and_params():
         RAPS(k_reg=1.5)
     with pytest.raises(ValueError, match="`weight`"):
         SAPS(weight=0)
+
+
+@pytest.mark.parametrize("score", SCORES, ids=lambda s: s.name)
+def test_parallel_kernels_equal_serial_rows(score):
+    """Large inputs run chunked in parallel, small ones serially: both must give identical results."""
+    from conformal._kernels import scores as K
+    from conformal.scores import base
+    rng = np.random.default_rng(4)
+    p = rng.dirichlet(np.full(40, 0.2), size=3000).astype(np.float32)
+    y = rng.integers(0, 40, 3000)
+    u = rng.random(3000) if score.randomizable else None
+    big = (score.label_scores(p, y, u), score.all_scores(p, u), score.sets(p, 0.8, u))
+    assert p.size > base._SERIAL_MAX  # the calls above took the parallel path
+    small = [np.concatenate(parts) for parts in zip(*[
+        (score.label_scores(p[i:i + 50], y[i:i + 50], None if u is None else u[i:i + 50]),
+         score.all_scores(p[i:i + 50], None if u is None else u[i:i + 50]),
+         score.sets(p[i:i + 50], 0.8, None if u is None else u[i:i + 50])) for i in range(0, 3000, 50)])]
+    for a, b in zip(big, small):
+        np.testing.assert_array_equal(a, b)
+    assert K.OK == 0

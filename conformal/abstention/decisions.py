@@ -1,0 +1,77 @@
+"""Decisions: what the dual-threshold predictor outputs for a batch of inputs."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from conformal.io import load_state, register_kind, save_state
+
+__all__ = ["Decisions"]
+
+
+@register_kind
+@dataclass(frozen=True)
+class Decisions:
+    """Per-input decisions of `DualThresholdConformal.predict` (whose arrays it returns read-only).
+
+    Attributes
+    ----------
+    sets : bool (n, K)      Conformal prediction sets (computed for every input, abstained or not).
+    abstain : bool (n,)     True where the statistic exceeds tau: hand the input to a fallback.
+    prediction : int64 (n,) Top-1 label (argmax of the probabilities; the first on ties), also where abstaining.
+    statistic : float64 (n,) The label-free uncertainty statistic that was compared with tau.
+    """
+
+    _kind: ClassVar[str] = "Decisions"
+    sets: np.ndarray
+    abstain: np.ndarray
+    prediction: np.ndarray
+    statistic: np.ndarray
+
+    def __post_init__(self):
+        sets, ab, pred, stat = self.sets, self.abstain, self.prediction, self.statistic
+        for name, arr, kind in (("sets", sets, "b"), ("abstain", ab, "b"), ("prediction", pred, "i"),
+                                ("statistic", stat, "f")):
+            if not isinstance(arr, np.ndarray) or arr.dtype.kind != kind:
+                raise TypeError(f"`{name}` must be a numpy array of kind {kind!r}; got {type(arr).__name__}"
+                                f"{'' if not isinstance(arr, np.ndarray) else ' of dtype ' + str(arr.dtype)}")
+        if sets.ndim != 2:
+            raise ValueError(f"`sets` must be 2-D (n, K); got shape {sets.shape}")
+        n = sets.shape[0]
+        for name, arr in (("abstain", ab), ("prediction", pred), ("statistic", stat)):
+            if arr.shape != (n,):
+                raise ValueError(f"`{name}` must have shape ({n},); got {arr.shape}")
+
+    def __len__(self) -> int:
+        return int(self.sets.shape[0])
+
+    @property
+    def abstention_rate(self) -> float:
+        return float(self.abstain.mean()) if len(self) else float("nan")
+
+    def to_dicts(self) -> list[dict]:
+        """One plain dict per input (JSON-ready): prediction, set (list of labels), abstain, statistic."""
+        labels = [np.flatnonzero(row).tolist() for row in self.sets]
+        return [{"prediction": int(p), "set": s, "abstain": bool(a), "statistic": float(t)}
+                for p, s, a, t in zip(self.prediction.tolist(), labels, self.abstain.tolist(),
+                                      self.statistic.tolist())]
+
+    def save(self, path) -> None:
+        """Save as checksummed JSON (conformal.io), e.g. to log one frame's decisions."""
+        save_state(path, "Decisions", {"sets": self.sets, "abstain": self.abstain, "prediction": self.prediction,
+                                       "statistic": self.statistic})
+
+    @classmethod
+    def load(cls, path) -> "Decisions":
+        return cls.from_dict(load_state(os.fspath(path), "Decisions"))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Decisions":
+        try:
+            return cls(sets=d["sets"], abstain=d["abstain"], prediction=d["prediction"].astype(np.int64),
+                       statistic=d["statistic"])
+        except KeyError as exc:
+            raise ValueError(f"saved Decisions state is missing field {exc}") from None

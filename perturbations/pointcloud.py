@@ -1,0 +1,166 @@
+"""Point-cloud and LiDAR corruptions (ModelNet40-C objects, driving scans) and point-cloud helpers.
+
+Two levels:
+
+- ``"object"``: the 15 ModelNet40-C corruptions for object clouds (about 1k points, any C >= 3 columns).
+  They act in the cloud's own normalised frame (bounding box centred, longest side 2) and the result is
+  mapped back to the input's centre and scale, so a cloud already normalised gets ModelNet40-C's numbers.
+- ``"scene"``: 9 LiDAR weather and sensor models for driving scans (N x C, C >= 4: x, y, z, intensity,
+  sensor at the origin, z up).
+
+``corrupt`` returns a new array with the input's dtype and column count; ``corrupt_with_index`` also
+returns, for every output row, the input row it came from or -1 for a point that is not a return from
+its source surface (added, or replaced by a scatter/crosstalk return), so per-point labels are never
+lost. Randomness comes only from `rng` (None, int seed or numpy Generator): one seed, one output.
+
+open3d is imported only inside the functions that ray-cast or read .ply/.pcd files, so this module
+imports with numpy + numba alone. Models, parameters and sources: docs/pointcloud_corruptions.md.
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Callable
+
+import numpy as np
+
+from . import _pointcloud_object, _pointcloud_raycast, _pointcloud_scene
+from ._common import as_generator, check_name, check_severity
+from ._pointcloud_tables import OBJECT_TABLES, SCENE_TABLES
+from ._pointcloud_utils import check_points, farthest_point_sampling, normalize, read_points
+
+__all__ = ["corrupt", "corrupt_with_index", "names", "parameters", "REGISTRY", "PointCloudCorruption",
+           "farthest_point_sampling", "normalize", "read_points", "OBJECT_CORRUPTIONS", "SCENE_CORRUPTIONS"]
+
+# ModelNet40-C's order
+OBJECT_CORRUPTIONS = ("occlusion", "lidar", "density_inc", "density_dec", "cutout", "uniform", "gaussian",
+                      "impulse", "upsampling", "background", "rotation", "shear", "ffd", "rbf", "inv_rbf")
+SCENE_CORRUPTIONS = ("fog", "rain", "snow", "wet_ground", "beam_missing", "crosstalk", "incomplete_echo",
+                     "motion_distortion", "beam_reduction")
+
+_FUNCTIONS = {**_pointcloud_object.FUNCTIONS, **_pointcloud_raycast.FUNCTIONS, **_pointcloud_scene.FUNCTIONS}
+
+
+def _options_of(name: str) -> tuple[str, ...]:
+    sig = inspect.signature(_FUNCTIONS[name])
+    return tuple(k for k, v in sig.parameters.items() if v.kind is inspect.Parameter.KEYWORD_ONLY
+                 or (k not in ("pts", "rng", "p") and v.default is not inspect.Parameter.empty))
+
+
+@dataclass(frozen=True)
+class PointCloudCorruption:
+    """One registered corruption: its name, level ("object" or "scene"), severity table (five dicts),
+    the function doing the work, and the keyword options it accepts."""
+
+    name: str
+    level: str
+    table: tuple
+    function: Callable
+    options: tuple
+
+
+REGISTRY = MappingProxyType({
+    **{n: PointCloudCorruption(n, "object", OBJECT_TABLES[n], _FUNCTIONS[n], _options_of(n))
+       for n in OBJECT_CORRUPTIONS},
+    **{n: PointCloudCorruption(n, "scene", SCENE_TABLES[n], _FUNCTIONS[n], _options_of(n))
+       for n in SCENE_CORRUPTIONS},
+})
+
+
+def names(level: str = "all") -> tuple:
+    """Names of the corruptions of one level: ``"object"`` (15, ModelNet40-C's order), ``"scene"`` (9), ``"all"``."""
+    if level == "object":
+        return OBJECT_CORRUPTIONS
+    if level == "scene":
+        return SCENE_CORRUPTIONS
+    if level == "all":
+        return OBJECT_CORRUPTIONS + SCENE_CORRUPTIONS
+    raise ValueError(f"`level` must be 'object', 'scene' or 'all'; got {level!r}")
+
+
+def parameters(name: str, severity: int) -> dict:
+    """A copy of the parameter row `corrupt` uses for `name` at `severity` (1..5).
+
+    >>> parameters("fog", 5)
+    {'alpha': 0.06, 'beta': 0.2}
+    """
+    check_name(name, REGISTRY)
+    return copy.deepcopy(REGISTRY[name].table[check_severity(severity) - 1])
+
+
+def corrupt(points: np.ndarray, name: str, severity: int, rng=None, **options) -> np.ndarray:
+    """Corrupt a point cloud; returns a new (M, C) array of the input's dtype.
+
+    Parameters
+    ----------
+    points : ndarray (N, C), floating dtype
+        Object level: C >= 3 (x, y, z, then any per-point columns, which travel with their point).
+        Scene level: C >= 4 (x, y, z, intensity, ...), sensor at the origin, z up.
+    name : str
+        One of ``names("all")``.
+    severity : int in 1..5
+    rng : None, int or numpy.random.Generator
+        The only source of randomness; the same seed gives the same output.
+    **options
+        Per-corruption options, an error when not accepted by `name` (see docs/pointcloud_corruptions.md):
+        ``mesh`` (occlusion, lidar); ``intensity_max``, ``ring``, ``n_rings``, ``fov_deg``, ``ground_mask``,
+        ``object_mask`` (scene models that need them).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> cloud = np.random.default_rng(0).normal(size=(1024, 3)).astype(np.float32)
+    >>> out = corrupt(cloud, "cutout", 3, rng=0)
+    >>> out.shape, out.dtype
+    ((874, 3), dtype('float32'))
+    """
+    return corrupt_with_index(points, name, severity, rng, **options)[0]
+
+
+def corrupt_with_index(points: np.ndarray, name: str, severity: int, rng=None, *, return_params: bool = False,
+                       **options):
+    """Like `corrupt`, also returning the source row of each output row (-1 for added points).
+
+    Returns ``(out, index)``, or ``(out, index, applied)`` with `return_params`, where `applied` holds the
+    severity row and the values sampled for this call (angles, anchors, viewpoint, ...), so an audit can
+    log exactly what was applied. ``index`` is int64 (M,); where ``index[j] >= 0`` the row carries the
+    source row's extra columns and, for corruptions that only remove points, equals the source row.
+    """
+    check_name(name, REGISTRY)
+    severity = check_severity(severity)
+    is_scene = REGISTRY[name].level == "scene"
+    check_points(points, min_columns=4 if is_scene else 3)
+    if is_scene and not np.isfinite(points[:, 3]).all():
+        raise ValueError("`points` column 3 (intensity) has NaN or inf values; scene-level corruptions need a finite "
+                         "intensity for every return")
+    allowed = REGISTRY[name].options
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise TypeError(f"corruption {name!r} got unknown option(s) {unknown}; it accepts: "
+                        f"{', '.join(allowed) if allowed else 'none'}")
+    gen = as_generator(rng)
+    p = parameters(name, severity)
+    work = points.astype(np.float64)  # always a copy: the input is never modified
+    if is_scene:
+        out, idx, applied = REGISTRY[name].function(work, gen, p, **options)
+    else:
+        lo, hi = work[:, :3].min(axis=0), work[:, :3].max(axis=0)
+        centre, half = (lo + hi) / 2.0, float((hi - lo).max()) / 2.0
+        if half <= 0.0:
+            raise ValueError("`points` has zero extent (every point is the same); object-level corruptions "
+                             "need a cloud with a non-degenerate bounding box")
+        work[:, :3] = (work[:, :3] - centre) / half
+        if options.get("mesh") is not None:
+            v, t = _pointcloud_raycast.mesh_arrays(options["mesh"])
+            options = {**options, "mesh": ((v - centre) / half, t)}
+        out, idx, applied = REGISTRY[name].function(work, gen, p, **options)
+        out[:, :3] = out[:, :3] * half + centre
+        if "eye" in applied:  # report the viewpoint in the input's frame
+            applied["eye"] = applied["eye"] * half + centre
+    out = out.astype(points.dtype, copy=False)
+    idx = np.asarray(idx, dtype=np.int64)
+    if return_params:
+        return out, idx, {"name": name, "severity": severity, "params": p, **applied}
+    return out, idx

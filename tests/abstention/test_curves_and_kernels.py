@@ -1,0 +1,112 @@
+"""Kernels vs their NumPy twins, and curves vs scikit-learn (which implements the same definitions)."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.metrics import roc_auc_score
+from sklearn.metrics import roc_curve as sk_roc_curve
+
+from conformal.abstention import _kernels as K
+from conformal.abstention import aurc, auroc, risk_coverage_curve, roc_curve, selective_risk
+from conformal.stats import clopper_pearson
+
+from . import _naive
+
+
+def _probs(rng, n, k, dtype, ties):
+    p = rng.dirichlet(np.full(k, 0.3), size=n)
+    if ties:  # quantise so rows hold exact ties (and exact zeros)
+        p = np.round(p * 8) + (np.arange(k) == 0)
+        p = p / p.sum(1, keepdims=True)
+    return p.astype(dtype)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 40), k=st.integers(2, 30), seed=st.integers(0, 2**31 - 1),
+       dtype=st.sampled_from([np.float32, np.float64]), ties=st.booleans())
+def test_statistic_kernels_match_numpy_twins(n, k, seed, dtype, ties):
+    p = _probs(np.random.default_rng(seed), n, k, dtype, ties)
+    p0 = p.copy()
+    np.testing.assert_array_equal(K.max_prob(p), _naive.max_prob(p))
+    np.testing.assert_array_equal(K.margin(p), _naive.margin(p))
+    np.testing.assert_allclose(K.entropy(p), _naive.entropy(p), rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(p, p0)
+
+
+@settings(max_examples=80, deadline=None)
+@given(n=st.integers(2, 300), levels=st.integers(2, 1000), seed=st.integers(0, 2**31 - 1))
+def test_roc_and_auroc_match_sklearn_and_pair_count(n, levels, seed):
+    rng = np.random.default_rng(seed)
+    s = rng.integers(0, levels, n) / levels  # few levels -> many ties
+    pos = rng.random(n) < rng.uniform(0.05, 0.95)
+    if pos.all() or not pos.any():
+        pos[0] = not pos[0]
+    c = roc_curve(s, pos)
+    fpr, tpr, thr = sk_roc_curve(pos, s, drop_intermediate=False)
+    np.testing.assert_array_equal(c.fpr, fpr)
+    np.testing.assert_array_equal(c.tpr, tpr)
+    # our tau at point j is sklearn's threshold at point j + 1 (we accept <= tau, sklearn flags >= threshold)
+    np.testing.assert_array_equal(c.taus[1:-1], thr[2:])
+    f2, t2 = _naive.roc_points(s, pos, c.taus)
+    np.testing.assert_array_equal(c.fpr, f2)
+    np.testing.assert_array_equal(c.tpr, t2)
+    assert abs(auroc(s, pos) - roc_auc_score(pos, s)) <= 1e-12
+    assert abs(c.auc - _naive.auroc_pairs(s, pos)) <= 1e-12
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 200), levels=st.integers(1, 50), seed=st.integers(0, 2**31 - 1))
+def test_risk_coverage_and_aurc_match_twin(n, levels, seed):
+    rng = np.random.default_rng(seed)
+    s = rng.integers(0, levels, n).astype(np.float64)
+    err = rng.random(n) < 0.3
+    cov, risk, taus = risk_coverage_curve(s, err)
+    c2, r2, t2 = _naive.risk_coverage(s, err)
+    np.testing.assert_array_equal(taus, t2)
+    np.testing.assert_allclose(cov, c2, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(risk, r2, rtol=0, atol=1e-15)
+    assert abs(aurc(s, err) - float(np.dot(r2, np.diff(np.r_[0.0, c2])))) <= 1e-12
+
+
+def test_aurc_without_ties_is_mean_prefix_risk():
+    rng = np.random.default_rng(3)
+    s = rng.permutation(100).astype(float)
+    err = rng.random(100) < 0.2
+    e = err[np.argsort(s)]
+    expected = np.mean([e[:k].mean() for k in range(1, 101)])
+    assert abs(aurc(s, err) - expected) < 1e-12
+
+
+def test_auroc_perfect_and_reversed_and_constant():
+    s = np.arange(10.0)
+    pos = s >= 5
+    assert auroc(s, pos) == 1.0 and auroc(-s, pos) == 0.0 and auroc(np.zeros(10), pos) == 0.5
+
+
+def test_selective_risk_interval_is_clopper_pearson():
+    err = np.array([True, False, False, True, False, False])
+    ab = np.array([False, False, False, True, True, False])
+    risk, lo, hi, n = selective_risk(err, ab)
+    assert (risk, n) == (0.25, 4)
+    assert (lo, hi) == clopper_pearson(1, 4, 0.95)
+
+
+def test_curve_inputs_are_validated_and_not_modified():
+    s = np.array([0.3, 0.1, 0.2])
+    pos = np.array([True, False, True])
+    s0, p0 = s.copy(), pos.copy()
+    roc_curve(s, pos)
+    auroc(s, pos)
+    np.testing.assert_array_equal(s, s0)
+    np.testing.assert_array_equal(pos, p0)
+    with pytest.raises(TypeError, match="positives"):
+        auroc(s, np.array([1, 0, 1]))
+    with pytest.raises(ValueError, match="statistic"):
+        auroc(np.array([0.1, np.nan, 0.2]), pos)
+    with pytest.raises(ValueError, match="both classes"):
+        auroc(s, np.ones(3, bool))
+    with pytest.raises(ValueError, match="shape"):
+        roc_curve(s, pos[:2])
+    with pytest.warns(UserWarning, match="undefined"):
+        c = roc_curve(s, np.zeros(3, bool))
+    assert np.isnan(c.auc) and np.isnan(c.tpr).all()

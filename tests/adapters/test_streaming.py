@@ -1,0 +1,244 @@
+"""StreamingConformal: equality with the batch calibrators, ACI long-run coverage on a drifting stream,
+the shift monitor's alarms and false-alarm rate, threads, snapshots and bad inputs. numpy + numba only."""
+import math
+import threading
+
+import numpy as np
+import pytest
+
+from adapters.streaming import StreamingConformal
+from conformal import ClassConditionalConformalClassifier, DualThresholdConformal, SplitConformalClassifier
+
+K = 10
+
+
+def _softmax(z):
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def _data(rng, n, k=K, noise=0.0):
+    """Synthetic classifier outputs: labels drawn from the probabilities, then with probability `noise` replaced
+    by a uniform label (the model degrades: drift)."""
+    probs = _softmax(2.5 * rng.normal(size=(n, k)))
+    labels = (probs.cumsum(1) > rng.random((n, 1))).argmax(1)
+    flip = rng.random(n) < noise
+    labels[flip] = rng.integers(0, k, size=flip.sum())
+    return probs, labels
+
+
+@pytest.mark.parametrize("score", ["lac", "aps", "raps", "saps", "topk"])
+def test_step_equals_batch_sets_without_feedback(score):
+    rng = np.random.default_rng(0)
+    p, y = _data(rng, 1500)
+    cal = SplitConformalClassifier(score=score, alpha=0.1).fit(p[:1000], y[:1000])
+    s = StreamingConformal(cal, reference=p[:1000])
+    sets = cal.predict_sets(p[1000:])
+    for i in range(500):
+        out = s.step(p[1000 + i])
+        assert sorted(out["set"]) == np.flatnonzero(sets[i]).tolist()
+        assert out["qhat"] == cal.qhat_ and out["alpha"] == 0.1  # no feedback: calibrated thresholds kept
+        probs_in_set = p[1000 + i][out["set"]]
+        assert np.all(np.diff(probs_in_set) <= 0)  # ordered by decreasing probability
+
+
+def test_step_matches_dual_threshold_decisions():
+    rng = np.random.default_rng(1)
+    p, y = _data(rng, 3000)
+    for stat in ["entropy", "max_prob", "margin", "set_size", "credibility"]:
+        d = DualThresholdConformal(score="lac" if stat == "credibility" else "raps", alpha=0.1, statistic=stat,
+                                   rule="budget", max_abstain=0.2, random_state=0).fit(p[:2000], y[:2000])
+        dec = d.predict(p[2000:2400])
+        s = StreamingConformal(d)
+        outs = [s.step(p[2000 + i]) for i in range(400)]
+        assert np.array_equal([o["abstain"] for o in outs], dec.abstain), stat
+        np.testing.assert_allclose([o["statistic"] for o in outs], dec.statistic, rtol=0, atol=1e-12)
+        assert all(sorted(o["set"]) == np.flatnonzero(dec.sets[i]).tolist() for i, o in enumerate(outs))
+
+
+def _drift_run(method, rng, T=20000, gamma=0.01, delay=7, window=None):
+    p, y = _data(rng, 2000)
+    cal = SplitConformalClassifier(score="aps", alpha=0.1).fit(p, y)
+    s = StreamingConformal(cal, method=method, gamma=gamma, window=window)
+    covered = np.empty(T, dtype=bool)
+    queue = []
+    for t in range(T):
+        noise = 0.5 * t / T  # the model gets steadily worse
+        pt, yt = _data(rng, 1, noise=noise)
+        out = s.step(pt[0])
+        covered[t] = yt[0] in out["set"]
+        queue.append((out["frame_id"], int(yt[0])))
+        if len(queue) > delay:  # delayed feedback, answered out of order within the delay
+            j = int(rng.integers(len(queue)))
+            s.feedback(*queue.pop(j))
+    for fid, lab in queue:
+        s.feedback(fid, lab)
+    return covered, s
+
+
+@pytest.mark.parametrize("method,window", [("aci", None), ("aci", 500), ("quantile", None)])
+def test_long_run_coverage_on_drifting_stream(method, window):
+    rng = np.random.default_rng(2)
+    covered, s = _drift_run(method, rng, window=window, gamma=0.01 if method == "aci" else 0.02)
+    assert abs(covered.mean() - 0.9) <= 0.01, covered.mean()
+    assert abs(s.coverage_ - covered.mean()) < 1e-12  # feedback tallies agree with the truth
+    fixed, _ = _drift_run("fixed", np.random.default_rng(2))
+    assert fixed.mean() < 0.9 - 0.03  # fixed thresholds under-cover visibly on the same stream
+    assert covered[-5000:].mean() > fixed[-5000:].mean() + 0.05
+
+
+def test_aci_bound_holds():
+    covered, s = _drift_run("aci", np.random.default_rng(3), T=5000, delay=0)
+    miss = 1 - covered.mean()
+    assert abs(miss - 0.1) <= s.aci_bound()
+
+
+def _stream_entropy(rng, n, sharp=2.5):
+    return _softmax(sharp * rng.normal(size=(n, K)))
+
+
+def test_monitor_alarms_on_shift_and_switches_to_conservative():
+    rng = np.random.default_rng(4)
+    p, y = _data(rng, 2000)
+    d = DualThresholdConformal(score="raps", alpha=0.1, statistic="entropy", rule="budget", max_abstain=0.1,
+                               random_state=0).fit(p, y)
+    s = StreamingConformal(d, reference=_stream_entropy(rng, 2000), monitor_level=0.01)
+    outs = [s.step(r) for r in _stream_entropy(rng, 1000)]
+    assert not any(o["shift_alarm"] for o in outs)
+    shifted = _stream_entropy(rng, 1000, sharp=1.0)  # flatter outputs: a sensor degraded
+    outs2 = [s.step(r) for r in shifted]
+    first = next(i for i, o in enumerate(outs2) if o["shift_alarm"])
+    assert first < 100
+    after = outs2[first:]
+    assert all(o["mode"] == "conservative" and o["tau"] <= d.tau_ for o in after)
+    normal_abstain = np.mean(d.predict(shifted[first:]).abstain)
+    assert np.mean([o["abstain"] for o in after]) >= normal_abstain
+    s.reset_monitor()
+    assert s.step(shifted[0])["mode"] == "normal"
+
+
+def test_monitor_false_alarm_rate_on_exchangeable_streams():
+    level, n_streams = 0.05, 200
+    rng = np.random.default_rng(5)
+    p, y = _data(rng, 500)
+    cal = SplitConformalClassifier(score="lac", alpha=0.1).fit(p, y)
+    alarms = 0
+    for _ in range(n_streams):
+        s = StreamingConformal(cal, reference=_stream_entropy(rng, 2000), monitor_level=level,
+                               random_state=int(rng.integers(1 << 30)))
+        for r in _stream_entropy(rng, 1000):
+            s.step(r)
+        alarms += s.alarm_
+    # level * n + 3 binomial SDs
+    assert alarms <= level * n_streams + 3 * math.sqrt(n_streams * level * (1 - level)), alarms
+
+
+def test_threaded_run_equals_single_threaded_replay():
+    rng = np.random.default_rng(6)
+    p, y = _data(rng, 1000)
+    stream, labels = _data(rng, 3000, noise=0.3)
+    cal = SplitConformalClassifier(score="aps", alpha=0.1).fit(p, y)
+    s = StreamingConformal(cal, gamma=0.02, reference=p)
+    outs, ready = [], threading.Semaphore(0)
+
+    def producer():
+        for r in stream:
+            outs.append(s.step(r))
+            ready.release()
+
+    def consumer():
+        for t in range(len(stream)):
+            ready.acquire()
+            s.feedback(t, int(labels[t]))
+
+    threads = [threading.Thread(target=producer), threading.Thread(target=consumer)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert s.n_feedback_ == len(stream) and not s.pending_frames
+    # replay in one thread: before frame t, apply exactly the feedback the threaded run had applied
+    r = StreamingConformal(cal, gamma=0.02, reference=p)
+    done = 0
+    for t, o in enumerate(outs):
+        while done < o["n_feedback"]:
+            r.feedback(done, int(labels[done]))
+            done += 1
+        assert r.step(stream[t]) == o
+    while done < len(stream):
+        r.feedback(done, int(labels[done]))
+        done += 1
+    assert r.alpha_t_ == s.alpha_t_ and r.q_t_ == s.q_t_
+
+
+def test_snapshot_round_trip_continues_identically(tmp_path):
+    rng = np.random.default_rng(7)
+    p, y = _data(rng, 1000)
+    stream, labels = _data(rng, 400, noise=0.2)
+    d = DualThresholdConformal(score="aps", alpha=0.1, rule="budget", max_abstain=0.2, random_state=0).fit(p, y)
+    a = StreamingConformal(d, window=100, gamma=0.02, reference=p)
+    for t in range(200):
+        a.step(stream[t], frame_id=f"f{t}")
+        if t >= 5:
+            a.feedback(f"f{t - 5}", int(labels[t - 5]))
+    a.save(tmp_path / "s.json")
+    b = StreamingConformal.load(tmp_path / "s.json")
+    assert b.pending_frames == a.pending_frames
+    for t in range(200, 400):
+        assert a.step(stream[t], frame_id=f"f{t}") == b.step(stream[t], frame_id=f"f{t}")
+        assert a.feedback(f"f{t - 5}", int(labels[t - 5])) == b.feedback(f"f{t - 5}", int(labels[t - 5]))
+    assert a.alpha_t_ == b.alpha_t_ and a.q_t_ == b.q_t_
+
+
+def test_bad_inputs_leave_state_unchanged():
+    rng = np.random.default_rng(8)
+    p, y = _data(rng, 500)
+    cal = SplitConformalClassifier(score="aps", alpha=0.1).fit(p, y)
+    s = StreamingConformal(cal, reference=p)
+    s.step(p[0], frame_id=1)
+    s.feedback(1, 3)
+    s.step(p[1], frame_id=2)
+    before = s.to_dict()
+    bad_rows = [(p[0][:5], ValueError, "shape"), (p[0].astype(np.int64), TypeError, "float"),
+                (list(p[0]), TypeError, "numpy"), (np.full(K, np.nan), ValueError, "NaN"),
+                (p[0] * 2, ValueError, "outside|sum")]
+    for row, exc, msg in bad_rows:
+        with pytest.raises(exc, match=msg):
+            s.step(row)
+    with pytest.raises(ValueError, match="already waiting"):
+        s.step(p[2], frame_id=2)
+    with pytest.raises(ValueError, match="not waiting"):
+        s.feedback(1, 0)  # already answered
+    with pytest.raises(ValueError, match="not waiting"):
+        s.feedback(99, 0)  # unknown
+    with pytest.raises(ValueError, match="label"):
+        s.feedback(2, K)
+    with pytest.raises(TypeError, match="label"):
+        s.feedback(2, 1.5)
+    after = s.to_dict()
+    assert before["state"]["n_steps"] == after["state"]["n_steps"] and \
+        before["state"]["alpha_t"] == after["state"]["alpha_t"] and \
+        before["state"]["pending_ids"] == after["state"]["pending_ids"]
+    np.testing.assert_array_equal(before["state"]["monitor"], after["state"]["monitor"])
+    with pytest.raises(TypeError, match="class-conditional"):
+        StreamingConformal(ClassConditionalConformalClassifier(alpha=0.1).fit(p, y))
+    with pytest.raises(ValueError, match="randomized"):
+        StreamingConformal(SplitConformalClassifier(alpha=0.1, randomized=True, random_state=0).fit(p, y))
+    with pytest.raises(ValueError, match="not fitted"):
+        StreamingConformal(SplitConformalClassifier())
+    with pytest.raises(ValueError, match="method"):
+        StreamingConformal(cal, method="pid")
+    with pytest.raises(ValueError, match="window"):
+        StreamingConformal(cal, method="quantile", window=10)
+
+
+def test_expired_frames_are_dropped_and_reported():
+    rng = np.random.default_rng(9)
+    p, y = _data(rng, 300)
+    s = StreamingConformal(SplitConformalClassifier(alpha=0.1).fit(p, y), max_pending=5)
+    for r in p[:8]:
+        s.step(r)
+    assert s.n_expired_ == 3 and s.pending_frames == [3, 4, 5, 6, 7]
+    with pytest.raises(ValueError, match="expired"):
+        s.feedback(0, 1)
