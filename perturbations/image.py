@@ -521,13 +521,20 @@ def corrupt_batch(images: np.ndarray, name: str, severity: int, rng=None, scale:
     """
     if not isinstance(images, np.ndarray):
         raise TypeError(f"`images` must be a numpy.ndarray; got {type(images).__name__}")
-    if images.ndim != 4:
-        raise ValueError(f"`images` must have shape (N, H, W, C); got {images.shape}")
+    if images.ndim != 4 or images.shape[3] not in (1, 3):
+        raise ValueError(f"`images` must have shape (N, H, W, C) with C 1 or 3; got {images.shape}")
+    if images.dtype not in _DTYPES:
+        raise ValueError(f"`images` must have dtype uint8 (0..255) or float32/float64 (0..1); got {images.dtype}")
+    if min(images.shape[1:3]) < MIN_SIDE:
+        raise ValueError(f"`images` must be at least {MIN_SIDE} x {MIN_SIDE} px; got {images.shape[1:3]}")
     name = check_name(name, REGISTRY)
     severity = check_severity(severity)
     resolve_scale(scale, images.shape[1:3])
     gen = as_generator(rng)
     out = np.empty_like(images)
     for i in range(images.shape[0]):
-        out[i] = corrupt(images[i], name, severity, gen, scale)
+        try:
+            out[i] = corrupt(images[i], name, severity, gen, scale)
+        except ValueError as err:  # name the image of the batch
+            raise ValueError(f"`images[{i}]`: {err}") from None
     return out

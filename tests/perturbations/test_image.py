@@ -74,6 +74,15 @@ def test_batch_matches_sequential_calls_and_is_seeded(photo):
     np.testing.assert_array_equal(out, corrupt_batch(batch, "glass_blur", 2, rng=3))
     with pytest.raises(ValueError, match="images"):
         corrupt_batch(photo, "fog", 1)
+    with pytest.raises(ValueError, match="dtype"):
+        corrupt_batch(batch.astype(np.int32), "fog", 1)
+    bad = batch.astype(np.float32) / 255
+    bad[2, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"images\[2\].*NaN"):
+        corrupt_batch(bad, "fog", 1)
+    with pytest.raises(TypeError, match="images"):
+        corrupt_batch(list(batch), "fog", 1)
+    assert corrupt_batch(batch[:0], "fog", 1).shape == (0, *batch.shape[1:])
 
 
 # ---------------------------------------------------------------------------------------------- bad input
