@@ -35,22 +35,22 @@ def photo(size: int = 224):
 def main(seed: int = 0) -> Path:
     image = photo()
     rows = names()
-    fig, axes = plt.subplots(len(rows), 6, figsize=(6 * 1.25, len(rows) * 1.3))
+    fig, axes = plt.subplots(len(rows), 6, figsize=(6 * 1.8, len(rows) * 1.85))
     for r, name in enumerate(rows):
         axes[r, 0].imshow(image)
         for s in range(1, 6):
             axes[r, s].imshow(corrupt(image, name, s, rng=seed + 1000 * r + s))
-        axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+        axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=10)
         for c in range(6):
             axes[r, c].set_xticks([])
             axes[r, c].set_yticks([])
             if r == 0:
-                axes[r, c].set_title("clean" if c == 0 else f"severity {c}", fontsize=8)
+                axes[r, c].set_title("clean" if c == 0 else f"severity {c}", fontsize=10)
     fig.suptitle("perturbations.image: 19 ImageNet-C corruptions + rain (scikit-learn china.jpg, 224 px)",
                  fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.99), h_pad=0.2, w_pad=0.1)
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(OUT, dpi=90)
+    fig.savefig(OUT, dpi=80)
     plt.close(fig)
     return OUT
 

@@ -107,7 +107,7 @@ TABLES = MappingProxyType({
     # Ours (not in ImageNet-C): streaks per pixel, streak length and width in px, streak opacity, and how
     # much the scene is darkened towards the grey of overcast rain.
     "rain": Table(("density", "length", "width", "opacity", "dimming"),
-                  ((.002, 10, 1, .45, .05), (.004, 14, 1, .55, .1), (.006, 18, 1.5, .65, .15),
+                  ((.003, 12, 1, .5, .05), (.004, 14, 1, .57, .1), (.006, 18, 1.5, .65, .15),
                    (.009, 24, 1.5, .72, .2), (.012, 30, 2, .8, .25)),
                   ((.01, 3, .8, .45, .05), (.015, 4, .8, .55, .1), (.02, 5, 1, .65, .15),
                    (.03, 6, 1, .72, .2), (.04, 8, 1.2, .8, .25)),

@@ -12,28 +12,59 @@ import numpy as np
 from numba import njit
 
 
+GUIDE_BITS = 10
+GUIDE_SIZE = 1 << GUIDE_BITS
+
+
 @njit(cache=True, nogil=True)
-def sample_levels(image, cdf, u):
+def level_thresholds(cdf):
+    """uint32 thresholds (256, 256) of a level CDF table: a uniform 32-bit integer r gives level k when
+    thr[v, k-1] <= r < thr[v, k], so level k has probability (thr[v, k] - thr[v, k-1]) / 2^32, the
+    table's own probability to within 2^-32. Column 255 is never read (everything above goes there)."""
+    thr = np.empty(cdf.shape, np.uint32)
+    top = 4294967295.0
+    for v in range(cdf.shape[0]):
+        for k in range(cdf.shape[1]):
+            thr[v, k] = np.uint32(min(math.floor(cdf[v, k] * 4294967296.0 + 0.5), top))
+    return thr
+
+
+@njit(cache=True, nogil=True)
+def level_guide(thr):
+    """Guide table (256, GUIDE_SIZE) uint8 for `sample_levels`: entry [v, b] is the smallest level k < 255
+    with ``thr[v, k] > b * 2^32 / GUIDE_SIZE``, else 255 (Chen & Asau's guide table for inverse-transform
+    sampling: the search starts there and takes about one step)."""
+    guide = np.empty((thr.shape[0], GUIDE_SIZE), np.uint8)
+    shift = 32 - GUIDE_BITS
+    for v in range(thr.shape[0]):
+        k = 0
+        for b in range(GUIDE_SIZE):
+            lo = np.uint64(b) << np.uint64(shift)
+            while k < 255 and np.uint64(thr[v, k]) <= lo:
+                k += 1
+            guide[v, b] = k
+    return guide
+
+
+@njit(cache=True, nogil=True)
+def sample_levels(image, thr, guide, r):
     """Inverse-transform sampling of a per-level output distribution, for uint8 noise corruptions.
 
-    ``out.flat[i]`` is the smallest level ``k`` with ``u.flat[i] < cdf[image.flat[i], k]``. ``cdf`` is
-    (256, 256) float64, row ``v`` the cumulative distribution of the output level given input level ``v``
-    (non-decreasing, last entry 1). ``u`` holds uniforms in [0, 1), one per element of `image`.
+    ``out.flat[i]`` is the smallest level ``k < 255`` with ``r.flat[i] < thr[image.flat[i], k]``, else 255;
+    ``thr = level_thresholds(cdf)``, ``guide = level_guide(thr)``, and ``r`` holds uniform uint32 draws,
+    one per element of `image`.
     """
     flat = image.ravel()
-    uf = u.ravel()
+    rf = r.ravel()
     out = np.empty(flat.size, np.uint8)
+    shift = 32 - GUIDE_BITS
     for i in range(flat.size):
-        row = cdf[flat[i]]
-        ui = uf[i]
-        lo, hi = 0, 255
-        while lo < hi:  # smallest k with ui < row[k]; row[255] == 1 > ui, so it exists
-            mid = (lo + hi) >> 1
-            if ui < row[mid]:
-                hi = mid
-            else:
-                lo = mid + 1
-        out[i] = lo
+        v = flat[i]
+        ri = rf[i]
+        k = np.int64(guide[v, ri >> shift])
+        while k < 255 and ri >= thr[v, k]:
+            k += 1
+        out[i] = k
     return out.reshape(image.shape)
 
 
@@ -128,25 +159,6 @@ def glass_swap(image, max_delta, offsets):
 
 
 @njit(cache=True, nogil=True)
-def line_filter(image, dy, dx, weights):
-    """out[y, x] = sum_i weights[i] * image[clamp(y + dy[i]), clamp(x + dx[i])] on float32 (H, W, C).
-
-    A sparse correlation along a rasterised line (motion blur), with replicated borders.
-    """
-    h_size, w_size, n_channels = image.shape
-    out = np.zeros_like(image)
-    for i in range(weights.size):
-        wgt = np.float32(weights[i])
-        for y in range(h_size):
-            ys = min(max(y + dy[i], 0), h_size - 1)
-            for x in range(w_size):
-                xs = min(max(x + dx[i], 0), w_size - 1)
-                for c in range(n_channels):
-                    out[y, x, c] += wgt * image[ys, xs, c]
-    return out
-
-
-@njit(cache=True, nogil=True)
 def to_uint8(x):
     """round(255 * clip(x, 0, 1)) as uint8, in one pass (x is float32 or float64, any shape)."""
     flat = x.ravel()
@@ -155,3 +167,83 @@ def to_uint8(x):
         v = min(max(flat[i], 0.0), 1.0)
         out[i] = np.uint8(v * 255.0 + 0.5)
     return out.reshape(x.shape)
+
+
+@njit(cache=True, nogil=True)
+def plasma_fractal(size, decay, u):
+    """Diamond-square plasma fractal on a periodic size x size grid (size a power of two), in [0, 1].
+
+    ImageNet-C's fog map: start with wibble 100; each new point is the mean of its four neighbours plus
+    wibble^2 * u (u ~ U(-1, 1), i.e. wibble * U(-wibble, wibble)); wibble /= decay after each level; then
+    min-max scaling. ``u`` holds size^2 - 1 uniforms, used level by level: squares, then the diamonds on
+    the rows of the corners, then those on the columns, each row-major (the reference's order).
+    """
+    grid = np.zeros((size, size))
+    step = size
+    wibble = 100.0
+    idx = 0
+    while step >= 2:
+        half = step // 2
+        n = size // step
+        amp = wibble * wibble
+        for i in range(n):
+            for j in range(n):
+                y0, x0 = i * step, j * step
+                y1, x1 = (y0 + step) % size, (x0 + step) % size
+                grid[y0 + half, x0 + half] = (grid[y0, x0] + grid[y1, x0] + grid[y0, x1] + grid[y1, x1]) / 4 \
+                    + amp * u[idx]
+                idx += 1
+        for i in range(n):
+            for j in range(n):
+                y, x = i * step, j * step + half
+                up = (y - half) % size
+                grid[y, x] = (grid[y + half, x] + grid[up, x] + grid[y, x - half] + grid[y, (x + half) % size]) / 4 \
+                    + amp * u[idx]
+                idx += 1
+        for i in range(n):
+            for j in range(n):
+                y, x = i * step + half, j * step
+                left = (x - half) % size
+                grid[y, x] = (grid[y, x + half] + grid[y, left] + grid[y - half, x] + grid[(y + half) % size, x]) / 4 \
+                    + amp * u[idx]
+                idx += 1
+        step //= 2
+        wibble /= decay
+    lo = grid.min()
+    hi = grid.max() - lo
+    for i in range(size):
+        for j in range(size):
+            grid[i, j] = (grid[i, j] - lo) / hi if hi > 0 else 0.0
+    return grid
+
+
+@njit(cache=True, nogil=True)
+def box_downsample(image, out_h, out_w):
+    """Area (box) average of a C-contiguous (H, W, C) image to (out_h, out_w, C) float32.
+
+    Output pixel (r, s) is the mean of the input over [r H/out_h, (r+1) H/out_h) x [s W/out_w, ...),
+    partly covered input pixels weighted by their covered fraction (PIL's BOX, OpenCV's INTER_AREA);
+    exact for fractional ratios up to float32 rounding.
+    """
+    h, w, n_channels = image.shape
+    flat = image.reshape((h, w * n_channels))
+    sy, sx = h / out_h, w / out_w
+    rows = np.zeros((out_h, w * n_channels), np.float32)
+    for r in range(out_h):
+        y0, y1 = r * sy, (r + 1) * sy
+        for k in range(int(y0), min(int(math.ceil(y1)), h)):
+            wgt = np.float32(min(y1, k + 1.0) - max(y0, float(k)))
+            src = flat[k]
+            dst = rows[r]
+            for i in range(w * n_channels):
+                dst[i] += wgt * np.float32(src[i])
+    out = np.zeros((out_h, out_w, n_channels), np.float32)
+    norm = 1.0 / (sy * sx)
+    for s in range(out_w):
+        x0, x1 = s * sx, (s + 1) * sx
+        for k in range(int(x0), min(int(math.ceil(x1)), w)):
+            wgt = np.float32((min(x1, k + 1.0) - max(x0, float(k))) * norm)
+            for r in range(out_h):
+                for c in range(n_channels):
+                    out[r, s, c] += wgt * rows[r, k * n_channels + c]
+    return out
