@@ -63,7 +63,10 @@ class LinearSoftmax:
 
     def predict_proba(self, inputs) -> np.ndarray:
         x = (FEATURES[self.modality](inputs) - self.mean) / self.scale
-        return _softmax(x.astype(np.float64) @ self.coef.T + self.intercept)
+        z = x.astype(np.float64) @ self.coef.T + self.intercept
+        if z.shape[1] == 1:  # binary: scikit-learn keeps one logit z, p(class 1) = sigmoid(z) = softmax([0, z])[1]
+            z = np.hstack([np.zeros_like(z), z])
+        return _softmax(z)
 
 
 class SklearnLogReg:

@@ -53,3 +53,20 @@ def test_nonempty_adds_top1_only_to_empty_sets():
     out = nonempty(sets, probs)
     assert out.tolist() == [[True, False, False], [False, True, False], [False, True, False]]
     assert sets[0].sum() == 0  # input untouched
+
+
+def test_linear_softmax_matches_sklearn_predict_proba():
+    """The array-only copy of the fitted logistic regression gives scikit-learn's probabilities (2 and 4 classes)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from conformal.audit.models import LinearSoftmax, image_features
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(60, 6, 6), dtype=np.uint8)
+    for k in (2, 4):
+        labels = rng.integers(0, k, size=60)
+        x = image_features(images)
+        mean, scale = x.mean(0), x.std(0) + 1e-6
+        clf = LogisticRegression(max_iter=500).fit((x - mean) / scale, labels)
+        ours = LinearSoftmax("image", clf.coef_, clf.intercept_, mean, scale).predict_proba(images)
+        np.testing.assert_allclose(ours, clf.predict_proba((x - mean) / scale), atol=1e-10)

@@ -197,3 +197,41 @@ def test_reference_cnn_on_held_out_digits(tiny_config, tmp_path):
     assert res["data"]["n_pool"] == 901
     assert clean["accuracy"]["mean"] > 0.97
     assert clean["coverage"]["mean"] >= 0.98 - 3 * clean["coverage"]["se"]
+
+
+def _write_clouds(root, n=12, points=256, seed=0):
+    rng = np.random.default_rng(seed)
+    for name in ("ball", "slab"):
+        (root / name).mkdir(parents=True)
+        for i in range(n):
+            p = rng.normal(size=(points, 3))
+            p = p / np.linalg.norm(p, axis=1, keepdims=True) if name == "ball" else p * [1.0, 1.0, 0.05]
+            np.save(root / name / f"{i}.npy", p.astype(np.float32))
+
+
+def test_pointcloud_folder_with_builtin_corruption(tiny_config, tmp_path):
+    root = tmp_path / "clouds"
+    _write_clouds(root)
+    cfg = validate_config(tiny_config(data={"name": "pointcloud_folder", "params": {"root": str(root)}},
+                                      corruptions=[{"name": "density_dec", "severities": [5]}],
+                                      split={"train_fraction": 0.5, "repeats": 3},
+                                      conformal={"score": "lac", "alpha": 0.2},
+                                      output={"plots": True, "report": False, "examples": 1}))
+    res = run_audit(cfg, tmp_path / "out", quiet=True)
+    assert res["data"]["modality"] == "pointcloud" and res["data"]["class_names"] == ["ball", "slab"]
+    z = np.load(tmp_path / "out" / "cache" / "density_dec_s5.npz")
+    assert z["examples"].shape[1] == 3 and z["examples"].shape[0] < 256  # points were removed
+    assert (tmp_path / "out" / "plots" / "examples.png").is_file()
+    (root / "slab" / "bad.npy").write_bytes(b"garbage")
+    from conformal.audit import ConfigError
+
+    with pytest.raises(ConfigError, match="bad.npy' cannot be read"):
+        run_audit(cfg, tmp_path / "out2", quiet=True)
+
+
+def test_cli_train_refuses_non_reference_model(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data: digits\nmodel: sklearn_logreg\ncorruptions: []\n")
+    out = subprocess.run([sys.executable, "-m", "conformal.audit", "train", str(cfg)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 2 and "trains reference models" in out.stderr
