@@ -69,4 +69,4 @@ def test_linear_softmax_matches_sklearn_predict_proba():
         mean, scale = x.mean(0), x.std(0) + 1e-6
         clf = LogisticRegression(max_iter=500).fit((x - mean) / scale, labels)
         ours = LinearSoftmax("image", clf.coef_, clf.intercept_, mean, scale).predict_proba(images)
-        np.testing.assert_allclose(ours, clf.predict_proba((x - mean) / scale), atol=1e-10)
+        np.testing.assert_allclose(ours, clf.predict_proba((x - mean) / scale), atol=1e-6)  # float32 features
