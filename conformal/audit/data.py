@@ -180,8 +180,9 @@ class FashionMNIST(Source):
         px, py = _read_idx(files["t10k-images"]), _read_idx(files["t10k-labels"]).astype(np.int64)
         px, py = _subsample(px, py, split["max_samples"], seed)
         return Dataset("image", tx, ty, px, py, list(FASHION_MNIST_CLASSES),
-                       f"Fashion-MNIST (real, 28x28 grayscale): {len(ty)} training and {len(py)} audit images "
-                       f"from the official test file", synthetic=False, extra={"source": "fashion_mnist"})
+                       f"Fashion-MNIST (real, 28x28 grayscale): {len(py)} audit images from the official test file "
+                       f"({len(ty)} training-file images available to in-process models)", synthetic=False,
+                       extra={"source": "fashion_mnist"})
 
 
 class ImageFolder(Source):

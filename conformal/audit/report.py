@@ -35,6 +35,12 @@ def _fmt(s: dict, digits: int = 3) -> str:
     return f"{s['mean']:.{digits}f}{ci}"
 
 
+def _params(params: dict) -> str:
+    shown = {k: (Path(v).name if k in ("weights", "root", "path") and isinstance(v, str) else v)
+             for k, v in params.items()}
+    return "(" + ", ".join(f"{k}={v}" for k, v in shown.items()) + ")" if shown else ""
+
+
 def _img(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
     return f"<img src='data:image/png;base64,{data}' alt='{html.escape(path.name)}'>"
@@ -109,7 +115,7 @@ def build(out, quiet: bool = False) -> Path:
     clean = next(r for r in results["cells"] if r["cell"] == "clean")
     alpha = cfg["conformal"]["alpha"]
     head = (f"<p><b>Data:</b> {html.escape(results['data']['description'])}. <b>Model:</b> "
-            f"{html.escape(cfg['model']['name'])}. <b>Score:</b> {html.escape(cfg['conformal']['score']['name'])}, "
+            f"{html.escape(cfg['model']['name'])} {html.escape(_params(cfg['model']['params']))}. <b>Score:</b> {html.escape(cfg['conformal']['score']['name'])}, "
             f"alpha = {alpha}. <b>Abstention:</b> statistic {html.escape(cfg['abstention']['statistic'])}, rule "
             f"{html.escape(cfg['abstention']['rule']['name'])}, target {html.escape(cfg['abstention']['target'])}. "
             f"<b>Clean coverage:</b> {clean['coverage']['mean']:.3f} (target {1 - alpha:.2f}), "
