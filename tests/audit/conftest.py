@@ -1,4 +1,4 @@
-import sys
+import os
 import textwrap
 
 import pytest
@@ -20,19 +20,20 @@ CORRUPTIONS = textwrap.dedent('''
 ''')
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def corr_module(tmp_path_factory):
-    """A module of custom corruptions importable here, in spawned workers and in Ray workers."""
+    """A module of custom corruptions importable here, in spawned workers and in Ray workers (which inherit
+    PYTHONPATH); both changes are undone after each test module."""
     d = tmp_path_factory.mktemp("mods")
     (d / "audit_test_corruptions.py").write_text(CORRUPTIONS)
     mp = pytest.MonkeyPatch()
     mp.syspath_prepend(str(d))
-    mp.setenv("PYTHONPATH", ":".join(p for p in sys.path if p))
+    mp.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(d), os.environ.get("PYTHONPATH", "")) if p))
     yield "audit_test_corruptions"
     mp.undo()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def tiny_config(corr_module):
     def make(**over):
         cfg = {
