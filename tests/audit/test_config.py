@@ -153,3 +153,25 @@ def test_import_cost():
             "assert not heavy, heavy\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
+
+
+def test_image_npz_source_checks_arrays(tmp_path, tiny_config):
+    from conformal.audit.registry import DATA_SOURCES
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(40, 9, 9), dtype=np.uint8)
+    labels = np.repeat([0, 1], 20)
+    np.savez(tmp_path / "ok.npz", images=images, labels=labels)
+    cfg = validate_config(tiny_config(data={"name": "image_npz", "params": {"path": str(tmp_path / "ok.npz")}}))
+    d = DATA_SOURCES["image_npz"].load(cfg["data"]["params"], cfg["split"], cfg["seed"])
+    assert d.pool_labels.shape[0] + d.train_labels.shape[0] == 40 and d.n_classes == 2
+    assert images.sum() == np.load(tmp_path / "ok.npz")["images"].sum()  # file and arrays untouched
+    for name, arrays, match in [("float.npz", {"images": images.astype(np.float32), "labels": labels},
+                                 "must be uint8"),
+                                ("short.npz", {"images": images, "labels": labels[:5]}, "labels must be integers"),
+                                ("one.npz", {"images": images, "labels": np.zeros(40, dtype=int)}, "single class"),
+                                ("nokey.npz", {"pixels": images, "labels": labels}, "has no array 'images'")]:
+        np.savez(tmp_path / name, **arrays)
+        cfg = validate_config(tiny_config(data={"name": "image_npz", "params": {"path": str(tmp_path / name)}}))
+        with pytest.raises(ConfigError, match=match):
+            DATA_SOURCES["image_npz"].load(cfg["data"]["params"], cfg["split"], cfg["seed"])
