@@ -115,7 +115,8 @@ def build(out, quiet: bool = False) -> Path:
     clean = next(r for r in results["cells"] if r["cell"] == "clean")
     alpha = cfg["conformal"]["alpha"]
     head = (f"<p><b>Data:</b> {html.escape(results['data']['description'])}. <b>Model:</b> "
-            f"{html.escape(cfg['model']['name'])} {html.escape(_params(cfg['model']['params']))}. <b>Score:</b> {html.escape(cfg['conformal']['score']['name'])}, "
+            f"{html.escape(cfg['model']['name'])} {html.escape(_params(cfg['model']['params']))}. <b>Score:</b> "
+            f"{html.escape(cfg['conformal']['score']['name'])}, "
             f"alpha = {alpha}. <b>Abstention:</b> statistic {html.escape(cfg['abstention']['statistic'])}, rule "
             f"{html.escape(cfg['abstention']['rule']['name'])}, target {html.escape(cfg['abstention']['target'])}. "
             f"<b>Clean coverage:</b> {clean['coverage']['mean']:.3f} (target {1 - alpha:.2f}), "
