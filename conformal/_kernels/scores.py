@@ -220,9 +220,11 @@ def _set_row(p, row_sum, u, qhat, kind, randomized, lam, k_reg, weight, allow_em
     """Smallest probability v* still in the set of this row (inf for an empty set).
 
     Scores never decrease as p decreases, so a set is a prefix of tie groups in descending p.
-    1. Prune (APS, RAPS): the labels with p < t = (row_sum - qhat) / K hold less than row_sum - qhat of mass,
-       so mass(p >= t) > qhat and any label below t has a score above qhat: none of them can be in the set.
-    2. Bucket the rest by the leading bits of p (8 buckets per binade), laid out contiguously by bucket.
+    1. Bucket labels by the leading bits of p (8 buckets per binade) and count them.
+    2. Prune whole buckets that cannot hold a set member. By mass (APS, RAPS): the labels with
+       p < t = (row_sum - qhat) / K hold less than row_sum - qhat of mass, so mass(p >= t) > qhat and any label
+       below t scores above qhat. By rank (RAPS, SAPS, TopK): scores grow at least linearly with the rank.
+       Only the remaining buckets get their mass summed and their labels laid out contiguously.
     3. Walk buckets from the top: accept or reject whole buckets from bounds on their scores (with a margin,
        so no rounding can change the answer); sort and score exactly, as `label_scores` does, only a bucket the
        bounds cannot decide.
@@ -233,30 +235,50 @@ def _set_row(p, row_sum, u, qhat, kind, randomized, lam, k_reg, weight, allow_em
         b_mass[b] = 0
         b_count[b] = 0
     margin = 1e-9 * max(1.0, abs(qhat))
-    t = -1.0
-    if (kind == APS or kind == RAPS) and row_sum - qhat - margin > 0.0:
-        t = (row_sum - qhat - margin) / k
     bits = p.view(np.uint64)
     pmax = p[0]
     for j in range(k):
         v = p[j]
         if v > pmax:
             pmax = v
-        if v >= t:
-            b = _bucket(bits[j])
-            bid[j] = b
-            b_mass[b] += _fixed(v)
-            b_count[b] += 1
-        else:
-            bid[j] = -1
+        b = _bucket(bits[j])
+        bid[j] = b
+        b_count[b] += 1
+    # Cut 1 (APS, RAPS), by mass: see above.
+    b_cut = 0
+    if (kind == APS or kind == RAPS) and row_sum - qhat - margin > 0.0:
+        t = (row_sum - qhat - margin) / k
+        b_cut = _bucket(np.array([t]).view(np.uint64)[0])
+    # Cut 2 (RAPS, SAPS, TopK), by rank: scores grow at least linearly in the rank, so no label ranked beyond
+    # l_max can be in the set; keep only the top buckets that hold l_max labels.
+    l_max = np.float64(k)
+    if kind == RAPS and lam > 0.0:
+        l_max = k_reg + (qhat + margin) / lam + 1.0
+    elif kind == TOPK:
+        l_max = qhat + margin + 1.0
+    elif kind == SAPS:
+        l_max = 3.0 + (qhat + margin - pmax) / weight
+    if l_max < np.float64(k):
+        need = max(1, np.int64(l_max))
+        cum = 0
+        for b in range(nb - 1, -1, -1):
+            cum += b_count[b]
+            if cum >= need:
+                if b > b_cut:
+                    b_cut = b
+                break
+    for b in range(b_cut):
+        b_count[b] = 0
     pos = 0
-    for b in range(nb - 1, -1, -1):
+    for b in range(nb - 1, b_cut - 1, -1):
         b_start[b] = pos
         pos += b_count[b]
     for j in range(k):
         b = bid[j]
-        if b >= 0:
-            arr[b_start[b]] = p[j]
+        if b >= b_cut:
+            v = p[j]
+            b_mass[b] += _fixed(v)
+            arr[b_start[b]] = v
             b_start[b] += 1
     v_star = np.inf
     m_above = np.int64(0)
@@ -430,3 +452,103 @@ def lac_predict_sets(src, qhat, logits, temp, allow_empty, chunk, out, errs):
     n = src.shape[0]
     for c in prange((n + chunk - 1) // chunk):
         lac_set_rows(src, qhat, logits, temp, allow_empty, c * chunk, min(n, (c + 1) * chunk), out, errs)
+
+
+@njit(cache=True, nogil=True)
+def lac_cut32(qhat):
+    """Smallest float32 v in [0, 1] with 1.0 - float64(v) <= qhat (the LAC test is monotone in v), or inf."""
+    one = np.float32(1.0)
+    if not (1.0 - np.float64(one) <= qhat):
+        return np.inf
+    lo = np.uint32(0)  # bit patterns of non-negative floats are ordered like their values
+    hi = np.array([one]).view(np.uint32)[0]
+    while lo < hi:
+        mid = lo + (hi - lo) // np.uint32(2)
+        v = np.array([mid], dtype=np.uint32).view(np.float32)[0]
+        if 1.0 - np.float64(v) <= qhat:
+            hi = mid
+        else:
+            lo = mid + np.uint32(1)
+    return np.float64(np.array([lo], dtype=np.uint32).view(np.float32)[0])
+
+
+@njit(cache=True, nogil=True)
+def lac_cut64(qhat):
+    """As `lac_cut32` for float64 inputs."""
+    if not (1.0 - 1.0 <= qhat):
+        return np.inf
+    lo = np.uint64(0)
+    hi = np.array([1.0]).view(np.uint64)[0]
+    while lo < hi:
+        mid = lo + (hi - lo) // np.uint64(2)
+        v = np.array([mid], dtype=np.uint64).view(np.float64)[0]
+        if 1.0 - v <= qhat:
+            hi = mid
+        else:
+            lo = mid + np.uint64(1)
+    return np.array([lo], dtype=np.uint64).view(np.float64)[0]
+
+
+@njit(cache=True, nogil=True)
+def lac_prob_rows(src, bits, one_bits, cut, allow_empty, lo, hi, out, errs):
+    """LAC sets for probability inputs as `src >= cut` in the input's own dtype (SIMD-friendly), with the row
+    checks (finite, in [0, 1], sum within tolerance) in a second pass over the row while it is in cache.
+    `bits` is `src` viewed as unsigned integers of its width and `one_bits` the pattern of 1.0: a value is
+    finite and in [0, 1] exactly when its pattern is <= one_bits (NaN, inf and negatives are larger)."""
+    k = src.shape[1]
+    c = src.dtype.type(cut) if cut <= 1.0 else src.dtype.type(2.0)
+    for i in range(lo, hi):
+        row = src[i]
+        for j in range(k):
+            out[i, j] = row[j] >= c
+        # range and finiteness from the bit patterns: an integer max reduction, which vectorizes
+        bmax = bits[i, 0]
+        for j in range(k):
+            bj = bits[i, j]
+            bmax = bj if bj > bmax else bmax
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        s4 = 0.0
+        s5 = 0.0
+        s6 = 0.0
+        s7 = 0.0
+        j = 0
+        while j + 8 <= k:
+            s0 += np.float64(row[j])
+            s1 += np.float64(row[j + 1])
+            s2 += np.float64(row[j + 2])
+            s3 += np.float64(row[j + 3])
+            s4 += np.float64(row[j + 4])
+            s5 += np.float64(row[j + 5])
+            s6 += np.float64(row[j + 6])
+            s7 += np.float64(row[j + 7])
+            j += 8
+        while j < k:
+            s0 += np.float64(row[j])
+            j += 1
+        s = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+        if bmax > one_bits:
+            code = _row_check(src, i, False)  # which problem, for the message
+            if code != OK:  # (OK here means a -0.0: sign bit set, yet a valid probability)
+                errs[i] = code
+                continue
+        mx = np.float64(0.0)
+        if not allow_empty:
+            for j in range(k):
+                mx = max(mx, np.float64(row[j]))
+        if abs(s - 1.0) > ROW_SUM_TOL:
+            errs[i] = BAD_SUM
+            continue
+        errs[i] = OK
+        if not allow_empty and not (mx >= c):
+            for j in range(k):
+                out[i, j] = np.float64(row[j]) >= mx
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def lac_prob_sets(src, bits, one_bits, cut, allow_empty, chunk, out, errs):
+    n = src.shape[0]
+    for c in prange((n + chunk - 1) // chunk):
+        lac_prob_rows(src, bits, one_bits, cut, allow_empty, c * chunk, min(n, (c + 1) * chunk), out, errs)

@@ -39,5 +39,12 @@ class LAC(Score):
 
     def _sets(self, p, qhat, u, logits, temp, allow_empty, errs):
         n, k = p.shape
+        if not logits and p.flags.c_contiguous:
+            # {y : 1 - p_y <= qhat} is {y : p_y >= cut} for the exact cut of the input's dtype
+            cut = _k.lac_cut32(qhat) if p.dtype == np.float32 else _k.lac_cut64(qhat)
+            utype = np.uint32 if p.dtype == np.float32 else np.uint64
+            one_bits = np.ones(1, dtype=p.dtype).view(utype)[0]
+            return run_kernel(_k.lac_prob_rows, _k.lac_prob_sets, n, k, p, p.view(utype), one_bits, cut, allow_empty,
+                              out=np.empty((n, k), dtype=np.bool_), errs=errs)
         return run_kernel(_k.lac_set_rows, _k.lac_predict_sets, n, k, p, qhat, logits, temp, allow_empty,
                           out=np.empty((n, k), dtype=np.bool_), errs=errs)

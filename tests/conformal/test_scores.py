@@ -141,3 +141,26 @@ def test_parallel_kernels_equal_serial_rows(score):
     for a, b in zip(big, small):
         np.testing.assert_array_equal(a, b)
     assert K.OK == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("score", SCORES, ids=lambda s: s.name)
+def test_set_kernels_flag_the_first_bad_row(score, dtype):
+    """Values are validated inside the kernels; each problem is reported with its row (-0.0 is valid)."""
+    rng = np.random.default_rng(5)
+    p = rng.dirichlet(np.ones(6), size=40).astype(dtype)
+    ok = p.copy()
+    ok[2, 0], ok[2, 1] = -0.0, ok[2, 1] + ok[2, 0]
+    score.sets(ok, 0.5)
+    cases = [(np.nan, "row 7 holds NaN or inf"), (np.inf, "row 7 holds NaN or inf"), (-0.1, "row 7 does not"),
+             (1.5, "row 7 does not")]
+    for value, message in cases:
+        bad = p.copy()
+        bad[7, 3] = value
+        bad[9, 3] = value
+        with pytest.raises(ValueError, match=message):
+            score.sets(bad, 0.5)
+    bad = p.copy()
+    bad[7] *= 0.9
+    with pytest.raises(ValueError, match="row 7 sums to 0.9"):
+        score.sets(bad, 0.5)
