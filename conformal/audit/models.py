@@ -248,17 +248,22 @@ def read_precomputed(path):
 
 
 def fingerprint(*parts) -> str:
-    """A short stable hash of plain values and arrays (used to key the output cache)."""
+    """A short stable hash of plain values, arrays and (nested) lists of them (used to key the output cache)."""
     h = hashlib.sha256()
-    for part in parts:
+
+    def feed(part):
         if isinstance(part, np.ndarray):
-            h.update(str(part.dtype).encode() + str(part.shape).encode())
+            h.update(f"nd{part.dtype}{part.shape}".encode())
             h.update(np.ascontiguousarray(part).tobytes())
-        elif isinstance(part, (list, tuple)) and part and isinstance(part[0], np.ndarray):
-            for a in part:
-                h.update(np.ascontiguousarray(a).tobytes())
+        elif isinstance(part, (list, tuple)):
+            h.update(f"seq{len(part)}".encode())
+            for item in part:
+                feed(item)
         else:
             h.update(repr(part).encode())
+
+    for part in parts:
+        feed(part)
     return h.hexdigest()[:16]
 
 

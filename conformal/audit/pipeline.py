@@ -76,6 +76,30 @@ def _model_key(cfg: dict) -> str:
                        cfg["split"]["max_samples"])
 
 
+def _predictor_state(predictor) -> list:
+    """Arrays and plain fields of a prepared model (e.g. the fitted logistic regression), for the cache key."""
+    if predictor is None:
+        return []
+    return [v for k, v in sorted(vars(predictor).items()) if not k.startswith("_")]
+
+
+def _corruption_code(name: str) -> str:
+    """Digest of the code a corruption runs: the perturbations package for built-ins, the module of a custom one."""
+    import importlib
+    import inspect
+
+    if name == "clean":
+        return ""
+    module = name.partition(":")[0] if ":" in name else "perturbations"
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        return ""
+    path = Path(inspect.getfile(mod))
+    files = sorted(path.parent.rglob("*.py")) if path.name == "__init__.py" else [path]
+    return fingerprint(*[f.read_bytes().decode("utf-8", "replace") for f in files])
+
+
 def _pack_examples(ex) -> dict:
     """Example inputs of any shape (images H x W [x C], clouds N_i x 3) as one array split by counts."""
     if not ex:
@@ -149,8 +173,11 @@ def run(cfg: dict, out, *, workers: int | None = None, executor: str | None = No
     else:
         predictor = registry.MODELS[cfg["model"]["name"]].prepare(cfg["model"]["params"], dataset, cfg["seed"],
                                                                    train_dir=out / "model")
-        mkey = _model_key(cfg) + fingerprint(labels)
-        keys = {t["cell"]: fingerprint(mkey, t["name"], t["severity"], t["params"], cfg["output"]["examples"])
+        # The cache key covers everything that shapes a cell's outputs: config, weights bytes, the audit inputs
+        # and labels themselves, the fitted in-process model, and the source of the corruption code.
+        mkey = fingerprint(_model_key(cfg), labels, dataset.pool_inputs, _predictor_state(predictor))
+        keys = {t["cell"]: fingerprint(mkey, t["name"], t["severity"], t["params"], cfg["output"]["examples"],
+                                       _corruption_code(t["name"]))
                 for t in tasks}
         todo = []
         for t in tasks:

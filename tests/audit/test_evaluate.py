@@ -70,3 +70,15 @@ def test_linear_softmax_matches_sklearn_predict_proba():
         clf = LogisticRegression(max_iter=500).fit((x - mean) / scale, labels)
         ours = LinearSoftmax("image", clf.coef_, clf.intercept_, mean, scale).predict_proba(images)
         np.testing.assert_allclose(ours, clf.predict_proba((x - mean) / scale), atol=1e-6)  # float32 features
+
+
+def test_fingerprint_sees_array_contents_and_nesting():
+    from conformal.audit.models import fingerprint
+
+    a = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    b = a.copy()
+    b[1, 2] = 9
+    assert fingerprint(a) == fingerprint(a.copy()) != fingerprint(b)
+    assert fingerprint([a, "x"]) != fingerprint([b, "x"])
+    assert fingerprint([a]) != fingerprint(a)
+    assert fingerprint(a.astype(np.int64)) != fingerprint(a)
