@@ -146,6 +146,10 @@ class RecallRiskControl:
             if scores and (min(s.min() for s in scores) < 0 or max(s.max() for s in scores) > 1):
                 raise ValueError("detector scores outside [0, 1]: pass `grid`, the candidate thresholds for your "
                                  "score range")
+        return self._fit_confidences(conf, grid, alpha, delta)
+
+    def _fit_confidences(self, conf: list, grid: np.ndarray, alpha: float, delta: float) -> "RecallRiskControl":
+        """Fixed-sequence LTT from per-image match confidences (see `gt_match_confidence`)."""
         n = len(conf)
         if n == 0:
             raise ValueError("no calibration images")
@@ -162,7 +166,7 @@ class RecallRiskControl:
         if not self.certified_:
             warnings.warn(f"no confidence threshold certifies recall risk <= {alpha} with probability {1 - delta} on "
                           f"{n} images (keeping every detection misses {risks[0]:.3f} of the objects per image); "
-                          f"keeping all detections", UserWarning, stacklevel=2)
+                          f"keeping all detections", UserWarning, stacklevel=3)
         self.threshold_ = float(grid[max(best, 0)])
         self.table_ = {"grid": grid, "risk": risks, "pvalue": pvals}
         self.n_images_ = n

@@ -6,7 +6,8 @@ benchmarks use simulated detectors whose failure modes are the ones conformal de
 - bias: boxes systematically too small (2D: `bias` px shrink per side; 3D: centres pulled `bias` m toward the
   sensor and sizes shrunk by `bias` m), the case that breaks symmetric-residual methods;
 - heteroscedastic noise: per-coordinate sigma = noise + noise_growth * size (2D, px) or
-  noise * (1 + noise_growth * range) (3D, m), so far or large objects are localised worse;
+  noise * (1 + noise_growth * range) (3D, m), so far or large objects are localised worse, times a per-object
+  difficulty factor shared by all coordinates (log-normal, sd `quality_spread`);
 - misses that depend on the object (small objects in 2D, distant objects in 3D are missed more often);
 - false positives (Poisson per frame, lower confidence, flatter class probabilities);
 - class confusion (the class evidence points at a wrong class with probability `confusion`);
@@ -56,7 +57,7 @@ def _sigmoid(x):
 
 
 def _scene_2d(rng, n_classes, size, mean_objects, bias, noise, noise_growth, miss_rate, fp_rate, confusion,
-              class_signal):
+              class_signal, quality_spread, translation):
     h_img, w_img = size
     g = rng.poisson(mean_objects)
     labels = rng.integers(0, n_classes, g)
@@ -71,8 +72,12 @@ def _scene_2d(rng, n_classes, size, mean_objects, bias, noise, noise_growth, mis
     p_miss = np.minimum(0.95, miss_rate * np.clip(64.0 / s, 0.25, 4.0))
     det = np.flatnonzero(rng.random(g) >= p_miss)
     sig = noise + noise_growth * np.repeat(wh[det], 2, axis=1)[:, [0, 2, 1, 3]]  # x1:w, y1:h, x2:w, y2:h
+    sig = sig * np.exp(quality_spread * rng.normal(0.0, 1.0, (det.size, 1)))  # hard objects: off on every side
     shrink = np.array([bias, bias, -bias, -bias])
-    boxes = gt[det] + shrink + sig * rng.normal(0.0, 1.0, (det.size, 4))
+    # localisation error = shared translation (moves both sides of an axis together) + independent per-side part
+    shift = rng.normal(0.0, 1.0, (det.size, 2))[:, [0, 1, 0, 1]]
+    z = translation * shift + math.sqrt(1.0 - translation ** 2) * rng.normal(0.0, 1.0, (det.size, 4))
+    boxes = gt[det] + shrink + sig * z
     boxes[:, 2] = np.maximum(boxes[:, 2], boxes[:, 0] + 1.0)
     boxes[:, 3] = np.maximum(boxes[:, 3], boxes[:, 1] + 1.0)
     std = sig * np.exp(rng.normal(0.0, 0.2, sig.shape))
@@ -92,7 +97,7 @@ def _scene_2d(rng, n_classes, size, mean_objects, bias, noise, noise_growth, mis
 
 
 def _scene_3d(rng, n_classes, max_range, mean_objects, bias, noise, noise_growth, miss_rate, fp_rate, confusion,
-              class_signal, flip_rate):
+              class_signal, flip_rate, quality_spread):
     g = rng.poisson(mean_objects)
     labels = rng.integers(0, n_classes, g)
     lwh = CLASS_SIZES_3D[labels % len(CLASS_SIZES_3D)] * np.exp(rng.normal(0.0, 0.1, (g, 3)))
@@ -109,6 +114,7 @@ def _scene_3d(rng, n_classes, max_range, mean_objects, bias, noise, noise_growth
     sig[:, 2] = 0.5 * noise * growth
     sig[:, 3:6] = 0.5 * noise * growth[:, None] * np.sqrt(lwh[det] / 2.0)
     sig[:, 6] = 0.04 * growth
+    sig *= np.exp(quality_spread * rng.normal(0.0, 1.0, (k, 1)))
     boxes = gt[det] + sig * rng.normal(0.0, 1.0, (k, 7))
     # bias: centre pulled toward the sensor (the visible surface), sizes too small
     rr = np.maximum(np.hypot(boxes[:, 0], boxes[:, 1]), 1e-9)
@@ -136,7 +142,7 @@ def make_scenes(n_frames: int, *, dim: int = 2, rng=None, n_classes: int = 4, me
                 bias: float = 0.0, noise: float | None = None, noise_growth: float | None = None,
                 miss_rate: float = 0.1, fp_rate: float = 1.0, confusion: float = 0.1, class_signal: float = 3.0,
                 image_size: tuple[int, int] = (480, 640), max_range: float = 70.0, flip_rate: float = 0.0,
-                dtype=np.float64):
+                quality_spread: float = 0.4, translation: float = 0.6, dtype=np.float64):
     """Simulate `n_frames` frames of a detector with known ground truth. Returns (predictions, ground_truth).
 
     Parameters
@@ -147,6 +153,10 @@ def make_scenes(n_frames: int, *, dim: int = 2, rng=None, n_classes: int = 4, me
     miss_rate : base miss probability (scaled up for small / far objects)
     fp_rate : mean false positives per frame;  confusion : probability the class evidence is for a wrong class
     flip_rate : 3D heading-flip probability
+    quality_spread : sd of a per-detection log-factor on sigma shared by all coordinates (hard objects are off
+        on every side at once: the dependence between sides that max-rank exploits)
+    translation : 2D weight in [0, 1) of the per-object shift shared by both sides of an axis (the rest of the
+        error is independent per side; each side's sd stays sigma)
 
     Examples
     --------
@@ -158,6 +168,8 @@ def make_scenes(n_frames: int, *, dim: int = 2, rng=None, n_classes: int = 4, me
         raise ValueError(f"`dim` must be 2 or 3; got {dim!r}")
     if isinstance(n_frames, bool) or not isinstance(n_frames, (int, np.integer)) or n_frames < 0:
         raise ValueError(f"`n_frames` must be an int >= 0; got {n_frames!r}")
+    if not 0.0 <= translation < 1.0:
+        raise ValueError(f"`translation` must be in [0, 1); got {translation}")
     if not 0.0 <= miss_rate < 1.0 or not 0.0 <= confusion <= 1.0 or fp_rate < 0 or not 0.0 <= flip_rate <= 1.0:
         raise ValueError("`miss_rate` must be in [0, 1), `confusion` and `flip_rate` in [0, 1], `fp_rate` >= 0")
     gen = _rng(rng)
@@ -170,10 +182,10 @@ def make_scenes(n_frames: int, *, dim: int = 2, rng=None, n_classes: int = 4, me
     for _ in range(int(n_frames)):
         if dim == 2:
             out = _scene_2d(gen, n_classes, image_size, mean_objects, bias, noise, noise_growth, miss_rate,
-                            fp_rate, confusion, class_signal)
+                            fp_rate, confusion, class_signal, quality_spread, translation)
         else:
             out = _scene_3d(gen, n_classes, max_range, mean_objects, bias, noise, noise_growth, miss_rate,
-                            fp_rate, confusion, class_signal, flip_rate)
+                            fp_rate, confusion, class_signal, flip_rate, quality_spread)
         gt, labels, det, boxes, std, conf, probs, fboxes, fstd, fconf, fprobs = out
         all_boxes = np.concatenate([boxes, fboxes]).astype(dtype)
         all_probs = np.concatenate([probs, fprobs]).astype(dtype)
