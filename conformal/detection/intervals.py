@@ -146,9 +146,7 @@ def outer_inner(lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.nd
     """2D outer box (lower x1, y1, upper x2, y2) and inner box (upper x1, y1, lower x2, y2), each (M, 4).
 
     An inner box whose x1 > x2 (or y1 > y2) is empty: nothing is certainly inside the object there."""
-    outer = np.concatenate([lower[:, :2], upper[:, 2:]], axis=1)
-    inner = np.concatenate([upper[:, :2], lower[:, 2:]], axis=1)
-    return outer, inner
+    return _k.outer_inner(lower, upper, np.empty_like(lower), np.empty_like(lower))
 
 
 class BoxIntervalCalibrator:
@@ -323,7 +321,11 @@ class BoxIntervalCalibrator:
             std = np.asarray(box_std, dtype=np.float64)
             if std.shape != pred.shape or not np.isfinite(std).all() or (std <= 0).any():
                 raise ValueError(f"`box_std` must be finite and > 0 with shape {pred.shape}; got {std.shape}")
-        s = box_scales(pred, dim, self.scale, std, self.min_scale)
+        return self._apply(pred, mask, std)
+
+    def _apply(self, pred: np.ndarray, mask: np.ndarray, std) -> tuple[np.ndarray, np.ndarray]:
+        """Margins on validated float64 inputs (the per-frame fast path of ConformalDetector)."""
+        s = box_scales(pred, self.dim, self.scale, std, self.min_scale)
         lower = np.empty_like(pred)
         upper = np.empty_like(pred)
         _k.apply_margins(pred, s, self.q_lo_, self.q_hi_, mask, lower, upper)

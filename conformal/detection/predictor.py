@@ -30,6 +30,9 @@ from conformal.io import load_state, register_kind, save_state
 
 __all__ = ["ConformalDetector", "DetectionResult", "matched_pairs"]
 
+_ONE_GROUP = np.ones((1024, 1), np.bool_)  # read-only mask "every detection uses the marginal margins"
+_ONE_GROUP.setflags(write=False)
+
 
 @dataclass(frozen=True)
 class DetectionResult:
@@ -263,13 +266,16 @@ class ConformalDetector:
             if f["class_probs"] is None:
                 raise ValueError("this detector was calibrated with class sets; the frame needs 'class_probs'")
             sets = self.classes_.predict_sets(f["class_probs"]) if m else np.zeros((0, self.n_classes_), np.bool_)
-        mask = None
         if self.boxes_.class_conditional:
             mask = np.zeros((m, self.n_classes_), np.bool_)
             mask[np.arange(m), labels] = True
             if sets is not None:
                 mask |= sets  # two-step: margins cover every class in the set (the label if the set is empty)
-        lower, upper = self.boxes_.predict(boxes, mask, box_std=f["box_std"])
+        else:
+            mask = _ONE_GROUP[:m] if m <= _ONE_GROUP.shape[0] else np.ones((m, 1), np.bool_)
+        if self.boxes_.scale == "uncertainty" and f["box_std"] is None:
+            raise ValueError("this detector was calibrated with scale='uncertainty'; the frame needs 'box_std'")
+        lower, upper = self.boxes_._apply(boxes, mask, f["box_std"])
         outer = inner = None
         if self.dim == 2:
             outer, inner = outer_inner(lower, upper)
