@@ -272,3 +272,49 @@ def outer_inner(lower, upper, outer, inner):
         inner[i, 2] = lower[i, 2]
         inner[i, 3] = lower[i, 3]
     return outer, inner
+
+
+@njit(cache=True, nogil=True)
+def _scale(boxes, std, mode, min_scale, i, j):
+    """Scale of coordinate j of box i; modes as SCALE_MODES in intervals.py (same formulas as box_scales)."""
+    if mode == 0:
+        return 1.0
+    if mode == 4:
+        return std[i, j]
+    if mode == 1:  # 2D size: width for x1/x2, height for y1/y2
+        if j == 0 or j == 2:
+            return max(boxes[i, 2] - boxes[i, 0], min_scale)
+        return max(boxes[i, 3] - boxes[i, 1], min_scale)
+    if j == 6:
+        return 1.0
+    if mode == 2:  # 3D size
+        if j <= 1:
+            return max(max(boxes[i, 3], boxes[i, 4]), min_scale)
+        if j == 2 or j == 5:
+            return max(boxes[i, 5], min_scale)
+        return max(boxes[i, j], min_scale)
+    return max(math.hypot(boxes[i, 0], boxes[i, 1]), min_scale)  # 3: range
+
+
+@njit(cache=True, nogil=True)
+def scaled_margins(boxes, std, mode, min_scale, q_lo, q_hi, cls_mask, lower, upper):
+    """`apply_margins` with the scale computed in place (no (M, D) scale array allocated per frame)."""
+    m, d = boxes.shape
+    c = q_lo.shape[0]
+    for i in range(m):
+        for j in range(d):
+            lo = -np.inf
+            hi = -np.inf
+            for k in range(c):
+                if cls_mask[i, k]:
+                    if q_lo[k, j] > lo:
+                        lo = q_lo[k, j]
+                    if q_hi[k, j] > hi:
+                        hi = q_hi[k, j]
+            if lo == -np.inf:
+                lo = np.inf
+                hi = np.inf
+            s = _scale(boxes, std, mode, min_scale, i, j)
+            lower[i, j] = boxes[i, j] - lo * s
+            upper[i, j] = boxes[i, j] + hi * s
+    return lower, upper

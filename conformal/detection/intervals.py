@@ -39,6 +39,10 @@ COORDS = {2: ("x1", "y1", "x2", "y2"), 3: ("x", "y", "z", "l", "w", "h", "yaw")}
 SCALES = {2: ("none", "size", "uncertainty"), 3: ("none", "size", "range", "uncertainty")}
 SIDES = ("two_sided", "outer", "inner")
 CORRECTIONS = ("max_rank", "bonferroni", "none")
+# (dim, scale) -> mode of the compiled per-frame kernel (_kernels.scaled_margins), same formulas as box_scales
+SCALE_MODES = {(2, "none"): 0, (3, "none"): 0, (2, "size"): 1, (3, "size"): 2, (3, "range"): 3,
+               (2, "uncertainty"): 4, (3, "uncertainty"): 4}
+_NO_STD = np.ones((0, 0))
 
 
 def residuals(pred: np.ndarray, true: np.ndarray, dim: int, yaw_period: float = TWO_PI) -> np.ndarray:
@@ -325,10 +329,11 @@ class BoxIntervalCalibrator:
 
     def _apply(self, pred: np.ndarray, mask: np.ndarray, std) -> tuple[np.ndarray, np.ndarray]:
         """Margins on validated float64 inputs (the per-frame fast path of ConformalDetector)."""
-        s = box_scales(pred, self.dim, self.scale, std, self.min_scale)
         lower = np.empty_like(pred)
         upper = np.empty_like(pred)
-        _k.apply_margins(pred, s, self.q_lo_, self.q_hi_, mask, lower, upper)
+        mode = SCALE_MODES[(self.dim, self.scale)]
+        _k.scaled_margins(pred, _NO_STD if std is None else std, mode, float(self.min_scale), self.q_lo_,
+                          self.q_hi_, mask, lower, upper)
         return lower, upper
 
     def to_dict(self) -> dict:

@@ -139,3 +139,20 @@ def test_apply_margins_matches_naive():
     nlo, nhi = _naive.apply_margins(boxes, scale, q_lo, q_hi, mask)
     np.testing.assert_array_equal(lo, nlo)
     np.testing.assert_array_equal(hi, nhi)
+
+
+@pytest.mark.parametrize("dim,scale", [(2, "none"), (2, "size"), (2, "uncertainty"), (3, "none"), (3, "size"),
+                                       (3, "range"), (3, "uncertainty")])
+def test_scaled_margins_kernel_matches_box_scales(dim, scale):
+    from conformal.detection.intervals import SCALE_MODES, box_scales
+    rng = np.random.default_rng(4)
+    boxes = _rand_boxes(rng, 30) if dim == 2 else _rand_boxes3d(rng, 30)
+    boxes[0, 2:4] = boxes[0, 0:2]  # a degenerate box: the scale floor applies
+    std = rng.uniform(0.5, 2, boxes.shape)
+    q_lo, q_hi = rng.normal(size=(2, boxes.shape[1])), rng.normal(size=(2, boxes.shape[1]))
+    mask = rng.random((30, 2)) < 0.6
+    lo, hi = K.scaled_margins(boxes, std, SCALE_MODES[(dim, scale)], 1e-3, q_lo, q_hi, mask,
+                              np.empty_like(boxes), np.empty_like(boxes))
+    nlo, nhi = _naive.apply_margins(boxes, box_scales(boxes, dim, scale, std, 1e-3), q_lo, q_hi, mask)
+    np.testing.assert_array_equal(lo, nlo)
+    np.testing.assert_array_equal(hi, nhi)
