@@ -198,3 +198,23 @@ def test_abstention_selective_risk_and_detection_level():
     flags = ab.predict(det.predict(preds[0]))
     assert flags.shape == preds[0]["scores"].shape
     assert ab.event_rate_ > 0.22 and ab.tau_ < 1.0  # abstaining is needed to reach delta
+
+
+def test_concurrent_predict_gives_identical_results(fitted, data2d):
+    from concurrent.futures import ThreadPoolExecutor
+    frames = data2d[0][400:480]
+    serial = [fitted.predict(f) for f in frames]
+    with ThreadPoolExecutor(4) as pool:
+        parallel = list(pool.map(fitted.predict, frames))
+    for a, b in zip(serial, parallel):
+        np.testing.assert_array_equal(a.lower, b.lower)
+        np.testing.assert_array_equal(a.class_sets, b.class_sets)
+
+
+def test_docstring_examples_run():
+    import doctest
+    import importlib
+    for name in ("matching", "recall", "predictor", "abstain", "synthetic", "intervals", "metrics"):
+        mod = importlib.import_module(f"conformal.detection.{name}")
+        result = doctest.testmod(mod, extraglobs={"np": np}, optionflags=doctest.ELLIPSIS)
+        assert result.failed == 0, name

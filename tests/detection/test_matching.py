@@ -156,3 +156,12 @@ def test_scaled_margins_kernel_matches_box_scales(dim, scale):
     nlo, nhi = _naive.apply_margins(boxes, box_scales(boxes, dim, scale, std, 1e-3), q_lo, q_hi, mask)
     np.testing.assert_array_equal(lo, nlo)
     np.testing.assert_array_equal(hi, nhi)
+
+
+def test_outer_inner_kernel():
+    from conformal.detection import outer_inner
+    rng = np.random.default_rng(5)
+    lo, hi = rng.normal(size=(7, 4)), rng.normal(size=(7, 4))
+    o, i = outer_inner(lo, hi)
+    np.testing.assert_array_equal(o, np.concatenate([lo[:, :2], hi[:, 2:]], axis=1))
+    np.testing.assert_array_equal(i, np.concatenate([hi[:, :2], lo[:, 2:]], axis=1))
