@@ -12,11 +12,12 @@ Three questions, three guarantees (see docs/detection.md):
 `conformal.detection.synthetic` simulates detectors with known ground truth (synthetic data).
 """
 from conformal.detection.abstain import DetectionAbstention
+from conformal.detection.evaluate import evaluate_detector
 from conformal.detection.intervals import BoxIntervalCalibrator, outer_inner
 from conformal.detection.matching import Matching, bev_iou, box_iou, center_distance, hungarian, match
 from conformal.detection.predictor import ConformalDetector, DetectionResult, matched_pairs
 from conformal.detection.recall import RecallRiskControl, recall_risk
 
 __all__ = ["BoxIntervalCalibrator", "ConformalDetector", "DetectionAbstention", "DetectionResult", "Matching",
-           "RecallRiskControl", "bev_iou", "box_iou", "center_distance", "hungarian", "match", "matched_pairs",
+           "RecallRiskControl", "bev_iou", "box_iou", "center_distance", "evaluate_detector", "hungarian", "match", "matched_pairs",
            "outer_inner", "recall_risk"]

@@ -218,3 +218,19 @@ def test_docstring_examples_run():
         mod = importlib.import_module(f"conformal.detection.{name}")
         result = doctest.testmod(mod, extraglobs={"np": np}, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0, name
+
+
+def test_evaluate_detector_report():
+    from conformal.detection import evaluate_detector
+    preds, gts = make_scenes(900, rng=8, bias=3.0)
+    det = ConformalDetector(alpha=0.1, alpha_cls=0.1, recall_alpha=0.25, random_state=0).fit(preds[:500], gts[:500])
+    rep = evaluate_detector(det, preds[500:], gts[500:])
+    assert rep["box_joint"]["ci"][1] >= 0.9 and rep["class_set"]["ci"][1] >= 0.9  # consistent with the guarantee
+    assert rep["recall_risk"] <= 0.25 + 0.05
+    assert set(rep["box_per_size"]) <= {"small", "medium", "large"} and rep["mean_class_set_size"] >= 1
+    assert sum(v[3] for v in rep["box_per_class"].values()) == rep["n_matched"]
+    preds3, gts3 = make_scenes(500, dim=3, rng=9)
+    det3 = ConformalDetector(dim=3, alpha=0.1, scale="range", match_metric="center_distance",
+                             match_threshold=2.0).fit(preds3[:300], gts3[:300])
+    rep3 = evaluate_detector(det3, preds3[300:], gts3[300:])
+    assert set(rep3["box_per_range"]) <= {"<20 m", "20-40 m", ">=40 m"} and "class_set" not in rep3
