@@ -1,0 +1,23 @@
+"""Conformal object detection, 2D and 3D (numpy + numba only; torch tensors accepted, never imported).
+
+Three questions, three guarantees (see docs/detection.md):
+  which objects exist  -> `RecallRiskControl`: confidence threshold with a Learn-then-Test bound on the fraction
+                          of each image's objects that are missed (missed objects count);
+  where they are       -> `BoxIntervalCalibrator`: per-coordinate intervals with signed per-side scores (valid
+                          for biased detectors), additive or scaled, max-rank or Bonferroni joint correction,
+                          yaw on the circle;
+  what they are        -> class sets from the core calibrators, optionally class-conditional (two-step boxes).
+`ConformalDetector` bundles them for per-frame use; `DetectionAbstention` abstains per detection or per image;
+`conformal.detection.metrics` has coverage breakdowns with exact CIs, D-ECE / LaECE and isotonic calibration;
+`conformal.detection.synthetic` simulates detectors with known ground truth (synthetic data).
+"""
+from conformal.detection.abstain import DetectionAbstention
+from conformal.detection.evaluate import evaluate_detector
+from conformal.detection.intervals import BoxIntervalCalibrator, outer_inner
+from conformal.detection.matching import Matching, bev_iou, box_iou, center_distance, hungarian, match
+from conformal.detection.predictor import ConformalDetector, DetectionResult, matched_pairs
+from conformal.detection.recall import RecallRiskControl, recall_risk
+
+__all__ = ["BoxIntervalCalibrator", "ConformalDetector", "DetectionAbstention", "DetectionResult", "Matching",
+           "RecallRiskControl", "bev_iou", "box_iou", "center_distance", "evaluate_detector", "hungarian", "match", "matched_pairs",
+           "outer_inner", "recall_risk"]
