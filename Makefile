@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo bench sysdeps clean
+.PHONY: install test demo demo-full bench sysdeps clean
 
 # open3d (the `lidar` extra) needs Debian's libusb-1.0-0 to import; install it when missing.
 sysdeps:
@@ -26,8 +26,16 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# The default audit: real scikit-learn digits, corruptions x severities, plots and report.html (~20 s).
 demo: $(STAMP)
-	$(PY) -m conformal.demo
+	$(PY) -m conformal.audit run configs/digits_camera.yaml --out audit-out/digits
+	$(PY) -m conformal.audit report audit-out/digits --png
+	@echo "report: audit-out/digits/report.html"
+
+# The larger audit on real Fashion-MNIST with the reference CNN.
+demo-full: $(STAMP)
+	$(PY) -m conformal.audit run configs/fashion_mnist_camera.yaml --out audit-out/fashion_mnist --workers 2
+	$(PY) -m conformal.audit report audit-out/fashion_mnist --png
 
 bench: $(STAMP)
 	# Benchmark-only peers (e.g. imagecorruptions) are installed by benchmarks/install_*.sh, never by `make test`.
