@@ -10,6 +10,8 @@ from fractions import Fraction
 
 import numpy as np
 
+from conformal._kernels import scores as _k
+
 # Row sums of probability inputs may deviate from 1 by this much (float32 softmax outputs are often off by ~1e-7).
 ROW_SUM_TOL = 1e-3
 
@@ -67,23 +69,10 @@ def check_scores_matrix(x, name: str = "probs", *, inputs: str = "probs", n_clas
         raise ValueError(f"`{name}` has {k} classes but the calibrator was fitted with {n_classes}")
     if not values:
         return arr
-    finite = np.isfinite(arr)
-    if not finite.all():
-        row = int(np.argwhere(~finite)[0][0])
-        raise ValueError(f"`{name}` must be finite; row {row} holds NaN or inf")
-    if inputs == "probs":
-        lo_bad = arr < 0
-        hi_bad = arr > 1
-        if lo_bad.any() or hi_bad.any():
-            row = int(np.argwhere(lo_bad | hi_bad)[0][0])
-            raise ValueError(f"`{name}` must hold probabilities in [0, 1]; row {row} does not "
-                             f"(pass inputs='logits' for raw model outputs)")
-        sums = arr.sum(axis=1, dtype=np.float64)
-        bad = np.abs(sums - 1.0) > ROW_SUM_TOL
-        if bad.any():
-            row = int(np.argmax(bad))
-            raise ValueError(f"`{name}` rows must sum to 1 within {ROW_SUM_TOL:g}; row {row} sums to "
-                             f"{sums[row]:.6g} (pass inputs='logits' for raw model outputs)")
+    # one compiled pass over the rows (finite, in [0, 1], sums), no n x K temporaries
+    errs = np.empty(n, dtype=np.int8)
+    (_k.check_rows_serial if arr.size <= 1 << 15 else _k.check_rows)(arr, inputs != "probs", errs)
+    raise_row_error(errs, arr, name)
     return arr
 
 

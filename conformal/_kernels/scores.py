@@ -552,3 +552,16 @@ def lac_prob_sets(src, bits, one_bits, cut, allow_empty, chunk, out, errs):
     n = src.shape[0]
     for c in prange((n + chunk - 1) // chunk):
         lac_prob_rows(src, bits, one_bits, cut, allow_empty, c * chunk, min(n, (c + 1) * chunk), out, errs)
+
+
+@njit(cache=True, nogil=True)
+def check_rows_serial(src, logits, errs):
+    for i in range(src.shape[0]):
+        errs[i] = _row_check(src, i, logits)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def check_rows(src, logits, errs):
+    """Error code of every row (see `_row_check`), for validation outside the score kernels."""
+    for i in prange(src.shape[0]):
+        errs[i] = _row_check(src, i, logits)
