@@ -116,7 +116,8 @@ def bench_case(k, n_cal, n_test, repeat, rows, tcp, mapie_cls, torch):
             rows.append((k, score, "TorchCP (CPU)", r, ours))
         # MAPIE (LAC and APS; its RAPS tunes its own lambda/k_reg and fails on rare classes, see peers.md)
         if mapie_cls is not None and score in ("lac", "aps"):
-            est = _Identity(k)
+            from _peers import IdentityProbaModel  # tests/ is on sys.path (see main)
+            est = IdentityProbaModel(k)
 
             def mfit():
                 m = mapie_cls(est, confidence_level=0.9, conformity_score=score, prefit=True)
@@ -128,22 +129,6 @@ def bench_case(k, n_cal, n_test, repeat, rows, tcp, mapie_cls, torch):
             r.update(cov=metrics.coverage(s, yt), size=metrics.mean_set_size(s))
             rows.append((k, score, "MAPIE" + (" (randomized calib.)" if score == "aps" else ""), r, ours))
         print(f"K={k} {score}: done", flush=True)
-
-
-class _Identity:
-    def __init__(self, k):
-        self.classes_ = np.arange(k)
-        self.n_features_in_ = k
-        self.__sklearn_is_fitted__ = lambda: True
-
-    def fit(self, x, y):
-        return self
-
-    def predict_proba(self, x):
-        return x
-
-    def predict(self, x):
-        return x.argmax(1)
 
 
 def frame_latency():

@@ -14,6 +14,8 @@ import sys
 import types
 from pathlib import Path
 
+import numpy as np
+
 
 @functools.lru_cache(maxsize=None)
 def load_torchcp():
@@ -29,3 +31,22 @@ def load_torchcp():
     score = importlib.import_module("torchcp.classification.score")
     split = importlib.import_module("torchcp.classification.predictor.split")
     return types.SimpleNamespace(score=score, SplitPredictor=split.SplitPredictor)
+
+
+class IdentityProbaModel:
+    """A fitted scikit-learn-style 'model' whose predict_proba returns its input, so MAPIE (prefit=True) sees
+    exactly the probabilities we pass (used by tests/conformal/test_peers.py and benchmarks/bench_conformal.py)."""
+
+    def __init__(self, n_classes):
+        self.classes_ = np.arange(n_classes)
+        self.n_features_in_ = n_classes
+        self.__sklearn_is_fitted__ = lambda: True
+
+    def fit(self, x, y):
+        return self
+
+    def predict_proba(self, x):
+        return x
+
+    def predict(self, x):
+        return x.argmax(axis=1)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conformal import SplitConformalClassifier
-from tests._peers import load_torchcp
+from tests._peers import IdentityProbaModel, load_torchcp
 
 torch = pytest.importorskip("torch")
 
@@ -47,30 +47,12 @@ def test_sets_identical_to_torchcp(name, make, k):
     np.testing.assert_array_equal(ours.predict_sets(probs[1001:]), theirs)
 
 
-class _Prefit:
-    """A fitted 'model' whose predict_proba returns its input, so MAPIE sees exactly our probabilities."""
-
-    def __init__(self, k):
-        self.classes_ = np.arange(k)
-        self.n_features_in_ = k
-        self.__sklearn_is_fitted__ = lambda: True
-
-    def fit(self, x, y):
-        return self
-
-    def predict_proba(self, x):
-        return x
-
-    def predict(self, x):
-        return x.argmax(axis=1)
-
-
 def test_lac_sets_identical_to_mapie():
     mapie = pytest.importorskip("mapie.classification")
     z, labels = _logits(4000, 12, seed=5)
     p = np.exp(z - z.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
-    m = mapie.SplitConformalClassifier(_Prefit(12), confidence_level=0.9, conformity_score="lac", prefit=True)
+    m = mapie.SplitConformalClassifier(IdentityProbaModel(12), confidence_level=0.9, conformity_score="lac", prefit=True)
     m.conformalize(p[:1500], labels[:1500])
     _, theirs = m.predict_set(p[1500:])
     ours = SplitConformalClassifier(score="lac", alpha=0.1).fit(p[:1500], labels[:1500]).predict_sets(p[1500:])
