@@ -133,3 +133,16 @@ def test_curve_inputs_are_validated_and_not_modified():
     with pytest.warns(UserWarning, match="undefined"):
         c = roc_curve(s, np.zeros(3, bool))
     assert np.isnan(c.auc) and np.isnan(c.tpr).all()
+
+
+def test_abstention_metrics_are_reachable_from_conformal_metrics():
+    import conformal.metrics as M
+    from conformal.abstention import curves
+
+    for name in ("roc_curve", "auroc", "risk_coverage_curve", "aurc", "selective_risk", "abstention_rate", "ROCCurve"):
+        assert getattr(M, name) is getattr(curves, name) and name in M.__all__
+    s = np.array([0.1, 0.4, 0.35, 0.8])
+    err = np.array([False, False, True, True])
+    assert M.auroc(s, err) == 0.75
+    risk, lo, hi, n_acc = M.selective_risk(err, s > 0.5)
+    assert (risk, n_acc) == (1 / 3, 3) and 0 < lo < risk < hi < 1
