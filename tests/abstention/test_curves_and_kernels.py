@@ -54,6 +54,8 @@ def test_entropy_parallel_equals_serial_and_spans_chunks():
     p = _probs(np.random.default_rng(3), 1000, 300, np.float32, False)
     np.testing.assert_array_equal(K._entropy_parallel(p), K._entropy_serial(p))
     np.testing.assert_array_equal(K._entropy_parallel(p[::3, 5:]), _naive.entropy_series(p[::3, 5:]))
+    rows = np.array([K._entropy_row(p, i) for i in range(0, 1000, 97)])  # the per-frame (streaming) path
+    np.testing.assert_array_equal(rows, K._entropy_serial(p)[::97])
 
 
 @settings(max_examples=80, deadline=None)
