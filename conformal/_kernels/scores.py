@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from conformal._kernels.bits import f64_bits
+
 APS, RAPS, SAPS, TOPK = 1, 2, 3, 4
 SCALE = float(2 ** 60)
 INV_SCALE = 1.0 / SCALE
@@ -209,11 +211,12 @@ def all_scores(src, u, logits, temp, kind, randomized, lam, k_reg, weight, chunk
 
 @njit(cache=True, nogil=True)
 def _bucket(bits):
-    e = np.int64((bits >> np.uint64(52)) & np.uint64(0x7FF))
-    if e < _E_TOP - _N_BINADES + 1:
-        return 0
-    mant = np.int64((bits >> np.uint64(49)) & np.uint64(7))
-    return (e - (_E_TOP - _N_BINADES + 1)) * 8 + mant + 1
+    """Bucket of a float64 in [0, 1] from its bits: 0 below 2**-40, then 8 per binade (exponent and the top three
+    mantissa bits). Branch-free; anything above 1 (or NaN, in a row that fails validation) lands in the top."""
+    e = np.int64(bits >> 52) & 0x7FF
+    mant = np.int64(bits >> 49) & 7
+    b = (e - (_E_TOP - _N_BINADES + 1)) * 8 + mant + 1
+    return min(max(b, 0), _N_BUCKETS - 1)
 
 
 @njit(cache=True, nogil=True)
@@ -244,72 +247,59 @@ def _load_row(src, i, logits, temp, out):
 
 
 @njit(cache=True, nogil=True)
-def _set_row(p, row_sum, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, b_mass, b_count, b_start,
-             bid, arr, tmp):
+def _load_bucket_row(src, i, logits, temp, p, bid, b_mass, b_count):
+    """Check row i, copy it into `p` as float64 probabilities and bucket its labels (step 1 of `_set_row`) in one
+    pass; returns (error code, row sum, max)."""
+    k = src.shape[1]
+    for b in range(b_mass.shape[0]):
+        b_mass[b] = 0
+        b_count[b] = 0
+    code = _row_check(src, i, logits)
+    if code != OK:
+        return code, 0.0, 0.0
+    if logits:
+        _row_probs(src, i, logits, temp, p)
+    s = 0.0
+    pmax = -np.inf
+    for j in range(k):
+        v = p[j] if logits else np.float64(src[i, j])
+        p[j] = v
+        s += v
+        pmax = max(pmax, v)
+        b = _bucket(f64_bits(v))
+        bid[j] = b
+        b_count[b] += 1
+        b_mass[b] += _fixed(v)
+    return OK, s, pmax
+
+
+@njit(cache=True, nogil=True)
+def _bucket_min(p, bid, b):
+    """Smallest p among the labels of bucket b."""
+    vmin = np.inf
+    for j in range(p.shape[0]):
+        if bid[j] == b and p[j] < vmin:
+            vmin = p[j]
+    return vmin
+
+
+@njit(cache=True, nogil=True)
+def _set_row(p, pmax, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, b_mass, b_count, bid, tmp):
     """Smallest probability v* still in the set of this row (inf for an empty set).
 
     Scores never decrease as p decreases, so a set is a prefix of tie groups in descending p.
-    1. Bucket labels by the leading bits of p (8 buckets per binade) and count them.
-    2. Prune whole buckets that cannot hold a set member. By mass (APS, RAPS): the labels with
-       p < t = (row_sum - qhat) / K hold less than row_sum - qhat of mass, so mass(p >= t) > qhat and any label
-       below t scores above qhat. By rank (RAPS, SAPS, TopK): scores grow at least linearly with the rank.
-       Only the remaining buckets get their mass summed and their labels laid out contiguously.
-    3. Walk buckets from the top: accept or reject whole buckets from bounds on their scores (with a margin,
-       so no rounding can change the answer); sort and score exactly, as `label_scores` does, only a bucket the
-       bounds cannot decide.
+    1. `_load_bucket_row` has put every label in a bucket by the leading bits of p (8 buckets per binade) and
+       summed each bucket's count and fixed-point mass.
+    2. Walk buckets from the top: accept or reject whole buckets from bounds on their scores (with a margin, so
+       no rounding can change the answer). The walk stops at the first bucket whose lower bound exceeds qhat.
+    3. Only a bucket the bounds cannot decide is gathered (one compare pass over the row), sorted and scored
+       exactly, as `label_scores` does. v* of a bound-accepted bucket is its smallest member, found by one pass
+       once it is known that no later label enters the set. No label is ever moved or sorted otherwise.
     """
-    k = p.shape[0]
     nb = b_mass.shape[0]
-    for b in range(nb):
-        b_mass[b] = 0
-        b_count[b] = 0
     margin = 1e-9 * max(1.0, abs(qhat))
-    bits = p.view(np.uint64)
-    pmax = p[0]
-    for j in range(k):
-        v = p[j]
-        if v > pmax:
-            pmax = v
-        b = _bucket(bits[j])
-        bid[j] = b
-        b_count[b] += 1
-    # Cut 1 (APS, RAPS), by mass: see above.
-    b_cut = 0
-    if (kind == APS or kind == RAPS) and row_sum - qhat - margin > 0.0:
-        t = (row_sum - qhat - margin) / k
-        b_cut = _bucket(np.array([t]).view(np.uint64)[0])
-    # Cut 2 (RAPS, SAPS, TopK), by rank: scores grow at least linearly in the rank, so no label ranked beyond
-    # l_max can be in the set; keep only the top buckets that hold l_max labels.
-    l_max = np.float64(k)
-    if kind == RAPS and lam > 0.0:
-        l_max = k_reg + (qhat + margin) / lam + 1.0
-    elif kind == TOPK:
-        l_max = qhat + margin + 1.0
-    elif kind == SAPS:
-        l_max = 3.0 + (qhat + margin - pmax) / weight
-    if l_max < np.float64(k):
-        need = max(1, np.int64(l_max))
-        cum = 0
-        for b in range(nb - 1, -1, -1):
-            cum += b_count[b]
-            if cum >= need:
-                if b > b_cut:
-                    b_cut = b
-                break
-    for b in range(b_cut):
-        b_count[b] = 0
-    pos = 0
-    for b in range(nb - 1, b_cut - 1, -1):
-        b_start[b] = pos
-        pos += b_count[b]
-    for j in range(k):
-        b = bid[j]
-        if b >= b_cut:
-            v = p[j]
-            b_mass[b] += _fixed(v)
-            arr[b_start[b]] = v
-            b_start[b] += 1
     v_star = np.inf
+    pending = -1  # last bucket accepted whole by its bound whose smallest member is v* unless a later label enters
     m_above = np.int64(0)
     c_above = 0
     done = False
@@ -317,15 +307,10 @@ def _set_row(p, row_sum, u, qhat, kind, randomized, lam, k_reg, weight, allow_em
         cnt = b_count[b]
         if cnt == 0:
             continue
-        lo = b_start[b] - cnt  # b_start now points one past the bucket's members
         # Upper bound on any score in the bucket: all its mass and count taken (u <= 1).
         ub = _score(kind, m_above, b_mass[b], c_above + cnt, pmax, 1.0, False, lam, k_reg, weight)
         if ub + margin < qhat:
-            vmin = arr[lo]
-            for t2 in range(lo + 1, lo + cnt):
-                if arr[t2] < vmin:
-                    vmin = arr[t2]
-            v_star = vmin  # whole bucket in
+            pending = b  # whole bucket in
             m_above += b_mass[b]
             c_above += cnt
             continue
@@ -333,21 +318,26 @@ def _set_row(p, row_sum, u, qhat, kind, randomized, lam, k_reg, weight, allow_em
         lb = _score(kind, m_above, np.int64(0), c_above + 1, pmax, 0.0, randomized, lam, k_reg, weight)
         if lb - margin > qhat:
             break
-        # Undecided: score this bucket's tie groups exactly, in descending p.
-        for t2 in range(cnt):
-            tmp[t2] = -arr[lo + t2]
-        vals = np.sort(tmp[:cnt])
+        # Undecided: gather this bucket's labels and score its tie groups exactly, in descending p.
+        n = 0
+        for j in range(p.shape[0]):
+            if bid[j] == b:
+                tmp[n] = -p[j]
+                n += 1
+        vals = tmp[:n]
+        vals.sort()
         start = 0
-        while start < cnt:
+        while start < n:
             v = -vals[start]
             stop = start
             m_group = np.int64(0)
-            while stop < cnt and -vals[stop] == v:
+            while stop < n and -vals[stop] == v:
                 m_group += _fixed(v)
                 stop += 1
             s = _score(kind, m_above, m_group, c_above + stop, pmax, u, randomized, lam, k_reg, weight)
             if s <= qhat:
                 v_star = v
+                pending = -1
                 m_above += m_group
                 start = stop
             else:
@@ -356,6 +346,8 @@ def _set_row(p, row_sum, u, qhat, kind, randomized, lam, k_reg, weight, allow_em
         if done:
             break
         c_above += cnt
+    if pending >= 0:
+        v_star = _bucket_min(p, bid, pending)
     if v_star == np.inf and not allow_empty:
         v_star = pmax
     return v_star
@@ -366,20 +358,18 @@ def set_rows(src, u, qhat, logits, temp, kind, randomized, lam, k_reg, weight, a
     """Boolean prediction sets {y : s(x, y) <= qhat} for rows lo..hi-1, O(K) per row plus one small sort."""
     k = src.shape[1]
     p = np.empty(k, dtype=np.float64)
-    arr = np.empty(k, dtype=np.float64)
     tmp = np.empty(k, dtype=np.float64)
     bid = np.empty(k, dtype=np.int64)
     b_mass = np.empty(_N_BUCKETS, dtype=np.int64)
     b_count = np.empty(_N_BUCKETS, dtype=np.int64)
-    b_start = np.empty(_N_BUCKETS, dtype=np.int64)
     for i in range(lo, hi):
-        code, row_sum = _load_row(src, i, logits, temp, p)
+        code, row_sum, pmax = _load_bucket_row(src, i, logits, temp, p, bid, b_mass, b_count)
         errs[i] = code
         if code != OK:
             continue
         ui = u[i] if randomized else 0.0
-        v_star = _set_row(p, row_sum, ui, qhat, kind, randomized, lam, k_reg, weight, allow_empty,
-                          b_mass, b_count, b_start, bid, arr, tmp)
+        v_star = _set_row(p, pmax, ui, qhat, kind, randomized, lam, k_reg, weight, allow_empty, b_mass, b_count,
+                          bid, tmp)
         for j in range(k):
             out[i, j] = p[j] >= v_star
 

@@ -14,26 +14,10 @@ it bit for bit); it differs from x * np.log(x) by a few ulps. Row sums use four 
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, prange, types
-from numba.extending import intrinsic
+from numba import njit, prange
 
-
-@intrinsic
-def _f64_bits(typingctx, x):
-    """Reinterpret a float64 as int64 (no conversion)."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(64))
-    return types.int64(types.float64), codegen
-
-
-@intrinsic
-def _bits_f64(typingctx, x):
-    """Reinterpret an int64 as float64 (no conversion)."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-    return types.float64(types.int64), codegen
-
+from conformal._kernels.bits import bits_f64 as _bits_f64
+from conformal._kernels.bits import f64_bits as _f64_bits
 
 LN2 = 0.6931471805599453
 _SQRT_HALF_BITS = 0x3FE6A09E667F3BCD   # float64 bits of sqrt(1/2)
