@@ -78,13 +78,13 @@ def metrics_vs_severity(results: dict, path: Path) -> None:
             mean = np.array([r[m]["mean"] for r in rows])
             color = cmap(k % 10)
             ax.plot(x, mean, "-o", ms=3, color=color, label=c["name"])
-            ax.fill_between(x, [r[m]["lo"] for r in rows], [r[m]["hi"] for r in rows], color=color, alpha=0.15,
+            ax.fill_between(x, [r[m]["lo"] for r in rows], [r[m]["hi"] for r in rows], color=color, alpha=0.08,
                             lw=0)
         t = target(conf)
         if t is not None:
             ax.axhline(t, color="k", ls="--", lw=1, label="target")
-            ax.text(0.02, t, f" {TARGET_NAMES[m]} = {t:.2f}", transform=ax.get_yaxis_transform(), fontsize=8,
-                    va="bottom")
+            ax.text(0.98, t, f"{TARGET_NAMES[m]} = {t:.2f}", transform=ax.get_yaxis_transform(), fontsize=8,
+                    va="bottom", ha="right", bbox={"fc": "white", "ec": "none", "alpha": 0.7, "pad": 1})
         ax.set_xticks(range(0, 6), ["clean", "S1", "S2", "S3", "S4", "S5"])
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
@@ -128,9 +128,14 @@ def _draw_frame(ax, curves: dict, cell: str, dim: int, image_size) -> bool:
         for o, i, p in zip(curves[f"{cell}__ex_outer"], curves[f"{cell}__ex_inner"], pred):
             rect(o, ec="tab:red", lw=0.9)
             rect(i, ec="tab:blue", lw=0.9)
-            rect(p, ec="tab:orange", lw=0.6, ls=":")
-        ax.set_xlim(0, w)
-        ax.set_ylim(h, 0)
+            rect(p, ec="tab:orange", lw=1.0, ls=(0, (2, 1.5)))
+        boxes = [b for b in (gt, pred, curves[f"{cell}__ex_outer"]) if b.size]
+        allb = np.concatenate(boxes) if boxes else np.zeros((0, 4))
+        allb = allb[np.isfinite(allb).all(axis=1)]
+        x0, y0 = min(0.0, allb[:, 0].min(initial=0.0)) - 5, min(0.0, allb[:, 1].min(initial=0.0)) - 5
+        x1, y1 = max(w, allb[:, 2].max(initial=w)) + 5, max(h, allb[:, 3].max(initial=h)) + 5
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y1, y0)
         ax.set_aspect("equal")
     else:
         for b in gt:
@@ -180,7 +185,7 @@ def examples(results: dict, curves: dict, path: Path) -> bool:
                 ax.set_ylabel(name, fontsize=8)
     if dim == 2:
         handles = [Line2D([], [], color="tab:green", lw=1.6, label="ground truth"),
-                   Line2D([], [], color="tab:orange", lw=0.8, ls=":", label="kept detection"),
+                   Line2D([], [], color="tab:orange", lw=1.0, ls=(0, (2, 1.5)), label="kept detection"),
                    Line2D([], [], color="tab:red", lw=1, label="outer box (contains the object)"),
                    Line2D([], [], color="tab:blue", lw=1, label="inner box (inside the object)")]
     else:
@@ -254,7 +259,7 @@ def degradation_table(results: dict) -> str:
 def caveats(results: dict) -> list:
     cfg, data = results["config"], results["data"]
     conf = cfg["conformal"]
-    out = [f"The data and the detector are SYNTHETIC: {html.escape(data['description'])}. The 'degradations' are "
+    out = [f"Both the data and the detector are simulated: {html.escape(data['description'])}. The 'degradations' are "
            "changes to the simulated detector's parameters, not corruptions of real sensor data. Numbers describe "
            "this simulator, not any real detector or sensor.",
            f"Box coverage >= {1 - conf['alpha']:.2f}"
