@@ -138,17 +138,23 @@ def _draw_frame(ax, curves: dict, cell: str, dim: int, image_size) -> bool:
         ax.set_ylim(y1, y0)
         ax.set_aspect("equal")
     else:
+        def heading(b, **kw):  # a line from the centre to the front: a heading flip turns it around
+            ax.plot([b[0], b[0] + 0.5 * b[3] * math.cos(b[6])], [b[1], b[1] + 0.5 * b[3] * math.sin(b[6])], **kw)
+
         for b in gt:
-            ax.plot(*_rot_rect(b), color="tab:green", lw=1.2)
+            ax.plot(*_rot_rect(b), color="tab:green", lw=1.4)
+            heading(b, color="tab:green", lw=1.4)
         for p, lo, hi in zip(pred, curves[f"{cell}__ex_lower"], curves[f"{cell}__ex_upper"]):
-            ax.plot(*_rot_rect(p), color="tab:orange", lw=0.8)
+            ax.plot(*_rot_rect(p), color="tab:orange", lw=0.9)
+            heading(p, color="tab:orange", lw=0.9)
             ax.add_patch(Rectangle((lo[0], lo[1]), hi[0] - lo[0], hi[1] - lo[1], fill=False, ec="tab:red", lw=0.8,
                                    ls="--"))
         ax.plot([0], [0], "k^", ms=5)
         ax.set_aspect("equal")
-        r = max(float(np.abs(gt[:, :2]).max()) + 5 if gt.size else 10.0, 10.0)
-        ax.set_xlim(-r, r)
-        ax.set_ylim(-r, r)
+        xy = np.concatenate([gt[:, :2], pred[:, :2], np.zeros((1, 2))])  # every object and the sensor
+        c, half = (xy.max(0) + xy.min(0)) / 2, max(float((xy.max(0) - xy.min(0)).max()) / 2 + 4.0, 10.0)
+        ax.set_xlim(c[0] - half, c[0] + half)
+        ax.set_ylim(c[1] - half, c[1] + half)
     ax.set_xticks([])
     ax.set_yticks([])
     return True
@@ -167,7 +173,7 @@ def examples(results: dict, curves: dict, path: Path) -> bool:
     sevs = sorted({s for c in results["config"]["corruptions"] for s in c["severities"]})
     cols = len(sevs) + 1
     size = results["config"]["data"]["params"]["image_size"]
-    cw = 2.6 if dim == 2 else 2.4
+    cw = 2.6 if dim == 2 else 3.2
     ch = cw * (size[0] / size[1] if dim == 2 else 1.0)
     fig, axes = plt.subplots(len(corrs), cols, figsize=(cw * cols + 1.2, ch * len(corrs) + 1.0), squeeze=False)
     cells = {(r["corruption"], r["severity"]): r["cell"] for r in results["cells"]}
@@ -189,7 +195,7 @@ def examples(results: dict, curves: dict, path: Path) -> bool:
                    Line2D([], [], color="tab:red", lw=1, label="outer box (contains the object)"),
                    Line2D([], [], color="tab:blue", lw=1, label="inner box (inside the object)")]
     else:
-        handles = [Line2D([], [], color="tab:green", lw=1.2, label="ground truth (bird's-eye view)"),
+        handles = [Line2D([], [], color="tab:green", lw=1.4, label="ground truth (bird's-eye view, line = heading)"),
                    Line2D([], [], color="tab:orange", lw=0.8, label="kept detection"),
                    Line2D([], [], color="tab:red", lw=0.8, ls="--", label="centre x/y interval"),
                    Line2D([], [], color="k", marker="^", ls="", label="sensor")]
