@@ -72,6 +72,9 @@ def metrics_vs_severity(results: dict, path: Path) -> None:
     fig, axes = plt.subplots(2, 4, figsize=(17, 8))
     cmap = plt.get_cmap("tab10")
     for ax, (m, title, target, _) in zip(axes.flat, PANELS):
+        if m == "interval_size":
+            title = ("Outer-box area / predicted-box area" if results["data"]["dim"] == 2
+                     else "Interval width of l, w, h / predicted size") + f"\n(scale = {conf['scale']})"
         for k, c in enumerate(results["config"]["corruptions"]):
             rows = [clean] + [r for r in results["cells"] if r["corruption"] == c["name"]]
             x = [0] + [r["severity"] for r in rows[1:]]
@@ -82,9 +85,8 @@ def metrics_vs_severity(results: dict, path: Path) -> None:
                             lw=0)
         t = target(conf)
         if t is not None:
-            ax.axhline(t, color="k", ls="--", lw=1, label="target")
-            ax.text(0.98, t, f"{TARGET_NAMES[m]} = {t:.2f}", transform=ax.get_yaxis_transform(), fontsize=8,
-                    va="bottom", ha="right", bbox={"fc": "white", "ec": "none", "alpha": 0.7, "pad": 1})
+            ax.axhline(t, color="k", ls="--", lw=1, label="target (--)")
+            title += f"\ntarget {'<=' if m == 'recall_risk' else '>='} {t:.2f} ({TARGET_NAMES[m]})"
         ax.set_xticks(range(0, 6), ["clean", "S1", "S2", "S3", "S4", "S5"])
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
@@ -93,7 +95,8 @@ def metrics_vs_severity(results: dict, path: Path) -> None:
     legend_ax.axis("off")
     legend_ax.legend(handles, labels, loc="center", fontsize=9, frameon=False, title="degradation")
     delta = conf["recall_delta"] if conf["recall_alpha"] is not None else None
-    fig.suptitle("Mean over splits with 95% split interval (band); severity 0 = clean detector. Guarantees hold for "
+    fig.suptitle("SYNTHETIC scenes, SIMULATED detector. Mean over splits with 95% split interval (band); severity 0 = "
+                 "clean detector. Guarantees hold for "
                  "the clean point only" + (f"; the recall bound holds with probability >= {1 - delta:.2f}" if delta
                                            else ""), fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.96))

@@ -98,6 +98,12 @@ def test_shipped_config_validates_and_3d_variant_too():
     assert cfg3["conformal"]["scale"] == "range" and cfg3["model"]["params"]["noise"] == 0.15
 
 
+def test_docs_state_the_severity_tables_of_the_code():
+    from conformal.audit.degradations import table_markdown
+
+    assert table_markdown() in (ROOT / "docs" / "audit.md").read_text()
+
+
 @pytest.mark.parametrize("dim", [2, 3])
 def test_every_degradation_worsens_the_detector_monotonically(dim):
     clean = {"bias": 1.0, "noise": 2.0, "noise_growth": 0.03, "miss_rate": 0.1, "fp_rate": 1.0, "confusion": 0.1,
