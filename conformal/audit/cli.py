@@ -89,7 +89,10 @@ def main(argv=None) -> int:
         elif args.command == "train":
             from conformal.audit.reference import train_from_config
 
-            print(f"weights: {train_from_config(load(args.config, check_names=True))}")
+            cfg = load(args.config, check_names=True)
+            if cfg.get("task") == "detection":
+                raise ConfigError("task 'detection' audits a simulated detector; there is no model to train")
+            print(f"weights: {train_from_config(cfg)}")
     except (ConfigError, ValueError, TypeError) as exc:
         print(f"conformal-audit: error: {exc}", file=sys.stderr)
         return 2

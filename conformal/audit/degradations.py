@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["DEGRADATIONS", "Degradation", "degrade", "degradation_names", "shift_boxes"]
+__all__ = ["DEGRADATIONS", "Degradation", "degradation_names", "degrade", "shift_boxes"]
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,8 @@ def shift_boxes(boxes: np.ndarray, shift: float, dim: int) -> np.ndarray:
 
 def table_markdown() -> str:
     """The severity tables as a Markdown table (docs/audit.md)."""
-    rows = ["| degradation | what it simulates | rule | 2D, severity 1..5 | 3D, severity 1..5 |", "|---|---|---|---|---|"]
+    rows = ["| degradation | what it simulates | rule | 2D, severity 1..5 | 3D, severity 1..5 |",
+            "|---|---|---|---|---|"]
     for name, d in DEGRADATIONS.items():
         t2 = "n/a" if d.table_2d is None else ", ".join(f"{v:g}" for v in d.table_2d) + f" {d.unit_2d}"
         t3 = "n/a" if d.table_3d is None else ", ".join(f"{v:g}" for v in d.table_3d) + f" {d.unit_3d}"

@@ -504,8 +504,9 @@ def build_results(cfg, tasks, per_split, failed, seconds, wall) -> dict:
         "task": "detection",
         "config": cfg,
         "data": {"description": describe(cfg), "synthetic": True, "modality": f"detection{p['dim']}d",
-                 "dim": p["dim"], "n_pool": p["n_frames"], "class_names": [f"class {k}" for k in range(p["n_classes"])],
-                 "n_calibration": int(round(cfg["split"]["calibration_fraction"] * p["n_frames"]))},
+                 "dim": p["dim"], "n_pool": p["n_frames"],
+                 "class_names": [f"class {k}" for k in range(p["n_classes"])],
+                 "n_calibration": round(cfg["split"]["calibration_fraction"] * p["n_frames"])},
         "metrics": METRICS,
         "splits": "R random calibration/test splits of one pool of frames (the same scenes in every cell)",
         "interval": "lo/hi: 2.5% and 97.5% quantiles over the R random calibration/test splits; se: standard "

@@ -87,7 +87,7 @@ def metrics_vs_severity(results: dict, path: Path) -> None:
         if t is not None:
             ax.axhline(t, color="k", ls="--", lw=1, label="target (--)")
             title += f"\ntarget {'<=' if m == 'recall_risk' else '>='} {t:.2f} ({TARGET_NAMES[m]})"
-        ax.set_xticks(range(0, 6), ["clean", "S1", "S2", "S3", "S4", "S5"])
+        ax.set_xticks(range(6), ["clean", "S1", "S2", "S3", "S4", "S5"])
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
     legend_ax = axes.flat[-1]
@@ -246,8 +246,12 @@ def summary_table(results: dict) -> str:
         cls = " class='clean'" if r["cell"] == "clean" else ""
         sev = "" if r["cell"] == "clean" else r["severity"]
         rows.append(f"<tr{cls}><td class='l'>{html.escape(r['corruption'])}</td><td>{sev}</td>{''.join(tds)}</tr>")
-    tgt = "".join(f"<td>{'' if targets.get(m) is None else ('&le; ' if m == 'recall_risk' else '&ge; ') + f'{targets[m]:.2f}'}"
-                  "</td>" for m, _ in TABLE)
+    def target_cell(m):
+        if targets.get(m) is None:
+            return "<td></td>"
+        return f"<td>{'&le;' if m == 'recall_risk' else '&ge;'} {targets[m]:.2f}</td>"
+
+    tgt = "".join(target_cell(m) for m, _ in TABLE)
     return (f"<table><tr><th class='l'>degradation</th><th>sev.</th>{head}</tr>"
             f"<tr><td class='l'><i>target (clean only)</i></td><td></td>{tgt}</tr>{''.join(rows)}</table>")
 
@@ -268,9 +272,9 @@ def degradation_table(results: dict) -> str:
 def caveats(results: dict) -> list:
     cfg, data = results["config"], results["data"]
     conf = cfg["conformal"]
-    out = [f"Both the data and the detector are simulated: {html.escape(data['description'])}. The 'degradations' are "
-           "changes to the simulated detector's parameters, not corruptions of real sensor data. Numbers describe "
-           "this simulator, not any real detector or sensor.",
+    out = [(f"Both the data and the detector are simulated: {html.escape(data['description'])}. The 'degradations' "
+            "are changes to the simulated detector's parameters, not corruptions of real sensor data. Numbers "
+            "describe this simulator, not any real detector or sensor."),
            f"Box coverage >= {1 - conf['alpha']:.2f}"
            + (f" and class-set coverage >= {1 - conf['alpha_cls']:.2f}" if conf["alpha_cls"] is not None else "")
            + " are guaranteed only when test frames are exchangeable with the clean calibration frames, i.e. for "

@@ -70,8 +70,8 @@ def _row(results, cell):
     ({"conformal": {"class_score": "bogus"}}, r"`conformal.class_score` is 'bogus'; allowed values: .*lac"),
     ({"conformal": {"scale": "bogus"}}, r"rejected by ConformalDetector: .*scale"),
     ({"conformal": {"qhat": 3}}, r"unknown config key\(s\) conformal.qhat; allowed keys under `conformal`"),
-    ({"split": {"train_fraction": 0.5}}, r"split.train_fraction; allowed keys under `split`: "
-                                         r"calibration_fraction, repeats"),
+    ({"split": {"train_fraction": 0.5}},
+     r"split.train_fraction; allowed keys under `split`: calibration_fraction, repeats"),
     ({"corruptions": [{"name": "fog"}]}, r"'fog', not a detector degradation; allowed values: sensor_noise"),
     ({"corruptions": [{"name": "heading_flip"}]}, r"'heading_flip' is not defined for dim=2"),
     ({"corruptions": [{"name": "clutter", "severities": [6]}]}, r"severities` must hold integers in 1..5"),
