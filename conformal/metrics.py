@@ -10,7 +10,9 @@ from conformal._validation import check_labels, check_sets
 from conformal.stats import clopper_pearson
 
 __all__ = ["coverage", "coverage_ci", "mean_set_size", "empty_set_rate", "set_size_histogram",
-           "size_stratified_coverage", "class_conditional_coverage"]
+           "size_stratified_coverage", "class_conditional_coverage",
+           # abstention metrics (defined in conformal.abstention.curves, re-exported here)
+           "ROCCurve", "roc_curve", "auroc", "risk_coverage_curve", "aurc", "selective_risk", "abstention_rate"]
 
 
 def _covered(sets, labels) -> np.ndarray:
@@ -70,3 +72,7 @@ def class_conditional_coverage(sets, labels) -> np.ndarray:
     counts = np.bincount(y, minlength=k)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(counts > 0, hits / np.maximum(counts, 1), np.nan)
+
+
+from conformal.abstention.curves import (ROCCurve, abstention_rate, aurc, auroc, risk_coverage_curve,  # noqa: E402
+                                         roc_curve, selective_risk)

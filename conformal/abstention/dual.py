@@ -43,6 +43,13 @@ _KERNEL_STATS = {STATISTICS["max_prob"]: _k.MAX_PROB, STATISTICS["margin"]: _k.M
                  STATISTICS["entropy"]: _k.ENTROPY}
 
 
+def _validated_statistic(fn, name, p, conformal):
+    """A statistic of rows that `fit` has already validated: the compiled statistics skip re-validation."""
+    if fn in _KERNEL_STATS:
+        return _k.statistic(p, _KERNEL_STATS[fn])
+    return compute_statistic(fn, name, p, conformal)
+
+
 def _prob_param(value, name, *, open_low=True):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"`{name}` must be a float in (0, 1); got {type(value).__name__}")
@@ -205,7 +212,7 @@ class DualThresholdConformal:
         if rule != "accept_coverage":
             cal = conformal(p_q, y_q)
             stat_cal = cal
-            stat_t = compute_statistic(stat_fn, stat_name, p_t, stat_cal)
+            stat_t = _validated_statistic(stat_fn, stat_name, p_t, stat_cal)
             events_t = self._events(p_t, y_t, cal)
             tau = self._choose_tau(rule, params, stat_t, events_t, p_q, y_q, stat_cal, stat_fn, stat_name)
         else:
@@ -215,11 +222,11 @@ class DualThresholdConformal:
                 tau = params["tau"]
                 stat_t = events_t = None
             else:
-                stat_t = compute_statistic(stat_fn, stat_name, p_t, stat_cal)
+                stat_t = _validated_statistic(stat_fn, stat_name, p_t, stat_cal)
                 events_t = self._events(p_t, y_t, stat_cal)
                 tau = self._choose_tau(params["tau_rule"], params, stat_t, events_t, None, None, stat_cal,
                                        stat_fn, stat_name)
-            accepted = compute_statistic(stat_fn, stat_name, p_q, stat_cal) <= tau
+            accepted = _validated_statistic(stat_fn, stat_name, p_q, stat_cal) <= tau
             n_acc = int(accepted.sum())
             if n_acc == 0:
                 raise ValueError(f"tau={tau} accepts none of the {p_q.shape[0]} qhat-fold calibration points, so no "
@@ -267,7 +274,7 @@ class DualThresholdConformal:
             raise ValueError(f"the tau fold has {n_t} points, but certifying selective risk <= {delta} with "
                              f"probability {1 - eps} needs at least {n_min} accepted points; use more calibration "
                              f"data, a larger abstain_fraction, or a larger delta/epsilon")
-        ref = compute_statistic(stat_fn, stat_name, p_ref, stat_cal)
+        ref = _validated_statistic(stat_fn, stat_name, p_ref, stat_cal)
         grid = _rules.candidate_grid(ref, params["max_candidates"])
         order = _rules.testing_order(grid, ref, self._events(p_ref, y_ref, stat_cal), n_t, delta)
         tau, table = _rules.ltt_fixed_sequence(stat_t, events_t, grid[order], delta, eps)

@@ -29,8 +29,33 @@ def test_statistic_kernels_match_numpy_twins(n, k, seed, dtype, ties):
     p0 = p.copy()
     np.testing.assert_array_equal(K.max_prob(p), _naive.max_prob(p))
     np.testing.assert_array_equal(K.margin(p), _naive.margin(p))
-    np.testing.assert_allclose(K.entropy(p), _naive.entropy(p), rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(K.entropy(p), _naive.entropy_series(p))
+    np.testing.assert_allclose(K.entropy(p), _naive.entropy(p), rtol=1e-13, atol=1e-15)
     np.testing.assert_array_equal(p, p0)
+
+
+def test_xlogx_matches_the_definition_across_the_float_range():
+    # every binade from the smallest subnormal to 1, plus the reduction boundaries around sqrt(1/2)
+    v = np.concatenate([[0.0, 5e-324, 1e-310, np.nextafter(np.sqrt(0.5), 0), np.sqrt(0.5),
+                         np.nextafter(np.sqrt(0.5), 1), 0.5, 1.0],
+                        np.random.default_rng(0).random(20_000) * 2.0 ** -(np.arange(20_000) % 1075.0)])
+    got = np.empty_like(v)
+    for i, x in enumerate(v):
+        got[i] = K._xlogx(x)
+    np.testing.assert_array_equal(got, _naive.xlogx_series(v))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ref = np.where(v > 0, v * np.log(np.where(v > 0, v, 1.0)), 0.0)
+    normal = v >= np.finfo(np.float64).tiny
+    np.testing.assert_allclose(got[normal], ref[normal], rtol=4e-16 * 8, atol=0)
+    assert np.all(np.abs(got[~normal] - ref[~normal]) < 1e-300) and got[0] == 0.0
+
+
+def test_entropy_parallel_equals_serial_and_spans_chunks():
+    p = _probs(np.random.default_rng(3), 1000, 300, np.float32, False)
+    np.testing.assert_array_equal(K._entropy_parallel(p), K._entropy_serial(p))
+    np.testing.assert_array_equal(K._entropy_parallel(p[::3, 5:]), _naive.entropy_series(p[::3, 5:]))
+    rows = np.array([K._entropy_row(p, i) for i in range(0, 1000, 97)])  # the per-frame (streaming) path
+    np.testing.assert_array_equal(rows, K._entropy_serial(p)[::97])
 
 
 @settings(max_examples=80, deadline=None)
@@ -110,3 +135,16 @@ def test_curve_inputs_are_validated_and_not_modified():
     with pytest.warns(UserWarning, match="undefined"):
         c = roc_curve(s, np.zeros(3, bool))
     assert np.isnan(c.auc) and np.isnan(c.tpr).all()
+
+
+def test_abstention_metrics_are_reachable_from_conformal_metrics():
+    import conformal.metrics as M
+    from conformal.abstention import curves
+
+    for name in ("roc_curve", "auroc", "risk_coverage_curve", "aurc", "selective_risk", "abstention_rate", "ROCCurve"):
+        assert getattr(M, name) is getattr(curves, name) and name in M.__all__
+    s = np.array([0.1, 0.4, 0.35, 0.8])
+    err = np.array([False, False, True, True])
+    assert M.auroc(s, err) == 0.75
+    risk, lo, hi, n_acc = M.selective_risk(err, s > 0.5)
+    assert (risk, n_acc) == (1 / 3, 3) and 0 < lo < risk < hi < 1
