@@ -337,9 +337,10 @@ def _evaluate(cfg: dict, frames: dict, cells: list, progress=None):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             det.fit([cal_preds[i] for i in cal], [cal_gts[i] for i in cal])  # CLEAN calibration frames only
-        for w in caught:  # counted and reported once, not printed R times
+        for w in caught:  # counted and reported once (with the numbers of its first split), not printed R times
             msg = re.sub(r"\d+(\.\d+)?", "N", str(w.message))
-            fit_warnings[msg] = fit_warnings.get(msg, 0) + 1
+            first = fit_warnings.setdefault(msg, [0, f"{w.message} (numbers from split {r})"])
+            first[0] += 1
         ex = _example_index(cal_gts, test, cfg["data"]["params"]["mean_objects"]) if r == 0 else None
         for c in cells:
             preds, gts = frames[c]
@@ -354,7 +355,7 @@ def _evaluate(cfg: dict, frames: dict, cells: list, progress=None):
                 examples[c] = _example(det, preds[ex], gts[ex], dim, ex)
         if progress is not None:
             progress.update(1)
-    return per_split, examples, fit_warnings
+    return per_split, examples, {text: count for count, text in fit_warnings.values()}
 
 
 def _example(det, pred: dict, gt: dict, dim: int, index: int) -> dict:

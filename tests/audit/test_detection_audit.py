@@ -89,13 +89,15 @@ def test_validated_config_is_explicit_and_stable():
     assert validate_config(cfg) == cfg  # a saved config.yaml validates to itself
 
 
-def test_shipped_config_validates_and_3d_variant_too():
+def test_shipped_configs_validate():
     cfg = load_config(ROOT / "configs" / "detection_synthetic.yaml")
     assert cfg["task"] == "detection" and cfg["data"]["params"]["dim"] == 2
     assert {c["name"] for c in cfg["corruptions"]} <= set(degradation_names(2))
-    cfg3 = validate_config(tiny(data={"name": "synthetic_scenes", "params": {"dim": 3}},
-                                corruptions=[{"name": "heading_flip"}]))
-    assert cfg3["conformal"]["scale"] == "range" and cfg3["model"]["params"]["noise"] == 0.15
+    cfg3 = load_config(ROOT / "configs" / "detection_synthetic_3d.yaml")
+    assert cfg3["data"]["params"]["dim"] == 3 and "heading_flip" in {c["name"] for c in cfg3["corruptions"]}
+    defaults3 = validate_config(tiny(data={"name": "synthetic_scenes", "params": {"dim": 3}},
+                                     corruptions=[{"name": "heading_flip"}]))
+    assert defaults3["conformal"]["scale"] == "range" and defaults3["model"]["params"]["noise"] == 0.15
 
 
 def test_docs_state_the_severity_tables_of_the_code():
@@ -244,3 +246,13 @@ def test_cli_list_validate_and_report(det_run, capsys):
     (out / "report.html").unlink()
     assert main(["report", str(out)]) == 0
     assert (out / "report.html").is_file()
+
+
+def test_calibration_warnings_are_counted_and_reported(tmp_path):
+    cfg = validate_config(tiny(data={"name": "synthetic_scenes", "params": {"n_frames": 60}}, split={"repeats": 2},
+                               conformal={"recall_alpha": 0.01}, corruptions=[],
+                               output={"plots": False, "report": True, "examples": 0}))
+    results = run_audit(cfg, tmp_path / "w", quiet=True)
+    (msg, count), = results["calibration_warnings"].items()
+    assert count == 2 and "certifies recall risk <= 0.01" in msg
+    assert "certifies recall risk &lt;= 0.01" in (tmp_path / "w" / "report.html").read_text()
