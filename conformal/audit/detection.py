@@ -6,9 +6,10 @@ No real detector or detection data set can run offline in this project. The data
 truth. A cell is the clean detector or one degradation (`conformal.audit.degradations`) at one severity.
 
 Pipeline:
-  1. every cell simulates the same pool of `n_frames` scenes (frame i is seeded by (seed, i) only, so the ground
-     truth is identical in every cell and a difference between cells comes from the degradation alone); its
-     detections are cached in `cache/<cell>.npz`, so `--resume` never simulates again;
+  1. every cell simulates the same pool of `n_frames` frames of the clean detector (frame i is seeded by (seed, i)
+     only) and, unless it is the clean cell, degrades them after the fact (`conformal.audit.degradations`), so the
+     ground truth and every untouched detection are identical in every cell and a difference between cells
+     comes from the degradation alone; the detections are cached in `cache/<cell>.npz` for `--resume`;
   2. for r in 1..R: the frame pool is split at random (seeded by (seed, r)) into calibration and test frames;
      a `ConformalDetector` is fitted on the CLEAN cell's calibration frames only;
   3. the fitted detector predicts, without labels, on the test frames of every cell; `evaluate_detector` then
@@ -23,13 +24,14 @@ import re
 import sys
 import time
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from conformal.audit import config as C
 from conformal.audit.config import ConfigError
-from conformal.audit.degradations import DEGRADATIONS, degradation_names, degrade, shift_boxes
+from conformal.audit.degradations import DEGRADATIONS, apply, degradation_names
 
 TOP_KEYS = {
     "name": "a label for the report (default: the config file's stem)",
@@ -245,23 +247,27 @@ FRAME_KEYS = ("boxes", "scores", "labels", "class_probs", "box_std")
 
 
 def simulate(ctx: dict, name: str, severity: int):
-    """(predictions, ground truth) of the pool's frames for one cell. Frame i is seeded by (seed, i) only."""
+    """(predictions, ground truth) of the pool's frames for one cell.
+
+    Frame i of the clean detector is seeded by (seed, i) only, so every cell starts from the same frames; a
+    degradation then transforms them with a generator seeded by (seed, degradation, i), the same at every
+    severity (see `conformal.audit.degradations`)."""
     from conformal.detection.synthetic import make_scenes
 
     dim = ctx["dim"]
-    detector, shift = dict(ctx["detector"]), 0.0
-    if name != "clean":
-        detector, shift = degrade(name, severity, detector, dim)
     scene = {k: v for k, v in ctx["scene"].items() if k not in ("dim", "n_frames")}
     scene["image_size"] = tuple(scene["image_size"])
     key = "boxes" if dim == 2 else "boxes3d"
     preds, gts = [], []
     for i in range(ctx["n_frames"]):
         rng = np.random.default_rng(np.random.SeedSequence([ctx["seed"], 8117, i]))
-        (p,), (g,) = make_scenes(1, dim=dim, rng=rng, **scene, **detector)
+        (p,), (g,) = make_scenes(1, dim=dim, rng=rng, **scene, **ctx["detector"])
+        if name != "clean":
+            drng = np.random.default_rng(np.random.SeedSequence([ctx["seed"], 8119, zlib.crc32(name.encode()), i]))
+            p = apply(name, severity, p, g, dim=dim, scene=scene, detector=ctx["detector"], rng=drng)
         # the generator's "_gt_index" is ground truth: it never reaches the conformal detector
-        preds.append({key: shift_boxes(p[key], shift, dim), "scores": p["scores"], "labels": p["labels"],
-                      "class_probs": p["class_probs"], "box_std": p["box_std"]})
+        preds.append({key: p[key], "scores": p["scores"], "labels": p["labels"], "class_probs": p["class_probs"],
+                      "box_std": p["box_std"]})
         gts.append(g)
     return preds, gts
 

@@ -291,7 +291,8 @@ def caveats(results: dict) -> list:
     R = cfg["split"]["repeats"]
     out.append(f"Intervals in brackets: 2.5%-97.5% quantiles over {R} random calibration/test splits of one pool of "
                f"{data['n_pool']} frames ({data['n_calibration']} calibration each). Every cell holds the same "
-               "scenes (frame i is seeded by (seed, i)), so cells differ by the degradation only."
+               "scenes and the same clean detections (frame i is seeded by (seed, i)); a degradation transforms "
+               "them after the fact, so cells differ by the degradation only."
                + (" With fewer than 20 splits the intervals are rough." if R < 20 else ""))
     for msg, count in results.get("calibration_warnings", {}).items():
         out.append(f"The detector warned in {count} of {R} splits: {html.escape(msg)}")
