@@ -273,7 +273,7 @@ def caveats(results: dict) -> list:
     cfg, data = results["config"], results["data"]
     conf = cfg["conformal"]
     out = [(f"Both the data and the detector are simulated: {html.escape(data['description'])}. The 'degradations' "
-            "are changes to the simulated detector's parameters, not corruptions of real sensor data. Numbers "
+            "transform the simulated detector's output; they are not corruptions of real sensor data. Numbers "
             "describe this simulator, not any real detector or sensor."),
            f"Box coverage >= {1 - conf['alpha']:.2f}"
            + (f" and class-set coverage >= {1 - conf['alpha_cls']:.2f}" if conf["alpha_cls"] is not None else "")
