@@ -43,6 +43,16 @@ def _list() -> None:
             names = [f"(unavailable: {exc})"]
         print(f"{modality} corruptions (corruptions[].name):\n  " + ", ".join(names))
     print("  or a function of your own: 'package.module:function' called as function(x, severity, rng, **params)")
+    from conformal.audit import degradations, detection
+
+    print("task: detection (SYNTHETIC scenes, SIMULATED detector; see docs/audit.md)")
+    for name, help_ in {**detection.DATA_SOURCES, **detection.MODELS}.items():
+        print(f"  {name:18s} {help_}")
+    print("  detector degradations (corruptions[].name), values at severity 1..5:")
+    for name, d in degradations.DEGRADATIONS.items():
+        t2 = "n/a" if d.table_2d is None else ", ".join(f"{v:g}" for v in d.table_2d) + f" {d.unit_2d}"
+        t3 = "n/a" if d.table_3d is None else ", ".join(f"{v:g}" for v in d.table_3d) + f" {d.unit_3d}"
+        print(f"    {name:16s} {d.help}\n{'':22s}{d.rule}; 2D: {t2.strip()}; 3D: {t3.strip()}")
     print("scores (conformal.score.name): " + ", ".join(
         f"{k}({', '.join(v)})" if v else k for k, v in config.SCORES.items()))
     print("abstention statistics (abstention.statistic): " + ", ".join(config.STATISTICS))
@@ -79,7 +89,10 @@ def main(argv=None) -> int:
         elif args.command == "train":
             from conformal.audit.reference import train_from_config
 
-            print(f"weights: {train_from_config(load(args.config, check_names=True))}")
+            cfg = load(args.config, check_names=True)
+            if cfg.get("task") == "detection":
+                raise ConfigError("task 'detection' audits a simulated detector; there is no model to train")
+            print(f"weights: {train_from_config(cfg)}")
     except (ConfigError, ValueError, TypeError) as exc:
         print(f"conformal-audit: error: {exc}", file=sys.stderr)
         return 2

@@ -13,8 +13,11 @@ from pathlib import Path
 
 SEVERITIES = (1, 2, 3, 4, 5)
 
+TASKS = ("classification", "detection")
+
 TOP_KEYS = {
     "name": "a label for the report (default: the config file's stem)",
+    "task": "'classification' (default) or 'detection' (a simulated detector, see docs/audit.md)",
     "seed": "integer seed for splits, corruptions and in-process training",
     "data": "{name, params}: where the inputs and labels come from",
     "split": "{train_fraction, calibration_fraction, repeats, max_samples}",
@@ -135,6 +138,13 @@ def validate(raw: dict, *, base_dir: str | os.PathLike | None = None, check_name
 
     if not isinstance(raw, dict):
         raise ConfigError(f"config must be a mapping at the top level; got {type(raw).__name__}")
+    task = raw.get("task", "classification")
+    if task not in TASKS:
+        raise ConfigError(f"config key `task` is {task!r}; allowed values: {', '.join(TASKS)}")
+    if task == "detection":
+        from conformal.audit import detection
+
+        return detection.validate(raw)
     _check_keys(raw, TOP_KEYS.keys(), "")
     for key in ("data", "model", "corruptions"):
         if key not in raw:

@@ -22,6 +22,10 @@ def compute_cell(ctx: dict, task: dict) -> dict:
 
     t0 = time.perf_counter()
     try:
+        if ctx.get("task") == "detection":  # a simulated detector: the cell is its detections on the pool
+            from conformal.audit.detection import compute_cell as detection_cell
+
+            return dict(detection_cell(ctx, task), seconds=time.perf_counter() - t0)
         inputs = ctx["inputs"]
         if task["name"] != "clean":
             rng = registry.cell_rng(ctx["seed"], task["name"], task["severity"])
@@ -35,7 +39,7 @@ def compute_cell(ctx: dict, task: dict) -> dict:
         return {"cell": task["cell"], "probs": probs, "examples": examples, "error": None,
                 "seconds": time.perf_counter() - t0}
     except Exception:  # a crashed cell is reported; the audit goes on with the others
-        return {"cell": task["cell"], "probs": None, "examples": [], "error": traceback.format_exc(),
+        return {"cell": task["cell"], "probs": None, "arrays": None, "examples": [], "error": traceback.format_exc(),
                 "seconds": time.perf_counter() - t0}
 
 

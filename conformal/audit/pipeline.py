@@ -136,6 +136,10 @@ def _load_cell(path: Path, key: str):
 def run(cfg: dict, out, *, workers: int | None = None, executor: str | None = None, resume: bool = False,
         quiet: bool = False) -> dict:
     """Run an audit end to end and return the results dict (also written to `out`)."""
+    if cfg.get("task") == "detection":
+        from conformal.audit import detection
+
+        return detection.run(cfg, out, workers=workers, executor=executor, resume=resume, quiet=quiet)
     from tqdm.auto import tqdm
 
     from conformal.audit import executors, registry

@@ -106,6 +106,10 @@ def build(out, quiet: bool = False) -> Path:
     if not res_path.is_file():
         raise ValueError(f"{str(res_path)!r} does not exist; run `conformal-audit run CONFIG --out {out}` first")
     results = json.loads(res_path.read_text())
+    if results.get("task") == "detection":
+        from conformal.audit.detection_report import build as build_detection
+
+        return build_detection(out, results)
     with np.load(out / "curves.npz", allow_pickle=False) as z:
         curves = {k: z[k] for k in z.files}
     cfg = results["config"]

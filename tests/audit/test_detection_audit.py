@@ -1,0 +1,301 @@
+"""The detection audit (`task: detection`): a SIMULATED detector on SYNTHETIC scenes, calibrated on clean frames.
+
+End-to-end on a tiny pool (240 frames, 2 degradations x 2 severities, 20 splits): files, CSV columns, clean
+coverage near 1 - alpha, coverage falling with severity, thresholds from clean calibration only, resume, and
+identical results on 1 process, 2 worker processes and Ray.
+"""
+import csv
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conformal.audit import ConfigError, load_config, run_audit, validate_config
+from conformal.audit.degradations import DEGRADATIONS, apply, degradation_names
+from conformal.audit.detection import csv_columns
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tiny(**over):
+    cfg = {
+        "name": "tiny_detection",
+        "task": "detection",
+        "seed": 5,
+        "data": {"name": "synthetic_scenes", "params": {"n_frames": 240, "mean_objects": 5.0}},
+        "model": {"name": "simulated_detector", "params": {"bias": 2.0}},
+        "split": {"calibration_fraction": 0.5, "repeats": 20},
+        "conformal": {"alpha": 0.1, "alpha_cls": 0.1, "recall_alpha": 0.25, "recall_delta": 0.1},
+        "corruptions": [{"name": "sensor_noise", "severities": [1, 5]},
+                        {"name": "class_confusion", "severities": [1, 5]}],
+        "output": {"plots": True, "report": True, "examples": 1},
+    }
+    cfg.update(over)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def det_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("detaudit") / "base"
+    cfg = validate_config(tiny())
+    results = run_audit(cfg, out, quiet=True)
+    return cfg, out, results
+
+
+def _per_split(out):
+    return json.loads((out / "results.json").read_text())["per_split"]
+
+
+def _row(results, cell):
+    return next(r for r in results["cells"] if r["cell"] == cell)
+
+
+# --- config -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("change, match", [
+    ({"task": "segmentation"}, r"`task` is 'segmentation'; allowed values: classification, detection"),
+    ({"abstention": {"statistic": "entropy"}}, r"unknown config key\(s\) abstention; allowed keys: .*conformal"),
+    ({"data": {"name": "coco"}}, r"`data.name` is 'coco'; allowed values: synthetic_scenes"),
+    ({"data": {"name": "synthetic_scenes", "params": {"dim": 4}}}, r"`data.params.dim` is 4; allowed values: 2"),
+    ({"data": {"name": "synthetic_scenes", "params": {"frames": 10}}},
+     r"data.params.frames; allowed keys under `data.params`: .*n_frames"),
+    ({"data": {"name": "synthetic_scenes", "params": {"n_frames": 5}}}, r"`data.params.n_frames` must be >= 20"),
+    ({"model": {"name": "yolo"}}, r"`model.name` is 'yolo'; allowed values: simulated_detector"),
+    ({"model": {"name": "simulated_detector", "params": {"miss_rate": 1.5}}},
+     r"`model.params.miss_rate` must be < 1.0; got 1.5"),
+    ({"model": {"name": "simulated_detector", "params": {"flip_rate": 0.1}}}, r"flip_rate` applies to 3D"),
+    ({"conformal": {"alpha": 1.5}}, r"`conformal.alpha` must be in \(0, 1\)"),
+    ({"conformal": {"class_score": "bogus"}}, r"`conformal.class_score` is 'bogus'; allowed values: .*lac"),
+    ({"conformal": {"scale": "bogus"}}, r"rejected by ConformalDetector: .*scale"),
+    ({"conformal": {"qhat": 3}}, r"unknown config key\(s\) conformal.qhat; allowed keys under `conformal`"),
+    ({"split": {"train_fraction": 0.5}},
+     r"split.train_fraction; allowed keys under `split`: calibration_fraction, repeats"),
+    ({"corruptions": [{"name": "fog"}]}, r"'fog', not a detector degradation; allowed values: sensor_noise"),
+    ({"corruptions": [{"name": "heading_flip"}]}, r"'heading_flip' is not defined for dim=2"),
+    ({"corruptions": [{"name": "clutter", "severities": [6]}]}, r"severities` must hold integers in 1..5"),
+    ({"corruptions": [{"name": "clutter", "params": {"rate": 3}}]}, r"degradations take no params"),
+    ({"corruptions": "clutter"}, r"`corruptions` must be a list"),
+])
+def test_config_errors_name_the_key_and_allowed_values(change, match):
+    with pytest.raises(ConfigError, match=match):
+        validate_config(tiny(**change))
+
+
+def test_validated_config_is_explicit_and_stable():
+    cfg = validate_config(tiny())
+    assert cfg["conformal"]["scale"] == "size" and cfg["model"]["params"]["noise"] == 2.0
+    assert validate_config(cfg) == cfg  # a saved config.yaml validates to itself
+
+
+def test_shipped_configs_validate():
+    cfg = load_config(ROOT / "configs" / "detection_synthetic.yaml")
+    assert cfg["task"] == "detection" and cfg["data"]["params"]["dim"] == 2
+    assert {c["name"] for c in cfg["corruptions"]} <= set(degradation_names(2))
+    cfg3 = load_config(ROOT / "configs" / "detection_synthetic_3d.yaml")
+    assert cfg3["data"]["params"]["dim"] == 3 and "heading_flip" in {c["name"] for c in cfg3["corruptions"]}
+    defaults3 = validate_config(tiny(data={"name": "synthetic_scenes", "params": {"dim": 3}},
+                                     corruptions=[{"name": "heading_flip"}]))
+    assert defaults3["conformal"]["scale"] == "range" and defaults3["model"]["params"]["noise"] == 0.15
+
+
+def test_docs_state_the_severity_tables_of_the_code():
+    from conformal.audit.degradations import table_markdown
+
+    assert table_markdown() in (ROOT / "docs" / "audit.md").read_text()
+
+
+def _effect(name, p, o, key):
+    """What a degradation did to one frame: a set of changed detections (must be nested in severity) or, for
+    the geometric ones, the total box displacement (must grow with severity). Also checks that the rest of the
+    frame is untouched."""
+    m = p["scores"].size
+    if name == "occlusion":  # a subset of the clean rows, unchanged; false positives are never occluded
+        rows = np.flatnonzero(np.isin(p["scores"], o["scores"]))
+        for k in p:
+            assert np.array_equal(o[k], p[k][rows]), k
+        dropped = np.setdiff1d(np.arange(m), rows)
+        assert (p["_gt_index"][dropped] >= 0).all()
+        return set(dropped.tolist())
+    if name == "clutter":  # the clean rows first, unchanged, then extra false positives
+        for k in p:
+            assert np.array_equal(o[k][:m], p[k]), k
+        assert (o["_gt_index"][m:] == -1).all()
+        return set(o["scores"][m:].tolist())
+    for k in ("scores", "_gt_index"):
+        assert np.array_equal(o[k], p[k]), k
+    moved = ~np.isclose(o[key], p[key]).all(axis=1)
+    relabelled = ~np.isclose(o["class_probs"], p["class_probs"]).all(axis=1)
+    if name == "class_confusion":  # only true detections, probabilities permuted, boxes untouched
+        assert not moved.any() and (p["_gt_index"][relabelled] >= 0).all()
+        assert np.allclose(np.sort(o["class_probs"], 1), np.sort(p["class_probs"], 1))
+        return set(np.flatnonzero(relabelled).tolist())
+    assert not relabelled.any()
+    if name == "heading_flip":  # yaw + pi, nothing else
+        assert np.allclose(o[key][moved, 6] - p[key][moved, 6], np.pi)
+        assert np.array_equal(np.delete(o[key], 6, 1), np.delete(p[key], 6, 1))
+        return set(np.flatnonzero(moved).tolist())
+    return float(np.abs(o[key] - p[key]).sum())
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_degradations_change_only_what_they_name_and_nest_in_severity(dim):
+    """A degradation transforms the clean detector's frames: untouched parts stay identical, inputs are not
+    modified, and what it does at severity s it also does (at least) at every higher severity."""
+    from conformal.detection.synthetic import make_scenes
+
+    scene = {"n_classes": 4, "mean_objects": 6.0, "image_size": (480, 640), "max_range": 70.0}
+    detector = {"bias": 0.0, "noise": 2.0 if dim == 2 else 0.15, "noise_growth": 0.03, "miss_rate": 0.1,
+                "fp_rate": 1.0, "confusion": 0.1, "class_signal": 3.0, "flip_rate": 0.0, "quality_spread": 0.4,
+                "translation": 0.6}
+    preds, gts = make_scenes(40, dim=dim, rng=1, **scene, **detector)
+    key = "boxes" if dim == 2 else "boxes3d"
+    for name in degradation_names(dim):
+        total = np.zeros(5)
+        for p, g in zip(preds, gts):
+            before = {k: v.copy() for k, v in p.items()}
+            effects = [_effect(name, p, apply(name, s, p, g, dim=dim, scene=scene, detector=detector,
+                                              rng=np.random.default_rng(7)), key) for s in range(1, 6)]
+            assert all(np.array_equal(before[k], p[k]) for k in p), name  # input not modified
+            for s in range(1, 5):
+                if isinstance(effects[s], set):
+                    assert effects[s - 1] <= effects[s], (name, s)
+                else:
+                    assert effects[s] >= effects[s - 1] - 1e-9, (name, s)
+            total += [len(e) if isinstance(e, set) else e for e in effects]
+        assert total[4] > total[0] > 0, (name, total)
+    with pytest.raises(ValueError, match="not defined for dim=2"):
+        apply("heading_flip", 1, preds[0], gts[0], dim=2, scene=scene, detector=detector,
+              rng=np.random.default_rng(0))
+
+
+# --- end to end -----------------------------------------------------------------------------------------------
+def test_files_columns_and_clean_coverage(det_run):
+    cfg, out, results = det_run
+    for name in ("config.yaml", "results.json", "results.csv", "curves.npz", "report.html", "plots/heatmaps.png",
+                 "plots/metrics_vs_severity.png", "plots/examples.png"):
+        assert (out / name).is_file(), name
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0].keys()) == csv_columns()
+    assert [r["cell"] for r in rows] == ["clean", "sensor_noise_s1", "sensor_noise_s5", "class_confusion_s1",
+                                         "class_confusion_s5"]
+    for r in rows:
+        for m in ("box_coverage", "class_coverage", "joint_coverage", "recall_risk", "fp_per_frame"):
+            assert float(r[f"{m}_lo"]) <= float(r[m]) <= float(r[f"{m}_hi"]), (r["cell"], m)
+    clean = _row(results, "clean")
+    assert clean["box_coverage"]["n"] == 20
+    # Clean test frames are exchangeable with the calibration frames. Tolerance: 3 binomial SEs of a coverage
+    # measured on all matched objects of the pool's test halves (the split SE understates it: the splits share
+    # one pool), plus 0.03 above for the max-rank correction's conservativeness.
+    n_obj = clean["matched_objects"]["mean"]
+    for m, a in (("box_coverage", cfg["conformal"]["alpha"]), ("class_coverage", cfg["conformal"]["alpha_cls"])):
+        tol = 3 * max(clean[m]["se"], math.sqrt(a * (1 - a) / (2 * n_obj)))
+        assert 1 - a - tol <= clean[m]["mean"] <= 1 - a + 0.03 + tol, (m, clean[m])
+    # the recall threshold keeps the expected missed fraction below recall_alpha (w.p. 1 - delta)
+    assert clean["recall_risk"]["mean"] <= cfg["conformal"]["recall_alpha"] + 3 * clean["recall_risk"]["se"]
+    report = (out / "report.html").read_text()
+    assert "SYNTHETIC" in report and report.count("data:image/png;base64,") == 3
+
+
+def test_coverage_falls_as_a_degradation_worsens(det_run):
+    _, _, results = det_run
+    clean = _row(results, "clean")
+    box = [clean["box_coverage"]["mean"]] + [_row(results, f"sensor_noise_s{s}")["box_coverage"]["mean"]
+                                             for s in (1, 5)]
+    assert box[0] > box[1] + 0.03 and box[1] > box[2] + 0.2, box
+    cls = [clean["class_coverage"]["mean"]] + [_row(results, f"class_confusion_s{s}")["class_coverage"]["mean"]
+                                               for s in (1, 5)]
+    assert cls[0] > cls[1] + 0.03 and cls[1] > cls[2] + 0.2, cls
+    # class confusion leaves the boxes alone, sensor noise leaves the classes alone (same scenes in every cell)
+    assert abs(_row(results, "class_confusion_s5")["box_coverage"]["mean"] - box[0]) < 0.01
+    assert abs(_row(results, "sensor_noise_s5")["class_coverage"]["mean"] - cls[0]) < 0.03
+    assert _row(results, "sensor_noise_s5")["recall_risk"]["mean"] > clean["recall_risk"]["mean"] + 0.2
+
+
+def test_thresholds_come_from_clean_calibration_only(det_run):
+    _, out, _ = det_run
+    ps = _per_split(out)
+    assert len(set(ps["clean"]["score_threshold"])) > 1  # the threshold really is refitted per split
+    for c in ps:
+        assert ps[c]["score_threshold"] == ps["clean"]["score_threshold"]
+
+
+def test_resume_reuses_cache(det_run, tmp_path, monkeypatch):
+    from conformal.audit import executors
+
+    cfg, out, _ = det_run
+    copy = tmp_path / "resumed"
+    shutil.copytree(out, copy)
+
+    def must_not_run(ctx, task):
+        raise AssertionError(f"cell {task['cell']} was recomputed despite --resume")
+
+    monkeypatch.setattr(executors, "compute_cell", must_not_run)
+    run_audit(dict(cfg, output=dict(cfg["output"], plots=False, report=False)), copy, resume=True, quiet=True)
+    assert _per_split(copy) == _per_split(out)
+    changed = validate_config(dict(cfg, model={"name": "simulated_detector", "params": {"bias": 3.0}}))
+    with pytest.raises(AssertionError, match="recomputed despite --resume"):
+        run_audit(changed, copy, resume=True, quiet=True)
+
+
+def test_workers_and_ray_give_identical_results(det_run, tmp_path):
+    import ray  # noqa: F401  (the `ray` extra is part of the dev environment)
+
+    cfg, out, _ = det_run
+    # 2 splits: split r is seeded by (seed, r) only, so they must equal the first 2 of the base run
+    quick = dict(cfg, split=dict(cfg["split"], repeats=2), output=dict(cfg["output"], plots=False, report=False))
+    run_audit(quick, tmp_path / "procs", workers=2, quiet=True)
+    run_audit(quick, tmp_path / "ray", workers=2, executor="ray", quiet=True)
+    base = {c: {m: v[:2] for m, v in d.items()} for c, d in _per_split(out).items()}
+    assert _per_split(tmp_path / "procs") == base
+    assert _per_split(tmp_path / "ray") == base
+    for f in (out / "cache").glob("*.npz"):
+        with np.load(f) as a:
+            for other in ("procs", "ray"):
+                with np.load(tmp_path / other / "cache" / f.name) as b:
+                    assert sorted(a.files) == sorted(b.files)
+                    for k in a.files:
+                        np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_3d_audit_with_heading_flips(tmp_path):
+    cfg = validate_config(tiny(
+        data={"name": "synthetic_scenes", "params": {"dim": 3, "n_frames": 160, "mean_objects": 6.0}},
+        model={"name": "simulated_detector", "params": {"flip_rate": 0.0}},
+        split={"repeats": 3},
+        conformal={"alpha": 0.1, "alpha_cls": 0.1, "recall_alpha": None, "score_threshold": 0.0,
+                   "match_metric": "center_distance", "match_threshold": 2.0},
+        corruptions=[{"name": "heading_flip", "severities": [5]}]))
+    results = run_audit(cfg, tmp_path / "d3", quiet=True)
+    clean, flipped = _row(results, "clean"), _row(results, "heading_flip_s5")
+    # 30% of headings off by pi: the yaw interval (2 pi period) cannot cover them
+    assert flipped["box_coverage"]["mean"] < clean["box_coverage"]["mean"] - 0.15
+    assert (tmp_path / "d3" / "plots" / "examples.png").is_file()
+
+
+def test_cli_list_validate_and_report(det_run, capsys):
+    from conformal.audit.cli import main
+
+    _, out, _ = det_run
+    assert main(["list"]) == 0
+    listing = capsys.readouterr().out
+    for name in DEGRADATIONS:
+        assert name in listing
+    assert "synthetic_scenes" in listing and "simulated_detector" in listing
+    assert main(["validate", str(ROOT / "configs" / "detection_synthetic.yaml")]) == 0
+    assert "task: detection" in capsys.readouterr().out
+    (out / "report.html").unlink()
+    assert main(["report", str(out)]) == 0
+    assert (out / "report.html").is_file()
+
+
+def test_calibration_warnings_are_counted_and_reported(tmp_path):
+    cfg = validate_config(tiny(data={"name": "synthetic_scenes", "params": {"n_frames": 60}}, split={"repeats": 2},
+                               conformal={"recall_alpha": 0.01}, corruptions=[],
+                               output={"plots": False, "report": True, "examples": 0}))
+    results = run_audit(cfg, tmp_path / "w", quiet=True)
+    (msg, count), = results["calibration_warnings"].items()
+    assert count == 2 and "certifies recall risk <= 0.01" in msg
+    assert "certifies recall risk &lt;= 0.01" in (tmp_path / "w" / "report.html").read_text()
