@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo demo-full bench sysdeps clean
+.PHONY: install test demo demo-full demo-detection bench sysdeps clean
 
 # open3d (the `lidar` extra) needs Debian's libusb-1.0-0 to import; install it when missing.
 sysdeps:
@@ -36,6 +36,12 @@ demo: $(STAMP)
 demo-full: $(STAMP)
 	$(PY) -m conformal.audit run configs/fashion_mnist_camera.yaml --out audit-out/fashion_mnist --workers 2
 	$(PY) -m conformal.audit report audit-out/fashion_mnist --png
+
+# Conformal object detection under simulated detector degradations (SYNTHETIC scenes and detector, ~35 s).
+demo-detection: $(STAMP)
+	$(PY) -m conformal.audit run configs/detection_synthetic.yaml --out audit-out/detection
+	$(PY) -m conformal.audit report audit-out/detection --png
+	@echo "report: audit-out/detection/report.html"
 
 bench: $(STAMP)
 	# Benchmark-only peers (e.g. imagecorruptions) are installed by benchmarks/install_*.sh, never by `make test`.
