@@ -299,3 +299,27 @@ def test_calibration_warnings_are_counted_and_reported(tmp_path):
     (msg, count), = results["calibration_warnings"].items()
     assert count == 2 and "certifies recall risk <= 0.01" in msg
     assert "certifies recall risk &lt;= 0.01" in (tmp_path / "w" / "report.html").read_text()
+
+
+def test_crashed_detection_cell_is_reported_and_others_continue(tmp_path, monkeypatch):
+    import conformal.audit.detection as D
+
+    real_apply = D.apply
+
+    def flaky(name, severity, *args, **kwargs):
+        if name == "sensor_noise" and severity == 5:
+            raise ArithmeticError("simulated failure at severity 5")
+        return real_apply(name, severity, *args, **kwargs)
+
+    monkeypatch.setattr(D, "apply", flaky)  # in-process executor, so the patched function is the one that runs
+    cfg = validate_config(tiny(corruptions=[{"name": "sensor_noise", "severities": [1, 5]}],
+                               split={"calibration_fraction": 0.5, "repeats": 3},
+                               output={"plots": False, "report": False, "examples": 0}))
+    results = run_audit(cfg, tmp_path / "out", quiet=True)
+    assert list(results["failed_cells"]) == ["sensor_noise_s5"]
+    assert "ArithmeticError: simulated failure at severity 5" in results["failed_cells"]["sensor_noise_s5"]
+    assert [r["cell"] for r in results["cells"]] == ["clean", "sensor_noise_s1"]
+    assert (tmp_path / "out" / "cache" / "sensor_noise_s1.npz").is_file()
+    assert not (tmp_path / "out" / "cache" / "sensor_noise_s5.npz").exists()
+    with (tmp_path / "out" / "results.csv").open() as fh:
+        assert [row["cell"] for row in csv.DictReader(fh)] == ["clean", "sensor_noise_s1"]
