@@ -17,8 +17,6 @@ Pipeline:
 """
 from __future__ import annotations
 
-import csv
-import json
 import math
 import re
 import sys
@@ -528,24 +526,14 @@ def build_results(cfg, tasks, per_split, failed, seconds, wall) -> dict:
 
 
 def csv_columns() -> list:
-    cols = ["cell", "corruption", "severity"]
-    for m in METRICS:
-        cols += [m, f"{m}_lo", f"{m}_hi", f"{m}_se"]
-    return cols + ["n_splits"]
+    from conformal.audit.pipeline import metric_columns
+
+    return metric_columns(METRICS)
 
 
 def write_results(out: Path, results: dict, examples: dict) -> None:
-    (out / "results.json").write_text(json.dumps(results, indent=1, allow_nan=True))
-    with open(out / "results.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(csv_columns())
-        for row in results["cells"]:
-            line = [row["cell"], row["corruption"], row["severity"]]
-            for m in METRICS:
-                s = row[m]
-                line += [f"{s[k]:.6g}" if isinstance(s[k], float) and math.isfinite(s[k]) else ""
-                         for k in ("mean", "lo", "hi", "se")]
-            line.append(row["box_coverage"]["n"])
-            w.writerow(line)
+    from conformal.audit.pipeline import write_results_table
+
+    write_results_table(out, results, METRICS, "box_coverage")
     arrays = {f"{c}__{k}": v for c, d in examples.items() for k, v in d.items()}
     np.savez_compressed(out / "curves.npz", **arrays)

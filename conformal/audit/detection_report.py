@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from conformal.audit.degradations import DEGRADATIONS
-from conformal.audit.plots import _grid, _plt
+from conformal.audit.plots import _grid, _plt, heatmap
 
 # metric, title, target line (a function of the config's conformal section), "higher is better"
 PANELS = [
@@ -45,16 +45,7 @@ def heatmaps(results: dict, path: Path) -> None:
             norm, cmap = TwoSlopeNorm(vmin=min(lo, t - 0.01, 0.0), vcenter=t, vmax=max(hi, t + 0.01)), "RdYlGn_r"
         else:
             norm, cmap = Normalize(lo, max(hi, lo + 1e-9)), "viridis"
-        im = ax.imshow(grid, cmap=cmap, norm=norm, aspect="auto")
-        ax.set_xticks(range(len(sevs)), [f"S{s}" for s in sevs])
-        ax.set_yticks(range(len(corrs)), corrs)
-        for i in range(grid.shape[0]):
-            for j in range(grid.shape[1]):
-                if np.isfinite(grid[i, j]):
-                    r, g, b, _ = im.cmap(im.norm(grid[i, j]))
-                    dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
-                    ax.text(j, i, f"{grid[i, j]:.3f}", ha="center", va="center", fontsize=8,
-                            color="white" if dark else "black")
+        im = heatmap(ax, grid, corrs, sevs, cmap, norm, "{:.3f}")
         tgt = f"; {TARGET_NAMES[m]} = {t:.2f}" if t is not None else ""
         ax.set_title(f"{title}\nclean {clean:.3f}{tgt}", fontsize=10)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
@@ -304,8 +295,7 @@ def caveats(results: dict) -> list:
 
 def build(out, results: dict) -> Path:
     """(Re)draw the plots and write report.html of a detection audit directory."""
-    from conformal.audit.config import dump
-    from conformal.audit.report import CSS, _img, render_png
+    from conformal.audit.report import write_page
 
     out = Path(out)
     with np.load(out / "curves.npz", allow_pickle=False) as z:
@@ -326,18 +316,7 @@ def build(out, results: dict) -> Path:
             f"{clean['box_coverage']['mean']:.3f} (target {1 - conf['alpha']:.2f}), class-set coverage "
             f"{clean['class_coverage']['mean']:.3f}, recall risk {clean['recall_risk']['mean']:.3f}. "
             f"{len(results['cells'])} cells x {cfg['split']['repeats']} splits in {results['wall_seconds']:.1f} s.</p>")
-    plots = "".join(f"<h2>{html.escape(cap)}</h2>{_img(out / 'plots' / f)}" for f, cap in made)
-    cav = "".join(f"<li>{c}</li>" for c in caveats(results))
-    vers = ", ".join(f"{k} {html.escape(str(v))}" for k, v in results["versions"].items())
-    doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Detection audit: {html.escape(cfg['name'])}"
-           f"</title><style>{CSS}</style></head><body><h1>Detection audit (SYNTHETIC): {html.escape(cfg['name'])}</h1>"
-           f"{head}<div class='caveat'><b>Read this first</b><ul>{cav}</ul></div>"
-           f"<h2>Summary (mean over splits, [95% split interval])</h2>{summary_table(results)}"
-           f"<h2>Degradations (severity tables in docs/audit.md)</h2>{degradation_table(results)}{plots}"
-           f"<h2>Exact config</h2><pre>{html.escape(dump(cfg))}</pre>"
-           f"<h2>Versions</h2><p style='font-size:12px'>{vers}</p></body></html>")
-    path = out / "report.html"
-    path.write_text(doc)
-    if cfg["output"].get("render_png"):
-        render_png(path, out / "report.png")
-    return path
+    return write_page(out, cfg, results, title=f"Detection audit: {cfg['name']}",
+                      heading=f"Detection audit (SYNTHETIC): {cfg['name']}", head=head, caveat_lines=caveats(results),
+                      tables=summary_table(results) + "<h2>Degradations (severity tables in docs/audit.md)</h2>"
+                      + degradation_table(results), made=made)

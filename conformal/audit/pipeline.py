@@ -267,26 +267,36 @@ CSV_METRICS = ["coverage", "set_size", "empty_rate", "accuracy", "abstain_rate",
                "qhat", "tau"]
 
 
-def csv_columns() -> list:
+def metric_columns(metrics) -> list:
+    """results.csv header: the cell, then mean / lo / hi / se of every metric, then the number of splits."""
     cols = ["cell", "corruption", "severity"]
-    for m in CSV_METRICS:
+    for m in metrics:
         cols += [m, f"{m}_lo", f"{m}_hi", f"{m}_se"]
     return cols + ["n_splits"]
 
 
-def write_results(out: Path, results: dict, curves: dict, examples: dict, dataset) -> None:
+def csv_columns() -> list:
+    return metric_columns(CSV_METRICS)
+
+
+def write_results_table(out: Path, results: dict, metrics, n_metric: str) -> None:
+    """results.json, and results.csv with one row per cell (`n_metric`'s summary gives the split count)."""
     (out / "results.json").write_text(json.dumps(results, indent=1, allow_nan=True))
     with open(out / "results.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(csv_columns())
+        w.writerow(metric_columns(metrics))
         for row in results["cells"]:
             line = [row["cell"], row["corruption"], row["severity"]]
-            for m in CSV_METRICS:
+            for m in metrics:
                 s = row[m]
                 line += [f"{s[k]:.6g}" if isinstance(s[k], float) and math.isfinite(s[k]) else ""
                          for k in ("mean", "lo", "hi", "se")]
-            line.append(row["coverage"]["n"])
+            line.append(row[n_metric]["n"])
             w.writerow(line)
+
+
+def write_results(out: Path, results: dict, curves: dict, examples: dict, dataset) -> None:
+    write_results_table(out, results, CSV_METRICS, "coverage")
     arrays = {}
     for c, d in curves.items():
         for k, v in d.items():

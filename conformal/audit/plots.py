@@ -50,17 +50,7 @@ def heatmaps(results: dict, path: Path) -> None:
         else:
             norm = Normalize(float(finite.min()) if finite.size else 0.0,
                              max(float(finite.max()) if finite.size else 1.0, 1e-9))
-        im = ax.imshow(grid, cmap=cmap, norm=norm, aspect="auto")
-        ax.set_xticks(range(len(sevs)), [f"S{s}" for s in sevs])
-        ax.set_yticks(range(len(corrs)), corrs)
-        for i in range(grid.shape[0]):
-            for j in range(grid.shape[1]):
-                if np.isfinite(grid[i, j]):
-                    v = grid[i, j]
-                    r, g, b, _ = im.cmap(im.norm(v))
-                    dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5  # luminance of the cell's colour
-                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8,
-                            color="white" if dark else "black")
+        im = heatmap(ax, grid, corrs, sevs, cmap, norm, "{:.2f}")
         ax.set_title(f"{title} (clean {clean:.3f})", fontsize=10)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.suptitle(f"{results['config']['name']}: mean over {results['config']['split']['repeats']} splits; "
@@ -68,6 +58,21 @@ def heatmaps(results: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def heatmap(ax, grid, rows, severities, cmap, norm, fmt):
+    """Draw a (corruption x severity) grid with each finite cell's value written in a colour that reads on it."""
+    im = ax.imshow(grid, cmap=cmap, norm=norm, aspect="auto")
+    ax.set_xticks(range(len(severities)), [f"S{s}" for s in severities])
+    ax.set_yticks(range(len(rows)), rows)
+    for i in range(grid.shape[0]):
+        for j in range(grid.shape[1]):
+            if np.isfinite(grid[i, j]):
+                r, g, b, _ = im.cmap(im.norm(grid[i, j]))
+                dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5  # luminance of the cell's colour
+                ax.text(j, i, fmt.format(grid[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if dark else "black")
+    return im
 
 
 def coverage_vs_severity(results: dict, path: Path) -> None:

@@ -98,7 +98,6 @@ def summary_table(results: dict) -> str:
 
 def build(out, quiet: bool = False) -> Path:
     """(Re)draw the plots and write report.html from the files in `out` (no model runs)."""
-    from conformal.audit.config import dump
     from conformal.audit.plots import draw_all
 
     out = Path(out)
@@ -126,13 +125,23 @@ def build(out, quiet: bool = False) -> Path:
             f"<b>Clean coverage:</b> {clean['coverage']['mean']:.3f} (target {1 - alpha:.2f}), "
             f"<b>clean abstention:</b> {clean['abstain_rate']['mean']:.3f}. {len(results['cells'])} cells x "
             f"{cfg['split']['repeats']} splits in {results['wall_seconds']:.1f} s.</p>")
+    return write_page(out, cfg, results, title=f"Audit: {cfg['name']}", heading=f"Robustness audit: {cfg['name']}",
+                      head=head, caveat_lines=caveats(results), tables=summary_table(results), made=made)
+
+
+def write_page(out: Path, cfg: dict, results: dict, *, title: str, heading: str, head: str, caveat_lines: list,
+               tables: str, made: list) -> Path:
+    """The self-contained report.html every audit writes: heading, summary paragraph `head` (HTML), caveats,
+    `tables` (HTML), the plots `made` as (file, caption), the exact config and the versions; report.png if asked."""
+    from conformal.audit.config import dump
+
     plots = "".join(f"<h2>{html.escape(cap)}</h2>{_img(out / 'plots' / f)}" for f, cap in made)
-    cav = "".join(f"<li>{c}</li>" for c in caveats(results))
+    cav = "".join(f"<li>{c}</li>" for c in caveat_lines)
     vers = ", ".join(f"{k} {html.escape(str(v))}" for k, v in results["versions"].items())
-    doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Audit: {html.escape(cfg['name'])}</title>"
-           f"<style>{CSS}</style></head><body><h1>Robustness audit: {html.escape(cfg['name'])}</h1>{head}"
+    doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+           f"<style>{CSS}</style></head><body><h1>{html.escape(heading)}</h1>{head}"
            f"<div class='caveat'><b>Read this first</b><ul>{cav}</ul></div>"
-           f"<h2>Summary (mean over splits, [95% split interval])</h2>{summary_table(results)}{plots}"
+           f"<h2>Summary (mean over splits, [95% split interval])</h2>{tables}{plots}"
            f"<h2>Exact config</h2><pre>{html.escape(dump(cfg))}</pre>"
            f"<h2>Versions</h2><p style='font-size:12px'>{vers}</p></body></html>")
     path = out / "report.html"
