@@ -187,6 +187,23 @@ def greedy_match(sim, order, valid, pred_to_gt):
     return pred_to_gt
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _class_margins(q_lo, q_hi, cls_mask, i, j):
+    """Per-side margins of coordinate j for detection i: the maximum over the classes in row i of `cls_mask`;
+    infinite when the row holds no class (nothing is known about it)."""
+    lo = -np.inf
+    hi = -np.inf
+    for k in range(q_lo.shape[0]):
+        if cls_mask[i, k]:
+            if q_lo[k, j] > lo:
+                lo = q_lo[k, j]
+            if q_hi[k, j] > hi:
+                hi = q_hi[k, j]
+    if lo == -np.inf:
+        return np.inf, np.inf
+    return lo, hi
+
+
 @njit(cache=True, nogil=True)
 def apply_margins(boxes, scale, q_lo, q_hi, cls_mask, lower, upper):
     """Intervals [box - q_lo * scale, box + q_hi * scale] per coordinate, the margins of each detection being the
@@ -195,20 +212,9 @@ def apply_margins(boxes, scale, q_lo, q_hi, cls_mask, lower, upper):
     A row with no class in its mask gets infinite margins (nothing is known about it).
     """
     m, d = boxes.shape
-    c = q_lo.shape[0]
     for i in range(m):
         for j in range(d):
-            lo = -np.inf
-            hi = -np.inf
-            for k in range(c):
-                if cls_mask[i, k]:
-                    if q_lo[k, j] > lo:
-                        lo = q_lo[k, j]
-                    if q_hi[k, j] > hi:
-                        hi = q_hi[k, j]
-            if lo == -np.inf:
-                lo = np.inf
-                hi = np.inf
+            lo, hi = _class_margins(q_lo, q_hi, cls_mask, i, j)
             s = scale[i, j]
             lower[i, j] = boxes[i, j] - lo * s
             upper[i, j] = boxes[i, j] + hi * s
@@ -300,20 +306,9 @@ def _scale(boxes, std, mode, min_scale, i, j):
 def scaled_margins(boxes, std, mode, min_scale, q_lo, q_hi, cls_mask, lower, upper):
     """`apply_margins` with the scale computed in place (no (M, D) scale array allocated per frame)."""
     m, d = boxes.shape
-    c = q_lo.shape[0]
     for i in range(m):
         for j in range(d):
-            lo = -np.inf
-            hi = -np.inf
-            for k in range(c):
-                if cls_mask[i, k]:
-                    if q_lo[k, j] > lo:
-                        lo = q_lo[k, j]
-                    if q_hi[k, j] > hi:
-                        hi = q_hi[k, j]
-            if lo == -np.inf:
-                lo = np.inf
-                hi = np.inf
+            lo, hi = _class_margins(q_lo, q_hi, cls_mask, i, j)
             s = _scale(boxes, std, mode, min_scale, i, j)
             lower[i, j] = boxes[i, j] - lo * s
             upper[i, j] = boxes[i, j] + hi * s
