@@ -122,3 +122,12 @@ def check_frames(frames, dim: int, kind: str, n_classes: int | None = None) -> l
     if not isinstance(frames, (list, tuple)):
         raise TypeError(f"`{kind}` frames must be a list of dicts (one per image); got {type(frames).__name__}")
     return [check_frame(f, dim, kind=kind, index=i, n_classes=n_classes) for i, f in enumerate(frames)]
+
+
+def check_frame_pairs(predictions, ground_truth, dim: int) -> tuple[list, list]:
+    """Checked prediction and ground-truth frames (see `check_frames`), which must come in equal numbers."""
+    preds = check_frames(predictions, dim, "prediction")
+    gts = check_frames(ground_truth, dim, "ground truth")
+    if len(preds) != len(gts):
+        raise ValueError(f"got {len(preds)} prediction frames but {len(gts)} ground-truth frames")
+    return preds, gts

@@ -31,7 +31,7 @@ import numpy as np
 
 from conformal._validation import check_is_fitted
 from conformal.abstention import rules as _rules
-from conformal.detection._checks import check_frames
+from conformal.detection._checks import check_frame_pairs
 from conformal.detection.matching import check_match_params, match_arrays
 from conformal.detection.metrics import side_coverage
 
@@ -132,10 +132,7 @@ class DetectionAbstention:
         dim = detector.dim
         _, metric, thr, method = check_match_params(dim, detector.match_metric, detector.match_threshold,
                                                     detector.match_method)
-        preds = check_frames(predictions, dim, "prediction")
-        gts = check_frames(ground_truth, dim, "ground truth")
-        if len(preds) != len(gts):
-            raise ValueError(f"got {len(preds)} prediction frames but {len(gts)} ground-truth frames")
+        preds, gts = check_frame_pairs(predictions, ground_truth, dim)
         stats, events = [], []
         for raw, p, g in zip(predictions, preds, gts):
             res = detector.predict(raw)

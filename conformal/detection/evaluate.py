@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from conformal._validation import check_is_fitted
-from conformal.detection._checks import check_frames
+from conformal.detection._checks import check_frame_pairs
 from conformal.detection.matching import check_match_params, match_arrays
 from conformal.detection.metrics import range_bins, relative_interval_size, side_coverage, size_bins, stratified_coverage
 from conformal.stats import clopper_pearson
@@ -38,10 +38,7 @@ def evaluate_detector(detector, predictions, ground_truth) -> dict:
     dim = detector.dim
     _, metric, thr, method = check_match_params(dim, detector.match_metric, detector.match_threshold,
                                                 detector.match_method)
-    preds = check_frames(predictions, dim, "prediction")
-    gts = check_frames(ground_truth, dim, "ground truth")
-    if len(preds) != len(gts):
-        raise ValueError(f"got {len(preds)} prediction frames but {len(gts)} ground-truth frames")
+    preds, gts = check_frame_pairs(predictions, ground_truth, dim)
     cols = {k: [] for k in ("pred", "lower", "upper", "true", "label", "in_set", "set_size")}
     n_kept = n_missed = n_false = 0
     miss_frac = []

@@ -10,7 +10,7 @@ import numpy as np
 
 from conformal._validation import as_array, check_is_fitted
 from conformal.detection import _kernels as _k
-from conformal.detection._checks import TWO_PI, check_boxes, check_dim, check_frames, wrap_angle
+from conformal.detection._checks import TWO_PI, check_boxes, check_dim, check_frame_pairs, wrap_angle
 from conformal.detection.matching import check_match_params, match_arrays
 from conformal.stats import clopper_pearson
 
@@ -118,10 +118,7 @@ def detection_targets(predictions, ground_truth, *, dim: int = 2, metric: str | 
     """Per detection of every frame: scores, labels, tp (matched to an object of the same class) and iou (the
     match quality when tp, else 0) — the targets of D-ECE, LaECE and isotonic calibration to IoU."""
     dim, metric, threshold, method = check_match_params(dim, metric, threshold, method)
-    preds = check_frames(predictions, dim, "prediction")
-    gts = check_frames(ground_truth, dim, "ground truth")
-    if len(preds) != len(gts):
-        raise ValueError(f"got {len(preds)} prediction frames but {len(gts)} ground-truth frames")
+    preds, gts = check_frame_pairs(predictions, ground_truth, dim)
     scores, labels, tp, iou = [], [], [], []
     for p, g in zip(preds, gts):
         m = match_arrays(p["boxes"], g["boxes"], p["scores"], metric, threshold, method)

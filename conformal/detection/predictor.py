@@ -22,7 +22,7 @@ import numpy as np
 
 from conformal._validation import check_alpha, check_is_fitted
 from conformal.calibrators import ClassConditionalConformalClassifier, SplitConformalClassifier
-from conformal.detection._checks import TWO_PI, check_dim, check_frame, check_frames
+from conformal.detection._checks import TWO_PI, check_dim, check_frame, check_frame_pairs
 from conformal.detection.intervals import BoxIntervalCalibrator, outer_inner
 from conformal.detection.matching import check_match_params, match_arrays
 from conformal.detection.recall import RecallRiskControl
@@ -200,10 +200,7 @@ class ConformalDetector:
     def fit(self, predictions, ground_truth) -> "ConformalDetector":
         """Calibrate on frames (lists of dicts, one per image, in the same order)."""
         dim, metric, thr, method = self._check_params()
-        preds = check_frames(predictions, dim, "prediction")
-        gts = check_frames(ground_truth, dim, "ground truth")
-        if len(preds) != len(gts):
-            raise ValueError(f"got {len(preds)} prediction frames but {len(gts)} ground-truth frames")
+        preds, gts = check_frame_pairs(predictions, ground_truth, dim)
         n = len(preds)
         self.recall_ = None
         idx = np.arange(n)

@@ -19,7 +19,7 @@ import numpy as np
 
 from conformal._validation import as_array, check_alpha, check_is_fitted
 from conformal.detection import _kernels as _k
-from conformal.detection._checks import check_dim, check_frames
+from conformal.detection._checks import check_dim, check_frame_pairs
 from conformal.detection.matching import METRICS, check_match_params, pairwise
 from conformal.stats import binom_cdf
 
@@ -63,10 +63,7 @@ def gt_match_confidence(predictions, ground_truth, *, dim: int = 2, metric: str 
     """Per image, for every ground-truth object the confidence of the detection that greedily matches it
     (-inf if none does): the object is found at confidence threshold lam iff this value >= lam."""
     dim, metric, threshold, _ = check_match_params(dim, metric, threshold, "greedy")
-    preds = check_frames(predictions, dim, "prediction")
-    gts = check_frames(ground_truth, dim, "ground truth")
-    if len(preds) != len(gts):
-        raise ValueError(f"got {len(preds)} prediction frames but {len(gts)} ground-truth frames")
+    preds, gts = check_frame_pairs(predictions, ground_truth, dim)
     return [_frame_match_conf(p, g, metric, threshold, require_label) for p, g in zip(preds, gts)]
 
 
