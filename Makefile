@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo demo-full demo-detection bench sysdeps clean
+.PHONY: install test lint demo demo-full demo-detection bench sysdeps clean
 
 # open3d (the `lidar` extra) needs Debian's libusb-1.0-0 to import; install it when missing.
 sysdeps:
@@ -24,23 +24,24 @@ $(STAMP): setup.cfg pyproject.toml constraints-dev.txt
 install: $(STAMP)
 
 test: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q
 
 # The default audit: real scikit-learn digits, corruptions x severities, plots and report.html (~20 s).
 demo: $(STAMP)
-	$(PY) -m conformal.audit run configs/digits_camera.yaml --out audit-out/digits
-	$(PY) -m conformal.audit report audit-out/digits --png
+	$(PY) -m audit run configs/digits_camera.yaml --out audit-out/digits
+	$(PY) -m audit report audit-out/digits --png
 	@echo "report: audit-out/digits/report.html"
 
 # The larger audit on real Fashion-MNIST with the reference CNN.
 demo-full: $(STAMP)
-	$(PY) -m conformal.audit run configs/fashion_mnist_camera.yaml --out audit-out/fashion_mnist --workers 2
-	$(PY) -m conformal.audit report audit-out/fashion_mnist --png
+	$(PY) -m audit run configs/fashion_mnist_camera.yaml --out audit-out/fashion_mnist --workers 2
+	$(PY) -m audit report audit-out/fashion_mnist --png
 
 # Conformal object detection under simulated detector degradations (SYNTHETIC scenes and detector, ~35 s).
 demo-detection: $(STAMP)
-	$(PY) -m conformal.audit run configs/detection_synthetic.yaml --out audit-out/detection
-	$(PY) -m conformal.audit report audit-out/detection --png
+	$(PY) -m audit run configs/detection_synthetic.yaml --out audit-out/detection
+	$(PY) -m audit report audit-out/detection --png
 	@echo "report: audit-out/detection/report.html"
 
 bench: $(STAMP)

@@ -71,13 +71,20 @@ class _Identity:
 
 
 def main():
+    from audit import TASKS, validate_config
+    from audit.runner.cells import split_indices
+    from audit.runner.run import evaluate_splits
+    from audit.runner.task import Prepared
     from conformal import SplitConformalClassifier
-    from conformal.audit import validate_config
-    from conformal.audit.evaluate import evaluate, split_indices
 
     labels, cells = outputs()
     n, k = cells["clean"].shape
     names = list(cells)
+    prepared = Prepared("benchmark outputs", n, {}, {}, {}, state={"labels": labels})
+
+    def evaluate(cfg, labels, cells, names):  # the audit's split loop on precomputed outputs
+        return evaluate_splits(TASKS["classification"], cfg, prepared, cells, names)
+
     cfg = validate_config({"data": "digits", "model": "sklearn_logreg", "corruptions": [],
                            "split": {"repeats": R}, "conformal": {"score": "raps"}})
     evaluate(cfg, labels, cells, names[:2])  # compile
@@ -113,7 +120,7 @@ def main():
     except ImportError:
         pass
     else:
-        from conformal.audit import load_config, run_audit
+        from audit import load_config, run_audit
 
         root = Path(__file__).resolve().parent.parent
         cfg_demo = load_config(root / "configs" / "digits_camera.yaml")

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conformal.audit import ConfigError, load_config, validate_config
+from audit import ConfigError, load_config, validate_config
 
 
 def test_defaults_filled_and_input_untouched(tiny_config):
@@ -88,7 +88,7 @@ def _write_png(path, value=128):
 
 
 def test_image_folder_single_class_and_unreadable(tmp_path, tiny_config):
-    from conformal.audit import run_audit
+    from audit import run_audit
 
     root = tmp_path / "imgs"
     (root / "cat").mkdir(parents=True)
@@ -103,7 +103,7 @@ def test_image_folder_single_class_and_unreadable(tmp_path, tiny_config):
 
 
 def test_output_dir_not_writable(tmp_path, tiny_config):
-    from conformal.audit import run_audit
+    from audit import run_audit
 
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -114,7 +114,7 @@ def test_output_dir_not_writable(tmp_path, tiny_config):
 def test_ray_missing_is_an_error_before_work(tmp_path, tiny_config, monkeypatch):
     import sys
 
-    from conformal.audit import run_audit
+    from audit import run_audit
 
     monkeypatch.setitem(sys.modules, "ray", None)
     out = tmp_path / "out"
@@ -126,7 +126,7 @@ def test_ray_missing_is_an_error_before_work(tmp_path, tiny_config, monkeypatch)
 def test_reference_model_refuses_its_training_data(tiny_config, tmp_path):
     """digits_cnn was trained on one half of digits_split(): auditing it on a seeded split would put training
     images into the calibration/test pool, so it is refused before any model runs."""
-    from conformal.audit import run_audit
+    from audit import run_audit
 
     cfg = validate_config(tiny_config(data={"name": "digits", "params": {"size": 28}},
                                       model={"name": "reference", "params": {"name": "digits_cnn"}}))
@@ -141,14 +141,14 @@ def test_reference_model_refuses_its_training_data(tiny_config, tmp_path):
 
 
 def test_import_cost():
-    """`import conformal` does not import the audit; `import conformal.audit` pulls in no torch, matplotlib,
+    """`import conformal` does not import the audit; `import audit` pulls in no torch, matplotlib,
     OpenCV, open3d or Ray (they load only when a run needs them)."""
     import subprocess
     import sys
 
     code = ("import sys, conformal\n"
-            "assert 'conformal.audit' not in sys.modules\n"
-            "import conformal.audit\n"
+            "assert 'audit' not in sys.modules\n"
+            "import audit\n"
             "heavy = [m for m in ('torch', 'matplotlib', 'cv2', 'open3d', 'ray', 'sklearn') if m in sys.modules]\n"
             "assert not heavy, heavy\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -156,7 +156,7 @@ def test_import_cost():
 
 
 def test_image_npz_source_checks_arrays(tmp_path, tiny_config):
-    from conformal.audit.registry import DATA_SOURCES
+    from audit.tasks.classification.data import DATA_SOURCES
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(40, 9, 9), dtype=np.uint8)

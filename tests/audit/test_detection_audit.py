@@ -13,9 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conformal.audit import ConfigError, load_config, run_audit, validate_config
-from conformal.audit.degradations import DEGRADATIONS, apply, degradation_names
-from conformal.audit.detection import csv_columns
+from audit import ConfigError, load_config, run_audit, validate_config
+from audit.runner.results import metric_columns
+from audit.tasks import TASKS
+from audit.tasks.detection.degradations import DEGRADATIONS, apply, degradation_names
+
+
+def csv_columns():
+    return metric_columns(TASKS["detection"].csv_metrics)
+
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -101,7 +107,7 @@ def test_shipped_configs_validate():
 
 
 def test_docs_state_the_severity_tables_of_the_code():
-    from conformal.audit.degradations import table_markdown
+    from audit.tasks.detection.degradations import table_markdown
 
     assert table_markdown() in (ROOT / "docs" / "audit.md").read_text()
 
@@ -223,14 +229,14 @@ def test_thresholds_come_from_clean_calibration_only(det_run):
 
 
 def test_resume_reuses_cache(det_run, tmp_path, monkeypatch):
-    from conformal.audit import executors
+    from audit.runner import executors
 
     cfg, out, _ = det_run
     copy = tmp_path / "resumed"
     shutil.copytree(out, copy)
 
-    def must_not_run(ctx, task):
-        raise AssertionError(f"cell {task['cell']} was recomputed despite --resume")
+    def must_not_run(task, ctx, cell):
+        raise AssertionError(f"cell {cell['cell']} was recomputed despite --resume")
 
     monkeypatch.setattr(executors, "compute_cell", must_not_run)
     run_audit(dict(cfg, output=dict(cfg["output"], plots=False, report=False)), copy, resume=True, quiet=True)
@@ -276,7 +282,7 @@ def test_3d_audit_with_heading_flips(tmp_path):
 
 
 def test_cli_list_validate_and_report(det_run, capsys):
-    from conformal.audit.cli import main
+    from audit.cli import main
 
     _, out, _ = det_run
     assert main(["list"]) == 0
@@ -302,7 +308,7 @@ def test_calibration_warnings_are_counted_and_reported(tmp_path):
 
 
 def test_crashed_detection_cell_is_reported_and_others_continue(tmp_path, monkeypatch):
-    import conformal.audit.detection as D
+    import audit.tasks.detection.cells as D
 
     real_apply = D.apply
 

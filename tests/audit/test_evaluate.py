@@ -6,8 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
-from conformal.audit.evaluate import auroc, nonempty, split_indices, summarize
-from conformal.audit.registry import cell_rng
+from audit.runner.cells import cell_rng, split_indices
+from audit.runner.results import summarize
+from audit.tasks.classification.evaluate import auroc, nonempty
 
 
 @settings(max_examples=150, deadline=None)
@@ -59,7 +60,7 @@ def test_linear_softmax_matches_sklearn_predict_proba():
     """The array-only copy of the fitted logistic regression gives scikit-learn's probabilities (2 and 4 classes)."""
     from sklearn.linear_model import LogisticRegression
 
-    from conformal.audit.models import LinearSoftmax, image_features
+    from audit.tasks.classification.models import LinearSoftmax, image_features
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(60, 6, 6), dtype=np.uint8)
@@ -73,7 +74,7 @@ def test_linear_softmax_matches_sklearn_predict_proba():
 
 
 def test_fingerprint_sees_array_contents_and_nesting():
-    from conformal.audit.models import fingerprint
+    from audit.runner.cache import fingerprint
 
     a = np.arange(6, dtype=np.uint8).reshape(2, 3)
     b = a.copy()

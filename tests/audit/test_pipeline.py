@@ -7,8 +7,13 @@ import sys
 import numpy as np
 import pytest
 
-from conformal.audit import run_audit, validate_config
-from conformal.audit.pipeline import csv_columns
+from audit import run_audit, validate_config
+from audit.runner.results import metric_columns
+from audit.tasks import TASKS
+
+
+def csv_columns():
+    return metric_columns(TASKS["classification"].csv_metrics)
 
 
 @pytest.fixture(scope="module")
@@ -62,14 +67,14 @@ def test_thresholds_come_from_clean_calibration_only(base_run):
 def test_resume_reuses_cache(base_run, tmp_path, monkeypatch):
     import shutil
 
-    from conformal.audit import executors
+    from audit.runner import executors
 
     cfg, out, _ = base_run
     copy = tmp_path / "resumed"
     shutil.copytree(out, copy)
 
-    def must_not_run(ctx, task):
-        raise AssertionError(f"cell {task['cell']} was recomputed despite --resume")
+    def must_not_run(task, ctx, cell):
+        raise AssertionError(f"cell {cell['cell']} was recomputed despite --resume")
 
     monkeypatch.setattr(executors, "compute_cell", must_not_run)
     run_audit(cfg, copy, resume=True, quiet=True)
@@ -110,7 +115,7 @@ def test_crashed_cell_is_reported_and_others_continue(tiny_config, corr_module, 
 def test_precomputed_outputs_reproduce_the_audit(base_run, tmp_path):
     """Outputs exported from a run and audited as 'precomputed' give the same numbers."""
     cfg, out, _ = base_run
-    from conformal.audit.registry import DATA_SOURCES
+    from audit.tasks.classification.data import DATA_SOURCES
 
     labels = DATA_SOURCES["digits"].load(cfg["data"]["params"], cfg["split"], cfg["seed"]).pool_labels
     arrays = {"labels": labels, "probs_clean": np.load(out / "cache" / "clean.npz")["probs"]}
@@ -132,13 +137,13 @@ def test_precomputed_outputs_reproduce_the_audit(base_run, tmp_path):
     assert got["noise_s3"] == base["audit_test_corruptions_noise_s3"]
     assert res["data"]["modality"] == "outputs"
     bad = validate_config(dict(pre, corruptions=[{"name": "fog", "severities": [1]}]))
-    from conformal.audit import ConfigError
+    from audit import ConfigError
     with pytest.raises(ConfigError, match="no array `probs_fog_s1`"):
         run_audit(bad, tmp_path / "pre2", quiet=True)
 
 
 def test_report_renders_in_chromium(base_run):
-    from conformal.audit.report import find_chromium, render_png
+    from audit.pages import find_chromium, render_png
 
     if find_chromium() is None:
         pytest.fail("headless Chromium is required to check the report (Debian package `chromium`)")
@@ -158,18 +163,18 @@ def test_report_renders_in_chromium(base_run):
 
 def test_cli_list_validate_and_report(base_run, tmp_path):
     env_py = sys.executable
-    out = subprocess.run([env_py, "-m", "conformal.audit", "list"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([env_py, "-m", "audit", "list"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "digits" in out.stdout and "sklearn_logreg" in out.stdout and "selective_risk" in out.stdout
     _, run_dir, _ = base_run
     (run_dir / "report.html").unlink()
-    rep = subprocess.run([env_py, "-m", "conformal.audit", "report", str(run_dir)], capture_output=True,
+    rep = subprocess.run([env_py, "-m", "audit", "report", str(run_dir)], capture_output=True,
                          text=True, timeout=120)
     assert rep.returncode == 0, rep.stderr
     assert (run_dir / "report.html").is_file()
     bad = tmp_path / "bad.yaml"
     bad.write_text("data: digits\nmodel: sklearn_logreg\ncorruptions: []\nsplit: {repeats: 0}\n")
-    val = subprocess.run([env_py, "-m", "conformal.audit", "run", str(bad), "--out", str(tmp_path / "o")],
+    val = subprocess.run([env_py, "-m", "audit", "run", str(bad), "--out", str(tmp_path / "o")],
                          capture_output=True, text=True, timeout=120)
     assert val.returncode == 2 and "config key `split.repeats` must be >= 1" in val.stderr
 
@@ -223,7 +228,7 @@ def test_pointcloud_folder_with_builtin_corruption(tiny_config, tmp_path):
     assert z["examples"].shape[1] == 3 and z["examples"].shape[0] < 256  # points were removed
     assert (tmp_path / "out" / "plots" / "examples.png").is_file()
     (root / "slab" / "bad.npy").write_bytes(b"garbage")
-    from conformal.audit import ConfigError
+    from audit import ConfigError
 
     with pytest.raises(ConfigError, match="bad.npy' cannot be read"):
         run_audit(cfg, tmp_path / "out2", quiet=True)
@@ -232,6 +237,6 @@ def test_pointcloud_folder_with_builtin_corruption(tiny_config, tmp_path):
 def test_cli_train_refuses_non_reference_model(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("data: digits\nmodel: sklearn_logreg\ncorruptions: []\n")
-    out = subprocess.run([sys.executable, "-m", "conformal.audit", "train", str(cfg)], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "audit", "train", str(cfg)], capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 2 and "trains reference models" in out.stderr

@@ -1,5 +1,5 @@
 def test_demo_runs_on_real_digits_and_reports_every_score(capsys):
-    from conformal.demo import main
+    from adapters.demo import main
     rows = main()
     assert [r["score"] for r in rows] == ["lac", "aps", "raps", "saps", "topk"]
     for r in rows:

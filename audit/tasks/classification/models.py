@@ -1,20 +1,16 @@
-"""Models an audit can drive. `prepare` runs once in the main process and returns a small picklable
+"""Models a classification audit can drive. `prepare` runs once in the main process and returns a small picklable
 predictor; worker processes (local or Ray) call its `predict_proba(inputs)`, building heavy objects (torch
 modules) lazily on first use, so nothing but arrays and plain specs crosses process boundaries.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
-import re
-from pathlib import Path
 
 import numpy as np
 
-from conformal.audit.config import ConfigError
-from conformal.audit.data import _check_params, _resolve
-
-PRECOMPUTED_KEY = re.compile(r"^probs_(?P<name>.+)_s(?P<severity>[1-5])$")
+from audit.errors import ConfigError
+from audit.schema import check_params, resolve_path
+from audit.tasks.classification import reference
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -74,7 +70,7 @@ class SklearnLogReg:
     params = {"C": "inverse regularisation strength (default 1.0)", "max_iter": "default 300"}
 
     def check_params(self, params, path, base_dir):
-        _check_params(params, self.params, path)
+        check_params(params, self.params, path)
         if "C" in params and (isinstance(params["C"], bool) or not isinstance(params["C"], (int, float))
                               or params["C"] <= 0):
             raise ConfigError(f"config key `{path}.C` must be a positive number; got {params['C']!r}")
@@ -113,6 +109,8 @@ def _import_object(spec: str, key: str):
 
 class TorchPredictor:
     """Builds the torch module and its adapter on first use in each process."""
+
+    needs_torch = True
 
     def __init__(self, modality, module, weights, kwargs, adapter_kwargs, n_classes):
         self.modality, self.module, self.weights = modality, module, weights
@@ -163,8 +161,8 @@ class TorchModel:
     required = ("module", "weights")
 
     def check_params(self, params, path, base_dir):
-        _check_params(params, self.params, path, self.required)
-        params["weights"] = _resolve(params["weights"], f"{path}.weights", base_dir, kind="file")
+        check_params(params, self.params, path, self.required)
+        params["weights"] = resolve_path(params["weights"], f"{path}.weights", base_dir, kind="file")
         _import_object(params["module"], f"{path}.module")
         for k in ("kwargs", "adapter"):
             if not isinstance(params.get(k, {}), dict):
@@ -181,18 +179,14 @@ class ReferenceModel:
     required = ("name",)
 
     def check_params(self, params, path, base_dir):
-        _check_params(params, self.params, path, self.required)
+        check_params(params, self.params, path, self.required)
         if "weights" in params:  # may not exist yet: `conformal-audit train` writes it
-            params["weights"] = _resolve(params["weights"], f"{path}.weights", base_dir, kind="any")
-        from conformal.audit.reference import DATA_OF
-
-        if params["name"] not in DATA_OF:
+            params["weights"] = resolve_path(params["weights"], f"{path}.weights", base_dir, kind="any")
+        if params["name"] not in reference.DATA_OF:
             raise ConfigError(f"config key `{path}.name` is {params['name']!r}; allowed values: "
-                              f"{', '.join(sorted(DATA_OF))}")
+                              f"{', '.join(sorted(reference.DATA_OF))}")
 
     def prepare(self, params, dataset, seed, train_dir=None):
-        from conformal.audit import reference
-
         return reference.predictor(params["name"], dataset, params.get("weights"), train_dir=train_dir)
 
 
@@ -201,7 +195,7 @@ class PrecomputedModel:
     params = {}
 
     def check_params(self, params, path, base_dir):
-        _check_params(params, self.params, path)
+        check_params(params, self.params, path)
 
     def prepare(self, params, dataset, seed, train_dir=None):
         return None
@@ -213,60 +207,3 @@ MODELS = {
     "reference": ReferenceModel(),
     "precomputed": PrecomputedModel(),
 }
-
-
-def read_precomputed(path):
-    """labels (N,) and {"clean" | (name, severity): probs (N, K) float64} from a precomputed-outputs .npz."""
-    with np.load(path, allow_pickle=False) as z:
-        files = list(z.files)
-        if "labels" not in files or "probs_clean" not in files:
-            raise ConfigError(f"{path!r} must hold arrays `labels` and `probs_clean`; it holds {files}")
-        labels = z["labels"]
-        cells = {"clean": z["probs_clean"]}
-        for key in files:
-            m = PRECOMPUTED_KEY.match(key)
-            if m:
-                cells[(m["name"], int(m["severity"]))] = z[key]
-            elif key not in ("labels", "probs_clean"):
-                raise ConfigError(f"{path!r}: array {key!r} is not `labels`, `probs_clean` or "
-                                  "`probs_<corruption>_s<1..5>`")
-    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise ConfigError(f"{path!r}: `labels` must be a 1-D integer array; got {labels.dtype} {labels.shape}")
-    n = labels.shape[0]
-    k = cells["clean"].shape[1] if cells["clean"].ndim == 2 else None
-    for key, p in cells.items():
-        name = key if key == "clean" else f"probs_{key[0]}_s{key[1]}"
-        if p.ndim != 2 or p.shape != (n, k) or p.dtype.kind != "f":
-            raise ConfigError(f"{path!r}: `{name}` must be float (N={n}, K={k}); got {p.dtype} {p.shape}")
-        if not np.isfinite(p).all() or (p < 0).any() or np.abs(p.sum(1) - 1) .max() > 1e-3:
-            raise ConfigError(f"{path!r}: `{name}` must hold probabilities (rows in [0,1] summing to 1)")
-    if labels.min() < 0 or labels.max() >= k:
-        raise ConfigError(f"{path!r}: `labels` must lie in 0..{k - 1}")
-    if np.unique(labels).shape[0] < 2:
-        raise ConfigError(f"{path!r}: `labels` hold a single class; an audit needs at least 2")
-    return labels.astype(np.int64), {key: p.astype(np.float64) for key, p in cells.items()}
-
-
-def fingerprint(*parts) -> str:
-    """A short stable hash of plain values, arrays and (nested) lists of them (used to key the output cache)."""
-    h = hashlib.sha256()
-
-    def feed(part):
-        if isinstance(part, np.ndarray):
-            h.update(f"nd{part.dtype}{part.shape}".encode())
-            h.update(np.ascontiguousarray(part).tobytes())
-        elif isinstance(part, (list, tuple)):
-            h.update(f"seq{len(part)}".encode())
-            for item in part:
-                feed(item)
-        else:
-            h.update(repr(part).encode())
-
-    for part in parts:
-        feed(part)
-    return h.hexdigest()[:16]
-
-
-def file_digest(path) -> str:
-    """sha256 of a file's bytes (weights files enter the cache key by content, not by name)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]

@@ -1,8 +1,11 @@
-"""`conformal-audit`: run, list, report, train."""
+"""`conformal-audit` (and `python -m audit`): run, list, report, train, validate."""
 from __future__ import annotations
 
 import argparse
 import sys
+
+from audit.config import dump, load
+from audit.errors import ConfigError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,71 +31,43 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _list() -> None:
-    from conformal.audit import config, registry
+    from audit.tasks import TASKS
 
-    print("data sources (data.name):")
-    for name, src in registry.DATA_SOURCES.items():
-        print(f"  {name:18s} [{src.modality}] {src.help}")
-    print("models (model.name):")
-    for name, m in registry.MODELS.items():
-        print(f"  {name:18s} {m.help}")
-    for modality in ("image", "pointcloud"):
-        try:
-            names = registry.corruption_names(modality)
-        except ImportError as exc:
-            names = [f"(unavailable: {exc})"]
-        print(f"{modality} corruptions (corruptions[].name):\n  " + ", ".join(names))
-    print("  or a function of your own: 'package.module:function' called as function(x, severity, rng, **params)")
-    from conformal.audit import degradations, detection
-
-    print("task: detection (SYNTHETIC scenes, SIMULATED detector; see docs/audit.md)")
-    for name, help_ in {**detection.DATA_SOURCES, **detection.MODELS}.items():
-        print(f"  {name:18s} {help_}")
-    print("  detector degradations (corruptions[].name), values at severity 1..5:")
-    for name, d in degradations.DEGRADATIONS.items():
-        t2 = "n/a" if d.table_2d is None else ", ".join(f"{v:g}" for v in d.table_2d) + f" {d.unit_2d}"
-        t3 = "n/a" if d.table_3d is None else ", ".join(f"{v:g}" for v in d.table_3d) + f" {d.unit_3d}"
-        print(f"    {name:16s} {d.help}\n{'':22s}{d.rule}; 2D: {t2.strip()}; 3D: {t3.strip()}")
-    print("scores (conformal.score.name): " + ", ".join(
-        f"{k}({', '.join(v)})" if v else k for k, v in config.SCORES.items()))
-    print("abstention statistics (abstention.statistic): " + ", ".join(config.STATISTICS))
-    print("abstention rules (abstention.rule.name): " + ", ".join(
-        f"{k}({', '.join(v)})" if v else k for k, v in config.RULES.items()))
-    print("abstention targets (abstention.target): " + ", ".join(config.TARGETS))
+    print("tasks (task):")
+    for name, task in TASKS.items():
+        print(f"  {name:18s} {task.help}")
+    for task in TASKS.values():
+        print(task.listing())
     print("executors: local (--workers N for N processes), ray (--executor ray; RAY_ADDRESS or executor.address)")
 
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    from conformal.audit.config import ConfigError, dump, load
-
     try:
         if args.command == "list":
             _list()
         elif args.command == "validate":
             print(dump(load(args.config)), end="")
         elif args.command == "run":
-            from conformal.audit.pipeline import run
+            from audit import run_audit
 
             if args.workers is not None and args.workers < 1:
                 raise ConfigError(f"--workers must be >= 1; got {args.workers}")
             cfg = load(args.config)
-            run(cfg, args.out, workers=args.workers, executor=args.executor, resume=args.resume, quiet=args.quiet)
+            run_audit(cfg, args.out, workers=args.workers, executor=args.executor, resume=args.resume, quiet=args.quiet)
             print(f"report: {args.out}/report.html" if cfg["output"]["report"] else f"results: {args.out}")
         elif args.command == "report":
-            from conformal.audit.report import build, render_png
+            from audit.report import build, render_png
 
             path = build(args.dir)
             if args.png:
                 print(f"rendered: {render_png(path, path.with_suffix('.png'))}")
             print(f"report: {path}")
         elif args.command == "train":
-            from conformal.audit.reference import train_from_config
+            from audit.tasks import get_task
 
             cfg = load(args.config, check_names=True)
-            if cfg.get("task") == "detection":
-                raise ConfigError("task 'detection' audits a simulated detector; there is no model to train")
-            print(f"weights: {train_from_config(cfg)}")
+            print(f"weights: {get_task(cfg['task']).train(cfg)}")
     except (ConfigError, ValueError, TypeError) as exc:
         print(f"conformal-audit: error: {exc}", file=sys.stderr)
         return 2

@@ -1,16 +1,14 @@
-"""Name registries of the audit (data sources, models, corruptions) and the seeded corruption of a cell."""
+"""The corruptions of a classification audit: built-in names per modality, custom `module:function`
+corruptions, and the corruption of a cell's inputs (one generator per cell, inputs in pool order)."""
 from __future__ import annotations
 
 import importlib
-import zlib
 
 import numpy as np
 
-from conformal.audit.config import ConfigError
-from conformal.audit.data import DATA_SOURCES
-from conformal.audit.models import MODELS
+from audit.errors import ConfigError
 
-__all__ = ["DATA_SOURCES", "MODELS", "check_corruption", "corruption_names", "corrupt_inputs", "cell_rng"]
+__all__ = ["check_corruption", "corruption_names", "corrupt_inputs"]
 
 
 def corruption_names(modality: str) -> list:
@@ -51,12 +49,6 @@ def check_corruption(name: str, modality: str, data_name: str, key: str) -> None
     if name not in valid:
         raise ConfigError(f"config key `{key}` is {name!r}, not a {modality} corruption (data {data_name!r}); "
                           f"allowed values: {', '.join(sorted(valid))}, or 'package.module:function'")
-
-
-def cell_rng(seed: int, name: str, severity: int) -> np.random.Generator:
-    """The generator of one (corruption, severity) cell: fixed by the seed and the names, never by the order in
-    which cells run or by the executor, so local, process and Ray runs corrupt identically."""
-    return np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(name.encode()), severity]))
 
 
 def corrupt_inputs(modality: str, inputs, name: str, severity: int, params: dict, rng: np.random.Generator):

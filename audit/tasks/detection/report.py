@@ -7,8 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from conformal.audit.degradations import DEGRADATIONS
-from conformal.audit.plots import _grid, _plt, heatmap
+from audit.pages import fmt
+from audit.plotting import grid as _grid
+from audit.plotting import heatmap
+from audit.plotting import plt as _plt
+from audit.runner.task import ReportParts
+from audit.tasks.detection.degradations import DEGRADATIONS
 
 # metric, title, target line (a function of the config's conformal section), "higher is better"
 PANELS = [
@@ -223,8 +227,6 @@ TABLE = [("box_coverage", "box cov."), ("class_coverage", "class-set cov."), ("j
 
 def summary_table(results: dict) -> str:
     conf = results["config"]["conformal"]
-    from conformal.audit.report import _fmt
-
     targets = {m: t(conf) for m, _, t, _ in PANELS}
     head = "".join(f"<th>{h}</th>" for _, h in TABLE)
     rows = []
@@ -233,7 +235,7 @@ def summary_table(results: dict) -> str:
         for m, _ in TABLE:
             t, v = targets.get(m), r[m]["mean"]
             bad = t is not None and math.isfinite(v) and (v < t - 0.02 if m != "recall_risk" else v > t + 0.02)
-            tds.append(f"<td{' class=bad' if bad else ''}>{_fmt(r[m], 1 if m == 'matched_objects' else 3)}</td>")
+            tds.append(f"<td{' class=bad' if bad else ''}>{fmt(r[m], 1 if m == 'matched_objects' else 3)}</td>")
         cls = " class='clean'" if r["cell"] == "clean" else ""
         sev = "" if r["cell"] == "clean" else r["severity"]
         rows.append(f"<tr{cls}><td class='l'>{html.escape(r['corruption'])}</td><td>{sev}</td>{''.join(tds)}</tr>")
@@ -293,17 +295,9 @@ def caveats(results: dict) -> list:
     return out
 
 
-def build(out, results: dict) -> Path:
-    """(Re)draw the plots and write report.html of a detection audit directory."""
-    from conformal.audit.report import write_page
-
-    out = Path(out)
-    with np.load(out / "curves.npz", allow_pickle=False) as z:
-        curves = {k: z[k] for k in z.files}
+def report_parts(results: dict, curves: dict, plot_dir: Path) -> ReportParts:
     cfg = results["config"]
-    made = draw_all(results, curves, out / "plots") if cfg["output"]["plots"] else []
-    if not cfg["output"]["report"]:
-        return out / "plots"
+    made = draw_all(results, curves, plot_dir) if cfg["output"]["plots"] else []
     conf = cfg["conformal"]
     clean = next(r for r in results["cells"] if r["cell"] == "clean")
     det = ", ".join(f"{k} = {v:g}" for k, v in cfg["model"]["params"].items())
@@ -316,7 +310,7 @@ def build(out, results: dict) -> Path:
             f"{clean['box_coverage']['mean']:.3f} (target {1 - conf['alpha']:.2f}), class-set coverage "
             f"{clean['class_coverage']['mean']:.3f}, recall risk {clean['recall_risk']['mean']:.3f}. "
             f"{len(results['cells'])} cells x {cfg['split']['repeats']} splits in {results['wall_seconds']:.1f} s.</p>")
-    return write_page(out, cfg, results, title=f"Detection audit: {cfg['name']}",
-                      heading=f"Detection audit (SYNTHETIC): {cfg['name']}", head=head, caveat_lines=caveats(results),
-                      tables=summary_table(results) + "<h2>Degradations (severity tables in docs/audit.md)</h2>"
-                      + degradation_table(results), made=made)
+    return ReportParts(title=f"Detection audit: {cfg['name']}", heading=f"Detection audit (SYNTHETIC): {cfg['name']}",
+                       head=head, caveats=caveats(results),
+                       tables=summary_table(results) + "<h2>Degradations (severity tables in docs/audit.md)</h2>"
+                       + degradation_table(results), plots=made)

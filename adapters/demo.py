@@ -1,4 +1,4 @@
-"""`python -m conformal.demo`: split conformal prediction on real data in a few seconds.
+"""`python -m adapters.demo`: split conformal prediction on real data in a few seconds.
 
 scikit-learn's digits (1,797 real 8x8 images), a logistic regression trained on one third, calibrated on the
 second third, evaluated on the last: coverage (with its 95% Clopper-Pearson interval), mean set size and

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conformal.audit.config import ConfigError
+from audit.errors import ConfigError
 
 # reference model -> (data source it must be audited on, training task of `python -m adapters.train`)
 DATA_OF = {"digits_cnn": ("digits", "digits"), "fashion_cnn": ("fashion_mnist", "fashion_mnist"),
@@ -16,6 +16,8 @@ DATA_OF = {"digits_cnn": ("digits", "digits"), "fashion_cnn": ("fashion_mnist", 
 class ReferencePredictor:
     """`adapters.reference.load(name, weights)` built lazily in each process (torch modules are not shipped
     between processes; the name and weights path are)."""
+
+    needs_torch = True
 
     def __init__(self, name, weights, n_classes):
         self.name, self.weights, self.n_classes = name, weights, n_classes

@@ -1,24 +1,23 @@
-"""Data sources of an audit: each returns a train part (for in-process models) and an audit pool.
+"""Data sources of a classification audit: each returns a train part (for in-process models) and an audit pool.
 
 The pool is what gets split, R times, into clean calibration and (corrupted) test halves. Images are
 uint8 arrays (N, H, W) or (N, H, W, 3); point clouds are lists of float32 (N_i, 3) arrays.
 """
 from __future__ import annotations
 
-import gzip
-import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from conformal.audit.config import ConfigError
+from audit.errors import ConfigError
+from audit.schema import check_params, resolve_path
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
-FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-                         "Bag", "Ankle boot")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 CLOUD_SUFFIXES = (".ply", ".pcd", ".npy", ".bin")
+PRECOMPUTED_KEY = re.compile(r"^probs_(?P<name>.+)_s(?P<severity>[1-5])$")
 
 
 @dataclass
@@ -38,30 +37,6 @@ class Dataset:
     @property
     def n_classes(self) -> int:
         return len(self.class_names)
-
-
-def _check_params(params, allowed: dict, path: str, required=()) -> None:
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        raise ConfigError(f"unknown config key(s) {', '.join(path + '.' + k for k in unknown)}; allowed keys under "
-                          f"`{path}`: {', '.join(sorted(allowed)) or '(none)'}")
-    for key in required:
-        if key not in params:
-            raise ConfigError(f"config key `{path}.{key}` is required ({allowed[key]})")
-
-
-def _resolve(path_value, key: str, base_dir, *, kind: str) -> str:
-    if not isinstance(path_value, str) or not path_value:
-        raise ConfigError(f"config key `{key}` must be a path string; got {path_value!r}")
-    p = Path(os.path.expanduser(path_value))
-    if not p.is_absolute() and base_dir is not None:
-        p = Path(base_dir) / p
-    p = p.resolve()
-    if kind == "dir" and not p.is_dir():
-        raise ConfigError(f"config key `{key}`: directory {str(p)!r} does not exist")
-    if kind == "file" and not p.is_file():  # kind "any": resolved only
-        raise ConfigError(f"config key `{key}`: file {str(p)!r} does not exist")
-    return str(p)
 
 
 def _stratified_split(labels: np.ndarray, train_fraction: float, seed: int):
@@ -109,10 +84,10 @@ class Source:
     help = ""
 
     def check_params(self, params: dict, path: str, base_dir) -> None:
-        _check_params(params, self.params, path, self.required)
+        check_params(params, self.params, path, self.required)
         for key, value in list(params.items()):
             if key in ("path", "root"):
-                params[key] = _resolve(value, f"{path}.{key}", base_dir, kind=self.path_kind)
+                params[key] = resolve_path(value, f"{path}.{key}", base_dir, kind=self.path_kind)
 
     path_kind = "file"
 
@@ -148,14 +123,6 @@ class Digits(Source):
                        extra={"source": "digits", "size": size, "split": how})
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims).copy()
-
-
 class FashionMNIST(Source):
     help = "Fashion-MNIST (real, 28x28), from Debian's dataset-fashion-mnist; train file -> training, test file -> pool"
     params = {"root": f"directory of the idx .gz files (default {FASHION_MNIST_DIR})",
@@ -163,21 +130,21 @@ class FashionMNIST(Source):
     path_kind = "dir"
 
     def load(self, params, split, seed):
-        root = Path(params.get("root", FASHION_MNIST_DIR))
-        files = {k: root / f"{k}-idx{3 if 'images' in k else 1}-ubyte.gz"
-                 for k in ("train-images", "train-labels", "t10k-images", "t10k-labels")}
-        missing = [str(p) for p in files.values() if not p.is_file()]
-        if missing:
-            raise ConfigError(f"Fashion-MNIST files not found: {', '.join(missing)}; install Debian's "
+        from adapters.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist
+
+        root = params.get("root", FASHION_MNIST_DIR)
+        try:
+            tx, ty = load_fashion_mnist("train", root=root)
+            px, py = load_fashion_mnist("test", root=root)
+        except FileNotFoundError:
+            raise ConfigError(f"Fashion-MNIST files not found in {str(root)!r}; install Debian's "
                               "`dataset-fashion-mnist` (sudo apt-get install dataset-fashion-mnist) or set "
-                              "`data.params.root`")
-        tx, ty = _read_idx(files["train-images"]), _read_idx(files["train-labels"]).astype(np.int64)
+                              "`data.params.root`") from None
         n_train = params.get("n_train")
         if n_train is not None:
             if isinstance(n_train, bool) or not isinstance(n_train, int) or n_train < 10:
                 raise ConfigError(f"config key `data.params.n_train` must be an integer >= 10; got {n_train!r}")
             tx, ty = _subsample(tx, ty, n_train, seed + 1)
-        px, py = _read_idx(files["t10k-images"]), _read_idx(files["t10k-labels"]).astype(np.int64)
         px, py = _subsample(px, py, split["max_samples"], seed)
         return Dataset("image", tx, ty, px, py, list(FASHION_MNIST_CLASSES),
                        f"Fashion-MNIST (real, 28x28 grayscale): {len(py)} audit images from the official test file "
@@ -328,13 +295,43 @@ class Precomputed(Source):
     required = ("path",)
 
     def load(self, params, split, seed):
-        from conformal.audit.models import read_precomputed
-
         labels, cells = read_precomputed(params["path"])
         names = params.get("class_names") or [str(i) for i in range(cells["clean"].shape[1])]
         return Dataset("outputs", None, np.zeros(0, dtype=np.int64), None, labels, list(names),
                        f"precomputed model outputs from {params['path']} ({labels.shape[0]} samples)",
                        synthetic=False, extra={"cells": cells})
+
+
+def read_precomputed(path):
+    """labels (N,) and {"clean" | (name, severity): probs (N, K) float64} from a precomputed-outputs .npz."""
+    with np.load(path, allow_pickle=False) as z:
+        files = list(z.files)
+        if "labels" not in files or "probs_clean" not in files:
+            raise ConfigError(f"{path!r} must hold arrays `labels` and `probs_clean`; it holds {files}")
+        labels = z["labels"]
+        cells = {"clean": z["probs_clean"]}
+        for key in files:
+            m = PRECOMPUTED_KEY.match(key)
+            if m:
+                cells[(m["name"], int(m["severity"]))] = z[key]
+            elif key not in ("labels", "probs_clean"):
+                raise ConfigError(f"{path!r}: array {key!r} is not `labels`, `probs_clean` or "
+                                  "`probs_<corruption>_s<1..5>`")
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise ConfigError(f"{path!r}: `labels` must be a 1-D integer array; got {labels.dtype} {labels.shape}")
+    n = labels.shape[0]
+    k = cells["clean"].shape[1] if cells["clean"].ndim == 2 else None
+    for key, p in cells.items():
+        name = key if key == "clean" else f"probs_{key[0]}_s{key[1]}"
+        if p.ndim != 2 or p.shape != (n, k) or p.dtype.kind != "f":
+            raise ConfigError(f"{path!r}: `{name}` must be float (N={n}, K={k}); got {p.dtype} {p.shape}")
+        if not np.isfinite(p).all() or (p < 0).any() or np.abs(p.sum(1) - 1) .max() > 1e-3:
+            raise ConfigError(f"{path!r}: `{name}` must hold probabilities (rows in [0,1] summing to 1)")
+    if labels.min() < 0 or labels.max() >= k:
+        raise ConfigError(f"{path!r}: `labels` must lie in 0..{k - 1}")
+    if np.unique(labels).shape[0] < 2:
+        raise ConfigError(f"{path!r}: `labels` hold a single class; an audit needs at least 2")
+    return labels.astype(np.int64), {key: p.astype(np.float64) for key, p in cells.items()}
 
 
 DATA_SOURCES = {

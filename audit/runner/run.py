@@ -1,0 +1,168 @@
+"""The task-agnostic audit run: cells (cached) -> R clean-calibration / test splits -> result files.
+
+Output directory layout (every task)::
+
+    DIR/config.yaml        the exact, validated config that ran
+    DIR/cache/<cell>.npz   the arrays of each cell (model outputs, detections, examples, cache key); --resume
+    DIR/results.json       per-cell summaries (mean, 95% split interval, SE), per-split values, failed cells
+    DIR/results.csv        one row per cell
+    DIR/curves.npz         split-0 arrays per cell (ROC, risk-coverage, histograms, example frames)
+    DIR/plots/*.png, DIR/report.html   (written by audit.report on top of this)
+
+Per split r the pool is split (seeded by (seed, r)) into calibration and test items; the task fits its
+calibrated model on the CLEAN cell's calibration items only and scores every cell's test items with it.
+"""
+from __future__ import annotations
+
+import re
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from audit.errors import ConfigError
+from audit.runner import cache, executors
+from audit.runner.cells import cell_list, split_indices
+from audit.runner.results import build_results, write_results
+from audit.schema import EXECUTORS, dump
+
+__all__ = ["run", "check_out_dir", "evaluate_splits", "single_numba_thread"]
+
+
+def check_out_dir(out) -> Path:
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write_test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"output directory {str(out)!r} is not writable ({exc.strerror or exc})") from None
+    return out
+
+
+class single_numba_thread:
+    """Run the split loop with one Numba thread (restored afterwards). Each call works on a few hundred rows,
+    where parallel kernels only add overhead; on a busy 2-core machine they made this loop ~8x slower."""
+
+    def __enter__(self):
+        import numba
+
+        self.before = numba.get_num_threads()
+        numba.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        import numba
+
+        numba.set_num_threads(self.before)
+
+
+def run(task, cfg: dict, out, *, workers: int | None = None, executor: str | None = None, resume: bool = False,
+        quiet: bool = False) -> dict:
+    """Run `task`'s audit of `cfg` end to end, write the result files into `out` and return the results."""
+    t_start = time.perf_counter()
+    executor = executor or cfg["executor"]["name"]
+    workers = workers or cfg["executor"]["workers"]
+    if executor not in EXECUTORS:
+        raise ConfigError(f"`executor` must be 'local' or 'ray'; got {executor!r}")
+    if executor == "ray":
+        executors.check_ray()
+    out = check_out_dir(out)
+    cache_dir = out / "cache"
+    cache_dir.mkdir(exist_ok=True)
+    (out / "config.yaml").write_text(dump(cfg))
+    log = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
+
+    prepared = task.prepare(cfg, out, log)
+    log(f"[audit] data: {prepared.description}")
+    cells = cell_list(cfg["corruptions"])
+    arrays, failed, seconds = _compute_cells(task, cfg, prepared, cells, cache_dir, resume=resume,
+                                             executor=executor, workers=workers, quiet=quiet, log=log)
+    order = [t["cell"] for t in cells if t["cell"] in arrays]
+    data = {c: task.load_cell(prepared, arrays[c]) for c in order}
+    per_split, curves, fit_warnings = evaluate_splits(task, cfg, prepared, data, order, quiet=quiet)
+    for c in order:
+        extra = task.cell_artifacts(prepared, c, arrays[c])
+        if extra:
+            curves.setdefault(c, {}).update(extra)
+    for msg, count in fit_warnings.items():
+        log(f"[audit] calibration warning in {count} of {cfg['split']['repeats']} splits: {msg}")
+    results = build_results(task, cfg, prepared, cells, per_split, failed, seconds, fit_warnings,
+                            time.perf_counter() - t_start)
+    write_results(out, task, results, curves)
+    return results
+
+
+def _compute_cells(task, cfg, prepared, cells, cache_dir: Path, *, resume, executor, workers, quiet, log):
+    """Arrays of every cell: given by the task (prepared.ready), read from the cache (--resume) or computed on the
+    executor with a progress bar. Returns (arrays, failed: cell -> traceback, seconds: cell -> compute time)."""
+    from tqdm.auto import tqdm
+
+    arrays, failed, seconds, todo = dict(prepared.ready), {}, {}, []
+    for t in cells:
+        if t["cell"] in arrays:
+            continue
+        hit = cache.load_cell(cache_dir / f"{t['cell']}.npz", prepared.keys[t["cell"]]) if resume else None
+        if hit is None:
+            todo.append(t)
+        else:
+            arrays[t["cell"]] = hit
+    log(f"[audit] {len(cells)} cells, {len(cells) - len(todo)} ready or from cache, {len(todo)} to compute "
+        f"({executor}, {workers} worker{'s' if workers > 1 else ''})")
+    bar = tqdm(total=len(todo), desc="cells", unit="cell", disable=quiet or not todo)
+
+    def on_result(res):
+        bar.update(1)
+        seconds[res["cell"]] = res["seconds"]
+        if res["error"] is not None:
+            failed[res["cell"]] = res["error"]
+            bar.write(f"[audit] cell {res['cell']} FAILED; continuing:\n{res['error']}")
+            return
+        cache.save_cell(cache_dir / f"{res['cell']}.npz", prepared.keys[res["cell"]], res["arrays"])
+        arrays[res["cell"]] = res["arrays"]
+
+    if todo:
+        if executor == "ray":
+            executors.run_ray(task, prepared.context, todo, on_result, workers=workers,
+                              address=cfg["executor"]["address"])
+        else:
+            executors.run_local(task, prepared.context, todo, on_result, workers=workers)
+    bar.close()
+    if "clean" in failed:
+        raise RuntimeError(f"the clean cell failed, so nothing can be calibrated:\n{failed['clean']}")
+    return arrays, failed, seconds
+
+
+def evaluate_splits(task, cfg: dict, prepared, data: dict, cells: list, *, quiet: bool = True):
+    """Per-split metrics of every cell, the split-0 arrays and the calibrator's warnings.
+
+    Returns (per_split {cell: {metric: (R,) array}}, curves {cell: {name: array}}, warnings {message with the
+    numbers of the first split it appeared in: number of splits it appeared in})."""
+    from tqdm.auto import tqdm
+
+    seed, split = cfg["seed"], cfg["split"]
+    R = split["repeats"]
+    per_split, curves, seen = {}, {}, {}
+    bar = tqdm(total=R, desc="splits", unit="split", disable=quiet)
+    with single_numba_thread():
+        for r in range(R):
+            calibration, test = split_indices(prepared.n_pool, split["calibration_fraction"], seed, r)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                model = task.fit_split(cfg, prepared, data["clean"], calibration, r)
+            for w in caught:  # counted and reported once, with the numbers of its first split, not printed R times
+                key = re.sub(r"\d+(\.\d+)?", "N", str(w.message))
+                first = seen.setdefault(key, [0, f"{w.message} (numbers from split {r})"])
+                first[0] += 1
+            for c in cells:
+                metrics, extra = task.score_cell(cfg, prepared, model, data[c], test, r == 0, c)
+                row = per_split.setdefault(c, {})
+                for k, v in metrics.items():
+                    row.setdefault(k, np.full(R, np.nan))[r] = v
+                if extra is not None:
+                    curves[c] = extra
+            bar.update(1)
+    bar.close()
+    return per_split, curves, {text: count for count, text in seen.values()}

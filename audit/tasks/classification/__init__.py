@@ -1,0 +1,176 @@
+"""`task: classification` (the default): a classifier's conformal sets and abstention under input corruptions.
+
+A cell corrupts the audit pool (images or point clouds) with its own generator and runs the model on it; per
+split a `DualThresholdConformal` is fitted on the clean calibration outputs only and predicts, without labels,
+on every cell's test outputs.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from audit.errors import ConfigError
+from audit.runner.cache import file_digest, fingerprint
+from audit.runner.cells import cell_list, cell_rng
+from audit.runner.task import Prepared, Task
+from audit.tasks.classification import config, corrupt, data, evaluate, models, reference, report
+
+__all__ = ["ClassificationTask"]
+
+
+def _model_key(cfg: dict) -> str:
+    params = dict(cfg["model"]["params"])
+    digest = file_digest(params["weights"]) if "weights" in params else ""
+    return fingerprint(cfg["data"], cfg["model"], digest, cfg["seed"], cfg["split"]["train_fraction"],
+                       cfg["split"]["max_samples"])
+
+
+def _predictor_state(predictor) -> list:
+    """Arrays and plain fields of a prepared model (e.g. the fitted logistic regression), for the cache key."""
+    if predictor is None:
+        return []
+    return [v for k, v in sorted(vars(predictor).items()) if not k.startswith("_")]
+
+
+def _corruption_code(name: str) -> str:
+    """Digest of the code a corruption runs: the perturbations package for built-ins, the module of a custom one."""
+    import importlib
+    import inspect
+
+    if name == "clean":
+        return ""
+    module = name.partition(":")[0] if ":" in name else "perturbations"
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        return ""
+    path = Path(inspect.getfile(mod))
+    files = sorted(path.parent.rglob("*.py")) if path.name == "__init__.py" else [path]
+    return fingerprint(*[f.read_bytes().decode("utf-8", "replace") for f in files])
+
+
+def _pack_examples(ex) -> dict:
+    """Example inputs of any shape (images H x W [x C], clouds N_i x 3) as one array split by counts."""
+    if not ex:
+        return {}
+    return {"examples": np.concatenate([np.asarray(x) for x in ex]),
+            "example_counts": np.array([len(x) for x in ex], dtype=np.int64)}
+
+
+class ClassificationTask(Task):
+    name = "classification"
+    help = "a classifier's conformal sets and abstention under image or point-cloud corruptions (default)"
+    metrics = evaluate.METRICS
+    csv_metrics = ("coverage", "set_size", "empty_rate", "accuracy", "abstain_rate", "selective_risk",
+                   "coverage_accepted", "auroc", "auroc_miscoverage", "auroc_label_nll",
+                   "abstain_gridmean_label_nll", "qhat", "tau")
+    count_metric = "coverage"
+
+    def validate(self, raw, *, base_dir=None, check_names=True):
+        return config.validate(raw, base_dir=base_dir, check_names=check_names)
+
+    def listing(self) -> str:
+        lines = ["task: classification (default)", "  data sources (data.name):"]
+        lines += [f"    {name:18s} [{src.modality}] {src.help}" for name, src in data.DATA_SOURCES.items()]
+        lines.append("  models (model.name):")
+        lines += [f"    {name:18s} {m.help}" for name, m in models.MODELS.items()]
+        for modality in ("image", "pointcloud"):
+            try:
+                names = corrupt.corruption_names(modality)
+            except ImportError as exc:
+                names = [f"(unavailable: {exc})"]
+            lines.append(f"  {modality} corruptions (corruptions[].name):\n    " + ", ".join(names))
+        lines.append("    or a function of your own: 'package.module:function' called as "
+                     "function(x, severity, rng, **params)")
+        lines.append("  scores (conformal.score.name): " + ", ".join(
+            f"{k}({', '.join(v)})" if v else k for k, v in config.SCORES.items()))
+        lines.append("  abstention statistics (abstention.statistic): " + ", ".join(config.STATISTICS))
+        lines.append("  abstention rules (abstention.rule.name): " + ", ".join(
+            f"{k}({', '.join(v)})" if v else k for k, v in config.RULES.items()))
+        lines.append("  abstention targets (abstention.target): " + ", ".join(config.TARGETS))
+        return "\n".join(lines)
+
+    def train(self, cfg):
+        return reference.train_from_config(cfg)
+
+    # --- run -------------------------------------------------------------------------------------------------
+    def prepare(self, cfg, out, log) -> Prepared:
+        source = data.DATA_SOURCES[cfg["data"]["name"]]
+        dataset = source.load(cfg["data"]["params"], cfg["split"], cfg["seed"])
+        labels = dataset.pool_labels
+        if np.unique(labels).shape[0] < 2:
+            raise ConfigError("the audit pool holds a single class; an audit needs at least 2")
+        cells = cell_list(cfg["corruptions"])
+        info = {"description": dataset.description, "synthetic": dataset.synthetic, "modality": dataset.modality,
+                "n_pool": int(labels.shape[0]), "n_train": int(dataset.train_labels.shape[0]),
+                "class_names": list(dataset.class_names),
+                "n_calibration": int(round(cfg["split"]["calibration_fraction"] * labels.shape[0]))}
+        state = {"labels": labels}
+        if dataset.modality == "outputs":
+            given = dataset.extra["cells"]
+            ready = {}
+            for t in cells:
+                key = "clean" if t["name"] == "clean" else (t["name"], t["severity"])
+                if key not in given:
+                    raise ConfigError(f"precomputed outputs {cfg['data']['params']['path']!r} have no array "
+                                      f"`probs_{t['name']}_s{t['severity']}` for config corruption {t['name']!r}")
+                ready[t["cell"]] = {"probs": given[key]}
+            return Prepared(dataset.description, int(labels.shape[0]), {}, {}, info, ready=ready, state=state)
+        predictor = models.MODELS[cfg["model"]["name"]].prepare(cfg["model"]["params"], dataset, cfg["seed"],
+                                                                train_dir=Path(out) / "model")
+        # The cache key covers everything that shapes a cell's outputs: config, weights bytes, the audit inputs
+        # and labels themselves, the fitted in-process model, and the source of the corruption code.
+        mkey = fingerprint(_model_key(cfg), labels, dataset.pool_inputs, _predictor_state(predictor))
+        keys = {t["cell"]: fingerprint(mkey, t["name"], t["severity"], t["params"], cfg["output"]["examples"],
+                                       _corruption_code(t["name"])) for t in cells}
+        context = {"inputs": dataset.pool_inputs, "modality": dataset.modality, "predictor": predictor,
+                   "seed": cfg["seed"], "n_classes": dataset.n_classes, "n_examples": cfg["output"]["examples"]}
+        return Prepared(dataset.description, int(labels.shape[0]), context, keys, info, state=state)
+
+    def setup_worker(self, context):
+        if getattr(context.get("predictor"), "needs_torch", False):
+            import torch  # noqa: F401  (loaded before the thread limits, so they reach torch's pool)
+
+    def compute_cell(self, context, cell):
+        inputs = context["inputs"]
+        if cell["name"] != "clean":
+            rng = cell_rng(context["seed"], cell["name"], cell["severity"])
+            inputs = corrupt.corrupt_inputs(context["modality"], inputs, cell["name"], cell["severity"],
+                                            cell["params"], rng)
+        probs = np.asarray(context["predictor"].predict_proba(inputs), dtype=np.float64)
+        n = len(context["inputs"])
+        if probs.shape != (n, context["n_classes"]):
+            raise ValueError(f"model outputs have shape {probs.shape}; expected ({n}, {context['n_classes']})")
+        examples = [np.array(x) for x in inputs[: context["n_examples"]]]
+        return {"probs": probs, **_pack_examples(examples)}
+
+    def load_cell(self, prepared, arrays):
+        return arrays["probs"]
+
+    def cell_artifacts(self, prepared, cell, arrays):
+        return {k: arrays[k] for k in ("examples", "example_counts") if k in arrays}
+
+    def fit_split(self, cfg, prepared, clean, calibration, r):
+        labels = prepared.state["labels"]
+        model = config.make_calibrator(cfg, cfg["seed"] + 1000 * r + 17)
+        return model.fit(clean[calibration], labels[calibration])
+
+    def score_cell(self, cfg, prepared, model, probs, test, first, cell):
+        labels = prepared.state["labels"][test]
+        target, allow_empty = cfg["abstention"]["target"], cfg["conformal"]["allow_empty"]
+        p = probs[test]
+        d = model.predict(p)
+        m = evaluate.cell_metrics(d, p, labels, target, allow_empty)
+        m["qhat"], m["tau"] = float(np.max(model.qhat_)), float(model.tau_)
+        if not first:
+            return m, None
+        sets = np.asarray(d.sets) if allow_empty else evaluate.nonempty(np.asarray(d.sets), p)
+        covered = sets[np.arange(test.shape[0]), labels]
+        err = np.asarray(d.prediction) != labels
+        return m, {"statistic": np.asarray(d.statistic, dtype=np.float64),
+                   "event": (err if target == "error" else ~covered),
+                   "set_size": sets.sum(1).astype(np.int64), "abstain": np.asarray(d.abstain, dtype=bool)}
+
+    def report(self, results, curves, plot_dir):
+        return report.report_parts(results, curves, plot_dir)

@@ -1,0 +1,139 @@
+"""The config schema of `task: classification` (the default task): data, model, split, conformal, abstention,
+corruptions, executor, output. Every component is checked against its registry at load time."""
+from __future__ import annotations
+
+import inspect
+
+from audit import schema as S
+from audit.errors import ConfigError
+from audit.tasks.classification import corrupt, data, models
+
+__all__ = ["TOP_KEYS", "SPLIT_DEFAULTS", "CONFORMAL_DEFAULTS", "ABSTENTION_DEFAULTS", "SCORES", "STATISTICS",
+           "RULES", "TARGETS", "validate", "make_calibrator"]
+
+TOP_KEYS = {
+    "name": "a label for the report (default: the config file's stem)",
+    "task": "'classification' (default) or 'detection' (see docs/audit.md)",
+    "seed": "integer seed for splits, corruptions and in-process training",
+    "data": "{name, params}: where the inputs and labels come from",
+    "split": "{train_fraction, calibration_fraction, repeats, max_samples}",
+    "model": "{name, params}: the classifier to audit",
+    "conformal": "{score, alpha, allow_empty}",
+    "abstention": "{statistic, rule, target, abstain_fraction}",
+    "corruptions": "list of {name, severities, params}",
+    "executor": "{name: local|ray, workers, address}",
+    "output": "{plots, report, examples, render_png}",
+}
+
+SPLIT_DEFAULTS = {"train_fraction": 0.5, "calibration_fraction": 0.5, "repeats": 20, "max_samples": None}
+CONFORMAL_DEFAULTS = {"score": {"name": "raps", "params": {}}, "alpha": 0.1, "allow_empty": True}
+ABSTENTION_DEFAULTS = {"statistic": "entropy", "rule": {"name": "youden", "params": {}}, "target": "error",
+                       "abstain_fraction": 0.5}
+
+
+def _registries():
+    """Names and parameters of the core's scores, statistics, rules and targets (the single source of truth)."""
+    from conformal.abstention import RULES, STATISTICS, TARGETS
+    from conformal.scores import get_score, score_names
+
+    scores = {}
+    for name in score_names():
+        sig = inspect.signature(type(get_score(name)).__init__)
+        scores[name] = tuple(n for n, p in sig.parameters.items() if n != "self"
+                             and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+    rules = {k: tuple(v) for k, v in RULES.items()}
+    # accept_coverage takes the parameters of its tau sub-rule too
+    rules["accept_coverage"] += tuple(p for r in ("youden", "fpr", "budget") for p in rules[r])
+    return scores, tuple(STATISTICS), rules, tuple(TARGETS)
+
+
+SCORES, STATISTICS, RULES, TARGETS = _registries()
+
+
+def make_calibrator(cfg: dict, seed: int):
+    """The dual-threshold calibrator a config describes (unfitted)."""
+    from conformal import DualThresholdConformal, get_score
+
+    conf, abst = cfg["conformal"], cfg["abstention"]
+    return DualThresholdConformal(score=get_score(conf["score"]["name"], **conf["score"]["params"]),
+                                  alpha=conf["alpha"], statistic=abst["statistic"], rule=abst["rule"]["name"],
+                                  target=abst["target"], abstain_fraction=abst["abstain_fraction"],
+                                  random_state=seed, **abst["rule"]["params"])
+
+
+def _check_calibrator(cfg: dict) -> None:
+    """Build the dual-threshold calibrator and fit it once on synthetic outputs, so that a bad parameter value
+    (not only a bad key) fails at load time, before any model runs."""
+    import warnings
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    logits = 2.0 * rng.normal(size=(4000, 4))
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    labels = (probs.cumsum(1) < rng.uniform(size=(4000, 1))).sum(1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            make_calibrator(cfg, 0).fit(probs, labels)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"config keys `conformal` / `abstention` are rejected by the calibrator: {exc}") from None
+
+
+def validate(raw: dict, *, base_dir=None, check_names: bool = True) -> dict:
+    """Check a classification config mapping and return a new, fully explicit one (defaults filled in, paths
+    resolved). `check_names=False` skips the checks that import the model, data and corruption registries."""
+    S.check_keys(raw, TOP_KEYS.keys(), "")
+    for key in ("data", "model", "corruptions"):
+        if key not in raw:
+            raise ConfigError(f"config key `{key}` is required ({TOP_KEYS[key]})")
+    cfg = S.name_and_seed(raw, "audit")
+    cfg["task"] = "classification"
+    cfg["data"] = S.component(raw["data"], "data", data.DATA_SOURCES if check_names else None)
+    cfg["model"] = S.component(raw["model"], "model", models.MODELS if check_names else None)
+    if check_names:
+        data.DATA_SOURCES[cfg["data"]["name"]].check_params(cfg["data"]["params"], "data.params", base_dir)
+        models.MODELS[cfg["model"]["name"]].check_params(cfg["model"]["params"], "model.params", base_dir)
+        if (cfg["data"]["name"] == "precomputed") != (cfg["model"]["name"] == "precomputed"):
+            raise ConfigError("config keys `data.name` and `model.name` must both be 'precomputed' or neither "
+                              f"(got data {cfg['data']['name']!r}, model {cfg['model']['name']!r}); precomputed "
+                              "outputs carry their own labels and replace both the data and the model")
+
+    split = S.merged(raw.get("split"), SPLIT_DEFAULTS, "split")
+    split["train_fraction"] = S.fraction(split["train_fraction"], "split.train_fraction", open_low=False)
+    split["calibration_fraction"] = S.fraction(split["calibration_fraction"], "split.calibration_fraction")
+    split["repeats"] = S.integer(split["repeats"], "split.repeats", lo=1)
+    if split["max_samples"] is not None:
+        split["max_samples"] = S.integer(split["max_samples"], "split.max_samples", lo=20)
+    cfg["split"] = split
+
+    conf = S.merged(raw.get("conformal"), CONFORMAL_DEFAULTS, "conformal")
+    conf["score"] = S.component(conf["score"], "conformal.score", SCORES)
+    S.check_keys(conf["score"]["params"], SCORES[conf["score"]["name"]], "conformal.score.params")
+    conf["alpha"] = S.fraction(conf["alpha"], "conformal.alpha")
+    conf["allow_empty"] = S.boolean(conf["allow_empty"], "conformal.allow_empty")
+    cfg["conformal"] = conf
+
+    abst = S.merged(raw.get("abstention"), ABSTENTION_DEFAULTS, "abstention")
+    if abst["statistic"] not in STATISTICS:
+        raise ConfigError(f"config key `abstention.statistic` is {abst['statistic']!r}; allowed values: "
+                          f"{', '.join(STATISTICS)}")
+    abst["rule"] = S.component(abst["rule"], "abstention.rule", RULES)
+    S.check_keys(abst["rule"]["params"], RULES[abst["rule"]["name"]], "abstention.rule.params")
+    if abst["target"] not in TARGETS:
+        raise ConfigError(f"config key `abstention.target` is {abst['target']!r}; allowed values: "
+                          f"{', '.join(TARGETS)}")
+    abst["abstain_fraction"] = S.fraction(abst["abstain_fraction"], "abstention.abstain_fraction")
+    cfg["abstention"] = abst
+    _check_calibrator(cfg)
+
+    modality = data.DATA_SOURCES[cfg["data"]["name"]].modality if check_names else None
+
+    def check_name(name, path):
+        if check_names:
+            corrupt.check_corruption(name, modality, cfg["data"]["name"], path)
+
+    cfg["corruptions"] = S.corruption_list(raw["corruptions"], check_name)
+    cfg["executor"] = S.executor(raw.get("executor"))
+    cfg["output"] = S.output(raw.get("output"))
+    return cfg

@@ -1,0 +1,88 @@
+"""Metrics of a classification audit, per split and cell.
+
+Per split r (audit.runner): a dual-threshold calibrator (conformal threshold + abstention threshold) is fitted on
+the clean calibration part only, then predicts, without labels, on the test part of every cell. Labels are used
+afterwards, only to score the predictions (`cell_metrics`).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+METRICS = {
+    "coverage": "fraction of test points whose true label is in the conformal set",
+    "set_size": "mean size of the conformal set",
+    "empty_rate": "fraction of empty conformal sets, before the never-empty guard (if enabled)",
+    "accuracy": "top-1 accuracy (no abstention)",
+    "abstain_rate": "fraction of test points the abstention threshold rejects",
+    "selective_risk": "rate of the target event among accepted points",
+    "coverage_accepted": "coverage among accepted points",
+    "auroc": "AUROC of the label-free statistic for the target event",
+    "auroc_miscoverage": "AUROC of the label-free statistic for 'label not in set' (the research's target)",
+    "auroc_label_nll": "AUROC of -log p_y (USES THE LABEL, research's statistic) for 'label not in set'",
+    "abstain_gridmean_label_nll": "research's reported 'abstention rate': mean over its fixed tau grid of "
+                                  "P(-log p_y > tau); USES THE LABEL, no operating point",
+    "qhat": "conformal threshold (fitted on clean calibration data)",
+    "tau": "abstention threshold (fitted on clean calibration data)",
+}
+
+
+# The research's tau grid for CIFAR-100/ImageNet (paper-method.md, section 2.3): ~148 unique values in [0, 5].
+RESEARCH_TAU_GRID = np.unique(np.concatenate([np.linspace(0, 0.1, 50), np.linspace(0.1, 1, 50),
+                                              np.exp(np.linspace(0, np.log(5), 50))]))
+
+
+def auroc(scores: np.ndarray, positives: np.ndarray) -> float:
+    """Exact AUROC (ties count 1/2), NaN when only one class is present."""
+    pos = positives.astype(bool)
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    order = np.argsort(scores, kind="mergesort")
+    s = scores[order]
+    ranks = np.empty(s.shape[0], dtype=np.float64)
+    # average ranks over ties
+    starts = np.r_[0, np.flatnonzero(np.diff(s)) + 1]
+    ends = np.r_[starts[1:], s.shape[0]]
+    avg = (starts + ends + 1) / 2.0
+    ranks[order] = np.repeat(avg, ends - starts)
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def nonempty(sets: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Sets with the top-1 class added where a set is empty (a superset: coverage can only rise)."""
+    empty = ~sets.any(1)
+    if not empty.any():
+        return sets
+    out = sets.copy()
+    out[np.flatnonzero(empty), probs[empty].argmax(1)] = True
+    return out
+
+
+def cell_metrics(decisions, probs: np.ndarray, labels: np.ndarray, target: str, allow_empty: bool = True) -> dict:
+    sets, abstain = np.asarray(decisions.sets), np.asarray(decisions.abstain, dtype=bool)
+    empty_rate = float((sets.sum(1) == 0).mean())  # before the guard: how often the calibrator gave nothing
+    if not allow_empty:
+        sets = nonempty(sets, probs)
+    pred, stat = np.asarray(decisions.prediction), np.asarray(decisions.statistic, dtype=np.float64)
+    n = labels.shape[0]
+    covered = sets[np.arange(n), labels]
+    error = pred != labels
+    event = error if target == "error" else ~covered
+    accepted = ~abstain
+    p_y = probs[np.arange(n), labels]
+    nll = -np.log(np.maximum(p_y, 1e-300))
+    return {
+        "coverage": float(covered.mean()),
+        "set_size": float(sets.sum(1).mean()),
+        "empty_rate": empty_rate,
+        "accuracy": float((~error).mean()),
+        "abstain_rate": float(abstain.mean()),
+        "selective_risk": float(event[accepted].mean()) if accepted.any() else math.nan,
+        "coverage_accepted": float(covered[accepted].mean()) if accepted.any() else math.nan,
+        "auroc": auroc(stat, event),
+        "auroc_miscoverage": auroc(stat, ~covered),
+        "auroc_label_nll": auroc(nll, ~covered),
+        "abstain_gridmean_label_nll": float((nll[:, None] > RESEARCH_TAU_GRID[None, :]).mean()),
+    }

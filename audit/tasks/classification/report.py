@@ -1,0 +1,82 @@
+"""The classification task's share of report.html: summary paragraph, caveats, the summary table, plots."""
+from __future__ import annotations
+
+import html
+import math
+
+from audit.pages import fmt, params_text
+from audit.runner.task import ReportParts
+from audit.tasks.classification.plots import draw_all
+
+__all__ = ["report_parts", "caveats", "summary_table"]
+
+TABLE_METRICS = [("coverage", "coverage"), ("set_size", "set size"), ("abstain_rate", "abstain"),
+                 ("selective_risk", "sel. risk"), ("accuracy", "accuracy"), ("auroc", "AUROC"),
+                 ("empty_rate", "empty")]
+
+
+def caveats(results: dict) -> list:
+    cfg, data = results["config"], results["data"]
+    alpha = cfg["conformal"]["alpha"]
+    out = []
+    if data["synthetic"]:
+        out.append(f"The data are SYNTHETIC: {html.escape(data['description'])}. Numbers describe this generator, "
+                   "not any real sensor.")
+    out.append(f"Conformal coverage >= {1 - alpha:.2f} is guaranteed only when test data are exchangeable with the "
+               "clean calibration data, i.e. for the 'clean' row. Corrupted rows are a stress test under covariate "
+               "shift, where split conformal prediction gives no guarantee; their coverage is measured, not promised.")
+    out.append("Both thresholds (conformal q-hat and abstention tau) are fitted on clean calibration data only; the "
+               f"abstention statistic '{cfg['abstention']['statistic']}' uses no label. The column 'AUROC -log p_y' "
+               "reproduces the research's label-using statistic for comparison only: it cannot be computed at "
+               "deployment.")
+    rule = cfg["abstention"]["rule"]["name"]
+    if rule in ("youden", "fpr", "budget"):
+        out.append(f"The abstention rule '{rule}' is a heuristic operating point: it carries no guarantee on the "
+                   "selective risk (use rule 'selective_risk' for a finite-sample guarantee).")
+    R = cfg["split"]["repeats"]
+    out.append(f"Intervals in brackets: 2.5%-97.5% quantiles over {R} random calibration/test splits of the "
+               f"{data['n_pool']} audit samples ({data['n_calibration']} calibration each)"
+               + ("; with fewer than 20 splits they are rough." if R < 20 else "."))
+    for msg, count in results.get("calibration_warnings", {}).items():
+        out.append(f"The calibrator warned in {count} of {R} splits: {html.escape(msg)}")
+    if data["modality"] == "outputs":
+        out.append("Model outputs were supplied precomputed; this audit cannot check how they were produced.")
+    if results.get("failed_cells"):
+        out.append(f"{len(results['failed_cells'])} cell(s) FAILED and are missing: "
+                   f"{', '.join(sorted(results['failed_cells']))} (tracebacks in results.json).")
+    return out
+
+
+def summary_table(results: dict) -> str:
+    alpha = results["config"]["conformal"]["alpha"]
+    head = "".join(f"<th>{h}</th>" for _, h in TABLE_METRICS)
+    rows = []
+    for r in results["cells"]:
+        cls = " class='clean'" if r["cell"] == "clean" else ""
+        tds = []
+        for m, _ in TABLE_METRICS:
+            bad = m == "coverage" and math.isfinite(r[m]["mean"]) and r[m]["mean"] < 1 - alpha - 0.02
+            tds.append(f"<td{' class=bad' if bad else ''}>{fmt(r[m])}</td>")
+        nll = fmt(r["auroc_label_nll"])
+        sev = "" if r["cell"] == "clean" else r["severity"]
+        rows.append(f"<tr{cls}><td class='l'>{html.escape(r['corruption'])}</td><td>{sev}</td>{''.join(tds)}"
+                    f"<td>{nll}</td></tr>")
+    return (f"<table><tr><th class='l'>corruption</th><th>sev.</th>{head}<th>AUROC -log p<sub>y</sub> "
+            f"(uses label)</th></tr>{''.join(rows)}</table>")
+
+
+def report_parts(results: dict, curves: dict, plot_dir) -> ReportParts:
+    cfg = results["config"]
+    made = draw_all(results, curves, plot_dir) if cfg["output"]["plots"] else []
+    clean = next(r for r in results["cells"] if r["cell"] == "clean")
+    alpha = cfg["conformal"]["alpha"]
+    head = (f"<p><b>Data:</b> {html.escape(results['data']['description'])}. <b>Model:</b> "
+            f"{html.escape(cfg['model']['name'])} {html.escape(params_text(cfg['model']['params']))}. <b>Score:</b> "
+            f"{html.escape(cfg['conformal']['score']['name'])}, "
+            f"alpha = {alpha}. <b>Abstention:</b> statistic {html.escape(cfg['abstention']['statistic'])}, rule "
+            f"{html.escape(cfg['abstention']['rule']['name'])}, target {html.escape(cfg['abstention']['target'])}. "
+            f"<b>Clean coverage:</b> {clean['coverage']['mean']:.3f} (target {1 - alpha:.2f}), "
+            f"<b>clean abstention:</b> {clean['abstain_rate']['mean']:.3f}. {len(results['cells'])} cells x "
+            f"{cfg['split']['repeats']} splits in {results['wall_seconds']:.1f} s.</p>")
+    return ReportParts(title=f"Audit: {cfg['name']}", heading=f"Robustness audit: {cfg['name']}", head=head,
+                       caveats=caveats(results), tables=summary_table(results), plots=made)
