@@ -308,7 +308,7 @@ def test_calibration_warnings_are_counted_and_reported(tmp_path):
 
 
 def test_crashed_detection_cell_is_reported_and_others_continue(tmp_path, monkeypatch):
-    import audit.tasks.detection.cells as D
+    import audit.tasks.detection.sources.synthetic as D
 
     real_apply = D.apply
 

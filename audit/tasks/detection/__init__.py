@@ -1,17 +1,12 @@
-"""The detection audit (`task: detection`): a SIMULATED detector on SYNTHETIC scenes, calibrated on clean frames,
-evaluated under named detector degradations.
-
-No real detector or detection data set can run offline in this project. The data are the scenes of
-`conformal.detection.synthetic.make_scenes`, and the "model" is the detector it simulates, with known ground
-truth. A cell is the clean detector or one degradation (`audit.tasks.detection.degradations`) at one severity.
+"""The detection audit (`task: detection`): a detector's conformal boxes, class sets and recall threshold,
+calibrated on clean frames, evaluated under corruptions.
 
 Pipeline:
-  1. every cell simulates the same pool of `n_frames` frames of the clean detector (frame i is seeded by (seed, i)
-     only) and, unless it is the clean cell, degrades them after the fact (`audit.tasks.detection.degradations`), so the
-     ground truth and every untouched detection are identical in every cell and a difference between cells
-     comes from the degradation alone; the detections are cached in `cache/<cell>.npz` for `--resume`;
-  2. for r in 1..R: the frame pool is split at random (seeded by (seed, r)) into calibration and test frames;
-     a `ConformalDetector` is fitted on the CLEAN cell's calibration frames only;
+  1. every cell makes the (prediction, ground truth) frames of the same pool with the data source
+     (`audit.tasks.detection.sources`): the clean cell as is, the others under one corruption at one severity;
+     the frames are cached in `cache/<cell>.npz` for `--resume`;
+  2. for r in 1..R (audit.runner): the frame pool is split at random (seeded by (seed, r)) into calibration and
+     test frames; a `ConformalDetector` is fitted on the CLEAN cell's calibration frames only;
   3. the fitted detector predicts, without labels, on the test frames of every cell; `evaluate_detector` then
      scores the predictions against the ground truth.
 """
@@ -22,16 +17,15 @@ import warnings
 from audit.runner.cache import fingerprint
 from audit.runner.cells import cell_list
 from audit.runner.task import Prepared, Task
-from audit.tasks.detection import cells as C
-from audit.tasks.detection import config, evaluate, report
-from audit.tasks.detection.degradations import DEGRADATIONS
+from audit.tasks.detection import config, evaluate, frames, report
+from audit.tasks.detection.sources import SOURCES
 
 __all__ = ["DetectionTask"]
 
 
 class DetectionTask(Task):
     name = "detection"
-    help = "a detector's conformal boxes, class sets and recall under detector degradations (SYNTHETIC, simulated)"
+    help = "a detector's conformal boxes, class sets and recall threshold under corruptions"
     metrics = evaluate.METRICS
     csv_metrics = tuple(evaluate.METRICS)
     count_metric = "box_coverage"
@@ -40,36 +34,38 @@ class DetectionTask(Task):
         return config.validate(raw, base_dir=base_dir, check_names=check_names)
 
     def listing(self) -> str:
-        lines = ["task: detection (SYNTHETIC scenes, SIMULATED detector; see docs/audit.md)"]
-        lines += [f"  {name:18s} {help_}" for name, help_ in {**config.DATA_SOURCES, **config.MODELS}.items()]
-        lines.append("  detector degradations (corruptions[].name), values at severity 1..5:")
-        for name, d in DEGRADATIONS.items():
-            t2 = "n/a" if d.table_2d is None else ", ".join(f"{v:g}" for v in d.table_2d) + f" {d.unit_2d}"
-            t3 = "n/a" if d.table_3d is None else ", ".join(f"{v:g}" for v in d.table_3d) + f" {d.unit_3d}"
-            lines.append(f"    {name:16s} {d.help}\n{'':22s}{d.rule}; 2D: {t2.strip()}; 3D: {t3.strip()}")
-        return "\n".join(lines)
+        lines = ["task: detection (see docs/audit.md)", "  data sources (data.name) and their models (model.name):"]
+        for name, src in SOURCES.items():
+            lines.append(f"    {name:18s} {src.help}")
+            lines += [f"      model {m}: {h}" for m, h in src.models.items()]
+            lines.append(src.listing())
+        return "\n".join(line for line in lines if line)
 
     def train(self, cfg):
-        from audit.errors import ConfigError
-
-        raise ConfigError("task 'detection' audits a simulated detector; there is no model to train")
+        return SOURCES[cfg["data"]["name"]].train(cfg)
 
     def prepare(self, cfg, out, log) -> Prepared:
-        p = cfg["data"]["params"]
-        base = fingerprint(cfg["data"], cfg["model"], cfg["seed"], C.code_digest())
+        source = SOURCES[cfg["data"]["name"]]
+        dim, n = source.dim(cfg["data"]), source.n_frames(cfg["data"])
+        base = fingerprint(cfg["data"], cfg["model"], cfg["seed"], source.code_digest(cfg))
         keys = {t["cell"]: fingerprint(base, t["name"], t["severity"]) for t in cell_list(cfg["corruptions"])}
-        context = {"dim": p["dim"], "scene": p, "detector": cfg["model"]["params"], "n_frames": p["n_frames"],
-                   "seed": cfg["seed"]}
-        info = {"description": C.describe(cfg), "synthetic": True, "modality": f"detection{p['dim']}d",
-                "dim": p["dim"], "n_pool": p["n_frames"], "class_names": [f"class {k}" for k in range(p["n_classes"])],
-                "n_calibration": round(cfg["split"]["calibration_fraction"] * p["n_frames"])}
-        return Prepared(C.describe(cfg), p["n_frames"], context, keys, info, state={"dim": p["dim"]})
+        context = {"source": source.name, "dim": dim, **source.context(cfg)}
+        description = source.describe(cfg)
+        info = {"description": description, "synthetic": source.synthetic, "tag": source.tag,
+                "modality": f"detection{dim}d", "dim": dim, "n_pool": n, "class_names": source.class_names(cfg),
+                "image_size": source.image_size(cfg["data"]),
+                "n_calibration": round(cfg["split"]["calibration_fraction"] * n)}
+        return Prepared(description, n, context, keys, info, state={"dim": dim})
+
+    def setup_worker(self, context):
+        SOURCES[context["source"]].setup_worker(context)
 
     def compute_cell(self, context, cell):
-        return C.compute_cell(context, cell)
+        preds, gts = SOURCES[context["source"]].frames(context, cell)
+        return frames.pack(preds, gts, context["dim"])
 
     def load_cell(self, prepared, arrays):
-        return C.unpack(arrays, prepared.state["dim"])
+        return frames.unpack(arrays, prepared.state["dim"])
 
     def fit_split(self, cfg, prepared, clean, calibration, r):
         preds, gts = clean

@@ -1,4 +1,4 @@
-"""Plots and report.html of a detection audit, drawn from results.json and curves.npz only (no simulation)."""
+"""Plots and report.html of a detection audit, drawn from results.json and curves.npz only (no model runs)."""
 from __future__ import annotations
 
 import html
@@ -12,7 +12,7 @@ from audit.plotting import grid as _grid
 from audit.plotting import heatmap
 from audit.plotting import plt as _plt
 from audit.runner.task import ReportParts
-from audit.tasks.detection.degradations import DEGRADATIONS
+from audit.tasks.detection.sources import SOURCES
 
 # metric, title, target line (a function of the config's conformal section), "higher is better"
 PANELS = [
@@ -27,6 +27,11 @@ PANELS = [
 ]
 TARGET_NAMES = {"box_coverage": "1 - alpha", "class_coverage": "1 - alpha_cls",
                 "joint_coverage": "1 - alpha - alpha_cls", "recall_risk": "recall_alpha"}
+
+
+def _tag(results: dict, sep: str = " ") -> str:
+    tag = results["data"].get("tag") or ""
+    return f"{sep}({tag})" if tag and sep == " " else (f"{sep}{tag}" if tag else "")
 
 
 def heatmaps(results: dict, path: Path) -> None:
@@ -53,7 +58,7 @@ def heatmaps(results: dict, path: Path) -> None:
         tgt = f"; {TARGET_NAMES[m]} = {t:.2f}" if t is not None else ""
         ax.set_title(f"{title}\nclean {clean:.3f}{tgt}", fontsize=10)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    fig.suptitle(f"{results['config']['name']} (SYNTHETIC scenes, SIMULATED detector): mean over "
+    fig.suptitle(f"{results['config']['name']}{_tag(results)}: mean over "
                  f"{results['config']['split']['repeats']} splits, calibrated on clean frames", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -88,10 +93,11 @@ def metrics_vs_severity(results: dict, path: Path) -> None:
     legend_ax = axes.flat[-1]
     handles, labels = axes.flat[0].get_legend_handles_labels()
     legend_ax.axis("off")
-    legend_ax.legend(handles, labels, loc="center", fontsize=9, frameon=False, title="degradation")
+    legend_ax.legend(handles, labels, loc="center", fontsize=9, frameon=False, title="corruption")
     delta = conf["recall_delta"] if conf["recall_alpha"] is not None else None
-    fig.suptitle("SYNTHETIC scenes, SIMULATED detector. Mean over splits with 95% split interval (band); severity 0 = "
-                 "clean detector. Guarantees hold for "
+    tag = results["data"].get("tag") or ""
+    fig.suptitle((f"{tag}. " if tag else "") + "Mean over splits with 95% split interval (band); severity 0 = "
+                 "clean data. Guarantees hold for "
                  "the clean point only" + (f"; the recall bound holds with probability >= {1 - delta:.2f}" if delta
                                            else ""), fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.96))
@@ -159,7 +165,7 @@ def _draw_frame(ax, curves: dict, cell: str, dim: int, image_size) -> bool:
 
 
 def examples(results: dict, curves: dict, path: Path) -> bool:
-    """One test frame (the same scene everywhere) per degradation (rows) x severity (columns), with the split-0
+    """One test frame (the same scene everywhere) per corruption (rows) x severity (columns), with the split-0
     detector's kept detections and intervals."""
     plt = _plt()
     from matplotlib.lines import Line2D
@@ -170,7 +176,7 @@ def examples(results: dict, curves: dict, path: Path) -> bool:
     corrs = [c["name"] for c in results["config"]["corruptions"]] or [None]
     sevs = sorted({s for c in results["config"]["corruptions"] for s in c["severities"]})
     cols = len(sevs) + 1
-    size = results["config"]["data"]["params"]["image_size"]
+    size = results["data"].get("image_size") or results["config"]["data"]["params"].get("image_size") or [1, 1]
     cw = 2.6 if dim == 2 else 3.2
     ch = cw * (size[0] / size[1] if dim == 2 else 1.0)
     fig, axes = plt.subplots(len(corrs), cols, figsize=(cw * cols + 1.2, ch * len(corrs) + 1.0), squeeze=False)
@@ -198,8 +204,8 @@ def examples(results: dict, curves: dict, path: Path) -> bool:
                    Line2D([], [], color="tab:red", lw=0.8, ls="--", label="centre x/y interval"),
                    Line2D([], [], color="k", marker="^", ls="", label="sensor")]
     frame = int(curves["clean__ex_frame"])
-    fig.suptitle(f"Frame {frame} (SYNTHETIC scene, same in every cell) with the split-0 detector calibrated on "
-                 "clean frames", fontsize=10)
+    fig.suptitle(f"Frame {frame} (the same scene in every cell{_tag(results, ', ')}) with the split-0 detector "
+                 "calibrated on clean frames", fontsize=10)
     fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.05, 1, 0.97))
     fig.savefig(path, dpi=100)
@@ -212,11 +218,11 @@ def draw_all(results: dict, curves: dict, plot_dir: Path) -> list:
     made = []
     if results["config"]["corruptions"]:
         heatmaps(results, plot_dir / "heatmaps.png")
-        made.append(("heatmaps.png", "Box coverage, class-set coverage and recall risk per degradation and severity"))
+        made.append(("heatmaps.png", "Box coverage, class-set coverage and recall risk per corruption and severity"))
     metrics_vs_severity(results, plot_dir / "metrics_vs_severity.png")
     made.append(("metrics_vs_severity.png", "Metrics vs severity with 95% split intervals and the targets"))
     if examples(results, curves, plot_dir / "examples.png"):
-        made.append(("examples.png", "One test frame per degradation and severity"))
+        made.append(("examples.png", "One test frame per corruption and severity"))
     return made
 
 
@@ -245,30 +251,15 @@ def summary_table(results: dict) -> str:
         return f"<td>{'&le;' if m == 'recall_risk' else '&ge;'} {targets[m]:.2f}</td>"
 
     tgt = "".join(target_cell(m) for m, _ in TABLE)
-    return (f"<table><tr><th class='l'>degradation</th><th>sev.</th>{head}</tr>"
+    return (f"<table><tr><th class='l'>corruption</th><th>sev.</th>{head}</tr>"
             f"<tr><td class='l'><i>target (clean only)</i></td><td></td>{tgt}</tr>{''.join(rows)}</table>")
-
-
-def degradation_table(results: dict) -> str:
-    dim = results["data"]["dim"]
-    rows = []
-    for c in results["config"]["corruptions"]:
-        d = DEGRADATIONS[c["name"]]
-        unit = d.unit_2d if dim == 2 else d.unit_3d
-        vals = ", ".join(f"S{s}: {d.table(dim)[s - 1]:g}" for s in c["severities"])
-        rows.append(f"<tr><td class='l'>{c['name']}</td><td class='l'>{html.escape(d.help)}</td>"
-                    f"<td class='l'>{html.escape(d.rule)}</td><td class='l'>{vals} {html.escape(unit)}</td></tr>")
-    return ("<table><tr><th class='l'>degradation</th><th class='l'>simulates</th><th class='l'>rule</th>"
-            f"<th class='l'>values used</th></tr>{''.join(rows)}</table>")
 
 
 def caveats(results: dict) -> list:
     cfg, data = results["config"], results["data"]
     conf = cfg["conformal"]
-    out = [(f"Both the data and the detector are simulated: {html.escape(data['description'])}. The 'degradations' "
-            "transform the simulated detector's output; they are not corruptions of real sensor data. Numbers "
-            "describe this simulator, not any real detector or sensor."),
-           f"Box coverage >= {1 - conf['alpha']:.2f}"
+    out = list(SOURCES[cfg["data"]["name"]].caveats(results)) if cfg["data"]["name"] in SOURCES else []
+    out += [f"Box coverage >= {1 - conf['alpha']:.2f}"
            + (f" and class-set coverage >= {1 - conf['alpha_cls']:.2f}" if conf["alpha_cls"] is not None else "")
            + " are guaranteed only when test frames are exchangeable with the clean calibration frames, i.e. for "
            "the 'clean' row; they are over matched detections above the confidence threshold. Degraded rows are a "
@@ -283,9 +274,7 @@ def caveats(results: dict) -> list:
                    "single split's test estimate may exceed it by chance.")
     R = cfg["split"]["repeats"]
     out.append(f"Intervals in brackets: 2.5%-97.5% quantiles over {R} random calibration/test splits of one pool of "
-               f"{data['n_pool']} frames ({data['n_calibration']} calibration each). Every cell holds the same "
-               "scenes and the same clean detections (frame i is seeded by (seed, i)); a degradation transforms "
-               "them after the fact, so cells differ by the degradation only."
+               f"{data['n_pool']} frames ({data['n_calibration']} calibration each)."
                + (" With fewer than 20 splits the intervals are rough." if R < 20 else ""))
     for msg, count in results.get("calibration_warnings", {}).items():
         out.append(f"The detector warned in {count} of {R} splits: {html.escape(msg)}")
@@ -300,17 +289,21 @@ def report_parts(results: dict, curves: dict, plot_dir: Path) -> ReportParts:
     made = draw_all(results, curves, plot_dir) if cfg["output"]["plots"] else []
     conf = cfg["conformal"]
     clean = next(r for r in results["cells"] if r["cell"] == "clean")
-    det = ", ".join(f"{k} = {v:g}" for k, v in cfg["model"]["params"].items())
+    det = ", ".join(f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}"
+                    for k, v in cfg["model"]["params"].items())
+    source = SOURCES.get(cfg["data"]["name"])
     recall = (f"recall_alpha = {conf['recall_alpha']}, recall_delta = {conf['recall_delta']}"
               if conf["recall_alpha"] is not None else f"fixed score_threshold = {conf['score_threshold']}")
-    head = (f"<p><b>Data:</b> {html.escape(results['data']['description'])}. <b>Clean simulated detector:</b> "
-            f"{html.escape(det)}. <b>ConformalDetector:</b> alpha = {conf['alpha']}, alpha_cls = {conf['alpha_cls']} "
+    head = (f"<p><b>Data:</b> {html.escape(results['data']['description'])}. <b>Detector:</b> "
+            f"{html.escape(cfg['model']['name'])} ({html.escape(det)}). <b>ConformalDetector:</b> "
+            f"alpha = {conf['alpha']}, alpha_cls = {conf['alpha_cls']} "
             f"({html.escape(conf['class_score'])}), scale = {html.escape(conf['scale'])}, "
             f"correction = {html.escape(conf['correction'])}, {recall}. <b>Clean:</b> box coverage "
             f"{clean['box_coverage']['mean']:.3f} (target {1 - conf['alpha']:.2f}), class-set coverage "
             f"{clean['class_coverage']['mean']:.3f}, recall risk {clean['recall_risk']['mean']:.3f}. "
             f"{len(results['cells'])} cells x {cfg['split']['repeats']} splits in {results['wall_seconds']:.1f} s.</p>")
-    return ReportParts(title=f"Detection audit: {cfg['name']}", heading=f"Detection audit (SYNTHETIC): {cfg['name']}",
+    synthetic = " (SYNTHETIC)" if results["data"].get("synthetic") else ""
+    return ReportParts(title=f"Detection audit: {cfg['name']}", heading=f"Detection audit{synthetic}: {cfg['name']}",
                        head=head, caveats=caveats(results),
-                       tables=summary_table(results) + "<h2>Degradations (severity tables in docs/audit.md)</h2>"
-                       + degradation_table(results), plots=made)
+                       tables=summary_table(results) + (source.corruption_table(results) if source else ""),
+                       plots=made)

@@ -1,0 +1,75 @@
+"""The contract of a detection data source (see `audit.tasks.detection.sources`)."""
+from __future__ import annotations
+
+__all__ = ["Source"]
+
+
+class Source:
+    """A detection data source. Subclasses set the class attributes and implement the methods.
+
+    Frames are the `conformal.detection` format: predictions ``{"boxes" | "boxes3d", "scores", "labels",
+    "class_probs", "box_std"}`` and ground truth ``{"boxes" | "boxes3d", "labels"}``, one dict per image or scan.
+    """
+
+    name = ""
+    help = ""
+    synthetic = False  # the data (and/or the detector) are synthetic: said on every plot and in the report
+    tag = ""  # short provenance note for plot titles, e.g. "SYNTHETIC scenes, SIMULATED detector"
+    models: dict = {}  # model.name -> help, for the models this source can run
+    corruption_kind = ""  # what the corruptions act on, for messages: "detector degradations", "image corruptions"
+
+    def validate(self, data: dict, model: dict, base_dir) -> tuple[dict, dict]:
+        """(data, model) components with every default filled in and checked; ConfigError otherwise."""
+        raise NotImplementedError
+
+    def dim(self, data: dict) -> int:
+        raise NotImplementedError
+
+    def n_frames(self, data: dict) -> int:
+        raise NotImplementedError
+
+    def class_names(self, cfg: dict) -> list:
+        raise NotImplementedError
+
+    def image_size(self, data: dict):
+        """[height, width] in px of 2D frames (for drawing examples), or None."""
+        return None
+
+    def check_corruption(self, name: str, path: str, data: dict) -> None:
+        """ConfigError when `name` is not a corruption this source can apply."""
+        raise NotImplementedError
+
+    def describe(self, cfg: dict) -> str:
+        raise NotImplementedError
+
+    def listing(self) -> str:
+        return ""
+
+    def context(self, cfg: dict) -> dict:
+        """The picklable inputs of `frames` (shipped to every worker)."""
+        raise NotImplementedError
+
+    def code_digest(self, cfg: dict) -> str:
+        """Digest of the code and files that make the frames (enters the cache key)."""
+        raise NotImplementedError
+
+    def setup_worker(self, context: dict) -> None:
+        """Import what the model needs before the thread limits are set (see audit.runner.executors)."""
+
+    def frames(self, context: dict, cell: dict) -> tuple[list, list]:
+        """(predictions, ground truth) of the pool for one cell (the clean cell: uncorrupted)."""
+        raise NotImplementedError
+
+    def train(self, cfg: dict):
+        """`conformal-audit train CONFIG`: train the config's detector; returns the weights path."""
+        from audit.errors import ConfigError
+
+        raise ConfigError(f"data source {self.name!r} with model {cfg['model']['name']!r} has no model to train")
+
+    def caveats(self, results: dict) -> list:
+        """Source-specific caveats (HTML strings), shown first in the report."""
+        return []
+
+    def corruption_table(self, results: dict) -> str:
+        """An HTML table of the corruptions used and their values, or ""."""
+        return ""
