@@ -18,9 +18,13 @@ __all__ = ["ConfigError", "TASKS", "load_config", "run_audit", "validate_config"
 
 
 def run_audit(cfg: dict, out, *, workers: int | None = None, executor: str | None = None, resume: bool = False,
-              quiet: bool = False) -> dict:
+              quiet: bool = False, overwrite: bool = False) -> dict:
     """Run the audit a validated config describes into the folder `out`: result files, then plots and
-    report.html when the config asks for them. Returns the results dict (also in out/results.json)."""
+    report.html when the config asks for them. Returns the results dict (also in out/results.json).
+
+    `out` must be new, empty, or the folder of an earlier audit; `overwrite=True` accepts any folder in which no
+    file the audit writes exists yet (the audit never replaces a file it did not create). Cells that fail are
+    listed in results["failed_cells"]; the others are audited."""
     import sys
     import time
 
@@ -29,7 +33,8 @@ def run_audit(cfg: dict, out, *, workers: int | None = None, executor: str | Non
 
     t0 = time.perf_counter()
     task = get_task(cfg.get("task", "classification"))
-    results = run(task, cfg, out, workers=workers, executor=executor, resume=resume, quiet=quiet)
+    results = run(task, cfg, out, workers=workers, executor=executor, resume=resume, quiet=quiet,
+                  overwrite=overwrite)
     if cfg["output"]["plots"] or cfg["output"]["report"]:
         report.build(out, quiet=quiet)
     if not quiet:

@@ -18,6 +18,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=int, default=None, help="worker processes / Ray CPUs (default: config)")
     r.add_argument("--executor", choices=("local", "ray"), default=None, help="default: config (local)")
     r.add_argument("--resume", action="store_true", help="reuse model outputs cached in --out")
+    r.add_argument("--overwrite", action="store_true", help="write into a non-empty --out the audit did not create "
+                   "(files the audit did not create are never replaced)")
     r.add_argument("--quiet", action="store_true")
     sub.add_parser("list", help="list data sources, models, corruptions, scores, statistics and rules")
     rp = sub.add_parser("report", help="rebuild plots and report.html from a finished audit directory")
@@ -54,8 +56,13 @@ def main(argv=None) -> int:
             if args.workers is not None and args.workers < 1:
                 raise ConfigError(f"--workers must be >= 1; got {args.workers}")
             cfg = load(args.config)
-            run_audit(cfg, args.out, workers=args.workers, executor=args.executor, resume=args.resume, quiet=args.quiet)
+            results = run_audit(cfg, args.out, workers=args.workers, executor=args.executor, resume=args.resume,
+                                quiet=args.quiet, overwrite=args.overwrite)
             print(f"report: {args.out}/report.html" if cfg["output"]["report"] else f"results: {args.out}")
+            if results["failed_cells"]:
+                print(f"conformal-audit: {len(results['failed_cells'])} cell(s) FAILED: "
+                      f"{', '.join(results['failed_cells'])} (tracebacks in {args.out}/results.json)", file=sys.stderr)
+                return 1
         elif args.command == "report":
             from audit.report import build, render_png
 

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from audit.files import write_text
 from audit.schema import dump
 
 __all__ = ["CSS", "fmt", "params_text", "img", "write_page", "find_chromium", "render_png"]
@@ -58,7 +59,7 @@ def write_page(out: Path, cfg: dict, results: dict, *, title: str, heading: str,
            f"<h2>Exact config</h2><pre>{html.escape(dump(cfg))}</pre>"
            f"<h2>Versions</h2><p style='font-size:12px'>{vers}</p></body></html>")
     path = out / "report.html"
-    path.write_text(doc)
+    write_text(path, doc)
     if cfg["output"].get("render_png"):
         render_png(path, out / "report.png")
     return path

@@ -5,7 +5,9 @@ import math
 
 import numpy as np
 
-__all__ = ["plt", "grid", "heatmap"]
+from audit.files import atomic_path
+
+__all__ = ["plt", "grid", "heatmap", "save_figure"]
 
 
 def plt():
@@ -45,3 +47,17 @@ def heatmap(ax, grid, rows, severities, cmap, norm, fmt):
     return im
 
 
+
+
+def save_figure(fig, path, dpi: int) -> None:
+    """Save a figure as PNG atomically (temporary sibling, then rename) and close it."""
+    import os
+
+    tmp = atomic_path(path)
+    try:
+        fig.savefig(tmp, dpi=dpi, format="png")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+        plt().close(fig)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +20,20 @@ def build(out, quiet: bool = False) -> Path:
     res_path = out / "results.json"
     if not res_path.is_file():
         raise ValueError(f"{str(res_path)!r} does not exist; run `conformal-audit run CONFIG --out {out}` first")
-    results = json.loads(res_path.read_text())
-    with np.load(out / "curves.npz", allow_pickle=False) as z:
-        curves = {k: z[k] for k in z.files}
+    try:
+        results = json.loads(res_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{str(res_path)!r} is not valid JSON ({exc}); it may be truncated: rerun the audit "
+                         f"(`--resume` reuses the cached cells)") from None
+    if not isinstance(results, dict) or not {"config", "cells", "per_split"} <= set(results):
+        raise ValueError(f"{str(res_path)!r} is not the results file of an audit")
+    curves_path = out / "curves.npz"
+    try:
+        with np.load(curves_path, allow_pickle=False) as z:
+            curves = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{str(curves_path)!r} cannot be read ({type(exc).__name__}: {exc}); rerun the audit "
+                         f"(`--resume` reuses the cached cells)") from None
     task = get_task(results.get("task", "classification"))
     cfg = results["config"]
     plot_dir = out / "plots"

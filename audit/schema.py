@@ -12,11 +12,13 @@ import copy
 import math
 import numbers
 import os
+import re
 from pathlib import Path
 
 from audit.errors import ConfigError
 
-__all__ = ["SEVERITIES", "EXECUTORS", "EXECUTOR_DEFAULTS", "OUTPUT_DEFAULTS", "check_keys", "check_params", "component",
+__all__ = ["SEVERITIES", "cell_id", "EXECUTORS", "EXECUTOR_DEFAULTS", "OUTPUT_DEFAULTS", "check_keys", "check_params",
+           "component",
            "integer", "fraction", "boolean", "number", "merged", "resolve_path", "corruption_list", "executor",
            "output", "name_and_seed", "read_yaml", "dump"]
 
@@ -24,6 +26,13 @@ SEVERITIES = (1, 2, 3, 4, 5)
 EXECUTORS = ("local", "ray")
 EXECUTOR_DEFAULTS = {"name": "local", "workers": 1, "address": None}
 OUTPUT_DEFAULTS = {"plots": True, "report": True, "examples": 4, "render_png": False}
+
+
+def cell_id(name: str, severity: int | None) -> str:
+    """The cell's file-safe id: "clean", or the corruption name reduced to [A-Za-z0-9_] plus "_s<severity>"."""
+    if name == "clean":
+        return "clean"
+    return f"{re.sub(r'[^A-Za-z0-9]+', '_', name).strip('_')}_s{severity}"
 
 
 def where(path: str) -> str:
@@ -141,13 +150,14 @@ def name_and_seed(raw: dict, default_name: str) -> dict:
     return cfg
 
 
-def corruption_list(value, check_name, *, what: str = "corruptions", allow_params: bool = True) -> list:
-    """The `corruptions` list: `[{name, severities, params}]`, each name checked by `check_name(name, path)`
-    (which raises ConfigError), severities a non-empty duplicate-free subset of 1..5."""
+def corruption_list(value, check, *, what: str = "corruptions", allow_params: bool = True) -> list:
+    """The `corruptions` list: `[{name, severities, params}]`, each entry checked by `check(name, params, path)`
+    (which raises ConfigError), severities a non-empty duplicate-free subset of 1..5. Two names that would share
+    a cell id (and so a cache file and a results row) are refused."""
     if not isinstance(value, list):
         raise ConfigError(f"config key `corruptions` must be a list of {{name, severities, params}} {what} "
                           f"(an empty list audits clean data only); got {type(value).__name__}")
-    out, seen = [], set()
+    out, seen, ids = [], set(), {}
     for i, item in enumerate(value):
         path = f"corruptions[{i}]"
         if isinstance(item, str):
@@ -161,6 +171,11 @@ def corruption_list(value, check_name, *, what: str = "corruptions", allow_param
         if name in seen:
             raise ConfigError(f"{where(path + '.name')}: {name!r} is listed twice")
         seen.add(name)
+        cid = cell_id(name, 1)
+        if cid in ids:
+            raise ConfigError(f"{where(path + '.name')}: {name!r} and {ids[cid]!r} map to the same cell id "
+                              f"{cid[:-3]!r} (names are reduced to letters, digits and '_'); rename one of them")
+        ids[cid] = name
         sev = item.get("severities", list(SEVERITIES))
         if not isinstance(sev, list) or not sev:
             raise ConfigError(f"{where(path + '.severities')} must be a non-empty list of integers in 1..5; "
@@ -176,7 +191,7 @@ def corruption_list(value, check_name, *, what: str = "corruptions", allow_param
         if params and not allow_params:
             raise ConfigError(f"config key `{path}.params`: these {what} take no params (their severity tables are "
                               f"fixed, see docs/audit.md); got {params!r}")
-        check_name(name, path + ".name")
+        check(name, dict(params), path + ".name")
         out.append({"name": name, "severities": sorted(int(s) for s in sev), "params": dict(params)})
     return out
 
@@ -200,15 +215,43 @@ def output(raw) -> dict:
     return out
 
 
+def _strict_loader():
+    """yaml.SafeLoader that refuses a key repeated within one mapping (plain YAML keeps the last silently)."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:
+                continue  # the base constructor reports unhashable keys
+            if key in seen:
+                raise ConfigError(f"config key {key!r} is repeated (line {seen[key] + 1} and line "
+                                  f"{key_node.start_mark.line + 1}); YAML would silently keep the last one")
+            seen[key] = key_node.start_mark.line
+        return loader.construct_mapping(node, deep=deep)
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return StrictLoader
+
+
 def read_yaml(path: str | os.PathLike) -> dict:
-    """The mapping of a YAML config file (``yaml.safe_load``), with `name` defaulting to the file's stem."""
+    """The mapping of a YAML config file (safe loading; repeated keys refused), `name` defaulting to the file's
+    stem. Errors name the file and the line."""
     import yaml
 
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} does not exist")
     try:
-        raw = yaml.safe_load(p.read_text())
+        raw = yaml.load(p.read_text(), Loader=_strict_loader())  # noqa: S506 (a SafeLoader subclass)
+    except ConfigError as exc:
+        raise ConfigError(f"config file {str(p)!r}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {str(p)!r} is not valid YAML: {exc}") from None
     if isinstance(raw, dict) and "name" not in raw:

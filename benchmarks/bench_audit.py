@@ -83,7 +83,7 @@ def main():
     prepared = Prepared("benchmark outputs", n, {}, {}, {}, state={"labels": labels})
 
     def evaluate(cfg, labels, cells, names):  # the audit's split loop on precomputed outputs
-        return evaluate_splits(TASKS["classification"], cfg, prepared, cells, names)
+        return evaluate_splits(TASKS["classification"], cfg, prepared, cells, names)[:3]
 
     cfg = validate_config({"data": "digits", "model": "sklearn_logreg", "corruptions": [],
                            "split": {"repeats": R}, "conformal": {"score": "raps"}})

@@ -7,22 +7,26 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from audit.files import atomic_path
+
 __all__ = ["save_cell", "load_cell", "fingerprint", "file_digest"]
 
 
 def save_cell(path: Path, key: str, arrays: dict) -> None:
-    tmp = path.with_name(path.stem + ".tmp.npz")
+    tmp = atomic_path(path)
     np.savez(tmp, key=np.array(key), **arrays)
     os.replace(tmp, path)  # atomic: a crash never leaves a half-written cache entry
 
 
 def load_cell(path: Path, key: str) -> dict | None:
-    """The cached arrays of a cell, or None when absent, stale (other key) or unreadable."""
+    """The cached arrays of a cell, or None when absent or stale (computed for another key). An entry that cannot
+    be read (truncated, not an NPZ) is recomputed too, with a warning naming the file."""
     if not path.is_file():
         return None
     try:
@@ -30,7 +34,9 @@ def load_cell(path: Path, key: str) -> dict | None:
             if "key" not in z.files or str(z["key"]) != key:
                 return None
             return {k: z[k] for k in z.files if k != "key"}
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        warnings.warn(f"cache entry {str(path)!r} cannot be read ({type(exc).__name__}: {exc}); recomputing the "
+                      f"cell", UserWarning, stacklevel=2)
         return None
 
 

@@ -6,19 +6,13 @@ permutes the pool with a seed fixed by (seed, r): the first part is clean calibr
 """
 from __future__ import annotations
 
-import re
 import zlib
 
 import numpy as np
 
-__all__ = ["cell_id", "cell_list", "cell_rng", "split_indices"]
+from audit.schema import cell_id
 
-
-def cell_id(name: str, severity: int | None) -> str:
-    """The cell's file-safe id: "clean", or the corruption name reduced to [A-Za-z0-9_] plus "_s<severity>"."""
-    if name == "clean":
-        return "clean"
-    return f"{re.sub(r'[^A-Za-z0-9]+', '_', name).strip('_')}_s{severity}"
+__all__ = ["cell_list", "cell_rng", "split_indices"]
 
 
 def cell_list(corruptions: list) -> list:

@@ -3,12 +3,16 @@ results.csv (one row per cell) and curves.npz (split-0 arrays and examples), wha
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
+import os
 import platform
 from pathlib import Path
 
 import numpy as np
+
+from audit.files import atomic_path, write_text
 
 __all__ = ["RESULTS_SCHEMA", "INTERVAL", "summarize", "versions", "metric_columns", "build_results",
            "write_results"]
@@ -78,17 +82,20 @@ def build_results(task, cfg: dict, prepared, cells: list, per_split: dict, faile
 
 def write_results(out: Path, task, results: dict, curves: dict) -> None:
     """results.json, results.csv (task.csv_metrics) and curves.npz ({cell: {name: array}} flattened)."""
-    (out / "results.json").write_text(json.dumps(results, indent=1, allow_nan=True))
-    with open(out / "results.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(metric_columns(task.csv_metrics))
-        for row in results["cells"]:
-            line = [row["cell"], row["corruption"], row["severity"]]
-            for m in task.csv_metrics:
-                s = row[m]
-                line += [f"{s[k]:.6g}" if isinstance(s[k], float) and math.isfinite(s[k]) else ""
-                         for k in ("mean", "lo", "hi", "se")]
-            line.append(row[task.count_metric]["n"])
-            w.writerow(line)
+    write_text(out / "results.json", json.dumps(results, indent=1, allow_nan=True))
+    f = io.StringIO(newline="")
+    w = csv.writer(f)
+    w.writerow(metric_columns(task.csv_metrics))
+    for row in results["cells"]:
+        line = [row["cell"], row["corruption"], row["severity"]]
+        for m in task.csv_metrics:
+            s = row[m]
+            line += [f"{s[k]:.6g}" if isinstance(s[k], float) and math.isfinite(s[k]) else ""
+                     for k in ("mean", "lo", "hi", "se")]
+        line.append(row[task.count_metric]["n"])
+        w.writerow(line)
+    write_text(out / "results.csv", f.getvalue())
     arrays = {f"{c}__{k}": v for c, d in curves.items() for k, v in d.items()}
-    np.savez_compressed(out / "curves.npz", **arrays)
+    tmp = atomic_path(out / "curves.npz")
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, out / "curves.npz")

@@ -23,24 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from audit.errors import ConfigError
-from audit.runner import cache, executors
+from audit.files import write_text
+from audit.runner import cache, executors, outdir
 from audit.runner.cells import cell_list, split_indices
 from audit.runner.results import build_results, write_results
 from audit.schema import EXECUTORS, dump
 
-__all__ = ["run", "check_out_dir", "evaluate_splits", "single_numba_thread"]
-
-
-def check_out_dir(out) -> Path:
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write_test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"output directory {str(out)!r} is not writable ({exc.strerror or exc})") from None
-    return out
+__all__ = ["run", "evaluate_splits", "single_numba_thread"]
 
 
 class single_numba_thread:
@@ -60,8 +49,11 @@ class single_numba_thread:
 
 
 def run(task, cfg: dict, out, *, workers: int | None = None, executor: str | None = None, resume: bool = False,
-        quiet: bool = False) -> dict:
-    """Run `task`'s audit of `cfg` end to end, write the result files into `out` and return the results."""
+        quiet: bool = False, overwrite: bool = False) -> dict:
+    """Run `task`'s audit of `cfg` end to end, write the result files into `out` and return the results.
+
+    `out` must be new, empty or an earlier audit's folder (see `audit.runner.outdir`); `overwrite=True` also
+    accepts a non-empty folder as long as no file the audit writes already exists there."""
     t_start = time.perf_counter()
     executor = executor or cfg["executor"]["name"]
     workers = workers or cfg["executor"]["workers"]
@@ -69,10 +61,10 @@ def run(task, cfg: dict, out, *, workers: int | None = None, executor: str | Non
         raise ConfigError(f"`executor` must be 'local' or 'ray'; got {executor!r}")
     if executor == "ray":
         executors.check_ray()
-    out = check_out_dir(out)
+    out = outdir.claim(out, overwrite=overwrite)
     cache_dir = out / "cache"
     cache_dir.mkdir(exist_ok=True)
-    (out / "config.yaml").write_text(dump(cfg))
+    write_text(out / "config.yaml", dump(cfg))
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
 
     prepared = task.prepare(cfg, out, log)
@@ -82,7 +74,11 @@ def run(task, cfg: dict, out, *, workers: int | None = None, executor: str | Non
                                              executor=executor, workers=workers, quiet=quiet, log=log)
     order = [t["cell"] for t in cells if t["cell"] in arrays]
     data = {c: task.load_cell(prepared, arrays[c]) for c in order}
-    per_split, curves, fit_warnings = evaluate_splits(task, cfg, prepared, data, order, quiet=quiet)
+    per_split, curves, fit_warnings, score_failed = evaluate_splits(task, cfg, prepared, data, order, quiet=quiet)
+    for c, err in score_failed.items():
+        failed[c] = err
+        log(f"[audit] cell {c} FAILED while being scored; continuing without it:\n{err}")
+    order = [c for c in order if c not in score_failed]
     for c in order:
         extra = task.cell_artifacts(prepared, c, arrays[c])
         if extra:
@@ -139,12 +135,16 @@ def evaluate_splits(task, cfg: dict, prepared, data: dict, cells: list, *, quiet
     """Per-split metrics of every cell, the split-0 arrays and the calibrator's warnings.
 
     Returns (per_split {cell: {metric: (R,) array}}, curves {cell: {name: array}}, warnings {message with the
-    numbers of the first split it appeared in: number of splits it appeared in})."""
+    numbers of the first split it appeared in: number of splits it appeared in}, failed {cell: traceback}): a
+    cell whose scoring raises is dropped from every split and reported, the others go on; a failing fit (on the
+    clean cell) stops the audit."""
+    import traceback
+
     from tqdm.auto import tqdm
 
     seed, split = cfg["seed"], cfg["split"]
     R = split["repeats"]
-    per_split, curves, seen = {}, {}, {}
+    per_split, curves, seen, failed = {}, {}, {}, {}
     bar = tqdm(total=R, desc="splits", unit="split", disable=quiet)
     with single_numba_thread():
         for r in range(R):
@@ -157,7 +157,17 @@ def evaluate_splits(task, cfg: dict, prepared, data: dict, cells: list, *, quiet
                 first = seen.setdefault(key, [0, f"{w.message} (numbers from split {r})"])
                 first[0] += 1
             for c in cells:
-                metrics, extra = task.score_cell(cfg, prepared, model, data[c], test, r == 0, c)
+                if c in failed:
+                    continue
+                try:
+                    metrics, extra = task.score_cell(cfg, prepared, model, data[c], test, r == 0, c)
+                except Exception:  # noqa: BLE001 - any error of one cell is reported, the audit goes on
+                    if c == "clean":
+                        raise
+                    failed[c] = f"split {r}:\n{traceback.format_exc()}"
+                    per_split.pop(c, None)
+                    curves.pop(c, None)
+                    continue
                 row = per_split.setdefault(c, {})
                 for k, v in metrics.items():
                     row.setdefault(k, np.full(R, np.nan))[r] = v
@@ -165,4 +175,4 @@ def evaluate_splits(task, cfg: dict, prepared, data: dict, cells: list, *, quiet
                     curves[c] = extra
             bar.update(1)
     bar.close()
-    return per_split, curves, {text: count for count, text in seen.values()}
+    return per_split, curves, {text: count for count, text in seen.values()}, failed

@@ -58,6 +58,20 @@ def _pack_examples(ex) -> dict:
             "example_counts": np.array([len(x) for x in ex], dtype=np.int64)}
 
 
+def _check_probs(probs: np.ndarray, cell: str) -> None:
+    """The model's outputs on a cell must be probabilities; a NaN from a corruption or a model fails this cell only,
+    with its row named, instead of aborting the whole audit later."""
+    bad = ~np.isfinite(probs).all(axis=1)
+    if bad.any():
+        raise ValueError(f"the model's outputs on cell {cell!r} hold NaN or inf (first in row {int(np.argmax(bad))}); "
+                         f"check the corruption's output and the model")
+    off = (probs.min(axis=1) < 0) | (probs.max(axis=1) > 1) | (np.abs(probs.sum(axis=1) - 1.0) > 1e-3)
+    if off.any():
+        i = int(np.argmax(off))
+        raise ValueError(f"the model's outputs on cell {cell!r} are not probabilities (row {i} sums to "
+                         f"{probs[i].sum():.6g}, range [{probs[i].min():.3g}, {probs[i].max():.3g}])")
+
+
 class ClassificationTask(Task):
     name = "classification"
     help = "a classifier's conformal sets and abstention under image or point-cloud corruptions (default)"
@@ -142,6 +156,7 @@ class ClassificationTask(Task):
         n = len(context["inputs"])
         if probs.shape != (n, context["n_classes"]):
             raise ValueError(f"model outputs have shape {probs.shape}; expected ({n}, {context['n_classes']})")
+        _check_probs(probs, cell["cell"])
         examples = [np.array(x) for x in inputs[: context["n_examples"]]]
         return {"probs": probs, **_pack_examples(examples)}
 

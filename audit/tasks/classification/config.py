@@ -129,11 +129,11 @@ def validate(raw: dict, *, base_dir=None, check_names: bool = True) -> dict:
 
     modality = data.DATA_SOURCES[cfg["data"]["name"]].modality if check_names else None
 
-    def check_name(name, path):
+    def check(name, params, path):
         if check_names:
-            corrupt.check_corruption(name, modality, cfg["data"]["name"], path)
+            corrupt.check_corruption(name, modality, cfg["data"]["name"], path, params)
 
-    cfg["corruptions"] = S.corruption_list(raw["corruptions"], check_name)
+    cfg["corruptions"] = S.corruption_list(raw["corruptions"], check)
     cfg["executor"] = S.executor(raw.get("executor"))
     cfg["output"] = S.output(raw.get("output"))
     return cfg

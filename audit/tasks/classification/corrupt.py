@@ -36,9 +36,48 @@ def _custom(name: str):
     return fn
 
 
-def check_corruption(name: str, modality: str, data_name: str, key: str) -> None:
+def _accepted_options(name: str, modality: str):
+    """The keyword options a corruption accepts: a set, or None for "anything" (a custom **kwargs function)."""
+    import inspect
+
+    if ":" in name:
+        sig = inspect.signature(_custom(name))
+        if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+            return None
+        return {k for k, p in sig.parameters.items() if k not in ("x", "severity", "rng")
+                and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    if modality == "image":
+        return {"scale"}
+    if modality == "pointcloud":
+        from perturbations.pointcloud import REGISTRY
+
+        return set(REGISTRY[name].options)
+    return set()
+
+
+def check_params(name: str, modality: str, params: dict, key: str) -> None:
+    """Every parameter must be one the corruption takes (checked at load, not when every cell fails)."""
+    allowed = _accepted_options(name, modality)
+    if allowed is None:
+        return
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise ConfigError(f"config key `{key}` has parameter(s) {', '.join(unknown)} that corruption {name!r} does "
+                          f"not take; allowed: {', '.join(sorted(allowed)) or 'none'}")
+    if modality == "image" and ":" not in name and "scale" in params:
+        from perturbations.image import SCALES
+
+        if params["scale"] not in SCALES:
+            raise ConfigError(f"config key `{key}.scale` is {params['scale']!r}; allowed values: "
+                              f"{', '.join(SCALES)}")
+
+
+def check_corruption(name: str, modality: str, data_name: str, key: str, params: dict | None = None) -> None:
+    params = params or {}
+    path = key[: -len(".name")] + ".params" if key.endswith(".name") else key
     if ":" in name:
         _custom(name)
+        check_params(name, modality, params, path)
         return
     if modality == "outputs":  # precomputed: the names are checked against the file when it is read
         return
@@ -49,11 +88,40 @@ def check_corruption(name: str, modality: str, data_name: str, key: str) -> None
     if name not in valid:
         raise ConfigError(f"config key `{key}` is {name!r}, not a {modality} corruption (data {data_name!r}); "
                           f"allowed values: {', '.join(sorted(valid))}, or 'package.module:function'")
+    check_params(name, modality, params, path)
+
+
+def _read_only(x):
+    """A read-only view: a corruption that writes into its input fails loudly instead of poisoning the pool
+    shared by every later cell (and the cache)."""
+    v = x.view() if isinstance(x, np.ndarray) else np.asarray(x).view()
+    v.flags.writeable = False
+    return v
+
+
+def _check_output(out, x, name: str, index: int, modality: str):
+    """A corruption's output must be an array like its input: same dtype, same shape (images) or the same
+    columns (point clouds), finite, and in [0, 1] for float images. Anything else is the corruption's fault."""
+    where = f"corruption {name!r} on input {index}"
+    if not isinstance(out, np.ndarray):
+        raise ValueError(f"{where} returned {type(out).__name__}; expected a numpy array like its input")
+    if out.dtype != x.dtype:
+        raise ValueError(f"{where} returned dtype {out.dtype}; expected the input's {x.dtype}")
+    if modality == "image" and out.shape != x.shape:
+        raise ValueError(f"{where} returned shape {out.shape}; expected the input's {x.shape}")
+    if modality == "pointcloud" and (out.ndim != 2 or out.shape[1] != x.shape[1] or out.shape[0] == 0):
+        raise ValueError(f"{where} returned shape {out.shape}; expected a non-empty (M, {x.shape[1]}) cloud")
+    if out.dtype.kind == "f":
+        if not np.isfinite(out).all():
+            raise ValueError(f"{where} returned NaN or inf values")
+        if modality == "image" and (out.min() < 0.0 or out.max() > 1.0):
+            raise ValueError(f"{where} returned float values outside [0, 1]")
+    return out
 
 
 def corrupt_inputs(modality: str, inputs, name: str, severity: int, params: dict, rng: np.random.Generator):
     """Corrupt every input of the pool with one generator, in pool order. Returns a new array (images) or a
-    new list (point clouds); the inputs are not modified."""
+    new list (point clouds); each corruption sees a read-only view of its input, and its output is checked."""
     if ":" in name:
         fn = _custom(name)
     elif modality == "image":
@@ -62,8 +130,17 @@ def corrupt_inputs(modality: str, inputs, name: str, severity: int, params: dict
         from perturbations.pointcloud import corrupt as fn
     else:
         raise ValueError(f"cannot corrupt inputs of modality {modality!r}")
-    out = [fn(x, name=name, severity=severity, rng=rng, **params) if ":" not in name
-           else fn(x, severity=severity, rng=rng, **params) for x in inputs]
+    out = []
+    for i, x in enumerate(inputs):
+        try:
+            y = (fn(_read_only(x), name=name, severity=severity, rng=rng, **params) if ":" not in name
+                 else fn(_read_only(x), severity=severity, rng=rng, **params))
+        except ValueError as exc:
+            if "read-only" in str(exc):
+                raise ValueError(f"corruption {name!r} writes into its input (input {i}); a corruption "
+                                 f"must return a new array and leave its input unchanged") from exc
+            raise
+        out.append(_check_output(y, np.asarray(x), name, i, modality))
     if modality == "image":
         return np.stack(out)
     return out

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from audit.errors import ConfigError
-from audit.schema import check_params, resolve_path
+from audit.schema import boolean, check_params, integer, resolve_path
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -77,9 +77,42 @@ def _take(inputs, idx):
 # ---------------------------------------------------------------- sources
 
 
+def _int_at_least(lo):
+    return lambda v, key: integer(v, key, lo=lo)
+
+
+def _optional_int_at_least(lo):
+    return lambda v, key: None if v is None else integer(v, key, lo=lo)
+
+
+def _one_of(*values):
+    def check(v, key):
+        if v not in values:
+            raise ConfigError(f"config key `{key}` is {v!r}; allowed values: {', '.join(map(str, values))}")
+        return v
+    return check
+
+
+def _string(v, key):
+    if not isinstance(v, str) or not v:
+        raise ConfigError(f"config key `{key}` must be a non-empty string; got {v!r}")
+    return v
+
+
+def _names(v, key):
+    if v is None:
+        return None
+    if not isinstance(v, list) or not v or not all(isinstance(x, str) and x for x in v):
+        raise ConfigError(f"config key `{key}` must be a non-empty list of strings (one name per class); got {v!r}")
+    if len(set(v)) != len(v):
+        raise ConfigError(f"config key `{key}` has repeated class names: {v}")
+    return list(v)
+
+
 class Source:
     modality = "image"
-    params: dict = {}
+    params: dict = {}  # key -> help
+    checks: dict = {}  # key -> check(value, config key) -> value: every value is typed at load time
     required: tuple = ()
     help = ""
 
@@ -88,6 +121,8 @@ class Source:
         for key, value in list(params.items()):
             if key in ("path", "root"):
                 params[key] = resolve_path(value, f"{path}.{key}", base_dir, kind=self.path_kind)
+            elif key in self.checks:
+                params[key] = self.checks[key](value, f"{path}.{key}")
 
     path_kind = "file"
 
@@ -100,13 +135,10 @@ class Digits(Source):
     params = {"size": "side of the upscaled square images (default 28)",
               "split": "'seeded' (stratified, by `seed` and split.train_fraction; default) or 'reference' (the "
                        "fixed half/half split the reference digits_cnn was trained with: train half / held-out pool)"}
+    checks = {"size": _int_at_least(8), "split": _one_of("reference", "seeded")}
 
     def load(self, params, split, seed):
         size, how = params.get("size", 28), params.get("split", "seeded")
-        if isinstance(size, bool) or not isinstance(size, int) or size < 8:
-            raise ConfigError(f"config key `data.params.size` must be an integer >= 8; got {size!r}")
-        if how not in ("seeded", "reference"):
-            raise ConfigError(f"config key `data.params.split` is {how!r}; allowed values: reference, seeded")
         from adapters.datasets import load_digits_images
 
         images, labels = load_digits_images(size=size)
@@ -127,6 +159,7 @@ class FashionMNIST(Source):
     help = "Fashion-MNIST (real, 28x28), from Debian's dataset-fashion-mnist; train file -> training, test file -> pool"
     params = {"root": f"directory of the idx .gz files (default {FASHION_MNIST_DIR})",
               "n_train": "number of training images to use (default all 60,000)"}
+    checks = {"n_train": _optional_int_at_least(10)}
     path_kind = "dir"
 
     def load(self, params, split, seed):
@@ -142,8 +175,6 @@ class FashionMNIST(Source):
                               "`data.params.root`") from None
         n_train = params.get("n_train")
         if n_train is not None:
-            if isinstance(n_train, bool) or not isinstance(n_train, int) or n_train < 10:
-                raise ConfigError(f"config key `data.params.n_train` must be an integer >= 10; got {n_train!r}")
             tx, ty = _subsample(tx, ty, n_train, seed + 1)
         px, py = _subsample(px, py, split["max_samples"], seed)
         return Dataset("image", tx, ty, px, py, list(FASHION_MNIST_CLASSES),
@@ -156,6 +187,7 @@ class ImageFolder(Source):
     help = "your images: one subfolder per class (png/jpg/...), resized to `size` if given"
     params = {"root": "directory with one subfolder per class", "size": "resize to size x size (optional)",
               "grayscale": "read as grayscale (default false: RGB)"}
+    checks = {"size": _optional_int_at_least(8), "grayscale": boolean}
     required = ("root",)
     path_kind = "dir"
 
@@ -198,6 +230,7 @@ class ImageNpz(Source):
     help = "your images in an .npz: uint8 `images` (N,H,W[,3]) and int `labels` (N,)"
     params = {"path": ".npz file", "images_key": "default 'images'", "labels_key": "default 'labels'",
               "class_names": "optional list of names"}
+    checks = {"images_key": _string, "labels_key": _string, "class_names": _names}
     required = ("path",)
 
     def load(self, params, split, seed):
@@ -228,16 +261,13 @@ class Shapes(Source):
     help = "SYNTHETIC point clouds of primitive shapes with random proportions (adapters.datasets.make_shapes)"
     params = {"n_per_class": "clouds per class (default 120)", "n_points": "points per cloud (default 1024)",
               "seed": "generator seed (default 1; the reference PointNet was trained on seed 0)"}
+    checks = {"n_per_class": _int_at_least(4), "n_points": _int_at_least(4), "seed": _int_at_least(0)}
 
     def load(self, params, split, seed):
         from adapters.datasets import make_shapes
 
         n_per_class, n_points = params.get("n_per_class", 120), params.get("n_points", 1024)
         shapes_seed = params.get("seed", 1)
-        for key, v in (("n_per_class", n_per_class), ("n_points", n_points), ("seed", shapes_seed)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if key == "seed" else 4):
-                raise ConfigError(f"config key `data.params.{key}` must be an integer"
-                                  f"{' >= 0' if key == 'seed' else ' >= 4'}; got {v!r}")
         clouds, labels, names = make_shapes(n_per_class=n_per_class, n_points=n_points, seed=shapes_seed)
         clouds = [np.asarray(c, dtype=np.float32) for c in clouds]
         labels = np.asarray(labels, dtype=np.int64)
@@ -292,6 +322,7 @@ class Precomputed(Source):
     help = ("model outputs you computed: .npz with `labels` (N,), `probs_clean` (N,K) and "
             "`probs_<corruption>_s<severity>` (N,K) on the same N samples")
     params = {"path": ".npz file", "class_names": "optional list of names"}
+    checks = {"class_names": _names}
     required = ("path",)
 
     def load(self, params, split, seed):

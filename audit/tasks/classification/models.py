@@ -9,7 +9,7 @@ import importlib
 import numpy as np
 
 from audit.errors import ConfigError
-from audit.schema import check_params, resolve_path
+from audit.schema import check_params, integer, resolve_path
 from audit.tasks.classification import reference
 
 
@@ -74,6 +74,8 @@ class SklearnLogReg:
         if "C" in params and (isinstance(params["C"], bool) or not isinstance(params["C"], (int, float))
                               or params["C"] <= 0):
             raise ConfigError(f"config key `{path}.C` must be a positive number; got {params['C']!r}")
+        if "max_iter" in params:
+            params["max_iter"] = integer(params["max_iter"], f"{path}.max_iter", lo=1)
 
     def prepare(self, params, dataset, seed, train_dir=None):
         from sklearn.linear_model import LogisticRegression

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from audit.plotting import grid as _grid
-from audit.plotting import heatmap
+from audit.plotting import heatmap, save_figure
 from audit.plotting import plt as _plt
 
 
@@ -38,8 +38,7 @@ def heatmaps(results: dict, path: Path) -> None:
     fig.suptitle(f"{results['config']['name']}: mean over {results['config']['split']['repeats']} splits; "
                  f"calibrated on clean data, alpha = {alpha}", fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def coverage_vs_severity(results: dict, path: Path) -> None:
@@ -68,8 +67,7 @@ def coverage_vs_severity(results: dict, path: Path) -> None:
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 7), fontsize=8, frameon=False)
     fig.suptitle("Mean over splits with 95% split interval (band); severity 0 = clean test data", fontsize=10)
     fig.tight_layout(rect=(0, 0.04 + 0.035 * (len(labels) // 8), 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def _roc(stat, event):
@@ -113,8 +111,7 @@ def roc_curves(results: dict, curves: dict, path: Path) -> None:
     fig.suptitle(f"ROC of the label-free statistic '{stat}' for target '{target}' (split 0; AUC = mean over "
                  "splits)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def risk_coverage(results: dict, curves: dict, path: Path) -> None:
@@ -142,8 +139,7 @@ def risk_coverage(results: dict, curves: dict, path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def set_size_histograms(results: dict, curves: dict, path: Path) -> None:
@@ -176,8 +172,7 @@ def set_size_histograms(results: dict, curves: dict, path: Path) -> None:
         ax.axis("off")
     fig.suptitle("Conformal set-size distribution per severity (split 0)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def examples_grid(results: dict, curves: dict, path: Path) -> bool:
@@ -226,8 +221,7 @@ def examples_grid(results: dict, curves: dict, path: Path) -> bool:
                 ax.text2D(-0.1, 0.5, name, transform=ax.transAxes, fontsize=7, ha="right", va="center")
     fig.subplots_adjust(left=0.16, right=0.99, top=1 - 0.4 / (1.6 * rows + 0.4), bottom=0.01, wspace=0.05,
                         hspace=0.25)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
     return True
 
 

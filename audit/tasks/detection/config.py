@@ -43,10 +43,10 @@ def validate(raw: dict, *, base_dir=None, check_names: bool = True) -> dict:
     cfg["split"] = _split(raw.get("split"), source.n_frames(cfg["data"]))
     cfg["conformal"] = _conformal(raw.get("conformal"), cfg, source.dim(cfg["data"]))
 
-    def check_name(name, path):
+    def check(name, params, path):
         source.check_corruption(name, path, cfg["data"])
 
-    cfg["corruptions"] = S.corruption_list(raw["corruptions"], check_name, what=source.corruption_kind,
+    cfg["corruptions"] = S.corruption_list(raw["corruptions"], check, what=source.corruption_kind,
                                            allow_params=False)
     cfg["executor"] = S.executor(raw.get("executor"))
     cfg["output"] = S.output(raw.get("output"))

@@ -9,7 +9,7 @@ import numpy as np
 
 from audit.pages import fmt
 from audit.plotting import grid as _grid
-from audit.plotting import heatmap
+from audit.plotting import heatmap, save_figure
 from audit.plotting import plt as _plt
 from audit.runner.task import ReportParts
 from audit.tasks.detection.sources import SOURCES
@@ -61,8 +61,7 @@ def heatmaps(results: dict, path: Path) -> None:
     fig.suptitle(f"{results['config']['name']}{_tag(results)}: mean over "
                  f"{results['config']['split']['repeats']} splits, calibrated on clean frames", fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def metrics_vs_severity(results: dict, path: Path) -> None:
@@ -101,8 +100,7 @@ def metrics_vs_severity(results: dict, path: Path) -> None:
                  "the clean point only" + (f"; the recall bound holds with probability >= {1 - delta:.2f}" if delta
                                            else ""), fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.96))
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def _rot_rect(box):
@@ -208,8 +206,7 @@ def examples(results: dict, curves: dict, path: Path) -> bool:
                  "calibrated on clean frames", fontsize=10)
     fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.05, 1, 0.97))
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
     return True
 
 

@@ -1,0 +1,212 @@
+"""Nothing lost, nothing silently wrong (issue 17, group 3): the output folder, the cache, custom corruptions, cell
+ids, config validation and the exit code. Each test reproduces a failure of the earlier version."""
+import json
+import os
+import textwrap
+
+import numpy as np
+import pytest
+
+from audit import ConfigError, load_config, run_audit, validate_config
+from audit.cli import main
+
+BAD_CORRUPTIONS = textwrap.dedent('''
+    import numpy as np
+
+    def inplace(x, severity, rng, **params):
+        x += np.uint8(10 * severity)   # writes into its input
+        return x
+
+    def as_float(x, severity, rng, **params):
+        return x.astype(np.float64)    # wrong dtype: not a corruption effect
+
+    def nan_float(x, severity, rng, **params):
+        return np.full(x.shape, np.nan)
+
+    def shrink(x, severity, rng, **params):
+        return x[:4, :4].copy()         # wrong shape
+
+    def fine(x, severity, rng, **params):
+        return np.clip(x.astype(np.int16) + 20 * severity, 0, 255).astype(np.uint8)
+
+    def noisy(x, severity, rng, strength=1.0):
+        return np.clip(x + rng.normal(0, strength * severity, x.shape), 0, 255).astype(np.uint8)
+''')
+
+
+@pytest.fixture(scope="module")
+def bad_module(tmp_path_factory):
+    d = tmp_path_factory.mktemp("badmods")
+    (d / "audit_bad_corruptions.py").write_text(BAD_CORRUPTIONS)
+    (d / "audit_bad").mkdir()
+    (d / "audit_bad" / "__init__.py").write_text("")
+    (d / "audit_bad" / "corruptions.py").write_text(BAD_CORRUPTIONS)  # "audit_bad.corruptions:fine" -> same id
+    mp = pytest.MonkeyPatch()
+    mp.syspath_prepend(str(d))
+    mp.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(d), os.environ.get("PYTHONPATH", "")) if p))
+    yield "audit_bad_corruptions"
+    mp.undo()
+
+
+def _quick(tiny_config, **over):
+    base = dict(split={"repeats": 3}, output={"plots": False, "report": False, "examples": 1})
+    base.update(over)
+    return validate_config(tiny_config(**base))
+
+
+# --- the output folder ----------------------------------------------------------------------------------------
+def test_foreign_folder_is_refused_and_its_files_survive(tiny_config, tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "config.yaml").write_text("mine: true\n")
+    (project / "notes.txt").write_text("keep me")
+    cfg = _quick(tiny_config, corruptions=[])
+    with pytest.raises(ConfigError, match="not empty and was not created by conformal-audit"):
+        run_audit(cfg, project, quiet=True)
+    # --overwrite still never replaces a file the audit did not create
+    with pytest.raises(ConfigError, match="already holds config.yaml"):
+        run_audit(cfg, project, quiet=True, overwrite=True)
+    assert (project / "config.yaml").read_text() == "mine: true\n"
+    (project / "config.yaml").unlink()
+    run_audit(cfg, project, quiet=True, overwrite=True)  # no clash: allowed, unrelated files untouched
+    assert (project / "notes.txt").read_text() == "keep me"
+    assert (project / "results.json").is_file()
+    run_audit(cfg, project, quiet=True)  # the folder is now an audit folder: reruns need no flag
+
+
+def test_cli_refuses_out_dot_in_a_project_folder(tiny_config, tmp_path, monkeypatch, capsys):
+    import yaml
+
+    cfg_path = tmp_path / "audit.yaml"
+    cfg_path.write_text(yaml.safe_dump(tiny_config(corruptions=[], split={"repeats": 2},
+                                                   output={"plots": False, "report": False, "examples": 0})))
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(cfg_path), "--out", ".", "--quiet"]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert cfg_path.is_file() and not (tmp_path / "results.json").exists()
+
+
+# --- cache and results files ----------------------------------------------------------------------------------
+def test_truncated_cache_entry_is_recomputed_with_a_warning(tiny_config, tmp_path):
+    cfg = _quick(tiny_config)
+    out = tmp_path / "run"
+    first = run_audit(cfg, out, quiet=True)
+    entry = out / "cache" / "clean.npz"
+    entry.write_bytes(entry.read_bytes()[:100])  # truncated by a crash or a full disk
+    with pytest.warns(UserWarning, match=r"clean.npz' cannot be read .*recomputing"):
+        again = run_audit(cfg, out, resume=True, quiet=True)
+    assert again["per_split"] == first["per_split"]
+
+
+def test_truncated_results_file_names_the_file(tiny_config, tmp_path):
+    from audit.report import build
+
+    cfg = _quick(tiny_config)
+    out = tmp_path / "run"
+    run_audit(cfg, out, quiet=True)
+    text = (out / "results.json").read_text()
+    (out / "results.json").write_text(text[: len(text) // 2])
+    with pytest.raises(ValueError, match=r"results.json' is not valid JSON .*truncated"):
+        build(out)
+
+
+# --- custom corruptions ---------------------------------------------------------------------------------------
+def test_corruption_writing_into_its_input_fails_its_cell_only(tiny_config, bad_module, tmp_path):
+    clean_only = run_audit(_quick(tiny_config, corruptions=[]), tmp_path / "ref", quiet=True)
+    cfg = _quick(tiny_config, corruptions=[{"name": f"{bad_module}:inplace", "severities": [1]},
+                                          {"name": f"{bad_module}:fine", "severities": [2]}])
+    res = run_audit(cfg, tmp_path / "out", quiet=True)
+    err = res["failed_cells"]["audit_bad_corruptions_inplace_s1"]
+    assert "writes into its input" in err
+    assert [r["cell"] for r in res["cells"]] == ["clean", "audit_bad_corruptions_fine_s2"]
+    # the shared pool was not poisoned: the clean cell is exactly what a run without the bad corruption gives
+    assert res["per_split"]["clean"] == clean_only["per_split"]["clean"]
+
+
+@pytest.mark.parametrize("name, message", [
+    ("as_float", "returned dtype float64; expected the input's uint8"),
+    ("shrink", "returned shape (4, 4); expected the input's (8, 8)"),
+])
+def test_bad_corruption_output_is_reported_as_the_corruptions_fault(tiny_config, bad_module, tmp_path, name,
+                                                                    message):
+    cfg = _quick(tiny_config, corruptions=[{"name": f"{bad_module}:{name}", "severities": [1]}])
+    res = run_audit(cfg, tmp_path / "out", quiet=True)
+    (err,) = res["failed_cells"].values()
+    assert f"corruption '{bad_module}:{name}' on input 0 {message}" in err
+    assert [r["cell"] for r in res["cells"]] == ["clean"]
+
+
+def test_nan_model_outputs_fail_the_cell_and_name_it(tiny_config, bad_module, tmp_path, monkeypatch):
+    """A NaN reaching the model used to abort the whole audit in the split loop, with no results and no cell."""
+    from audit.tasks.classification import models
+
+    real, calls = models.LinearSoftmax.predict_proba, []
+
+    def nan_after_clean(self, inputs):  # cells run in order in one process: the clean cell comes first
+        p = real(self, inputs)
+        calls.append(1)
+        if len(calls) > 1:
+            p[3] = np.nan
+        return p
+
+    monkeypatch.setattr(models.LinearSoftmax, "predict_proba", nan_after_clean)
+    cfg = _quick(tiny_config, corruptions=[{"name": f"{bad_module}:fine", "severities": [1]}])
+    res = run_audit(cfg, tmp_path / "out", quiet=True)
+    (cell, err), = res["failed_cells"].items()
+    assert cell == "audit_bad_corruptions_fine_s1"
+    assert "the model's outputs on cell 'audit_bad_corruptions_fine_s1' hold NaN or inf (first in row 3)" in err
+    assert [r["cell"] for r in res["cells"]] == ["clean"]
+
+
+def test_cli_exits_non_zero_when_a_cell_failed(tiny_config, bad_module, tmp_path, capsys):
+    import yaml
+
+    cfg_path = tmp_path / "a.yaml"
+    cfg_path.write_text(yaml.safe_dump(tiny_config(corruptions=[{"name": f"{bad_module}:inplace",
+                                                                 "severities": [1]}],
+                                                   split={"repeats": 2},
+                                                   output={"plots": False, "report": False, "examples": 0})))
+    assert main(["run", str(cfg_path), "--out", str(tmp_path / "o"), "--quiet"]) == 1
+    assert "1 cell(s) FAILED: audit_bad_corruptions_inplace_s1" in capsys.readouterr().err
+
+
+# --- config validation ----------------------------------------------------------------------------------------
+def test_names_that_share_a_cell_id_are_refused(tiny_config, bad_module):
+    """`pkg.mod:f` and `pkg_mod:f` used to share one cache file and one results row."""
+    with pytest.raises(ConfigError, match=r"'audit_bad.corruptions:fine' and 'audit_bad_corruptions:fine' map to "
+                                          r"the same cell id 'audit_bad_corruptions_fine'"):
+        validate_config(tiny_config(corruptions=[{"name": f"{bad_module}:fine"},
+                                                 {"name": "audit_bad.corruptions:fine"}]))
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(data={"name": "digits", "params": {"size": "28"}}), r"`data.params.size` must be an integer"),
+    (dict(data={"name": "digits", "params": {"split": "random"}}), r"`data.params.split` is 'random'"),
+    (dict(model={"name": "sklearn_logreg", "params": {"max_iter": 0}}), r"`model.params.max_iter` must be >= 1"),
+    (dict(corruptions=[{"name": "fog", "params": {"strength": 2}}]),
+     r"`corruptions\[0\].params` has parameter\(s\) strength that corruption 'fog' does not take; allowed: scale"),
+    (dict(corruptions=[{"name": "fog", "params": {"scale": "big"}}]), r"`corruptions\[0\].params.scale` is 'big'"),
+])
+def test_wrong_values_inside_params_fail_at_load(tiny_config, change, match):
+    with pytest.raises(ConfigError, match=match):
+        validate_config(tiny_config(**change))
+
+
+def test_custom_corruption_params_are_checked_against_its_signature(tiny_config, bad_module):
+    ok = validate_config(tiny_config(corruptions=[{"name": f"{bad_module}:noisy", "params": {"strength": 2.0}}]))
+    assert ok["corruptions"][0]["params"] == {"strength": 2.0}
+    with pytest.raises(ConfigError, match=r"parameter\(s\) strenght that corruption .* does not take"):
+        validate_config(tiny_config(corruptions=[{"name": f"{bad_module}:noisy", "params": {"strenght": 2.0}}]))
+
+
+def test_repeated_yaml_key_is_refused_with_its_lines(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("data: digits\nmodel: sklearn_logreg\ncorruptions: []\nmodel: reference\n")
+    with pytest.raises(ConfigError, match=r"config key 'model' is repeated \(line 2 and line 4\)"):
+        load_config(path)
+
+
+def test_marker_file_is_json(tiny_config, tmp_path):
+    run_audit(_quick(tiny_config, corruptions=[]), tmp_path / "o", quiet=True)
+    marker = json.loads((tmp_path / "o" / ".conformal-audit.json").read_text())
+    assert marker["format"] == "conformal-audit output folder"
