@@ -1,10 +1,13 @@
 """Camera corruptions: the 19 ImageNet-C corruptions (Hendrycks & Dietterich, ICLR 2019) plus rain.
 
 ``corrupt(image, name, severity, rng)`` returns a new image of the same shape and dtype. The severity
-tables are data (``perturbations._image_tables``) and every corruption is one plain function registered in
-``REGISTRY``; ``parameters(name, severity, shape)`` returns exactly the numbers a call would use, so an audit
-can record what was applied. Randomness comes only from an explicit ``numpy.random.Generator`` (an int seed
-is accepted), so the same seed gives the same image. OpenCV + NumPy + Numba only.
+tables are data (``perturbations._image_tables``) and every corruption is one plain function, registered in
+the package's one registry (``perturbations.registry``; ``REGISTRY`` here is its image view). A call first
+*samples* its parameters: ``parameters(name, severity, shape)`` (the table row for this image size) plus the
+scalar random draws (motion-blur angle, frost crop, rain angle, elastic affine shift), then *applies* them,
+drawing only the per-pixel noise; ``perturbations.registry.corrupt_logged`` records both, so an audit can
+log and replay what was applied. Randomness comes only from an explicit ``numpy.random.Generator`` (an int
+seed is accepted), so the same seed gives the same image. OpenCV + NumPy + Numba only.
 
 See ``docs/image_corruptions.md`` for the models, parameters per severity and deviations from ImageNet-C.
 
@@ -23,18 +26,16 @@ True
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import lru_cache
-from types import MappingProxyType
-from typing import Callable
+from functools import lru_cache, partial
 
 import cv2
 import numpy as np
 
 from perturbations._common import as_generator, check_name, check_severity
-from perturbations._image_tables import REFERENCE_SIZE, TABLES, Table
+from perturbations._image_tables import REFERENCE_SIZE, SPATIAL, TABLES, zoom_factors
 from perturbations._kernels import image as _k
 from perturbations._kernels import image_textures as _tex
+from perturbations.registry import Corruption, Modality, check_options, register
 
 __all__ = ["corrupt", "corrupt_batch", "names", "parameters", "resolve_scale", "REGISTRY", "Corruption",
            "MIN_SIDE", "SCALES"]
@@ -160,7 +161,7 @@ def glass_blur(img, p, rng):
 def motion_blur(img, p, rng):
     """One-sided Gaussian line blur (imagecorruptions' model of ImageMagick's), angle ~ U(-45, 45) deg."""
     x = _float(img)
-    kernel = _tex.motion_kernel(int(p["radius"]), p["sigma"], rng.uniform(-45.0, 45.0))
+    kernel = _tex.motion_kernel(int(p["radius"]), p["sigma"], p["angle"])
     return _tex.filter2d(x, kernel, cv2.BORDER_REPLICATE)
 
 
@@ -189,18 +190,19 @@ def snow(img, p, rng):
     layer = _tex.clipped_zoom(layer, p["zoom"])
     layer[layer < p["threshold"]] = 0.0
     np.clip(layer, 0.0, 1.0, out=layer)
-    kernel = _tex.motion_kernel(int(p["radius"]), p["sigma"], rng.uniform(-135.0, -45.0))
+    angle = rng.uniform(-135.0, -45.0)  # drawn after the flake noise, so apply draws it and reports it
+    kernel = _tex.motion_kernel(int(p["radius"]), p["sigma"], angle)
     layer = _tex.filter2d(layer, kernel, cv2.BORDER_REPLICATE)
     layer = (np.rint(layer * 255.0) * np.float32(1 / 255))[..., None]
     blend = np.float32(p["blend"])
     x = blend * x + (1 - blend) * np.maximum(x, _luma(x) * np.float32(1.5) + np.float32(0.5))
-    return x + layer + layer[::-1, ::-1]
+    return x + layer + layer[::-1, ::-1], {"angle": angle}
 
 
 def frost(img, p, rng):
     """image_weight * x + frost_weight * F, F a crop of a procedural ice texture (not ImageNet-C's photos)."""
     x = _float(img)
-    tex = _tex.frost_layer(x.shape[0], x.shape[1], p["texture_scale"], rng)[..., None]
+    tex = _tex.frost_crop(x.shape[0], x.shape[1], p["texture_scale"], p["texture"], p["top"], p["left"])[..., None]
     tint = _tex.FROST_TINT if x.shape[2] == 3 else _tex.FROST_TINT[None, None, :] @ np.float32([.299, .587, .114])
     return np.float32(p["image_weight"]) * x + np.float32(p["frost_weight"]) * tex * tint
 
@@ -267,7 +269,7 @@ def rain(img, p, rng):
     """
     x = _float(img)
     h, w = x.shape[:2]
-    angle = rng.uniform(-20.0, 20.0)
+    angle = p["angle"]
     n = max(1, int(round(p["density"] * h * w)))
     idx = rng.integers(0, h * w, n)
     level = rng.uniform(0.6, 1.0, n)
@@ -306,7 +308,7 @@ def elastic_transform(img, p, rng):
     centre = np.float32([h, w]) // 2
     half = min(h, w) // 3
     src = np.float32([centre + half, [centre[0] + half, centre[1] - half], centre - half])
-    dst = (src + rng.uniform(-p["affine"], p["affine"], size=src.shape)).astype(np.float32)
+    dst = (src + np.asarray(p["affine_shift"], dtype=np.float64)).astype(np.float32)
     x = _cv(cv2.warpAffine(x, cv2.getAffineTransform(src, dst), (w, h), borderMode=cv2.BORDER_REFLECT_101), x)
     fields = []
     for _ in range(2):
@@ -352,29 +354,55 @@ def saturate(img, p, rng):
     return _hsv_channel(x, 1, p["factor"], p["offset"])
 
 
+# ------------------------------------------------------------------------------------ the scalar draws
+# sample() draws these before apply() runs, in the order the corruption has always drawn them.
+def _draw_motion_blur(p, shape, rng):
+    return {"angle": rng.uniform(-45.0, 45.0)}
+
+
+def _draw_frost(p, shape, rng):
+    texture = int(rng.integers(len(_tex.FROST_BANK_SEEDS)))
+    side = _tex.frost_side(shape[0], shape[1], p["texture_scale"])
+    return {"texture": texture, "top": int(rng.integers(0, side - shape[0] + 1)),
+            "left": int(rng.integers(0, side - shape[1] + 1))}
+
+
+def _draw_rain(p, shape, rng):
+    return {"angle": rng.uniform(-20.0, 20.0)}
+
+
+def _draw_elastic_transform(p, shape, rng):
+    return {"affine_shift": rng.uniform(-p["affine"], p["affine"], size=(3, 2)).tolist()}
+
+
+_DRAWS = {"motion_blur": _draw_motion_blur, "frost": _draw_frost, "rain": _draw_rain,
+          "elastic_transform": _draw_elastic_transform}
+
+
 # -------------------------------------------------------------------------------------------- registry
-@dataclass(frozen=True)
-class Corruption:
-    """One registered corruption.
+def _sample(name, severity, img, rng, scale="auto"):
+    p = parameters(name, severity, img.shape, scale)
+    draw = _DRAWS.get(name)
+    if draw is not None:
+        p.update(draw(p, img.shape, rng))
+    return p
 
-    Attributes
-    ----------
-    name : str
-    group : str
-        "noise", "blur", "weather" or "digital" (Hendrycks & Dietterich's grouping).
-    subset : str
-        "common" (the 15 of ImageNet-C), "extra" (its 4 hold-out corruptions) or "ours" (rain).
-    table : Table
-        The parameters per severity at both scales (see ``perturbations._image_tables``).
-    function : callable
-        ``function(image, params, rng)`` on a validated (H, W, C) uint8 or float image.
-    """
 
-    name: str
-    group: str
-    subset: str
-    table: Table
-    function: Callable
+def _apply(function, img, params, rng):
+    out = function(img, params, rng)
+    out, info = out if isinstance(out, tuple) else (out, {})
+    return _finish(out, img.dtype, img.shape), info
+
+
+def _prepare(image, entry, options):
+    check_options(entry, options)
+    img = _check_image(image)
+    resolve_scale(options.get("scale", "auto"), img.shape)
+    return img, options
+
+
+def _reshape(out, image):
+    return out.reshape(image.shape)
 
 
 _ORDER = (
@@ -388,8 +416,22 @@ _ORDER = (
     ("gaussian_blur", "blur", "extra"), ("spatter", "weather", "extra"), ("saturate", "digital", "extra"),
     ("rain", "weather", "ours"),
 )
-REGISTRY = MappingProxyType({name: Corruption(name, group, subset, TABLES[name], globals()[name])
-                             for name, group, subset in _ORDER})
+_REFERENCE = {"common": "Hendrycks & Dietterich, ICLR 2019 (ImageNet-C / CIFAR-10-C tables)",
+              "extra": "Hendrycks & Dietterich, ICLR 2019 (ImageNet-C hold-out corruptions)",
+              "ours": "this project (docs/image_corruptions.md)"}
+
+
+def _entry(name, group, subset):
+    fn = globals()[name]
+    return Corruption(
+        name=name, modality="image", group=group, table=TABLES[name], sample=partial(_sample, name),
+        apply=partial(_apply, fn), options=("scale",), tags=(subset,), doc=fn.__doc__.strip().split("\n")[0],
+        rule="lengths in px (SPATIAL) scale with min(1, short side / reference size); see `parameters`",
+        reference=_REFERENCE[subset], units={f"{s}.{k}": "px" for s in REFERENCE_SIZE for k in SPATIAL.get(name, ())})
+
+
+MODALITY = Modality("image", _prepare, _reshape)
+REGISTRY = register(MODALITY, [_entry(*row) for row in _ORDER])
 _SUBSETS = ("all", "common", "extra", "noise", "blur", "weather", "digital")
 
 
@@ -405,7 +447,7 @@ def names(subset: str = "all") -> tuple:
     if not isinstance(subset, str) or subset not in _SUBSETS:
         raise ValueError(f"`subset` must be one of {', '.join(_SUBSETS)}; got {subset!r}")
     return tuple(c.name for c in REGISTRY.values()
-                 if subset == "all" or subset in (c.group, c.subset))
+                 if subset == "all" or subset == c.group or subset in c.tags)
 
 
 def resolve_scale(scale: str, shape) -> str:
@@ -427,7 +469,8 @@ def parameters(name: str, severity: int, shape=(224, 224), scale: str = "auto") 
     ``spatial_factor = min(1, short side / reference size)``, the reference size being 224 px (imagenet) or
     32 px (cifar), so a blur covers the same fraction of a small image as of the reference one; integer
     lengths are rounded and kept >= 1. The returned dict also holds "name", "severity", "scale" and
-    "spatial_factor", so it is a complete record of what was applied apart from the random draws.
+    "spatial_factor", so it is a complete record of what was applied apart from the random draws (which
+    ``perturbations.registry.corrupt_logged`` records too).
     """
     name = check_name(name, REGISTRY)
     severity = check_severity(severity)
@@ -436,10 +479,11 @@ def parameters(name: str, severity: int, shape=(224, 224), scale: str = "auto") 
     except (TypeError, IndexError, ValueError):
         raise ValueError(f"`shape` must start with (height, width); got {shape!r}") from None
     scale = resolve_scale(scale, shape)
-    table = REGISTRY[name].table
     factor = min(1.0, side / REFERENCE_SIZE[scale])
-    row = table.row(severity, scale)
-    for key in table.spatial:
+    row = REGISTRY[name].row(severity, scale)
+    if name == "zoom_blur":
+        row = {"zooms": zoom_factors(row["zoom_start"], row["zoom_stop"], row["zoom_step"])}
+    for key in SPATIAL.get(name, ()):
         if name == "defocus_blur" and key == "radius" or key not in _INT_SPATIAL:
             row[key] = row[key] * factor
         else:
@@ -508,9 +552,11 @@ def corrupt(image: np.ndarray, name: str, severity: int, rng=None, scale: str = 
     name = check_name(name, REGISTRY)
     severity = check_severity(severity)
     img = _check_image(image)
-    params = parameters(name, severity, img.shape, scale)
-    out = REGISTRY[name].function(img, params, as_generator(rng))
-    return _finish(out, image.dtype, image.shape)
+    resolve_scale(scale, img.shape)
+    gen = as_generator(rng)
+    entry = REGISTRY[name]
+    out, _ = entry.apply(img, entry.sample(severity, img, gen, scale=scale), gen)
+    return out.reshape(image.shape)
 
 
 def corrupt_batch(images: np.ndarray, name: str, severity: int, rng=None, scale: str = "auto") -> np.ndarray:
