@@ -29,7 +29,7 @@ def test_names_and_params():
         pc.names("camera")
     assert set(pc.REGISTRY) == set(pc.names("all"))
     assert pc.REGISTRY["occlusion"].options == ("mesh",) and pc.REGISTRY["gaussian"].options == ()
-    assert pc.REGISTRY["fog"].level == "scene" and len(pc.REGISTRY["fog"].table) == 5
+    assert pc.REGISTRY["fog"].group == "scene" and len(pc.REGISTRY["fog"].table) == 5
     row = pc.parameters("gaussian", 2)
     row["sigma"] = 99.0  # a copy: the table is not changed
     assert pc.parameters("gaussian", 2)["sigma"] == 0.015
