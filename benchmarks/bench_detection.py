@@ -26,7 +26,7 @@ from _report import machine_line, versions, write_section  # noqa: E402
 
 from conformal.detection import BoxIntervalCalibrator, ConformalDetector, matched_pairs  # noqa: E402
 from conformal.detection._checks import check_frame  # noqa: E402
-from conformal.detection.synthetic import make_scenes  # noqa: E402
+from adapters.datasets import make_scenes  # noqa: E402
 
 ALPHA = 0.1
 

@@ -388,7 +388,8 @@ def _sample(name, severity, img, rng, scale="auto"):
     return p
 
 
-def _apply(function, img, params, rng):
+def _apply(function, img, params, rng, scale="auto"):
+    # `scale` is already resolved into params (their "scale" and lengths); accepted as every option is
     out = function(img, params, rng)
     out, info = out if isinstance(out, tuple) else (out, {})
     return _finish(out, img.dtype, img.shape), info

@@ -34,7 +34,7 @@ Examples
 >>> image = np.full((32, 32, 3), 128, np.uint8)
 >>> out, record = corrupt_logged(image, "motion_blur", 3, 0, "image")
 >>> sorted(record["params"])[:3], round(record["params"]["angle"], 2)
-(['angle', 'name', 'radius'], 32.97)
+(['angle', 'name', 'radius'], 12.33)
 >>> np.array_equal(replay(image, record), out)
 True
 """

@@ -15,7 +15,7 @@ from conformal.detection import BoxIntervalCalibrator, ConformalDetector, matche
 from conformal.detection._checks import check_frame
 from conformal.detection.metrics import side_coverage
 from conformal.detection.recall import RecallRiskControl, gt_match_confidence, recall_losses
-from conformal.detection.synthetic import make_scenes
+from adapters.datasets import make_scenes
 
 R = 200
 ALPHA = 0.1

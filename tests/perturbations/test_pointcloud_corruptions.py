@@ -18,7 +18,7 @@ def sphere(n=1024, seed=0, extra=True):
 
 @pytest.fixture(scope="module")
 def scan():
-    from perturbations.synthetic_scene import street_scan
+    from adapters.datasets import street_scan
     return street_scan(16, 256, rng=0, return_labels=True)
 
 
