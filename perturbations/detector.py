@@ -259,7 +259,8 @@ def _prepare(pred, entry, options):
             raise ValueError(f"`{arg}` lacks {lacking}; a {dim}D frame of make_scenes has {list(keys)}")
     for arg in ("scene", "detector"):
         if not isinstance(options[arg], Mapping):
-            raise TypeError(f"`{arg}` must be a dict of make_scenes keyword arguments; got {type(options[arg]).__name__}")
+            raise TypeError(f"`{arg}` must be a dict of make_scenes keyword arguments; "
+                            f"got {type(options[arg]).__name__}")
     return pred, options
 
 

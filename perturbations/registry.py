@@ -337,8 +337,9 @@ _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 def _generator_from_state(state) -> np.random.Generator:
     """A Generator whose bit generator is in the recorded `state` (numpy's own state dict, made JSON-able)."""
     if not isinstance(state, Mapping) or state.get("bit_generator") not in _BIT_GENERATORS:
+        got = dict(state) if isinstance(state, Mapping) else state
         raise ValueError("`record['rng']` must be a numpy bit-generator state with 'bit_generator' one of "
-                         f"{', '.join(_BIT_GENERATORS)}; got {state if not isinstance(state, Mapping) else dict(state)!r}")
+                         f"{', '.join(_BIT_GENERATORS)}; got {got!r}")
     bit = getattr(np.random, state["bit_generator"])()
     bit.state = _like(bit.state, state)
     return np.random.Generator(bit)

@@ -1,7 +1,8 @@
 """A synthetic detection generator with known ground truth (2D images and 3D bird's-eye-view scenes).
 
-SYNTHETIC DATA: a simulated detector on simulated scenes, not a recording and not a real detector. No detector weights or detection data sets can be downloaded in this project, so tests and
-benchmarks use simulated detectors whose failure modes are the ones conformal detection must survive:
+SYNTHETIC DATA: a simulated detector on simulated scenes, not a recording and not a real detector. No
+detector weights or detection data sets can be downloaded in this project, so tests and benchmarks use
+simulated detectors whose failure modes are the ones conformal detection must survive:
 
 - bias: boxes systematically too small (2D: `bias` px shrink per side; 3D: centres pulled `bias` m toward the
   sensor and sizes shrunk by `bias` m), the case that breaks symmetric-residual methods;
