@@ -431,6 +431,7 @@ def _entry(name, group, subset):
         reference=_REFERENCE[subset], units={f"{s}.{k}": "px" for s in REFERENCE_SIZE for k in SPATIAL.get(name, ())})
 
 
+_FUNCTIONS = {name: globals()[name] for name, _, _ in _ORDER}
 MODALITY = Modality("image", _prepare, _reshape)
 REGISTRY = register(MODALITY, [_entry(*row) for row in _ORDER])
 _SUBSETS = ("all", "common", "extra", "noise", "blur", "weather", "digital")
@@ -553,11 +554,13 @@ def corrupt(image: np.ndarray, name: str, severity: int, rng=None, scale: str = 
     name = check_name(name, REGISTRY)
     severity = check_severity(severity)
     img = _check_image(image)
-    resolve_scale(scale, img.shape)
+    params = parameters(name, severity, img.shape, scale)  # validates `scale` before `rng`, as it always did
     gen = as_generator(rng)
-    entry = REGISTRY[name]
-    out, _ = entry.apply(img, entry.sample(severity, img, gen, scale=scale), gen)
-    return out.reshape(image.shape)
+    draw = _DRAWS.get(name)
+    if draw is not None:
+        params.update(draw(params, img.shape, gen))
+    out, _ = _apply(_FUNCTIONS[name], img, params, gen)  # = REGISTRY[name].apply, without the indirection
+    return out if out.shape == image.shape else out.reshape(image.shape)
 
 
 def corrupt_batch(images: np.ndarray, name: str, severity: int, rng=None, scale: str = "auto") -> np.ndarray:

@@ -68,6 +68,9 @@ def _apply(name, points, params, rng, **options):
     else:
         lo, hi = work[:, :3].min(axis=0), work[:, :3].max(axis=0)
         centre, half = (lo + hi) / 2.0, float((hi - lo).max()) / 2.0
+        if half <= 0.0:
+            raise ValueError("`points` has zero extent (every point is the same); object-level corruptions "
+                             "need a cloud with a non-degenerate bounding box")
         work[:, :3] = (work[:, :3] - centre) / half
         if options.get("mesh") is not None:
             v, t = _pointcloud_raycast.mesh_arrays(options["mesh"])
@@ -86,11 +89,6 @@ def _prepare(points, entry, options):
         raise ValueError("`points` column 3 (intensity) has NaN or inf values; scene-level corruptions need a finite "
                          "intensity for every return")
     check_options(entry, options)
-    if not is_scene:
-        xyz = points[:, :3]
-        if float((xyz.max(axis=0) - xyz.min(axis=0)).max()) <= 0.0:
-            raise ValueError("`points` has zero extent (every point is the same); object-level corruptions "
-                             "need a cloud with a non-degenerate bounding box")
     return points, options
 
 

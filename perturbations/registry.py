@@ -108,34 +108,34 @@ class Corruption:
     rule: str = ""
     reference: str = ""
     units: Mapping = field(default_factory=dict)
+    variants: tuple = field(init=False, compare=False)
+    """The variants its table has ("imagenet", "cifar" / "2d", "3d"), or () for a plain table."""
 
     def __post_init__(self):
         check_table(self.table, f"{self.modality} corruption {self.name!r}")
         object.__setattr__(self, "table", tuple(MappingProxyType(dict(r)) for r in self.table))
         object.__setattr__(self, "units", MappingProxyType(dict(self.units)))
-
-    @property
-    def variants(self) -> tuple:
-        """The variants its table has ("imagenet", "cifar" / "2d", "3d"), or () for a plain table."""
         seen = []
         for key in self.table[0]:
             if "." in key and key.split(".", 1)[0] not in seen:
                 seen.append(key.split(".", 1)[0])
-        return tuple(seen)
+        object.__setattr__(self, "variants", tuple(seen))
+        # per variant, (qualified key, plain key) pairs: row() runs on every call, so it is a lookup
+        object.__setattr__(self, "_columns", {v: tuple((k, k[len(v) + 1:]) for k in self.table[0]
+                                                       if k.startswith(v + ".")) for v in seen})
 
     def row(self, severity: int, variant: str | None = None) -> dict:
         """The table row of `severity` (1..5) as a new dict; of one `variant` (keys unqualified) if it has them."""
         row = self.table[check_severity(severity) - 1]
-        have = self.variants
-        if not have:
+        if not self.variants:
             if variant is not None:
                 raise ValueError(f"{self.modality} corruption {self.name!r} has no variants; got variant {variant!r}")
             return dict(row)
-        if variant not in have:
+        columns = self._columns.get(variant) if isinstance(variant, str) else None
+        if columns is None:
             raise ValueError(f"{self.modality} corruption {self.name!r} is defined for variants "
-                             f"{', '.join(map(repr, have))}; got {variant!r}")
-        prefix = variant + "."
-        return {k[len(prefix):]: v for k, v in row.items() if k.startswith(prefix)}
+                             f"{', '.join(map(repr, self.variants))}; got {variant!r}")
+        return {plain: row[key] for key, plain in columns}
 
 
 def check_table(table, what: str = "table") -> None:
