@@ -196,3 +196,15 @@ def test_import_needs_numpy_only_and_docstrings_run():
     for mod in (registry, detector):
         assert doctest.testmod(mod, optionflags=doctest.ELLIPSIS).failed == 0, mod.__name__
     assert "| `fog` | weather | `imagenet.strength` | 1.5, 2, 2.5, 2.5, 3 |  |" in registry.table_markdown("image")
+
+
+def test_logging_a_batch_image_by_image_gives_corrupt_batch(inputs):
+    """The audit logs one record per image: the same generator through corrupt_logged, image after image,
+    gives corrupt_batch's output, and each record replays its own image."""
+    batch = np.stack([inputs["image"], inputs["image"][::-1], inputs["image"][:, ::-1]])
+    expected = image.corrupt_batch(batch, "rain", 4, np.random.default_rng(3))
+    g = np.random.default_rng(3)
+    logged = [corrupt_logged(x, "rain", 4, g, "image") for x in batch]
+    for (out, record), x, e in zip(logged, batch, expected):
+        assert np.array_equal(out, e) and np.array_equal(replay(x, record), e)
+    assert len({r["params"]["angle"] for _, r in logged}) == 3
