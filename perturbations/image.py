@@ -73,12 +73,15 @@ _DRAWS = {"motion_blur": _draw_motion_blur, "frost": _draw_frost, "rain": _draw_
 
 
 # -------------------------------------------------------------------------------------------- registry
-def _sample(name, severity, img, rng, scale="auto"):
-    p = parameters(name, severity, img.shape, scale)
+def _with_draws(name, p, shape, rng):
     draw = _DRAWS.get(name)
     if draw is not None:
-        p.update(draw(p, img.shape, rng))
+        p.update(draw(p, shape, rng))
     return p
+
+
+def _sample(name, severity, img, rng, scale="auto"):
+    return _with_draws(name, parameters(name, severity, img.shape, scale), img.shape, rng)
 
 
 def _apply(function, img, params, rng, scale="auto"):
@@ -249,10 +252,8 @@ def corrupt(image: np.ndarray, name: str, severity: int, rng=None, scale: str = 
     img = _check_image(image)
     params = parameters(name, severity, img.shape, scale)  # validates `scale` before `rng`, as it always did
     gen = as_generator(rng)
-    draw = _DRAWS.get(name)
-    if draw is not None:
-        params.update(draw(params, img.shape, gen))
-    out, _ = _apply(_FUNCTIONS[name], img, params, gen)  # = REGISTRY[name].apply, without the indirection
+    # REGISTRY[name].sample and .apply, called directly (no partials on the per-image path)
+    out, _ = _apply(_FUNCTIONS[name], img, _with_draws(name, params, img.shape, gen), gen)
     return out if out.shape == image.shape else out.reshape(image.shape)
 
 
