@@ -203,9 +203,13 @@ class _Registry(Mapping):
     """Every entry, keyed by (modality, name); modality modules are imported on first access."""
 
     def __getitem__(self, key):
-        if not (isinstance(key, tuple) and len(key) == 2):
-            raise KeyError(f"REGISTRY keys are (modality, name) pairs; got {key!r}")
-        return get(key[1], key[0])
+        if not (isinstance(key, tuple) and len(key) == 2 and key[0] in MODALITIES):
+            raise KeyError(f"REGISTRY keys are (modality, name) pairs, modality one of {', '.join(MODALITIES)}; "
+                           f"got {key!r}")
+        entries = _load(key[0])
+        if key[1] not in entries:
+            raise KeyError(f"no {key[0]} corruption {key[1]!r}; valid names are: {', '.join(entries)}")
+        return entries[key[1]]
 
     def __iter__(self):
         for m in MODALITIES:

@@ -71,6 +71,7 @@ def test_every_table_has_five_rows_of_numbers_with_the_same_keys():
         for variant in e.variants or (None,):
             assert len(e.row(1, variant)) == len(e.table[0]) // max(1, len(e.variants))
     assert get("fog", "image") is not get("fog", "pointcloud")
+    assert ("image", "fog") in REGISTRY and ("image", "beam_missing") not in REGISTRY and "fog" not in REGISTRY
     assert names("image") == image.names() and names("pointcloud") == pointcloud.names("all")
     assert names("pointcloud", "scene") == pointcloud.SCENE_CORRUPTIONS and names("image", "ours") == ("rain",)
     assert tuple(detector.REGISTRY) == names("detections")
