@@ -10,6 +10,7 @@ numbers, ``perturbations.registry``) the two scales are variants: a row holds ``
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from types import MappingProxyType
 
 import numpy as np
@@ -18,6 +19,7 @@ REFERENCE_SIZE = MappingProxyType({"imagenet": 224, "cifar": 32})
 SCALE_NAMES = tuple(REFERENCE_SIZE)
 
 
+@lru_cache(maxsize=32)
 def zoom_factors(start: float, stop: float, step: float) -> tuple:
     """The zoom factors of zoom_blur, as the reference computes them with a floating-point arange.
 

@@ -6,7 +6,7 @@ Every function here works in the *unit frame*: the caller (`pointcloud.corrupt`)
 its bounding box is centred at 0 with the longest side 2, exactly ModelNet40-C's normalisation, and maps
 the result back to the input's centre and scale afterwards. Each takes (pts, rng, p) with pts a float64
 (N, C) copy it may modify, rng a Generator and p the sampled params (the severity row plus the scalar draws
-of its sampler in `SAMPLERS`), and returns (out, index, applied): `index[j]` is the source row of output row
+of its sampler in `SAMPLERS`; arrays, or the lists of a JSON record), and returns (out, index, applied): `index[j]` is the source row of output row
 j or -1 for an added point, `applied` the values drawn or derived. A sampler, ``sample(n, p, rng)`` for an
 n-point cloud, makes the draws that come before any per-point draw, in the order the corruption always
 made them, so the numbers for a seed never changed; the function draws only the per-point ones.
@@ -178,7 +178,7 @@ def rotation_matrix(angles_rad) -> np.ndarray:
 
 
 def sample_rotation(n, p, rng, **_):
-    return {"angles_rad": np.deg2rad(_signed_uniform(rng, p["angle_deg"], p["spread_deg"], 3)).tolist()}
+    return {"angles_rad": np.deg2rad(_signed_uniform(rng, p["angle_deg"], p["spread_deg"], 3))}
 
 
 def rotation(pts, rng, p):
@@ -189,11 +189,11 @@ def rotation(pts, rng, p):
 
 
 def sample_shear(n, p, rng, **_):
-    return {"shear": _signed_uniform(rng, p["c"], p["spread"], 4).tolist()}
+    return {"shear": _signed_uniform(rng, p["c"], p["spread"], 4)}
 
 
 def shear(pts, rng, p):
-    b, d, e, f = p["shear"]
+    b, d, e, f = np.asarray(p["shear"], dtype=np.float64)
     m = np.array([[1.0, 0.0, b], [d, 1.0, e], [f, 0.0, 1.0]])
     pts[:, :3] = pts[:, :3] @ m
     renormalize(pts[:, :3])
@@ -218,7 +218,7 @@ def ffd_displace(xyz: np.ndarray, mu: np.ndarray) -> np.ndarray:
 
 def sample_ffd(n, p, rng, **_):
     lat = p["lattice"]
-    return {"control_displacements": rng.uniform(-p["s"], p["s"], (lat, lat, lat, 3)).tolist()}
+    return {"control_displacements": rng.uniform(-p["s"], p["s"], (lat, lat, lat, 3))}
 
 
 def ffd(pts, rng, p):
@@ -279,7 +279,7 @@ def rbf_apply(xyz, ctrl, w, c, q, radius, inverse):
 
 def sample_rbf(n, p, rng, **_):
     a, gam = rng.uniform(-math.pi, math.pi, (2, p["lattice"] ** 3))
-    return {"direction_azimuth": a.tolist(), "direction_polar": gam.tolist()}
+    return {"direction_azimuth": a, "direction_polar": gam}
 
 
 def _rbf(pts, rng, p, inverse):

@@ -239,7 +239,7 @@ def wet_ground(pts, rng, p, *, intensity_max=1.0, ground_mask=None):
 def sample_beam_missing(n, p, rng, *, n_rings=64, **_):
     _check_n_rings(n_rings)
     k = max(1, int(round(p["rings_removed"] * n_rings / 64)))
-    return {"rings": np.sort(rng.choice(n_rings, min(k, n_rings - 1), replace=False)).tolist()}
+    return {"rings": np.sort(rng.choice(n_rings, min(k, n_rings - 1), replace=False))}
 
 
 def beam_missing(pts, rng, p, *, ring=None, n_rings=64, fov_deg=DEFAULT_FOV_DEG):

@@ -65,7 +65,7 @@ def _draw_rain(p, shape, rng):
 
 
 def _draw_elastic_transform(p, shape, rng):
-    return {"affine_shift": rng.uniform(-p["affine"], p["affine"], size=(3, 2)).tolist()}
+    return {"affine_shift": rng.uniform(-p["affine"], p["affine"], size=(3, 2))}
 
 
 _DRAWS = {"motion_blur": _draw_motion_blur, "frost": _draw_frost, "rain": _draw_rain,

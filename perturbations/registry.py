@@ -4,7 +4,8 @@ A corruption is two plain functions and a table (kornia.augmentation's split, Im
 
 - ``sample(severity, x, rng, **options) -> params``: the severity row, resolved for this input (image
   scale, point count, ...), plus every scalar random draw (angles, anchors, viewpoints, control points).
-  `params` is JSON-able: plain floats, ints, strings and lists.
+  `params` holds plain numbers and strings, and numpy arrays for drawn vectors (control points, rings),
+  so the per-call path converts nothing; ``to_json(params)`` is its JSON form, and `apply` takes either.
 - ``apply(x, params, rng, **options) -> (out, info)``: the corruption itself. Its generator supplies only
   the bulk per-pixel / per-point / per-detection noise, and whatever is drawn there and worth logging
   (a count, an angle drawn after the noise) comes back in `info`.

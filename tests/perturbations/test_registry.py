@@ -102,14 +102,14 @@ def test_sample_apply_record_replay_are_bit_identical(inputs, modality, name):
     expected = public(g1)
     x_checked, checked = registry._MODALITY[modality].prepare(x, entry, dict(opts))
     params = entry.sample(3, x_checked, g2, **checked)
-    json.dumps(params)  # sampled params are JSON-able as they come
+    json.dumps(registry.to_json(params))  # sampled params are JSON-able
     out, info = entry.apply(x_checked, params, g2, **checked)
     assert same(registry._MODALITY[modality].finish(out, x), expected)
     logged, record = corrupt_logged(x, name, 3, g3, modality, **opts)
     assert same(logged, expected)
     assert g1.random() == g2.random() == g3.random()  # all three advanced the generator alike
     record = json.loads(json.dumps(record))  # the record is JSON and survives a round trip
-    assert record["params"] == json.loads(json.dumps(params)) and record["info"] == registry.to_json(info)
+    assert record["params"] == registry.to_json(params) and record["info"] == registry.to_json(info)
     digests = {k for k, v in record["options"].items() if "sha256" in v}
     replayed = replay(x, record, **{k: opts[k] for k in digests})
     assert same(replayed, expected)
