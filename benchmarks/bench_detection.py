@@ -1,6 +1,6 @@
 """Per-frame cost and box coverage of conformal.detection, vs the box-wise reference (puncc SplitBoxWise).
 
-SYNTHETIC DATA (conformal.detection.synthetic). The peer is a faithful NumPy re-implementation of what puncc's
+SYNTHETIC DATA (adapters.datasets.make_scenes). The peer is a faithful NumPy re-implementation of what puncc's
 `SplitBoxWise.predict` does per call (puncc is not installed here): keep the calibration residuals
 pred - true, and on every call recompute the per-coordinate quantile at level (1 - alpha/4)(1 + 1/n)
 (np.quantile, method "higher", as puncc's `quantile`) before widening the boxes. Ours applies margins that
@@ -26,7 +26,7 @@ from _report import machine_line, versions, write_section  # noqa: E402
 
 from conformal.detection import BoxIntervalCalibrator, ConformalDetector, matched_pairs  # noqa: E402
 from conformal.detection._checks import check_frame  # noqa: E402
-from conformal.detection.synthetic import make_scenes  # noqa: E402
+from adapters.datasets import make_scenes  # noqa: E402
 
 ALPHA = 0.1
 
@@ -126,7 +126,7 @@ def main(quick: bool = False):
     cov = coverage_rows(600 if quick else 3000)
 
     lines = [f"Machine: {machine_line()}", f"Versions: {versions('numpy', 'numba')}", "",
-             "SYNTHETIC detections (`conformal.detection.synthetic`). Per-frame latency of "
+             "SYNTHETIC detections (`adapters.datasets.make_scenes`). Per-frame latency of "
              "`ConformalDetector.predict` on one frame of **100 detections** (10 classes in 2D, 4 in 3D), median and 99th "
              f"percentile over {calls} calls, input validation included; target <= 100 us median.", "",
              "| configuration | median (us) | p99 (us) |", "|---|---:|---:|"]

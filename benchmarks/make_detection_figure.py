@@ -2,7 +2,7 @@
 
 The image is a composite of real Fashion-MNIST items (Debian package dataset-fashion-mnist) pasted at several
 sizes on a noisy canvas; the ground-truth boxes are the items' pixel extents. The DETECTIONS ARE SIMULATED
-(the synthetic detector of conformal.detection.synthetic: boxes 3 px too small per side, size-dependent noise,
+(the synthetic detector of adapters.datasets.make_scenes: boxes 3 px too small per side, size-dependent noise,
 class confusion), and the conformal detector is calibrated on synthetic frames of that same detector.
 Left: ours (signed per-side scores, max-rank). Right: the box-wise reference (same-signed residuals,
 Bonferroni), whose outer box misses the truth when the detector is biased.
@@ -30,7 +30,7 @@ from bench_detection import PunccStyleBoxWise  # noqa: E402
 
 from conformal.detection import ConformalDetector, matched_pairs  # noqa: E402
 from conformal.detection._checks import check_frame  # noqa: E402
-from conformal.detection.synthetic import make_scenes  # noqa: E402
+from adapters.datasets import make_scenes  # noqa: E402
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 NAMES = ["T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]

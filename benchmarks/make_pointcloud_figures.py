@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from perturbations import pointcloud as pc  # noqa: E402
-from perturbations.synthetic_scene import street_scan  # noqa: E402
+from adapters.datasets import street_scan  # noqa: E402
 
 SEVERITIES = (1, 3, 5)
 

@@ -22,6 +22,8 @@ def as_generator(rng) -> np.random.Generator:
 
 def check_severity(severity) -> int:
     """Severity as an int in 1..5, or a ValueError/TypeError naming the argument."""
+    if type(severity) is int and 1 <= severity <= 5:  # the common case, on every call: no ABC checks
+        return severity
     if isinstance(severity, bool) or not isinstance(severity, numbers.Integral):
         raise TypeError(f"`severity` must be an int in 1..5; got {type(severity).__name__} {severity!r}")
     if int(severity) not in SEVERITIES:
@@ -31,6 +33,8 @@ def check_severity(severity) -> int:
 
 def check_name(name, valid) -> str:
     """`name` if it is one of `valid`, else a ValueError that lists the valid names."""
+    if type(name) is str and name in valid:
+        return name
     if not isinstance(name, str):
         raise TypeError(f"`name` must be a str; got {type(name).__name__}")
     if name not in valid:

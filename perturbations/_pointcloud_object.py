@@ -5,8 +5,11 @@ docs/pointcloud_corruptions.md (no PyGeM, no ModelNet40-C code).
 Every function here works in the *unit frame*: the caller (`pointcloud.corrupt`) has moved the cloud so
 its bounding box is centred at 0 with the longest side 2, exactly ModelNet40-C's normalisation, and maps
 the result back to the input's centre and scale afterwards. Each takes (pts, rng, p) with pts a float64
-(N, C) copy it may modify, rng a Generator and p the severity row, and returns (out, index, applied):
-`index[j]` is the source row of output row j or -1 for an added point, `applied` the sampled values.
+(N, C) copy it may modify, rng a Generator and p the sampled params (the severity row plus the scalar draws
+of its sampler in `SAMPLERS`; arrays, or the lists of a JSON record), and returns (out, index, applied): `index[j]` is the source row of output row
+j or -1 for an added point, `applied` the values drawn or derived. A sampler, ``sample(n, p, rng)`` for an
+n-point cloud, makes the draws that come before any per-point draw, in the order the corruption always
+made them, so the numbers for a seed never changed; the function draws only the per-point ones.
 Columns past xyz travel with their point; added points copy them from the point they were made from
 (upsampling) or get zeros (background).
 """
@@ -88,15 +91,24 @@ def _knn(xyz, centre, k):
     return np.argpartition(d, k - 1)[:k]
 
 
+def sample_cutout(n, p, rng, **_):
+    """Positions (in the shrinking list of kept points) of the cluster anchors; each cluster removes `size`."""
+    size, left, positions = _scaled(p["cluster"], n), n, []
+    for _ in range(p["n_clusters"]):
+        if left <= size:
+            break
+        positions.append(int(rng.integers(left)))
+        left -= size
+    return {"positions": positions}
+
+
 def cutout(pts, rng, p):
     n = len(pts)
     size = _scaled(p["cluster"], n)
     keep = np.arange(n)
     anchors = []
-    for _ in range(p["n_clusters"]):
-        if len(keep) <= size:
-            break
-        a = keep[rng.integers(len(keep))]
+    for position in p["positions"]:
+        a = keep[position]
         anchors.append(int(a))
         drop = _knn(pts[keep, :3], pts[a, :3], size)
         keep = np.delete(keep, drop)
@@ -118,6 +130,18 @@ def density_dec(pts, rng, p):
     return pts[keep], keep, {"anchors": np.array(anchors, dtype=np.int64)}
 
 
+def sample_density_inc(n, p, rng, **_):
+    """Positions (in the shrinking pool) of the patch anchors; each patch takes `patch` points of the pool."""
+    m, patch = max(1, n // 2), _scaled(p["patch"], n, ref=2048)
+    pool, kept, positions = n, 0, []
+    for _ in range(p["n_patches"]):
+        if pool <= patch or kept + patch > m:
+            break
+        positions.append(int(rng.integers(pool)))
+        pool, kept = pool - patch, kept + patch
+    return {"positions": positions}
+
+
 def density_inc(pts, rng, p):
     """ModelNet40-C: from 2,048 points keep n full-density 100-NN patches, fill to 1,024 with replacement.
 
@@ -128,10 +152,8 @@ def density_inc(pts, rng, p):
     patch = _scaled(p["patch"], n, ref=2048)
     pool = np.arange(n)
     kept = []
-    for _ in range(p["n_patches"]):
-        if len(pool) <= patch or sum(len(k) for k in kept) + patch > m:
-            break
-        a = pool[rng.integers(len(pool))]
+    for position in p["positions"]:
+        a = pool[position]
         nn = _knn(pts[pool, :3], pts[a, :3], patch)
         kept.append(pool[nn])
         pool = np.delete(pool, nn)
@@ -155,15 +177,23 @@ def rotation_matrix(angles_rad) -> np.ndarray:
     return _rot(0, angles_rad[0]) @ _rot(1, angles_rad[1]) @ _rot(2, angles_rad[2])
 
 
+def sample_rotation(n, p, rng, **_):
+    return {"angles_rad": np.deg2rad(_signed_uniform(rng, p["angle_deg"], p["spread_deg"], 3))}
+
+
 def rotation(pts, rng, p):
-    ang = np.deg2rad(_signed_uniform(rng, p["angle_deg"], p["spread_deg"], 3))
+    ang = np.asarray(p["angles_rad"], dtype=np.float64)
     pts[:, :3] = pts[:, :3] @ rotation_matrix(ang)
     renormalize(pts[:, :3])
     return pts, np.arange(len(pts)), {"angles_deg": np.rad2deg(ang)}
 
 
+def sample_shear(n, p, rng, **_):
+    return {"shear": _signed_uniform(rng, p["c"], p["spread"], 4)}
+
+
 def shear(pts, rng, p):
-    b, d, e, f = _signed_uniform(rng, p["c"], p["spread"], 4)
+    b, d, e, f = np.asarray(p["shear"], dtype=np.float64)
     m = np.array([[1.0, 0.0, b], [d, 1.0, e], [f, 0.0, 1.0]])
     pts[:, :3] = pts[:, :3] @ m
     renormalize(pts[:, :3])
@@ -186,9 +216,13 @@ def ffd_displace(xyz: np.ndarray, mu: np.ndarray) -> np.ndarray:
     return xyz + 2.0 * disp
 
 
-def ffd(pts, rng, p):
+def sample_ffd(n, p, rng, **_):
     lat = p["lattice"]
-    mu = rng.uniform(-p["s"], p["s"], (lat, lat, lat, 3))
+    return {"control_displacements": rng.uniform(-p["s"], p["s"], (lat, lat, lat, 3))}
+
+
+def ffd(pts, rng, p):
+    mu = np.asarray(p["control_displacements"], dtype=np.float64)
     pts[:, :3] = ffd_kernel(np.ascontiguousarray(pts[:, :3]), mu)
     renormalize(pts[:, :3])
     return pts, np.arange(len(pts)), {"control_displacements": mu}
@@ -243,9 +277,15 @@ def rbf_apply(xyz, ctrl, w, c, q, radius, inverse):
     return _phi(dist, radius, inverse) @ w + c + xyz @ q
 
 
+def sample_rbf(n, p, rng, **_):
+    a, gam = rng.uniform(-math.pi, math.pi, (2, p["lattice"] ** 3))
+    return {"direction_azimuth": a, "direction_polar": gam}
+
+
 def _rbf(pts, rng, p, inverse):
     ctrl = control_lattice(p["lattice"])
-    a, gam = rng.uniform(-math.pi, math.pi, (2, len(ctrl)))
+    a = np.asarray(p["direction_azimuth"], dtype=np.float64)
+    gam = np.asarray(p["direction_polar"], dtype=np.float64)
     # ModelNet40-C's direction draw (two uniform angles), which is deliberately not uniform on the sphere
     moved = ctrl + p["d"] * np.stack([np.cos(a) * np.sin(gam), np.sin(a) * np.sin(gam), np.cos(gam)], -1)
     rhs = np.zeros((len(ctrl) + 4, 3))
@@ -271,3 +311,5 @@ FUNCTIONS = {
     "gaussian": gaussian, "impulse": impulse, "upsampling": upsampling, "background": background,
     "rotation": rotation, "shear": shear, "ffd": ffd, "rbf": rbf, "inv_rbf": inv_rbf,
 }
+SAMPLERS = {"density_inc": sample_density_inc, "cutout": sample_cutout, "rotation": sample_rotation,
+            "shear": sample_shear, "ffd": sample_ffd, "rbf": sample_rbf, "inv_rbf": sample_rbf}

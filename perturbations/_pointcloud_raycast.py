@@ -100,17 +100,32 @@ def visible_mask(xyz: np.ndarray, eye: np.ndarray, mesh=None) -> tuple[np.ndarra
     return t_hit >= dist - tol, tol
 
 
-def _viewpoint(rng, p, polar):
-    azimuth = rng.uniform(p["azimuth_centre"] - math.pi / 5, p["azimuth_centre"] + math.pi / 5)
+LIDAR_POLAR = math.pi - 5 * math.pi / 8
+
+
+def _azimuth(rng, p):
+    return rng.uniform(p["azimuth_centre"] - math.pi / 5, p["azimuth_centre"] + math.pi / 5)
+
+
+def _eye(p, polar, azimuth):
     direction = np.array([math.sin(polar) * math.cos(azimuth), math.sin(polar) * math.sin(azimuth), math.cos(polar)])
-    return p["distance"] * direction, azimuth
+    return p["distance"] * direction
+
+
+def sample_occlusion(n, p, rng, **_):
+    # ModelNet40-C tilts the camera by U(2pi/3, 5pi/6); with z up that is a polar angle of pi/6..pi/3.
+    polar = math.pi - rng.uniform(2 * math.pi / 3, 5 * math.pi / 6)
+    return {"polar": polar, "azimuth": _azimuth(rng, p)}
+
+
+def sample_lidar(n, p, rng, **_):
+    return {"azimuth": _azimuth(rng, p)}
 
 
 def occlusion(pts, rng, p, mesh=None):
     """Keep the points visible from a camera 3 half-extents away, 30-60 degrees above the xy-plane."""
-    # ModelNet40-C tilts the camera by U(2pi/3, 5pi/6); with z up that is a polar angle of pi/6..pi/3.
-    polar = math.pi - rng.uniform(2 * math.pi / 3, 5 * math.pi / 6)
-    eye, azimuth = _viewpoint(rng, p, polar)
+    polar, azimuth = p["polar"], p["azimuth"]
+    eye = _eye(p, polar, azimuth)
     vis, _ = visible_mask(pts[:, :3], eye, mesh)
     keep = np.flatnonzero(vis)
     out = pts[keep]
@@ -126,8 +141,8 @@ def lidar(pts, rng, p, mesh=None):
     azimuth unchanged); then round(0.75 N) of them are drawn with replacement (ModelNet40-C: 768 of
     1,024). Not renormalised, as in ModelNet40-C.
     """
-    polar = math.pi - 5 * math.pi / 8
-    eye, azimuth = _viewpoint(rng, p, polar)
+    polar, azimuth = LIDAR_POLAR, p["azimuth"]
+    eye = _eye(p, polar, azimuth)
     vis, _ = visible_mask(pts[:, :3], eye, mesh)
     cand = np.flatnonzero(vis)
     rel = pts[cand, :3] - eye
@@ -150,3 +165,4 @@ def lidar(pts, rng, p, mesh=None):
 
 
 FUNCTIONS = {"occlusion": occlusion, "lidar": lidar}
+SAMPLERS = {"occlusion": sample_occlusion, "lidar": sample_lidar}

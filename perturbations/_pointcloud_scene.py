@@ -2,7 +2,8 @@
 
 Physics re-derived from the papers' formulas (docs/pointcloud_corruptions.md); no Robo3D / Hahner code
 (non-commercial licences) was ported. Each function takes (pts, rng, p, **options) with pts a float64
-(N, C) copy it may modify and returns (out, index, applied) as in `_pointcloud_object`.
+(N, C) copy it may modify and returns (out, index, applied) as in `_pointcloud_object`; the scalar draws
+that come first (failed rings, sweep start) are made by its sampler in `SAMPLERS`.
 
 Intensity model shared by the weather models: column 3 divided by `intensity_max` is the apparent
 reflectivity rho of the return (reflectivity x cos(incidence), range-compensated as in KITTI), and the
@@ -43,14 +44,18 @@ def _mask(mask, n, name):
     return m
 
 
+def _check_n_rings(n_rings) -> None:
+    if isinstance(n_rings, bool) or not isinstance(n_rings, numbers.Integral) or n_rings < 2:
+        raise ValueError(f"`n_rings` must be an int >= 2; got {n_rings!r}")
+
+
 def rings(pts, ring=None, n_rings=64, fov_deg=DEFAULT_FOV_DEG) -> np.ndarray:
     """Laser ring id per point: the given `ring` column, or the elevation binned over `fov_deg`.
 
     The estimate assumes `n_rings` beams evenly spaced from fov_deg[0] (top, ring 0) to fov_deg[1].
     """
     n = len(pts)
-    if isinstance(n_rings, bool) or not isinstance(n_rings, numbers.Integral) or n_rings < 2:
-        raise ValueError(f"`n_rings` must be an int >= 2; got {n_rings!r}")
+    _check_n_rings(n_rings)
     if ring is not None:
         r = np.asarray(ring)
         if r.shape != (n,) or not np.issubdtype(r.dtype, np.integer):
@@ -231,12 +236,21 @@ def wet_ground(pts, rng, p, *, intensity_max=1.0, ground_mask=None):
 
 
 # ---------------------------------------------------------------- sensor faults
+def sample_beam_missing(n, p, rng, *, n_rings=64, **_):
+    _check_n_rings(n_rings)
+    k = max(1, int(round(p["rings_removed"] * n_rings / 64)))
+    return {"rings": np.sort(rng.choice(n_rings, min(k, n_rings - 1), replace=False))}
+
+
 def beam_missing(pts, rng, p, *, ring=None, n_rings=64, fov_deg=DEFAULT_FOV_DEG):
     ring_id = rings(pts, ring, n_rings, fov_deg)
-    k = max(1, int(round(p["rings_removed"] * n_rings / 64)))
-    gone = np.sort(rng.choice(n_rings, min(k, n_rings - 1), replace=False))
+    gone = np.asarray(p["rings"], dtype=np.int64)
     keep = np.flatnonzero(~np.isin(ring_id, gone))
     return pts[keep], keep, {"rings_removed": gone}
+
+
+def sample_beam_reduction(n, p, rng, **_):
+    return {"offset": int(rng.integers(p["horizontal"]))}
 
 
 def beam_reduction(pts, rng, p, *, ring=None, n_rings=64, fov_deg=DEFAULT_FOV_DEG):
@@ -245,7 +259,7 @@ def beam_reduction(pts, rng, p, *, ring=None, n_rings=64, fov_deg=DEFAULT_FOV_DE
     k = max(1, int(round(p["rings_kept"] * n_rings / 64)))
     kept_rings = np.unique(np.rint(np.linspace(0, n_rings - 1, k)).astype(np.int64))
     step = p["horizontal"]
-    offset = int(rng.integers(step))
+    offset = p["offset"]
     az = np.arctan2(pts[:, 1], pts[:, 0])
     order = np.lexsort((az, ring_id))               # by ring, then azimuth
     sorted_ring = ring_id[order]
@@ -288,6 +302,10 @@ def incomplete_echo(pts, rng, p, *, intensity_max=1.0, object_mask=None, ground_
     return pts[keep], keep, {"n_candidates": len(cand), "n_lost": k}
 
 
+def sample_motion_distortion(n, p, rng, **_):
+    return {"start_azimuth": rng.uniform(-math.pi, math.pi), "yaw_sign": float(rng.choice((-1.0, 1.0)))}
+
+
 def motion_distortion(pts, rng, p):
     """Rolling-shutter skew: each return is taken at its azimuth's time in the sweep while the ego moves.
 
@@ -295,8 +313,7 @@ def motion_distortion(pts, rng, p):
     forward speed v along x, yaw rate w with a random sign, sweep start azimuth random.
     """
     az = np.arctan2(pts[:, 1], pts[:, 0])
-    start = rng.uniform(-math.pi, math.pi)
-    sign = float(rng.choice((-1.0, 1.0)))
+    start, sign = p["start_azimuth"], p["yaw_sign"]
     t = np.mod(az - start, 2 * math.pi) / (2 * math.pi) * p["sweep_s"]
     dt = t - p["sweep_s"]
     x = pts[:, 0] - p["speed"] * dt
@@ -314,3 +331,5 @@ FUNCTIONS = {
     "crosstalk": crosstalk, "incomplete_echo": incomplete_echo, "motion_distortion": motion_distortion,
     "beam_reduction": beam_reduction,
 }
+SAMPLERS = {"beam_missing": sample_beam_missing, "beam_reduction": sample_beam_reduction,
+            "motion_distortion": sample_motion_distortion}

@@ -11,18 +11,18 @@ Two levels:
 ``corrupt`` returns a new array with the input's dtype and column count; ``corrupt_with_index`` also
 returns, for every output row, the input row it came from or -1 for a point that is not a return from
 its source surface (added, or replaced by a scatter/crosstalk return), so per-point labels are never
-lost. Randomness comes only from `rng` (None, int seed or numpy Generator): one seed, one output.
+lost. Randomness comes only from `rng` (None, int seed or numpy Generator): one seed, one output. A call
+samples its parameters first (the severity row plus the scalar draws: anchors, angles, viewpoint, control
+points, failed rings) and then applies them, drawing only per-point noise; `REGISTRY` is the point-cloud
+view of the package's one registry (``perturbations.registry``), whose ``corrupt_logged`` records both.
 
 open3d is imported only inside the functions that ray-cast or read .ply/.pcd files, so this module
 imports with numpy + numba alone. Models, parameters and sources: docs/pointcloud_corruptions.md.
 """
 from __future__ import annotations
 
-import copy
 import inspect
-from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Callable
+from functools import partial
 
 import numpy as np
 
@@ -30,9 +30,10 @@ from . import _pointcloud_object, _pointcloud_raycast, _pointcloud_scene
 from ._common import as_generator, check_name, check_severity
 from ._pointcloud_tables import OBJECT_TABLES, SCENE_TABLES
 from ._pointcloud_utils import check_points, farthest_point_sampling, normalize, read_points
+from .registry import Corruption, Modality, check_options, register
 
-__all__ = ["corrupt", "corrupt_with_index", "names", "parameters", "REGISTRY", "PointCloudCorruption",
-           "farthest_point_sampling", "normalize", "read_points", "OBJECT_CORRUPTIONS", "SCENE_CORRUPTIONS"]
+__all__ = ["corrupt", "corrupt_with_index", "names", "parameters", "REGISTRY", "farthest_point_sampling",
+           "normalize", "read_points", "OBJECT_CORRUPTIONS", "SCENE_CORRUPTIONS"]
 
 # ModelNet40-C's order
 OBJECT_CORRUPTIONS = ("occlusion", "lidar", "density_inc", "density_dec", "cutout", "uniform", "gaussian",
@@ -41,6 +42,7 @@ SCENE_CORRUPTIONS = ("fog", "rain", "snow", "wet_ground", "beam_missing", "cross
                      "motion_distortion", "beam_reduction")
 
 _FUNCTIONS = {**_pointcloud_object.FUNCTIONS, **_pointcloud_raycast.FUNCTIONS, **_pointcloud_scene.FUNCTIONS}
+_SAMPLERS = {**_pointcloud_object.SAMPLERS, **_pointcloud_raycast.SAMPLERS, **_pointcloud_scene.SAMPLERS}
 
 
 def _options_of(name: str) -> tuple[str, ...]:
@@ -49,24 +51,66 @@ def _options_of(name: str) -> tuple[str, ...]:
                  or (k not in ("pts", "rng", "p") and v.default is not inspect.Parameter.empty))
 
 
-@dataclass(frozen=True)
-class PointCloudCorruption:
-    """One registered corruption: its name, level ("object" or "scene"), severity table (five dicts),
-    the function doing the work, and the keyword options it accepts."""
-
-    name: str
-    level: str
-    table: tuple
-    function: Callable
-    options: tuple
+def _sample(name, severity, points, rng, **options):
+    p = parameters(name, severity)
+    draw = _SAMPLERS.get(name)
+    if draw is not None:
+        p.update(draw(len(points), p, rng, **options))
+    return p
 
 
-REGISTRY = MappingProxyType({
-    **{n: PointCloudCorruption(n, "object", OBJECT_TABLES[n], _FUNCTIONS[n], _options_of(n))
-       for n in OBJECT_CORRUPTIONS},
-    **{n: PointCloudCorruption(n, "scene", SCENE_TABLES[n], _FUNCTIONS[n], _options_of(n))
-       for n in SCENE_CORRUPTIONS},
-})
+def _apply(name, points, params, rng, **options):
+    """((out, index), applied) of a validated cloud; object level in the unit frame, mapped back."""
+    function = _FUNCTIONS[name]
+    work = points.astype(np.float64)  # always a copy: the input is never modified
+    if name in SCENE_CORRUPTIONS:
+        out, idx, applied = function(work, rng, params, **options)
+    else:
+        lo, hi = work[:, :3].min(axis=0), work[:, :3].max(axis=0)
+        centre, half = (lo + hi) / 2.0, float((hi - lo).max()) / 2.0
+        if half <= 0.0:
+            raise ValueError("`points` has zero extent (every point is the same); object-level corruptions "
+                             "need a cloud with a non-degenerate bounding box")
+        work[:, :3] = (work[:, :3] - centre) / half
+        if options.get("mesh") is not None:
+            v, t = _pointcloud_raycast.mesh_arrays(options["mesh"])
+            options = {**options, "mesh": ((v - centre) / half, t)}
+        out, idx, applied = function(work, rng, params, **options)
+        out[:, :3] = out[:, :3] * half + centre
+        if "eye" in applied:  # report the viewpoint in the input's frame
+            applied["eye"] = applied["eye"] * half + centre
+    return (out.astype(points.dtype, copy=False), np.asarray(idx, dtype=np.int64)), applied
+
+
+def _prepare(points, entry, options):
+    is_scene = entry.group == "scene"
+    check_points(points, min_columns=4 if is_scene else 3)
+    if is_scene and not np.isfinite(points[:, 3]).all():
+        raise ValueError("`points` column 3 (intensity) has NaN or inf values; scene-level corruptions need a finite "
+                         "intensity for every return")
+    check_options(entry, options)
+    return points, options
+
+
+def _same(out, points):
+    return out
+
+
+_REFERENCE = {"object": "Sun et al., ModelNet40-C (2022), re-derived (docs/pointcloud_corruptions.md)",
+              "scene": "Dong et al. CVPR'23, Robo3D (Kong et al. ICCV'23), and the physics papers named in "
+                       "docs/pointcloud_corruptions.md"}
+
+
+def _entry(name, level, table):
+    fn = _FUNCTIONS[name]
+    doc = (fn.__doc__ or "").strip().split("\n")[0] or f"ModelNet40-C {name!r}"
+    return Corruption(name=name, modality="pointcloud", group=level, table=table, sample=partial(_sample, name),
+                      apply=partial(_apply, name), options=_options_of(name), doc=doc, reference=_REFERENCE[level])
+
+
+MODALITY = Modality("pointcloud", _prepare, _same)
+REGISTRY = register(MODALITY, [*(_entry(n, "object", OBJECT_TABLES[n]) for n in OBJECT_CORRUPTIONS),
+                               *(_entry(n, "scene", SCENE_TABLES[n]) for n in SCENE_CORRUPTIONS)])
 
 
 def names(level: str = "all") -> tuple:
@@ -87,7 +131,7 @@ def parameters(name: str, severity: int) -> dict:
     {'alpha': 0.06, 'beta': 0.2}
     """
     check_name(name, REGISTRY)
-    return copy.deepcopy(REGISTRY[name].table[check_severity(severity) - 1])
+    return REGISTRY[name].row(check_severity(severity))
 
 
 def corrupt(points: np.ndarray, name: str, severity: int, rng=None, **options) -> np.ndarray:
@@ -130,37 +174,10 @@ def corrupt_with_index(points: np.ndarray, name: str, severity: int, rng=None, *
     """
     check_name(name, REGISTRY)
     severity = check_severity(severity)
-    is_scene = REGISTRY[name].level == "scene"
-    check_points(points, min_columns=4 if is_scene else 3)
-    if is_scene and not np.isfinite(points[:, 3]).all():
-        raise ValueError("`points` column 3 (intensity) has NaN or inf values; scene-level corruptions need a finite "
-                         "intensity for every return")
-    allowed = REGISTRY[name].options
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise TypeError(f"corruption {name!r} got unknown option(s) {unknown}; it accepts: "
-                        f"{', '.join(allowed) if allowed else 'none'}")
+    entry = REGISTRY[name]
+    points, options = _prepare(points, entry, options)
     gen = as_generator(rng)
-    p = parameters(name, severity)
-    work = points.astype(np.float64)  # always a copy: the input is never modified
-    if is_scene:
-        out, idx, applied = REGISTRY[name].function(work, gen, p, **options)
-    else:
-        lo, hi = work[:, :3].min(axis=0), work[:, :3].max(axis=0)
-        centre, half = (lo + hi) / 2.0, float((hi - lo).max()) / 2.0
-        if half <= 0.0:
-            raise ValueError("`points` has zero extent (every point is the same); object-level corruptions "
-                             "need a cloud with a non-degenerate bounding box")
-        work[:, :3] = (work[:, :3] - centre) / half
-        if options.get("mesh") is not None:
-            v, t = _pointcloud_raycast.mesh_arrays(options["mesh"])
-            options = {**options, "mesh": ((v - centre) / half, t)}
-        out, idx, applied = REGISTRY[name].function(work, gen, p, **options)
-        out[:, :3] = out[:, :3] * half + centre
-        if "eye" in applied:  # report the viewpoint in the input's frame
-            applied["eye"] = applied["eye"] * half + centre
-    out = out.astype(points.dtype, copy=False)
-    idx = np.asarray(idx, dtype=np.int64)
+    (out, idx), applied = entry.apply(points, entry.sample(severity, points, gen, **options), gen, **options)
     if return_params:
-        return out, idx, {"name": name, "severity": severity, "params": p, **applied}
+        return out, idx, {"name": name, "severity": severity, "params": parameters(name, severity), **applied}
     return out, idx

@@ -9,7 +9,7 @@ Three questions, three guarantees (see docs/detection.md):
   what they are        -> class sets from the core calibrators, optionally class-conditional (two-step boxes).
 `ConformalDetector` bundles them for per-frame use; `DetectionAbstention` abstains per detection or per image;
 `conformal.detection.metrics` has coverage breakdowns with exact CIs, D-ECE / LaECE and isotonic calibration;
-`conformal.detection.synthetic` simulates detectors with known ground truth (synthetic data).
+`adapters.datasets.make_scenes` simulates detectors with known ground truth (synthetic data).
 """
 from conformal.detection.abstain import DetectionAbstention
 from conformal.detection.evaluate import evaluate_detector

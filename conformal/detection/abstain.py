@@ -61,7 +61,7 @@ class DetectionAbstention:
     Examples
     --------
     >>> from conformal.detection import ConformalDetector
-    >>> from conformal.detection.synthetic import make_scenes
+    >>> from adapters.datasets import make_scenes
     >>> preds, gts = make_scenes(600, rng=1)
     >>> det = ConformalDetector(alpha=0.1, alpha_cls=0.1, score_threshold=0.2).fit(preds[:300], gts[:300])
     >>> ab = DetectionAbstention(statistic="confidence", rule="budget", max_abstain=0.2)

@@ -136,7 +136,7 @@ class ConformalDetector:
 
     Examples
     --------
-    >>> from conformal.detection.synthetic import make_scenes
+    >>> from adapters.datasets import make_scenes
     >>> preds, gts = make_scenes(400, rng=0, bias=3.0)
     >>> det = ConformalDetector(alpha=0.1, alpha_cls=0.1, score_threshold=0.3).fit(preds[:300], gts[:300])
     >>> out = det.predict(preds[300])

@@ -104,7 +104,7 @@ class RecallRiskControl:
 
     Examples
     --------
-    >>> from conformal.detection.synthetic import make_scenes
+    >>> from adapters.datasets import make_scenes
     >>> preds, gts = make_scenes(300, rng=0)
     >>> ctl = RecallRiskControl(alpha=0.2, delta=0.1).fit(preds, gts)
     >>> bool(ctl.certified_), 0.0 <= ctl.threshold_ <= 1.0

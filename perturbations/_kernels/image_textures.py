@@ -191,20 +191,28 @@ def _frost_resized(index: int, side: int) -> np.ndarray:
     return out
 
 
-def frost_layer(h: int, w: int, scale: float, rng: np.random.Generator) -> np.ndarray:
-    """An (H, W) frost crop, the way ImageNet-C uses its photographs: pick one of 5 textures, resize, crop.
-
-    The 5 textures are `frost_texture` at 512 px with feature size 12 px, generated once per process from
-    the fixed seeds 0..4 (so every user gets the same 5). The chosen one is resized by scale / 12 (or
-    more, to 1.1 x the image size, when that would not cover the image) and a random H x W window is cut.
-    """
-    index = int(rng.integers(len(FROST_BANK_SEEDS)))
+def frost_side(h: int, w: int, scale: float) -> int:
+    """Side in px of the square frost texture an (H, W) image is cut from: 512 px x scale / 12, or 1.1 x
+    the image size when that would not cover the image."""
     side = int(round(FROST_BANK_SIZE * max(float(scale), 0.5) / FROST_BANK_SCALE))
     if side < max(h, w):
         side = int(math.ceil(1.1 * max(h, w)))
-    tex = _frost_resized(index, side)
-    top = int(rng.integers(0, side - h + 1))
-    left = int(rng.integers(0, side - w + 1))
+    return side
+
+
+def frost_crop(h: int, w: int, scale: float, index: int, top: int, left: int) -> np.ndarray:
+    """An (H, W) frost crop, the way ImageNet-C uses its photographs: texture `index` of 5, resized to
+    `frost_side`, cut at (`top`, `left`).
+
+    The 5 textures are `frost_texture` at 512 px with feature size 12 px, generated once per process from
+    the fixed seeds 0..4 (so every user gets the same 5). ``perturbations.image`` draws the index and the
+    window uniformly.
+    """
+    side = frost_side(h, w, scale)
+    if not (0 <= index < len(FROST_BANK_SEEDS) and 0 <= top <= side - h and 0 <= left <= side - w):
+        raise ValueError(f"frost crop (texture {index}, top {top}, left {left}) is outside the {side} px textures "
+                         f"(0..{len(FROST_BANK_SEEDS) - 1}, top <= {side - h}, left <= {side - w})")
+    tex = _frost_resized(int(index), side)
     return tex[top:top + h, left:left + w]
 
 

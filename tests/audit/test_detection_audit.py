@@ -16,7 +16,8 @@ import pytest
 from audit import ConfigError, load_config, run_audit, validate_config
 from audit.runner.results import metric_columns
 from audit.tasks import TASKS
-from audit.tasks.detection.degradations import DEGRADATIONS, apply, degradation_names
+from perturbations.detector import REGISTRY as DEGRADATIONS
+from perturbations.detector import degradation_names
 
 
 def csv_columns():
@@ -104,76 +105,6 @@ def test_shipped_configs_validate():
     defaults3 = validate_config(tiny(data={"name": "synthetic_scenes", "params": {"dim": 3}},
                                      corruptions=[{"name": "heading_flip"}]))
     assert defaults3["conformal"]["scale"] == "range" and defaults3["model"]["params"]["noise"] == 0.15
-
-
-def test_docs_state_the_severity_tables_of_the_code():
-    from audit.tasks.detection.degradations import table_markdown
-
-    assert table_markdown() in (ROOT / "docs" / "audit.md").read_text()
-
-
-def _effect(name, p, o, key):
-    """What a degradation did to one frame: a set of changed detections (must be nested in severity) or, for
-    the geometric ones, the total box displacement (must grow with severity). Also checks that the rest of the
-    frame is untouched."""
-    m = p["scores"].size
-    if name == "occlusion":  # a subset of the clean rows, unchanged; false positives are never occluded
-        rows = np.flatnonzero(np.isin(p["scores"], o["scores"]))
-        for k in p:
-            assert np.array_equal(o[k], p[k][rows]), k
-        dropped = np.setdiff1d(np.arange(m), rows)
-        assert (p["_gt_index"][dropped] >= 0).all()
-        return set(dropped.tolist())
-    if name == "clutter":  # the clean rows first, unchanged, then extra false positives
-        for k in p:
-            assert np.array_equal(o[k][:m], p[k]), k
-        assert (o["_gt_index"][m:] == -1).all()
-        return set(o["scores"][m:].tolist())
-    for k in ("scores", "_gt_index"):
-        assert np.array_equal(o[k], p[k]), k
-    moved = ~np.isclose(o[key], p[key]).all(axis=1)
-    relabelled = ~np.isclose(o["class_probs"], p["class_probs"]).all(axis=1)
-    if name == "class_confusion":  # only true detections, probabilities permuted, boxes untouched
-        assert not moved.any() and (p["_gt_index"][relabelled] >= 0).all()
-        assert np.allclose(np.sort(o["class_probs"], 1), np.sort(p["class_probs"], 1))
-        return set(np.flatnonzero(relabelled).tolist())
-    assert not relabelled.any()
-    if name == "heading_flip":  # yaw + pi, nothing else
-        assert np.allclose(o[key][moved, 6] - p[key][moved, 6], np.pi)
-        assert np.array_equal(np.delete(o[key], 6, 1), np.delete(p[key], 6, 1))
-        return set(np.flatnonzero(moved).tolist())
-    return float(np.abs(o[key] - p[key]).sum())
-
-
-@pytest.mark.parametrize("dim", [2, 3])
-def test_degradations_change_only_what_they_name_and_nest_in_severity(dim):
-    """A degradation transforms the clean detector's frames: untouched parts stay identical, inputs are not
-    modified, and what it does at severity s it also does (at least) at every higher severity."""
-    from conformal.detection.synthetic import make_scenes
-
-    scene = {"n_classes": 4, "mean_objects": 6.0, "image_size": (480, 640), "max_range": 70.0}
-    detector = {"bias": 0.0, "noise": 2.0 if dim == 2 else 0.15, "noise_growth": 0.03, "miss_rate": 0.1,
-                "fp_rate": 1.0, "confusion": 0.1, "class_signal": 3.0, "flip_rate": 0.0, "quality_spread": 0.4,
-                "translation": 0.6}
-    preds, gts = make_scenes(40, dim=dim, rng=1, **scene, **detector)
-    key = "boxes" if dim == 2 else "boxes3d"
-    for name in degradation_names(dim):
-        total = np.zeros(5)
-        for p, g in zip(preds, gts):
-            before = {k: v.copy() for k, v in p.items()}
-            effects = [_effect(name, p, apply(name, s, p, g, dim=dim, scene=scene, detector=detector,
-                                              rng=np.random.default_rng(7)), key) for s in range(1, 6)]
-            assert all(np.array_equal(before[k], p[k]) for k in p), name  # input not modified
-            for s in range(1, 5):
-                if isinstance(effects[s], set):
-                    assert effects[s - 1] <= effects[s], (name, s)
-                else:
-                    assert effects[s] >= effects[s - 1] - 1e-9, (name, s)
-            total += [len(e) if isinstance(e, set) else e for e in effects]
-        assert total[4] > total[0] > 0, (name, total)
-    with pytest.raises(ValueError, match="not defined for dim=2"):
-        apply("heading_flip", 1, preds[0], gts[0], dim=2, scene=scene, detector=detector,
-              rng=np.random.default_rng(0))
 
 
 # --- end to end -----------------------------------------------------------------------------------------------

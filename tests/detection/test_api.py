@@ -12,7 +12,7 @@ from conformal import NotFittedError, load
 from conformal.detection import BoxIntervalCalibrator, ConformalDetector, DetectionAbstention, RecallRiskControl
 from conformal.detection.intervals import residuals
 from conformal.detection.metrics import side_coverage
-from conformal.detection.synthetic import make_scenes
+from adapters.datasets import make_scenes
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def fitted(data2d):
 
 
 def test_import_without_torch():
-    code = "import sys, conformal.detection, conformal.detection.synthetic; " \
+    code = "import sys, conformal.detection; " \
            "bad = [m for m in ('torch', 'cv2', 'open3d') if m in sys.modules]; assert not bad, bad"
     subprocess.run([sys.executable, "-c", code], check=True)
     # numba itself may import scipy when it is installed; our own modules never do
@@ -214,7 +214,7 @@ def test_concurrent_predict_gives_identical_results(fitted, data2d):
 def test_docstring_examples_run():
     import doctest
     import importlib
-    for name in ("matching", "recall", "predictor", "abstain", "synthetic", "intervals", "metrics"):
+    for name in ("matching", "recall", "predictor", "abstain", "intervals", "metrics"):
         mod = importlib.import_module(f"conformal.detection.{name}")
         result = doctest.testmod(mod, extraglobs={"np": np}, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0, name

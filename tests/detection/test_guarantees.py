@@ -1,6 +1,6 @@
 """Coverage and risk guarantees, checked over many random calibration/test splits of synthetic detections.
 
-SYNTHETIC DATA (conformal.detection.synthetic): a pool of matched (prediction, truth) pairs is drawn once;
+SYNTHETIC DATA (adapters.datasets.make_scenes): a pool of matched (prediction, truth) pairs is drawn once;
 each repetition permutes it, calibrates on the first n pairs and measures coverage on all the rest, so the
 per-split coverage is close to the population coverage of that calibration. R = 200 repetitions; tolerance:
 mean coverage within [1 - alpha - 3 SE, upper] with SE the standard error of the mean over repetitions.
@@ -15,7 +15,7 @@ from conformal.detection import BoxIntervalCalibrator, ConformalDetector, matche
 from conformal.detection._checks import check_frame
 from conformal.detection.metrics import side_coverage
 from conformal.detection.recall import RecallRiskControl, gt_match_confidence, recall_losses
-from conformal.detection.synthetic import make_scenes
+from adapters.datasets import make_scenes
 
 R = 200
 ALPHA = 0.1

@@ -8,7 +8,7 @@ from conformal.detection import _kernels as K
 from conformal.detection.metrics import (IsotonicCalibrator, box_coverage, detection_ece, detection_targets,
                                          isotonic_regression, laece, outer_box_coverage, range_bins, size_bins,
                                          stratified_coverage)
-from conformal.detection.synthetic import make_scenes
+from adapters.datasets import make_scenes
 
 from . import _naive
 

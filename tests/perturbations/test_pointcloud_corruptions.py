@@ -18,7 +18,7 @@ def sphere(n=1024, seed=0, extra=True):
 
 @pytest.fixture(scope="module")
 def scan():
-    from perturbations.synthetic_scene import street_scan
+    from adapters.datasets import street_scan
     return street_scan(16, 256, rng=0, return_labels=True)
 
 
@@ -29,7 +29,7 @@ def test_names_and_params():
         pc.names("camera")
     assert set(pc.REGISTRY) == set(pc.names("all"))
     assert pc.REGISTRY["occlusion"].options == ("mesh",) and pc.REGISTRY["gaussian"].options == ()
-    assert pc.REGISTRY["fog"].level == "scene" and len(pc.REGISTRY["fog"].table) == 5
+    assert pc.REGISTRY["fog"].group == "scene" and len(pc.REGISTRY["fog"].table) == 5
     row = pc.parameters("gaussian", 2)
     row["sigma"] = 99.0  # a copy: the table is not changed
     assert pc.parameters("gaussian", 2)["sigma"] == 0.015

@@ -11,7 +11,7 @@ SEEDS = range(3)
 
 @pytest.fixture(scope="module")
 def scan():
-    from perturbations.synthetic_scene import street_scan
+    from adapters.datasets import street_scan
     pts, ring, label = street_scan(16, 256, rng=0, return_labels=True)
     return pts, ring, label
 
@@ -32,7 +32,7 @@ def test_synthetic_scan(scan):
     # ring estimate from elevation recovers the simulated rings
     from perturbations._pointcloud_scene import rings
     np.testing.assert_array_equal(rings(pts.astype(np.float64), n_rings=16), ring)
-    from perturbations.synthetic_scene import street_scan
+    from adapters.datasets import street_scan
     np.testing.assert_array_equal(street_scan(16, 256, rng=0), pts)
 
 

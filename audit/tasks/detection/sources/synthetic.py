@@ -2,10 +2,10 @@
 degraded after the fact by the detector degradations.
 
 No labelled real detection data can be read offline, so this source simulates both: the scenes and the detector
-of `conformal.detection.synthetic.make_scenes`, with known ground truth. Frame i of the clean detector is seeded
+of `adapters.datasets.make_scenes`, with known ground truth. Frame i of the clean detector is seeded
 by (seed, i) only, so every cell starts from the same frames; a degradation then transforms them with a
 generator seeded by (seed, degradation, i), the same at every severity, so cells differ by the degradation alone
-and severities are nested (see `audit.tasks.detection.degradations`).
+and severities are nested (see `perturbations.detector`).
 """
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ import numpy as np
 
 from audit import schema as S
 from audit.errors import ConfigError
-from audit.tasks.detection.degradations import DEGRADATIONS, apply, degradation_names
 from audit.tasks.detection.sources.base import Source
+from perturbations.detector import REGISTRY as DEGRADATIONS
+from perturbations.detector import apply, degradation_names, value
 
 __all__ = ["SyntheticScenes", "DATA_DEFAULTS", "MODEL_DEFAULTS"]
 
@@ -74,8 +75,8 @@ def simulate(ctx: dict, name: str, severity: int):
 
     Frame i of the clean detector is seeded by (seed, i) only, so every cell starts from the same frames; a
     degradation then transforms them with a generator seeded by (seed, degradation, i), the same at every
-    severity (see `audit.tasks.detection.degradations`)."""
-    from conformal.detection.synthetic import make_scenes
+    severity (see `perturbations.detector`)."""
+    from adapters.datasets import make_scenes
 
     dim = ctx["dim"]
     scene = {k: v for k, v in ctx["scene"].items() if k not in ("dim", "n_frames")}
@@ -97,7 +98,7 @@ def simulate(ctx: dict, name: str, severity: int):
 
 class SyntheticScenes(Source):
     name = "synthetic_scenes"
-    help = ("SYNTHETIC scenes with known ground truth (conformal.detection.synthetic); dim 2: image boxes in px, "
+    help = ("SYNTHETIC scenes with known ground truth (adapters.datasets.make_scenes); dim 2: image boxes in px, "
             "dim 3: LiDAR-style 3D boxes in m")
     synthetic = True
     tag = "SYNTHETIC scenes, SIMULATED detector"
@@ -137,9 +138,12 @@ class SyntheticScenes(Source):
     def listing(self):
         lines = ["    detector degradations (corruptions[].name), values at severity 1..5:"]
         for name, d in DEGRADATIONS.items():
-            t2 = "n/a" if d.table_2d is None else ", ".join(f"{v:g}" for v in d.table_2d) + f" {d.unit_2d}"
-            t3 = "n/a" if d.table_3d is None else ", ".join(f"{v:g}" for v in d.table_3d) + f" {d.unit_3d}"
-            lines.append(f"      {name:16s} {d.help}\n{'':24s}{d.rule}; 2D: {t2.strip()}; 3D: {t3.strip()}")
+            cols = []
+            for dim in (2, 3):
+                cols.append("n/a" if f"{dim}d" not in d.tags else
+                            ", ".join(f"{value(name, s, dim):g}" for s in range(1, 6))
+                            + f" {d.units.get(f'{dim}d.v', '')}")
+            lines.append(f"      {name:16s} {d.doc}\n{'':24s}{d.rule}; 2D: {cols[0].strip()}; 3D: {cols[1].strip()}")
         return "\n".join(lines)
 
     def context(self, cfg):
@@ -148,11 +152,11 @@ class SyntheticScenes(Source):
                 "seed": cfg["seed"]}
 
     def code_digest(self, cfg):
+        from adapters.datasets import detection as scenes
         from audit.runner.cache import fingerprint
-        from audit.tasks.detection import degradations
-        from conformal.detection import synthetic
+        from perturbations import detector, false_positives
 
-        return fingerprint(*[Path(m.__file__).read_bytes().decode() for m in (synthetic, degradations)])
+        return fingerprint(*[Path(m.__file__).read_bytes().decode() for m in (scenes, false_positives, detector)])
 
     def frames(self, context, cell):
         return simulate(context, cell["name"], cell["severity"])
@@ -180,9 +184,9 @@ def degradation_table(results: dict) -> str:
     rows = []
     for c in results["config"]["corruptions"]:
         d = DEGRADATIONS[c["name"]]
-        unit = d.unit_2d if dim == 2 else d.unit_3d
-        vals = ", ".join(f"S{s}: {d.table(dim)[s - 1]:g}" for s in c["severities"])
-        rows.append(f"<tr><td class='l'>{c['name']}</td><td class='l'>{html.escape(d.help)}</td>"
+        unit = d.units.get(f"{dim}d.v", "")
+        vals = ", ".join(f"S{s}: {value(c['name'], s, dim):g}" for s in c["severities"])
+        rows.append(f"<tr><td class='l'>{c['name']}</td><td class='l'>{html.escape(d.doc)}</td>"
                     f"<td class='l'>{html.escape(d.rule)}</td><td class='l'>{vals} {html.escape(unit)}</td></tr>")
     return ("<table><tr><th class='l'>degradation</th><th class='l'>simulates</th><th class='l'>rule</th>"
             f"<th class='l'>values used</th></tr>{''.join(rows)}</table>")
@@ -194,4 +198,4 @@ def describe(cfg: dict) -> str:
              else f"3D LiDAR-style scenes up to {p['max_range']:g} m")
     return (f"SYNTHETIC {p['dim']}D detection scenes ({p['n_frames']} frames of {where}, {p['n_classes']} classes, "
             f"~{p['mean_objects']:g} objects per frame) seen by a SIMULATED detector "
-            "(conformal.detection.synthetic)")
+            "(adapters.datasets.make_scenes)")

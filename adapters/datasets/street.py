@@ -1,4 +1,4 @@
-"""A synthetic street scan for LiDAR tests, figures and benchmarks (open3d RaycastingScene, headless).
+"""A SYNTHETIC street scan for LiDAR tests, figures and benchmarks (open3d RaycastingScene, headless).
 
 A straight street along x: a ground plane, building walls on both sides, and parked and driving cars
 as boxes, scanned by a spinning 64-ring sensor 1.73 m above the road (HDL-64E-like vertical field of
@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import as_generator
+from perturbations._common import as_generator
+
+__all__ = ["street_scan", "SENSOR_HEIGHT", "FOV_DEG", "LABELS", "REFLECTIVITY", "CAR_PAINT"]
 
 SENSOR_HEIGHT = 1.73
 FOV_DEG = (2.0, -24.8)

@@ -1,7 +1,8 @@
 """A synthetic detection generator with known ground truth (2D images and 3D bird's-eye-view scenes).
 
-SYNTHETIC DATA. No detector weights or detection data sets can be downloaded in this project, so tests and
-benchmarks use simulated detectors whose failure modes are the ones conformal detection must survive:
+SYNTHETIC DATA: a simulated detector on simulated scenes, not a recording and not a real detector. No
+detector weights or detection data sets can be downloaded in this project, so tests and benchmarks use
+simulated detectors whose failure modes are the ones conformal detection must survive:
 
 - bias: boxes systematically too small (2D: `bias` px shrink per side; 3D: centres pulled `bias` m toward the
   sensor and sizes shrunk by `bias` m), the case that breaks symmetric-residual methods;
@@ -17,6 +18,10 @@ benchmarks use simulated detectors whose failure modes are the ones conformal de
 Frames follow the torchvision convention: predictions {"boxes" | "boxes3d", "scores", "labels", "class_probs",
 "box_std"}, ground truth {"boxes" | "boxes3d", "labels"}; plus "_gt_index" on predictions (which object each
 detection came from, -1 for false positives) for tests that need the generator's own truth.
+
+The false positives and class probabilities are drawn by `perturbations.false_positives`, which the
+`clutter` degradation (`perturbations.detector`) shares, so its extra false positives are the simulator's own.
+numpy only.
 """
 from __future__ import annotations
 
@@ -24,36 +29,14 @@ import math
 
 import numpy as np
 
+from perturbations._common import as_generator
+from perturbations.false_positives import (CLASS_SIZES_3D, NOISE_GROWTH, class_probabilities, default_noise,
+                                           false_positives_2d, false_positives_3d, prediction_frame, sigmoid)
+
 __all__ = ["make_scenes", "CLASS_SIZES_3D"]
 
-# 2D: (mean width, mean height) in px per class; 3D: (l, w, h) in m for car, pedestrian, cyclist, truck
+# 2D: (mean width, mean height) in px per class (3D sizes: CLASS_SIZES_3D)
 _CLASS_SIZES_2D = np.array([[40.0, 90.0], [110.0, 60.0], [60.0, 70.0], [160.0, 110.0], [30.0, 30.0]])
-CLASS_SIZES_3D = np.array([[4.5, 1.9, 1.6], [0.8, 0.7, 1.75], [1.8, 0.6, 1.7], [8.0, 2.6, 3.2]])
-
-
-def _rng(rng):
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if rng is None or (isinstance(rng, (int, np.integer)) and not isinstance(rng, bool)):
-        return np.random.default_rng(rng)
-    raise TypeError(f"`rng` must be None, an int seed or a numpy.random.Generator; got {type(rng).__name__}")
-
-
-def _class_probs(rng, labels, n_classes, signal, confusion):
-    m = labels.shape[0]
-    logits = rng.normal(0.0, 1.0, (m, n_classes))
-    target = labels.copy()
-    confused = rng.random(m) < confusion
-    if n_classes > 1 and confused.any():
-        shift = rng.integers(1, n_classes, confused.sum())
-        target[confused] = (labels[confused] + shift) % n_classes
-    logits[np.arange(m), target] += signal * rng.uniform(0.5, 1.5, m)
-    p = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return p / p.sum(axis=1, keepdims=True)
-
-
-def _sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
 
 
 def _scene_2d(rng, n_classes, size, mean_objects, bias, noise, noise_growth, miss_rate, fp_rate, confusion,
@@ -81,18 +64,10 @@ def _scene_2d(rng, n_classes, size, mean_objects, bias, noise, noise_growth, mis
     boxes[:, 2] = np.maximum(boxes[:, 2], boxes[:, 0] + 1.0)
     boxes[:, 3] = np.maximum(boxes[:, 3], boxes[:, 1] + 1.0)
     std = sig * np.exp(rng.normal(0.0, 0.2, sig.shape))
-    conf = _sigmoid(1.5 + 0.6 * np.log(s[det] / 64.0) + rng.normal(0.0, 1.0, det.size))
-    probs = _class_probs(rng, labels[det], n_classes, class_signal, confusion)
-    # false positives
-    f = rng.poisson(fp_rate)
-    fwh = 50.0 * np.exp(rng.normal(0.0, 0.5, (f, 2)))
-    fwh = np.minimum(fwh, [0.6 * w_img, 0.6 * h_img])
-    fx = rng.uniform(0, w_img - fwh[:, 0])
-    fy = rng.uniform(0, h_img - fwh[:, 1])
-    fboxes = np.stack([fx, fy, fx + fwh[:, 0], fy + fwh[:, 1]], axis=1)
-    fstd = noise + noise_growth * np.repeat(fwh, 2, axis=1)[:, [0, 2, 1, 3]]
-    fconf = _sigmoid(-1.0 + rng.normal(0.0, 1.0, f))
-    fprobs = _class_probs(rng, rng.integers(0, n_classes, f), n_classes, 0.5 * class_signal, 0.0)
+    conf = sigmoid(1.5 + 0.6 * np.log(s[det] / 64.0) + rng.normal(0.0, 1.0, det.size))
+    probs = class_probabilities(rng, labels[det], n_classes, class_signal, confusion)
+    fboxes, fstd, fconf, fprobs = false_positives_2d(rng, n_classes, size, fp_rate, noise, noise_growth,
+                                                     class_signal)
     return gt, labels, det, boxes, std, conf, probs, fboxes, fstd, fconf, fprobs
 
 
@@ -124,17 +99,10 @@ def _scene_3d(rng, n_classes, max_range, mean_objects, bias, noise, noise_growth
     flip = rng.random(k) < flip_rate
     boxes[flip, 6] += math.pi  # heading flip; yaw deliberately left unwrapped
     std = sig * np.exp(rng.normal(0.0, 0.2, sig.shape))
-    conf = _sigmoid(2.0 - 3.0 * r[det] / max_range + rng.normal(0.0, 1.0, k))
-    probs = _class_probs(rng, labels[det], n_classes, class_signal, confusion)
-    f = rng.poisson(fp_rate)
-    fr = rng.uniform(3.0, max_range, f)
-    ft = rng.uniform(-math.pi, math.pi, f)
-    flwh = CLASS_SIZES_3D[rng.integers(0, len(CLASS_SIZES_3D), f)]
-    fboxes = np.column_stack([fr * np.cos(ft), fr * np.sin(ft), 0.5 * flwh[:, 2], flwh,
-                              rng.uniform(-math.pi, math.pi, f)])
-    fstd = np.tile(sig.mean(axis=0) if k else np.full(7, noise), (f, 1))
-    fconf = _sigmoid(-1.0 + rng.normal(0.0, 1.0, f))
-    fprobs = _class_probs(rng, rng.integers(0, n_classes, f), n_classes, 0.5 * class_signal, 0.0)
+    conf = sigmoid(2.0 - 3.0 * r[det] / max_range + rng.normal(0.0, 1.0, k))
+    probs = class_probabilities(rng, labels[det], n_classes, class_signal, confusion)
+    fboxes, fstd, fconf, fprobs = false_positives_3d(rng, n_classes, max_range, fp_rate, class_signal,
+                                                     sig.mean(axis=0) if k else np.full(7, noise))
     return gt, labels, det, boxes, std, conf, probs, fboxes, fstd, fconf, fprobs
 
 
@@ -172,11 +140,11 @@ def make_scenes(n_frames: int, *, dim: int = 2, rng=None, n_classes: int = 4, me
         raise ValueError(f"`translation` must be in [0, 1); got {translation}")
     if not 0.0 <= miss_rate < 1.0 or not 0.0 <= confusion <= 1.0 or fp_rate < 0 or not 0.0 <= flip_rate <= 1.0:
         raise ValueError("`miss_rate` must be in [0, 1), `confusion` and `flip_rate` in [0, 1], `fp_rate` >= 0")
-    gen = _rng(rng)
+    gen = as_generator(rng)
     if noise is None:
-        noise = 2.0 if dim == 2 else 0.15
+        noise = default_noise(dim)
     if noise_growth is None:
-        noise_growth = 0.03
+        noise_growth = NOISE_GROWTH
     key = "boxes" if dim == 2 else "boxes3d"
     preds, gts = [], []
     for _ in range(int(n_frames)):
@@ -187,13 +155,8 @@ def make_scenes(n_frames: int, *, dim: int = 2, rng=None, n_classes: int = 4, me
             out = _scene_3d(gen, n_classes, max_range, mean_objects, bias, noise, noise_growth, miss_rate,
                             fp_rate, confusion, class_signal, flip_rate, quality_spread)
         gt, labels, det, boxes, std, conf, probs, fboxes, fstd, fconf, fprobs = out
-        all_boxes = np.concatenate([boxes, fboxes]).astype(dtype)
-        all_probs = np.concatenate([probs, fprobs]).astype(dtype)
-        src = np.concatenate([det, np.full(fboxes.shape[0], -1)]).astype(np.int64)
-        order = gen.permutation(all_boxes.shape[0])
-        preds.append({key: all_boxes[order], "scores": np.concatenate([conf, fconf]).astype(dtype)[order],
-                      "labels": np.argmax(all_probs, axis=1).astype(np.int64)[order],
-                      "class_probs": all_probs[order], "box_std": np.concatenate([std, fstd]).astype(dtype)[order],
-                      "_gt_index": src[order]})
+        preds.append(prediction_frame(key, np.concatenate([boxes, fboxes]), np.concatenate([conf, fconf]),
+                                      np.concatenate([probs, fprobs]), np.concatenate([std, fstd]),
+                                      np.concatenate([det, np.full(fboxes.shape[0], -1)]), gen, dtype))
         gts.append({key: gt.astype(dtype), "labels": labels.astype(np.int64)})
     return preds, gts
