@@ -15,7 +15,7 @@ import numpy as np
 
 from audit.files import atomic_path
 
-__all__ = ["save_cell", "load_cell", "fingerprint", "file_digest"]
+__all__ = ["save_cell", "load_cell", "fingerprint", "file_digest", "pack_records", "unpack_records"]
 
 
 def save_cell(path: Path, key: str, arrays: dict) -> None:
@@ -63,3 +63,19 @@ def fingerprint(*parts) -> str:
 def file_digest(path) -> str:
     """sha256 of a file's bytes (weights files enter the cache key by content, not by name)."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def pack_records(records: list) -> np.ndarray:
+    """JSON-able per-input records (what a corruption applied) as gzip-compressed JSON bytes in a uint8 array,
+    so they travel in the cell's NPZ and are written out as `applied/<cell>.json.gz`."""
+    import gzip
+    import json
+
+    return np.frombuffer(gzip.compress(json.dumps(records, allow_nan=False).encode(), mtime=0), dtype=np.uint8)
+
+
+def unpack_records(arr: np.ndarray) -> list:
+    import gzip
+    import json
+
+    return json.loads(gzip.decompress(np.asarray(arr, dtype=np.uint8).tobytes()))

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from audit.errors import ConfigError
-from audit.files import write_text
+from audit.files import write_bytes, write_text
 from audit.runner import cache, executors, outdir
 from audit.runner.cells import cell_list, split_indices
 from audit.runner.results import build_results, write_results
@@ -83,6 +83,10 @@ def run(task, cfg: dict, out, *, workers: int | None = None, executor: str | Non
         extra = task.cell_artifacts(prepared, c, arrays[c])
         if extra:
             curves.setdefault(c, {}).update(extra)
+        for rel, data in task.cell_files(prepared, c, arrays[c]).items():
+            path = out / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_bytes(path, data)
     for msg, count in fit_warnings.items():
         log(f"[audit] calibration warning in {count} of {cfg['split']['repeats']} splits: {msg}")
     results = build_results(task, cfg, prepared, cells, per_split, failed, seconds, fit_warnings,

@@ -90,6 +90,11 @@ class Task:
         """Arrays of a cell to keep in curves.npz regardless of splits (e.g. example inputs)."""
         return {}
 
+    def cell_files(self, prepared: Prepared, cell: str, arrays: dict) -> dict:
+        """Files to write for a cell, {path relative to the output folder: bytes}, e.g. the record of what was
+        applied to each input ("applied/<cell>.json.gz")."""
+        return {}
+
     def fit_split(self, cfg: dict, prepared: Prepared, clean, calibration, r: int):
         """The calibrated model of split r, fitted on the clean cell's calibration items ONLY."""
         raise NotImplementedError

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from audit.errors import ConfigError
-from audit.runner.cache import file_digest, fingerprint
+from audit.runner.cache import file_digest, fingerprint, pack_records
 from audit.runner.cells import cell_list, cell_rng
 from audit.runner.task import Prepared, Task
 from audit.tasks.classification import config, corrupt, data, evaluate, models, reference, report
@@ -147,24 +147,28 @@ class ClassificationTask(Task):
             import torch  # noqa: F401  (loaded before the thread limits, so they reach torch's pool)
 
     def compute_cell(self, context, cell):
-        inputs = context["inputs"]
+        inputs, applied = context["inputs"], {}
         if cell["name"] != "clean":
             rng = cell_rng(context["seed"], cell["name"], cell["severity"])
-            inputs = corrupt.corrupt_inputs(context["modality"], inputs, cell["name"], cell["severity"],
-                                            cell["params"], rng)
+            inputs, records = corrupt.corrupt_inputs(context["modality"], inputs, cell["name"], cell["severity"],
+                                                     cell["params"], rng)
+            applied = {"applied": pack_records(records)}
         probs = np.asarray(context["predictor"].predict_proba(inputs), dtype=np.float64)
         n = len(context["inputs"])
         if probs.shape != (n, context["n_classes"]):
             raise ValueError(f"model outputs have shape {probs.shape}; expected ({n}, {context['n_classes']})")
         _check_probs(probs, cell["cell"])
         examples = [np.array(x) for x in inputs[: context["n_examples"]]]
-        return {"probs": probs, **_pack_examples(examples)}
+        return {"probs": probs, **_pack_examples(examples), **applied}
 
     def load_cell(self, prepared, arrays):
         return arrays["probs"]
 
     def cell_artifacts(self, prepared, cell, arrays):
         return {k: arrays[k] for k in ("examples", "example_counts") if k in arrays}
+
+    def cell_files(self, prepared, cell, arrays):
+        return {f"applied/{cell}.json.gz": arrays["applied"].tobytes()} if "applied" in arrays else {}
 
     def fit_split(self, cfg, prepared, clean, calibration, r):
         labels = prepared.state["labels"]
@@ -186,6 +190,13 @@ class ClassificationTask(Task):
         return m, {"statistic": np.asarray(d.statistic, dtype=np.float64),
                    "event": (err if target == "error" else ~covered),
                    "set_size": sets.sum(1).astype(np.int64), "abstain": np.asarray(d.abstain, dtype=bool)}
+
+    def results_extra(self, cfg, prepared):
+        if prepared.ready:  # precomputed outputs: nothing was corrupted here
+            return {}
+        return {"applied": "applied/<cell>.json.gz: one JSON record per audit-pool input of what its corruption "
+                           "applied (parameters and the generator state before the call); "
+                           "perturbations.registry.replay(input, record) reproduces the corrupted input bit for bit"}
 
     def report(self, results, curves, plot_dir):
         return report.report_parts(results, curves, plot_dir)

@@ -120,27 +120,37 @@ def _check_output(out, x, name: str, index: int, modality: str):
 
 
 def corrupt_inputs(modality: str, inputs, name: str, severity: int, params: dict, rng: np.random.Generator):
-    """Corrupt every input of the pool with one generator, in pool order. Returns a new array (images) or a
-    new list (point clouds); each corruption sees a read-only view of its input, and its output is checked."""
-    if ":" in name:
-        fn = _custom(name)
-    elif modality == "image":
-        from perturbations.image import corrupt as fn
-    elif modality == "pointcloud":
-        from perturbations.pointcloud import corrupt as fn
-    else:
+    """Corrupt every input of the pool with one generator, in pool order. Returns (new array of images or new list
+    of clouds, one JSON-able record per input). Each corruption sees a read-only view of its input, and its output
+    is checked.
+
+    A built-in corruption's record is `perturbations.registry.corrupt_logged`'s: the generator state before the
+    call and every parameter applied, so `perturbations.registry.replay(pool[i], record)` gives the same corrupted
+    input bit for bit. A custom corruption's record holds the generator state before the call, so calling it again
+    with a generator in that state replays it."""
+    from perturbations.registry import corrupt_logged, to_json
+
+    custom = _custom(name) if ":" in name else None
+    if custom is None and modality not in ("image", "pointcloud"):
         raise ValueError(f"cannot corrupt inputs of modality {modality!r}")
-    out = []
+    out, records = [], []
     for i, x in enumerate(inputs):
         try:
-            y = (fn(_read_only(x), name=name, severity=severity, rng=rng, **params) if ":" not in name
-                 else fn(_read_only(x), severity=severity, rng=rng, **params))
+            if custom is None:
+                y, rec = corrupt_logged(_read_only(x), name, severity, rng, modality, **params)
+                if modality == "pointcloud":
+                    y = y[0]  # (points, source index)
+            else:
+                rec = {"custom": name, "severity": severity, "params": to_json(params),
+                       "rng": to_json(rng.bit_generator.state)}
+                y = custom(_read_only(x), severity=severity, rng=rng, **params)
         except ValueError as exc:
             if "read-only" in str(exc):
                 raise ValueError(f"corruption {name!r} writes into its input (input {i}); a corruption "
                                  f"must return a new array and leave its input unchanged") from exc
             raise
         out.append(_check_output(y, np.asarray(x), name, i, modality))
+        records.append(rec)
     if modality == "image":
-        return np.stack(out)
-    return out
+        return np.stack(out), records
+    return out, records

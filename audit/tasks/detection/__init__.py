@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import warnings
 
-from audit.runner.cache import fingerprint
+from audit.runner.cache import fingerprint, pack_records
 from audit.runner.cells import cell_list
 from audit.runner.task import Prepared, Task
 from audit.tasks.detection import config, evaluate, frames, report
@@ -61,8 +61,14 @@ class DetectionTask(Task):
         SOURCES[context["source"]].setup_worker(context)
 
     def compute_cell(self, context, cell):
-        preds, gts = SOURCES[context["source"]].frames(context, cell)
-        return frames.pack(preds, gts, context["dim"])
+        preds, gts, records = SOURCES[context["source"]].frames(context, cell)
+        arrays = frames.pack(preds, gts, context["dim"])
+        if records:
+            arrays["applied"] = pack_records(records)
+        return arrays
+
+    def cell_files(self, prepared, cell, arrays):
+        return {f"applied/{cell}.json.gz": arrays["applied"].tobytes()} if "applied" in arrays else {}
 
     def load_cell(self, prepared, arrays):
         return frames.unpack(arrays, prepared.state["dim"])
@@ -90,7 +96,10 @@ class DetectionTask(Task):
         return m, extra
 
     def results_extra(self, cfg, prepared):
-        return {"splits": "R random calibration/test splits of one pool of frames (the same scenes in every cell)"}
+        return {"splits": "R random calibration/test splits of one pool of frames (the same scenes in every cell)",
+                "applied": "applied/<cell>.json.gz: one JSON record per frame of what its corruption applied "
+                           "(parameters and the generator state before the call); "
+                           "perturbations.registry.replay(frame, record, ...) reproduces it"}
 
     def report(self, results, curves, plot_dir):
         return report.report_parts(results, curves, plot_dir)

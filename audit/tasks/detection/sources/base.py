@@ -56,8 +56,10 @@ class Source:
     def setup_worker(self, context: dict) -> None:
         """Import what the model needs before the thread limits are set (see audit.runner.executors)."""
 
-    def frames(self, context: dict, cell: dict) -> tuple[list, list]:
-        """(predictions, ground truth) of the pool for one cell (the clean cell: uncorrupted)."""
+    def frames(self, context: dict, cell: dict) -> tuple[list, list, list]:
+        """(predictions, ground truth, records) of the pool for one cell (the clean cell: uncorrupted). records: one
+        JSON-able record per frame of what its corruption applied (`perturbations.registry.corrupt_logged`), or
+        [] for the clean cell."""
         raise NotImplementedError
 
     def train(self, cfg: dict):

@@ -19,7 +19,7 @@ from audit import schema as S
 from audit.errors import ConfigError
 from audit.tasks.detection.sources.base import Source
 from perturbations.detector import REGISTRY as DEGRADATIONS
-from perturbations.detector import apply, degradation_names, value
+from perturbations.detector import degradation_names, value
 
 __all__ = ["SyntheticScenes", "DATA_DEFAULTS", "MODEL_DEFAULTS"]
 
@@ -71,29 +71,33 @@ def _model(model: dict, dim: int) -> dict:
 
 
 def simulate(ctx: dict, name: str, severity: int):
-    """(predictions, ground truth) of the pool's frames for one cell.
+    """(predictions, ground truth, records) of the pool's frames for one cell.
 
     Frame i of the clean detector is seeded by (seed, i) only, so every cell starts from the same frames; a
     degradation then transforms them with a generator seeded by (seed, degradation, i), the same at every
-    severity (see `perturbations.detector`)."""
+    severity (see `perturbations.detector`). records: what the degradation applied to each frame
+    (`perturbations.registry.corrupt_logged`; empty for the clean cell)."""
     from adapters.datasets import make_scenes
+    from perturbations.registry import corrupt_logged
 
     dim = ctx["dim"]
     scene = {k: v for k, v in ctx["scene"].items() if k not in ("dim", "n_frames")}
     scene["image_size"] = tuple(scene["image_size"])
     key = "boxes" if dim == 2 else "boxes3d"
-    preds, gts = [], []
+    preds, gts, records = [], [], []
     for i in range(ctx["n_frames"]):
         rng = np.random.default_rng(np.random.SeedSequence([ctx["seed"], 8117, i]))
         (p,), (g,) = make_scenes(1, dim=dim, rng=rng, **scene, **ctx["detector"])
         if name != "clean":
             drng = np.random.default_rng(np.random.SeedSequence([ctx["seed"], 8119, zlib.crc32(name.encode()), i]))
-            p = apply(name, severity, p, g, dim=dim, scene=scene, detector=ctx["detector"], rng=drng)
+            p, rec = corrupt_logged(p, name, severity, drng, "detections", gt=g, dim=dim, scene=scene,
+                                    detector=ctx["detector"])
+            records.append(rec)
         # the generator's "_gt_index" is ground truth: it never reaches the conformal detector
         preds.append({key: p[key], "scores": p["scores"], "labels": p["labels"], "class_probs": p["class_probs"],
                       "box_std": p["box_std"]})
         gts.append(g)
-    return preds, gts
+    return preds, gts, records
 
 
 class SyntheticScenes(Source):
