@@ -239,16 +239,16 @@ def test_calibration_warnings_are_counted_and_reported(tmp_path):
 
 
 def test_crashed_detection_cell_is_reported_and_others_continue(tmp_path, monkeypatch):
-    import audit.tasks.detection.sources.synthetic as D
+    import perturbations.registry as D
 
-    real_apply = D.apply
+    real_apply = D.corrupt_logged
 
-    def flaky(name, severity, *args, **kwargs):
+    def flaky(x, name, severity, *args, **kwargs):
         if name == "sensor_noise" and severity == 5:
             raise ArithmeticError("simulated failure at severity 5")
-        return real_apply(name, severity, *args, **kwargs)
+        return real_apply(x, name, severity, *args, **kwargs)
 
-    monkeypatch.setattr(D, "apply", flaky)  # in-process executor, so the patched function is the one that runs
+    monkeypatch.setattr(D, "corrupt_logged", flaky)  # in-process executor: the patched function is the one that runs
     cfg = validate_config(tiny(corruptions=[{"name": "sensor_noise", "severities": [1, 5]}],
                                split={"calibration_fraction": 0.5, "repeats": 3},
                                output={"plots": False, "report": False, "examples": 0}))

@@ -238,7 +238,7 @@ def test_applied_records_replay_each_corrupted_input(tiny_config, bad_module, tm
             if "custom" in records[i]:
                 import importlib
 
-                fn = getattr(importlib.import_module(bad_module), "noisy")
+                fn = importlib.import_module(bad_module).noisy
                 gen = np.random.default_rng()
                 gen.bit_generator.state = records[i]["rng"]
                 again = fn(pool[i], severity=records[i]["severity"], rng=gen, **records[i]["params"])
