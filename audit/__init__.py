@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from audit.config import load as load_config
 from audit.config import validate as validate_config
-from audit.errors import ConfigError
+from audit.errors import AuditError, ConfigError
 from audit.tasks import TASKS, get_task
 
-__all__ = ["ConfigError", "TASKS", "load_config", "run_audit", "validate_config"]
+__all__ = ["AuditError", "ConfigError", "TASKS", "load_config", "run_audit", "validate_config"]
 
 
 def run_audit(cfg: dict, out, *, workers: int | None = None, executor: str | None = None, resume: bool = False,

@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from audit.config import dump, load
-from audit.errors import ConfigError
+from audit.errors import AuditError, ConfigError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -78,4 +78,7 @@ def main(argv=None) -> int:
     except (ConfigError, ValueError, TypeError) as exc:
         print(f"conformal-audit: error: {exc}", file=sys.stderr)
         return 2
+    except AuditError as exc:
+        print(f"conformal-audit: error: {exc}", file=sys.stderr)
+        return 3
     return 0

@@ -45,6 +45,12 @@ def img(path: Path) -> str:
     return f"<img src='data:image/png;base64,{data}' alt='{html.escape(path.name)}'>"
 
 
+def _plain(v) -> str:
+    if isinstance(v, dict):
+        return ", ".join(f"{k}: {x}" for k, x in v.items())
+    return str(v)
+
+
 def write_page(out: Path, cfg: dict, results: dict, *, title: str, heading: str, head: str, caveat_lines: list,
                tables: str, made: list) -> Path:
     """The self-contained report.html every audit writes: heading, summary paragraph `head` (HTML), caveats,
@@ -52,11 +58,19 @@ def write_page(out: Path, cfg: dict, results: dict, *, title: str, heading: str,
     plots = "".join(f"<h2>{html.escape(cap)}</h2>{img(out / 'plots' / f)}" for f, cap in made)
     cav = "".join(f"<li>{c}</li>" for c in caveat_lines)
     vers = ", ".join(f"{k} {html.escape(str(v))}" for k, v in results["versions"].items())
+    prov = results.get("provenance") or {}
+    prov_rows = "".join(f"<tr><td class='l'>{html.escape(k)}</td><td class='l'>{html.escape(_plain(v))}</td></tr>"
+                        for k, v in prov.items())
+    lib_warn = results.get("library_warnings") or {}
+    warn_html = ("<h2>Library warnings (raised while preparing or computing cells)</h2><ul>"
+                 + "".join(f"<li>{count}x: {html.escape(msg)}</li>" for msg, count in lib_warn.items()) + "</ul>"
+                 if lib_warn else "")
     doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
            f"<style>{CSS}</style></head><body><h1>{html.escape(heading)}</h1>{head}"
            f"<div class='caveat'><b>Read this first</b><ul>{cav}</ul></div>"
            f"<h2>Summary (mean over splits, [95% split interval])</h2>{tables}{plots}"
-           f"<h2>Exact config</h2><pre>{html.escape(dump(cfg))}</pre>"
+           f"{warn_html}<h2>Exact config</h2><pre>{html.escape(dump(cfg))}</pre>"
+           f"<h2>Provenance</h2><table>{prov_rows}</table>"
            f"<h2>Versions</h2><p style='font-size:12px'>{vers}</p></body></html>")
     path = out / "report.html"
     write_text(path, doc)

@@ -14,6 +14,7 @@ import contextlib
 import os
 import time
 import traceback
+import warnings
 
 __all__ = ["THREADS_PER_CELL", "compute_cell", "cell_threads", "run_local", "run_ray", "check_ray"]
 
@@ -43,17 +44,23 @@ def cell_threads(n: int = THREADS_PER_CELL):
 
 
 def compute_cell(task, context, cell: dict) -> dict:
-    """Compute one cell under the fixed thread settings. Never raises: an error comes back as its traceback."""
+    """Compute one cell under the fixed thread settings. Never raises: an error comes back as its traceback, and
+    the warnings libraries raised while computing it come back as text (reported once by the runner instead of
+    leaking into the output of every worker)."""
     t0 = time.perf_counter()
-    try:
-        # the task loads the libraries its model needs (e.g. torch) BEFORE the limits are set, so they apply
-        task.setup_worker(context)
-        with cell_threads():
-            arrays = task.compute_cell(context, cell)
-        return {"cell": cell["cell"], "arrays": arrays, "error": None, "seconds": time.perf_counter() - t0}
-    except Exception:  # a crashed cell is reported; the audit goes on with the others
-        return {"cell": cell["cell"], "arrays": None, "error": traceback.format_exc(),
-                "seconds": time.perf_counter() - t0}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            # the task loads the libraries its model needs (e.g. torch) BEFORE the limits are set, so they apply
+            task.setup_worker(context)
+            with cell_threads():
+                arrays = task.compute_cell(context, cell)
+            error = None
+        except Exception:  # a crashed cell is reported; the audit goes on with the others
+            arrays, error = None, traceback.format_exc()
+    seen = [f"{w.category.__name__}: {w.message}" for w in caught]
+    return {"cell": cell["cell"], "arrays": arrays, "error": error, "seconds": time.perf_counter() - t0,
+            "warnings": seen}
 
 
 def _init_worker(task, context):

@@ -22,7 +22,7 @@ __all__ = ["MARKER", "AUDIT_NAMES", "claim", "is_audit_dir"]
 MARKER = ".conformal-audit.json"
 # every name an audit run or `report` may create at the top of its folder
 AUDIT_NAMES = ("config.yaml", "results.json", "results.csv", "curves.npz", "report.html", "report.png", "plots",
-               "cache", "model", "applied")
+               "cache", "model", "applied", "error.txt")
 
 
 def is_audit_dir(out: Path) -> bool:

@@ -14,8 +14,8 @@ import numpy as np
 
 from audit.files import atomic_path, write_text
 
-__all__ = ["RESULTS_SCHEMA", "INTERVAL", "summarize", "versions", "metric_columns", "build_results",
-           "write_results"]
+__all__ = ["RESULTS_SCHEMA", "INTERVAL", "summarize", "versions", "machine", "provenance", "metric_columns",
+           "build_results", "write_results"]
 
 RESULTS_SCHEMA = 1
 INTERVAL = ("lo/hi: 2.5% and 97.5% quantiles over the R random calibration/test splits; se: standard error of the "
@@ -30,6 +30,25 @@ def summarize(values: np.ndarray) -> dict:
     se = float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else math.nan
     lo, hi = np.quantile(v, [0.025, 0.975])
     return {"mean": float(v.mean()), "lo": float(lo), "hi": float(hi), "se": se, "n": int(v.size)}
+
+
+def machine() -> dict:
+    import os
+
+    return {"hostname": platform.node(), "system": platform.system(), "release": platform.release(),
+            "machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE")}
+
+
+def provenance(cfg: dict, prepared) -> dict:
+    """What the results rest on: the config's sha256, the task's own items (model file, data), the machine and
+    the UTC time of the run."""
+    import hashlib
+    import time
+
+    canonical = json.dumps(cfg, sort_keys=True, default=str).encode()
+    return {"utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "config_sha256": hashlib.sha256(canonical).hexdigest(), **prepared.provenance, "machine": machine()}
 
 
 def versions() -> dict:
@@ -74,6 +93,7 @@ def build_results(task, cfg: dict, prepared, cells: list, per_split: dict, faile
                       for c, d in per_split.items()},
         "failed_cells": failed,
         "versions": versions(),
+        "provenance": provenance(cfg, prepared),
         "wall_seconds": wall,
         "calibration_warnings": warnings,
     })

@@ -22,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from audit.errors import ConfigError
+from audit.errors import AuditError, ConfigError
 from audit.files import write_bytes, write_text
 from audit.runner import cache, executors, outdir
 from audit.runner.cells import cell_list, split_indices
+from audit.runner.progress import Progress
 from audit.runner.results import build_results, write_results
 from audit.schema import EXECUTORS, dump
 
@@ -67,17 +68,28 @@ def run(task, cfg: dict, out, *, workers: int | None = None, executor: str | Non
     write_text(out / "config.yaml", dump(cfg))
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
 
-    prepared = task.prepare(cfg, out, log)
+    lib_warnings: dict = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prepared = task.prepare(cfg, out, log)
+    _count(lib_warnings, [f"{w.category.__name__}: {w.message}" for w in caught])
     log(f"[audit] data: {prepared.description}")
     cells = cell_list(cfg["corruptions"])
     arrays, failed, seconds = _compute_cells(task, cfg, prepared, cells, cache_dir, resume=resume,
-                                             executor=executor, workers=workers, quiet=quiet, log=log)
+                                             executor=executor, workers=workers, quiet=quiet, log=log,
+                                             lib_warnings=lib_warnings)
+    if "clean" in failed:
+        write_text(out / "error.txt", failed["clean"])
+        last = failed["clean"].strip().splitlines()[-1]
+        raise AuditError(f"the clean cell failed, so nothing can be calibrated: {last} (full traceback in "
+                         f"{out / 'error.txt'})")
     order = [t["cell"] for t in cells if t["cell"] in arrays]
     data = {c: task.load_cell(prepared, arrays[c]) for c in order}
     per_split, curves, fit_warnings, score_failed = evaluate_splits(task, cfg, prepared, data, order, quiet=quiet)
     for c, err in score_failed.items():
         failed[c] = err
-        log(f"[audit] cell {c} FAILED while being scored; continuing without it:\n{err}")
+        log(f"[audit] cell {c} FAILED while being scored ({err.strip().splitlines()[-1]}); continuing without it "
+            f"(traceback in results.json)")
     order = [c for c in order if c not in score_failed]
     for c in order:
         extra = task.cell_artifacts(prepared, c, arrays[c])
@@ -89,17 +101,24 @@ def run(task, cfg: dict, out, *, workers: int | None = None, executor: str | Non
             write_bytes(path, data)
     for msg, count in fit_warnings.items():
         log(f"[audit] calibration warning in {count} of {cfg['split']['repeats']} splits: {msg}")
+    for msg, count in lib_warnings.items():
+        log(f"[audit] library warning ({count}x, while preparing or computing cells): {msg}")
     results = build_results(task, cfg, prepared, cells, per_split, failed, seconds, fit_warnings,
                             time.perf_counter() - t_start)
+    results["library_warnings"] = lib_warnings
     write_results(out, task, results, curves)
     return results
 
 
-def _compute_cells(task, cfg, prepared, cells, cache_dir: Path, *, resume, executor, workers, quiet, log):
+def _count(into: dict, messages) -> None:
+    for m in messages:
+        into[m] = into.get(m, 0) + 1
+
+
+def _compute_cells(task, cfg, prepared, cells, cache_dir: Path, *, resume, executor, workers, quiet, log,
+                   lib_warnings):
     """Arrays of every cell: given by the task (prepared.ready), read from the cache (--resume) or computed on the
     executor with a progress bar. Returns (arrays, failed: cell -> traceback, seconds: cell -> compute time)."""
-    from tqdm.auto import tqdm
-
     arrays, failed, seconds, todo = dict(prepared.ready), {}, {}, []
     for t in cells:
         if t["cell"] in arrays:
@@ -111,14 +130,17 @@ def _compute_cells(task, cfg, prepared, cells, cache_dir: Path, *, resume, execu
             arrays[t["cell"]] = hit
     log(f"[audit] {len(cells)} cells, {len(cells) - len(todo)} ready or from cache, {len(todo)} to compute "
         f"({executor}, {workers} worker{'s' if workers > 1 else ''})")
-    bar = tqdm(total=len(todo), desc="cells", unit="cell", disable=quiet or not todo)
+    bar = Progress(len(todo), "cells", "cell", quiet=quiet)
 
     def on_result(res):
         bar.update(1)
         seconds[res["cell"]] = res["seconds"]
+        _count(lib_warnings, res.get("warnings", ()))
         if res["error"] is not None:
             failed[res["cell"]] = res["error"]
-            bar.write(f"[audit] cell {res['cell']} FAILED; continuing:\n{res['error']}")
+            if res["cell"] != "clean" and not quiet:  # the clean cell stops the audit with its own message
+                last = res["error"].strip().splitlines()[-1]
+                bar.write(f"[audit] cell {res['cell']} FAILED ({last}); continuing (traceback in results.json)")
             return
         cache.save_cell(cache_dir / f"{res['cell']}.npz", prepared.keys[res["cell"]], res["arrays"])
         arrays[res["cell"]] = res["arrays"]
@@ -130,8 +152,6 @@ def _compute_cells(task, cfg, prepared, cells, cache_dir: Path, *, resume, execu
         else:
             executors.run_local(task, prepared.context, todo, on_result, workers=workers)
     bar.close()
-    if "clean" in failed:
-        raise RuntimeError(f"the clean cell failed, so nothing can be calibrated:\n{failed['clean']}")
     return arrays, failed, seconds
 
 
@@ -144,12 +164,10 @@ def evaluate_splits(task, cfg: dict, prepared, data: dict, cells: list, *, quiet
     clean cell) stops the audit."""
     import traceback
 
-    from tqdm.auto import tqdm
-
     seed, split = cfg["seed"], cfg["split"]
     R = split["repeats"]
     per_split, curves, seen, failed = {}, {}, {}, {}
-    bar = tqdm(total=R, desc="splits", unit="split", disable=quiet)
+    bar = Progress(R, "splits", "split", quiet=quiet)
     with single_numba_thread():
         for r in range(R):
             calibration, test = split_indices(prepared.n_pool, split["calibration_fraction"], seed, r)

@@ -20,7 +20,9 @@ class Prepared:
     description: one line for logs and the report.  n_pool: items the R splits divide.  context: the picklable
     inputs of `compute_cell` (shipped to every worker).  keys: cell id -> cache key (covers everything that
     shapes the cell's arrays).  ready: cell id -> arrays known without computing (e.g. precomputed outputs).
-    data_info: the "data" section of results.json.  state: anything else the task's later hooks need.
+    data_info: the "data" section of results.json.  provenance: what the results rest on, for results.json and
+    the report (e.g. the sha256 of the model file, a fingerprint of the audit pool).  state: anything else the
+    task's later hooks need.
     """
 
     description: str
@@ -30,6 +32,7 @@ class Prepared:
     data_info: dict
     ready: dict = field(default_factory=dict)
     state: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -246,3 +246,44 @@ def test_applied_records_replay_each_corrupted_input(tiny_config, bad_module, tm
                 assert records[i]["params"]["std"] > 0 and records[i]["severity"] == 3
                 again = replay(pool[i], records[i])
             np.testing.assert_array_equal(again, ex[i])
+
+
+# --- a failed clean cell, progress, provenance ----------------------------------------------------------------
+def test_failed_clean_cell_stops_with_one_clear_message(tiny_config, tmp_path, monkeypatch, capsys):
+    """Today's version printed every traceback, then the error; now one line, the traceback in error.txt."""
+    import yaml
+
+    from audit import AuditError
+    from audit.tasks.classification import models
+
+    def broken(self, inputs):
+        raise ArithmeticError("the model cannot run")
+
+    monkeypatch.setattr(models.LinearSoftmax, "predict_proba", broken)
+    cfg = _quick(tiny_config, corruptions=[])
+    with pytest.raises(AuditError, match=r"the clean cell failed, so nothing can be calibrated: ArithmeticError: "
+                                         r"the model cannot run \(full traceback in .*error.txt\)"):
+        run_audit(cfg, tmp_path / "o", quiet=True)
+    assert "Traceback" in (tmp_path / "o" / "error.txt").read_text()
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(yaml.safe_dump(tiny_config(corruptions=[], split={"repeats": 2},
+                                                   output={"plots": False, "report": False, "examples": 0})))
+    capsys.readouterr()
+    assert main(["run", str(cfg_path), "--out", str(tmp_path / "o2"), "--quiet"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the clean cell failed" in err[0]
+
+
+def test_progress_in_a_log_is_a_few_lines(tiny_config, tmp_path, capfd):
+    cfg = _quick(tiny_config, split={"repeats": 8})
+    run_audit(cfg, tmp_path / "o", quiet=False)
+    err = capfd.readouterr().err
+    assert "\r" not in err  # no carriage-return bar spam in a non-terminal log
+    assert "[audit] splits: 8/8 splits" in err and err.count("[audit] splits:") <= 4
+
+
+def test_results_carry_provenance(tiny_config, tmp_path):
+    res = run_audit(_quick(tiny_config, corruptions=[]), tmp_path / "o", quiet=True)
+    prov = res["provenance"]
+    assert {"utc", "config_sha256", "data_fingerprint", "machine"} <= set(prov)
+    assert prov["model_fitted_here"] == "sklearn_logreg" and len(prov["config_sha256"]) == 64

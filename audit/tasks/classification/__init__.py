@@ -50,6 +50,16 @@ def _corruption_code(name: str) -> str:
     return fingerprint(*[f.read_bytes().decode("utf-8", "replace") for f in files])
 
 
+def _model_provenance(cfg: dict, predictor) -> dict:
+    """The model the results rest on: the sha256 of its weights file, or a digest of the model fitted in-process."""
+    import hashlib
+
+    weights = getattr(predictor, "weights", None) or cfg["model"]["params"].get("weights")
+    if isinstance(weights, str) and Path(weights).is_file():
+        return {"model_file": weights, "model_sha256": hashlib.sha256(Path(weights).read_bytes()).hexdigest()}
+    return {"model_fitted_here": cfg["model"]["name"], "model_digest": fingerprint(_predictor_state(predictor))}
+
+
 def _pack_examples(ex) -> dict:
     """Example inputs of any shape (images H x W [x C], clouds N_i x 3) as one array split by counts."""
     if not ex:
@@ -121,6 +131,9 @@ class ClassificationTask(Task):
                 "class_names": list(dataset.class_names),
                 "n_calibration": int(round(cfg["split"]["calibration_fraction"] * labels.shape[0]))}
         state = {"labels": labels}
+        prov = {"data_fingerprint": fingerprint(labels, dataset.pool_inputs if dataset.modality != "outputs" else
+                                                [dataset.extra["cells"][k] for k in sorted(dataset.extra["cells"],
+                                                                                           key=str)])}
         if dataset.modality == "outputs":
             given = dataset.extra["cells"]
             ready = {}
@@ -130,7 +143,9 @@ class ClassificationTask(Task):
                     raise ConfigError(f"precomputed outputs {cfg['data']['params']['path']!r} have no array "
                                       f"`probs_{t['name']}_s{t['severity']}` for config corruption {t['name']!r}")
                 ready[t["cell"]] = {"probs": given[key]}
-            return Prepared(dataset.description, int(labels.shape[0]), {}, {}, info, ready=ready, state=state)
+            prov["model"] = "precomputed outputs (supplied by the user; not checked here)"
+            return Prepared(dataset.description, int(labels.shape[0]), {}, {}, info, ready=ready, state=state,
+                            provenance=prov)
         predictor = models.MODELS[cfg["model"]["name"]].prepare(cfg["model"]["params"], dataset, cfg["seed"],
                                                                 train_dir=Path(out) / "model")
         # The cache key covers everything that shapes a cell's outputs: config, weights bytes, the audit inputs
@@ -140,7 +155,9 @@ class ClassificationTask(Task):
                                        _corruption_code(t["name"])) for t in cells}
         context = {"inputs": dataset.pool_inputs, "modality": dataset.modality, "predictor": predictor,
                    "seed": cfg["seed"], "n_classes": dataset.n_classes, "n_examples": cfg["output"]["examples"]}
-        return Prepared(dataset.description, int(labels.shape[0]), context, keys, info, state=state)
+        prov.update(_model_provenance(cfg, predictor))
+        return Prepared(dataset.description, int(labels.shape[0]), context, keys, info, state=state,
+                        provenance=prov)
 
     def setup_worker(self, context):
         if getattr(context.get("predictor"), "needs_torch", False):

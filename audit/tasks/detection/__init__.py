@@ -55,7 +55,8 @@ class DetectionTask(Task):
                 "modality": f"detection{dim}d", "dim": dim, "n_pool": n, "class_names": source.class_names(cfg),
                 "image_size": source.image_size(cfg["data"]),
                 "n_calibration": round(cfg["split"]["calibration_fraction"] * n)}
-        return Prepared(description, n, context, keys, info, state={"dim": dim})
+        prov = {"data_fingerprint": base, **source.provenance(cfg)}
+        return Prepared(description, n, context, keys, info, state={"dim": dim}, provenance=prov)
 
     def setup_worker(self, context):
         SOURCES[context["source"]].setup_worker(context)

@@ -53,6 +53,10 @@ class Source:
         """Digest of the code and files that make the frames (enters the cache key)."""
         raise NotImplementedError
 
+    def provenance(self, cfg: dict) -> dict:
+        """What the frames rest on beyond the config (e.g. {"model_file", "model_sha256"})."""
+        return {}
+
     def setup_worker(self, context: dict) -> None:
         """Import what the model needs before the thread limits are set (see audit.runner.executors)."""
 

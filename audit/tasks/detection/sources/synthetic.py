@@ -162,6 +162,10 @@ class SyntheticScenes(Source):
 
         return fingerprint(*[Path(m.__file__).read_bytes().decode() for m in (scenes, false_positives, detector)])
 
+    def provenance(self, cfg):
+        return {"model": "simulated detector (adapters.datasets.make_scenes), parameters in the config",
+                "code_digest": self.code_digest(cfg)}
+
     def frames(self, context, cell):
         return simulate(context, cell["name"], cell["severity"])
 
