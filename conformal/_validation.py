@@ -6,7 +6,6 @@ Nothing here copies or coerces data silently: arrays come back as views of what 
 from __future__ import annotations
 
 import numbers
-from fractions import Fraction
 
 import numpy as np
 
@@ -144,12 +143,25 @@ def check_nonneg_float(value, name: str, *, strictly_positive: bool = False) -> 
     return value
 
 
-def conformal_rank(n: int, alpha: float) -> int:
-    """ceil((n + 1)(1 - alpha)), computed exactly.
+def check_statistic(x, name: str = "statistic", n: int | None = None) -> np.ndarray:
+    """A finite 1-D real array, returned as float64 (a copy only when the dtype differs)."""
+    arr = as_array(x, name)
+    if arr.dtype.kind not in "fiu" or arr.dtype == np.float16:
+        raise TypeError(f"`{name}` must be a real (float or int) array; got dtype {arr.dtype}")
+    if arr.ndim != 1 or arr.shape[0] < 1:
+        raise ValueError(f"`{name}` must be a non-empty 1-D array; got shape {arr.shape}")
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"`{name}` must have {n} entries (one per sample); got {arr.shape[0]}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"`{name}` must be finite; index {int(np.argmin(np.isfinite(arr)))} is NaN or inf")
+    return arr.astype(np.float64, copy=False)
 
-    alpha is read as the decimal its float repr shows (0.1 is 1/10), so (n+1)(1-alpha) = 9 for n = 9 gives rank 9,
-    not the 10 that float arithmetic (10 * 0.9 = 9.000000000000002) would give.
-    """
-    a = Fraction(repr(float(alpha)))
-    value = (n + 1) * (1 - a)
-    return int(-((-value.numerator) // value.denominator))
+
+def check_flags(x, name: str, n: int) -> np.ndarray:
+    arr = as_array(x, name)
+    if arr.dtype != np.bool_:
+        raise TypeError(f"`{name}` must be a boolean array (True = event); got dtype {arr.dtype} "
+                        f"(use `{name}.astype(bool)` if it holds 0/1)")
+    if arr.shape != (n,):
+        raise ValueError(f"`{name}` must have shape ({n},), one flag per sample; got {arr.shape}")
+    return arr

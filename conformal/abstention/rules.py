@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 
-from conformal.abstention.curves import roc_curve
+from conformal.metrics import roc_curve
 from conformal.calibrators import conformal_quantile
 from conformal.stats import binom_cdf
 

@@ -50,7 +50,7 @@ def make_calibrator(cfg: dict, seed: int):
     return DualThresholdConformal(score=get_score(conf["score"]["name"], **conf["score"]["params"]),
                                   alpha=conf["alpha"], statistic=abst["statistic"], rule=abst["rule"]["name"],
                                   target=abst["target"], abstain_fraction=abst["abstain_fraction"],
-                                  random_state=seed, **abst["rule"]["params"])
+                                  random_state=seed, rule_params=abst["rule"]["params"])
 
 
 def auroc(scores: np.ndarray, positives: np.ndarray) -> float:

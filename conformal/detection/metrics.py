@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from conformal._base import Array, BaseEstimator, Boolean, Mapping
 from conformal._validation import as_array, check_is_fitted
 from conformal.detection import _kernels as _k
 from conformal.detection._checks import TWO_PI, check_boxes, check_dim, check_frame_pairs, wrap_angle
 from conformal.detection.matching import check_match_params, match_arrays
+from conformal.io import StateError, register_kind
 from conformal.stats import clopper_pearson
 
 __all__ = ["side_coverage", "box_coverage", "outer_box_coverage", "relative_interval_size", "stratified_coverage",
@@ -189,14 +191,37 @@ def isotonic_regression(y, sample_weight=None) -> np.ndarray:
     return _k.pav(v, w, np.empty_like(v))
 
 
-class IsotonicCalibrator:
+@register_kind
+class IsotonicCalibrator(BaseEstimator):
     """Post-hoc confidence calibration of a detector (the fiveai baseline, Kuzucu et al. ECCV 2024): isotonic
     regression of a target (IoU of the match, 0 for false positives; or the TP indicator) on the confidence,
     class-wise or class-agnostic; predictions interpolate linearly between fitted points, clipped at the ends.
-    No coverage guarantee: it improves the confidence that thresholds and abstention read."""
+    No coverage guarantee: it improves the confidence that thresholds and abstention read.
+
+    Attributes
+    ----------
+    curves_ : dict   {None: (x, f)} and, class-wise, {label: (x, f)}: fitted points, x increasing, f non-decreasing.
+    """
+
+    _parameter_constraints = {"class_wise": [Boolean()]}
+    _fitted_marker = "curves_"
+    _fitted_attributes = {"curves_": Mapping()}
 
     def __init__(self, *, class_wise: bool = False):
         self.class_wise = class_wise
+
+    def _check_fitted_state(self) -> None:
+        if None not in self.curves_:
+            raise StateError("saved field `curves` must hold the class-agnostic curve (key None)")
+        for key, curve in self.curves_.items():
+            where = f"curves[{key!r}]"
+            if not (key is None or isinstance(key, int) and key >= 0) or (key is not None and not self.class_wise):
+                raise StateError(f"saved field `curves` has key {key!r}; keys are None and, class-wise, labels >= 0")
+            if not isinstance(curve, tuple) or len(curve) != 2:
+                raise StateError(f"saved field `{where}` must be a pair (x, f)")
+            x, f = (Array("f", 1, finite=True)(v, f"{where}[{i}]") for i, v in enumerate(curve))
+            if x.shape != f.shape or x.size == 0 or np.any(np.diff(x) <= 0) or np.any(np.diff(f) < 0):
+                raise StateError(f"saved field `{where}` must hold increasing x and non-decreasing f of equal length")
 
     @staticmethod
     def _fit_one(c, t):
@@ -209,6 +234,8 @@ class IsotonicCalibrator:
         return ux, fitted
 
     def fit(self, scores, target, labels=None) -> "IsotonicCalibrator":
+        """Fit the curve(s) of `target` on the confidences `scores` (and per class of `labels`); returns self."""
+        self.validate_params()
         c = _check_conf(scores)
         t = as_array(target, "target").astype(np.float64)
         if t.shape != c.shape or not np.isfinite(t).all():

@@ -43,8 +43,8 @@ def test_conformal_model_one_call(fashion_logits):
 
     _, labels, images = fashion_logits
     cm = ConformalModel(reference.load("fashion_cnn", progress=False),
-                        DualThresholdConformal(score="raps", alpha=ALPHA, rule="budget", max_abstain=0.2,
-                                               random_state=0), temperature_fraction=0.2)
+                        DualThresholdConformal(score="raps", alpha=ALPHA, rule="budget",
+                                               rule_params={"max_abstain": 0.2}, random_state=0), temperature_fraction=0.2)
     cm.fit(images[:1000], labels[:1000])
     assert cm.n_temperature_ == 200 and cm.n_calibration_ == 800
     d = cm.predict(images[1000:])

@@ -48,7 +48,7 @@ def test_step_matches_dual_threshold_decisions():
     p, y = _data(rng, 3000)
     for stat in ["entropy", "max_prob", "margin", "set_size", "credibility"]:
         d = DualThresholdConformal(score="lac" if stat == "credibility" else "raps", alpha=0.1, statistic=stat,
-                                   rule="budget", max_abstain=0.2, random_state=0).fit(p[:2000], y[:2000])
+                                   rule="budget", rule_params={"max_abstain": 0.2}, random_state=0).fit(p[:2000], y[:2000])
         dec = d.predict(p[2000:2400])
         s = StreamingConformal(d)
         outs = [s.step(p[2000 + i]) for i in range(400)]
@@ -101,7 +101,8 @@ def _stream_entropy(rng, n, sharp=2.5):
 def test_monitor_alarms_on_shift_and_switches_to_conservative():
     rng = np.random.default_rng(4)
     p, y = _data(rng, 2000)
-    d = DualThresholdConformal(score="raps", alpha=0.1, statistic="entropy", rule="budget", max_abstain=0.1,
+    d = DualThresholdConformal(score="raps", alpha=0.1, statistic="entropy", rule="budget",
+                               rule_params={"max_abstain": 0.1},
                                random_state=0).fit(p, y)
     s = StreamingConformal(d, reference=_stream_entropy(rng, 2000), monitor_level=0.01)
     outs = [s.step(r) for r in _stream_entropy(rng, 1000)]
@@ -176,7 +177,8 @@ def test_snapshot_round_trip_continues_identically(tmp_path):
     rng = np.random.default_rng(7)
     p, y = _data(rng, 1000)
     stream, labels = _data(rng, 400, noise=0.2)
-    d = DualThresholdConformal(score="aps", alpha=0.1, rule="budget", max_abstain=0.2, random_state=0).fit(p, y)
+    d = DualThresholdConformal(score="aps", alpha=0.1, rule="budget", rule_params={"max_abstain": 0.2},
+                               random_state=0).fit(p, y)
     a = StreamingConformal(d, window=100, gamma=0.02, reference=p)
     for t in range(200):
         a.step(stream[t], frame_id=f"f{t}")
