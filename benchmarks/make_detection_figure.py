@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_detection import PunccStyleBoxWise  # noqa: E402
 
 from conformal.detection import ConformalDetector, matched_pairs  # noqa: E402
-from conformal.detection._checks import check_frame  # noqa: E402
+from conformal._validation import check_frame  # noqa: E402
 from conformal.detection.synthetic import make_scenes  # noqa: E402
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")

@@ -31,14 +31,13 @@ import numbers
 import numpy as np
 
 from conformal._base import Array, BaseEstimator, Float, InstanceOf, Int, Mapping, Optional, Options, check_constraints
-from conformal._validation import check_is_fitted
+from conformal._validation import check_frame_pairs, check_is_fitted, check_match_params
 from conformal.abstention import rules as _rules
 from conformal.abstention.dual import RULE_PARAM_CONSTRAINTS
 from conformal.abstention.statistics import entropy as _entropy
 from conformal.calibrators import _SEED
-from conformal.detection._checks import check_frame_pairs
 from conformal.io import StateError, register_kind
-from conformal.detection.matching import check_match_params, match_arrays
+from conformal.detection.matching import match_arrays
 from conformal.detection.metrics import side_coverage
 
 __all__ = ["DetectionAbstention", "DETECTION_STATISTICS", "ABSTENTION_RULES"]

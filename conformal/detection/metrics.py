@@ -9,10 +9,11 @@ from __future__ import annotations
 import numpy as np
 
 from conformal._base import Array, BaseEstimator, Boolean, Mapping
-from conformal._validation import as_array, check_is_fitted
+from conformal._validation import (as_array, check_boxes, check_confidences, check_dim, check_frame_pairs,
+                                   check_is_fitted, check_match_params)
 from conformal.detection import _kernels as _k
-from conformal.detection._checks import TWO_PI, check_boxes, check_dim, check_frame_pairs, wrap_angle
-from conformal.detection.matching import check_match_params, match_arrays
+from conformal.detection._geometry import TWO_PI, wrap_angle
+from conformal.detection.matching import match_arrays
 from conformal.io import StateError, register_kind
 from conformal.stats import clopper_pearson
 
@@ -148,17 +149,10 @@ def _binned_gap(conf, target, n_bins):
     return float(np.sum(np.abs(s_conf[nz] - s_tgt[nz])) / conf.shape[0])
 
 
-def _check_conf(conf, name="scores"):
-    c = as_array(conf, name).astype(np.float64, copy=False)
-    if c.ndim != 1 or c.size == 0 or not np.isfinite(c).all() or c.min() < 0 or c.max() > 1:
-        raise ValueError(f"`{name}` must be a non-empty 1-D array of confidences in [0, 1]")
-    return c
-
-
 def detection_ece(scores, tp, n_bins: int = 10) -> float:
     """D-ECE (Kueppers et al. 2020, confidence-only): sum over equal-width bins of |bin| / N * |mean confidence -
     precision|, where precision is the fraction of true positives in the bin."""
-    c = _check_conf(scores)
+    c = check_confidences(scores)
     t = as_array(tp, "tp")
     if t.dtype != np.bool_ or t.shape != c.shape:
         raise ValueError(f"`tp` must be bool with the shape of `scores` {c.shape}")
@@ -169,7 +163,7 @@ def laece(scores, labels, iou, n_bins: int = 25) -> float:
     """LaECE (Oksuz et al. CVPR 2023, arXiv 2307.00934): per class, sum over bins of |bin| / N_c *
     |mean confidence - precision * mean IoU of the true positives|, averaged over classes. precision * mean TP
     IoU equals the bin mean of `iou` with 0 for false positives, which is what `iou` must hold."""
-    c = _check_conf(scores)
+    c = check_confidences(scores)
     y = as_array(labels, "labels")
     q = as_array(iou, "iou").astype(np.float64, copy=False)
     if y.shape != c.shape or q.shape != c.shape or y.dtype.kind not in "iu":
@@ -236,7 +230,7 @@ class IsotonicCalibrator(BaseEstimator):
     def fit(self, scores, target, labels=None) -> "IsotonicCalibrator":
         """Fit the curve(s) of `target` on the confidences `scores` (and per class of `labels`); returns self."""
         self.validate_params()
-        c = _check_conf(scores)
+        c = check_confidences(scores)
         t = as_array(target, "target").astype(np.float64)
         if t.shape != c.shape or not np.isfinite(t).all():
             raise ValueError("`target` must be finite with the shape of `scores`")
@@ -251,7 +245,7 @@ class IsotonicCalibrator(BaseEstimator):
 
     def predict(self, scores, labels=None) -> np.ndarray:
         check_is_fitted(self, "curves_")
-        c = _check_conf(scores)
+        c = check_confidences(scores)
         if not self.class_wise:
             x, f = self.curves_[None]
             return np.interp(c, x, f)

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from conformal._base import BaseEstimator, Boolean, Float, Int, Interval, Nested, Optional, Options
-from conformal._validation import check_is_fitted
+from conformal._validation import check_frame, check_frame_pairs, check_is_fitted, check_match_params
 from conformal.calibrators import _SCORE, _SEED, ClassConditionalConformalClassifier, SplitConformalClassifier
-from conformal.detection._checks import TWO_PI, check_frame, check_frame_pairs
+from conformal.detection._geometry import TWO_PI
 from conformal.detection.intervals import CORRECTIONS, SIDES, BoxIntervalCalibrator, outer_inner
-from conformal.detection.matching import METRICS, check_match_params, match_arrays
+from conformal.detection.matching import METRICS, match_arrays
 from conformal.detection.recall import RecallRiskControl
 from conformal.io import StateError, register_kind
 from conformal.scores import get_score

@@ -21,8 +21,8 @@ import numpy as np
 from conformal._base import Array, BaseEstimator, Bool, Boolean, Float, Int, Interval, Mapping, Options, Satisfies
 from conformal._validation import as_array, check_alpha, check_is_fitted
 from conformal.detection import _kernels as _k
-from conformal.detection._checks import check_frame_pairs
-from conformal.detection.matching import METRICS, check_match_params, pairwise
+from conformal._validation import check_frame_pairs, check_match_params
+from conformal.detection.matching import METRICS, pairwise
 from conformal.io import StateError, register_kind
 from conformal.stats import binom_cdf
 

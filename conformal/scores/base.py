@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from conformal._base import BaseEstimator
-from conformal._validation import as_array, check_labels, check_nonneg_float, check_scores_matrix, raise_row_error
+from conformal._validation import (check_inputs, check_labels, check_nonneg_float, check_qhat, check_scores_matrix,
+                                   check_u, raise_row_error)
 from conformal.io import register_kind
 
 _REGISTRY: dict[str, type] = {}
@@ -54,36 +55,6 @@ def get_score(score, **params):
     if key not in _REGISTRY:
         raise ValueError(f"unknown `score` {score!r}; valid names are: {', '.join(score_names())}")
     return _REGISTRY[key](**params)
-
-
-def check_inputs(inputs) -> bool:
-    """True for logits, False for probabilities."""
-    if inputs not in ("probs", "logits"):
-        raise ValueError(f"`inputs` must be 'probs' or 'logits'; got {inputs!r}")
-    return inputs == "logits"
-
-
-def check_u(u, n: int) -> np.ndarray | None:
-    """Per-row uniforms for randomized scores, or None for the non-randomized score."""
-    if u is None:
-        return None
-    arr = as_array(u, "u")
-    if arr.dtype != np.float64:
-        raise TypeError(f"`u` must be a float64 array of uniforms in [0, 1]; got dtype {arr.dtype}")
-    if arr.shape != (n,):
-        raise ValueError(f"`u` must have shape ({n},), one uniform per row; got {arr.shape}")
-    if not (np.all(arr >= 0.0) and np.all(arr <= 1.0)):
-        raise ValueError("`u` must lie in [0, 1]")
-    return arr
-
-
-def check_qhat(qhat) -> float:
-    if isinstance(qhat, bool) or not isinstance(qhat, (int, float, np.floating, np.integer)):
-        raise TypeError(f"`qhat` must be a float; got {type(qhat).__name__}")
-    qhat = float(qhat)
-    if np.isnan(qhat):
-        raise ValueError("`qhat` must not be NaN")
-    return qhat
 
 
 class Score(BaseEstimator):
