@@ -1,7 +1,7 @@
 """Numba kernels of conformal.detection: overlap matrices, assignment, and the per-frame margin application.
 
 Private: arrays in, arrays out, no Python objects, no randomness. The public wrappers validate and allocate.
-Each kernel has a plain NumPy/itertools twin in tests/detection/_naive.py that the tests compare against.
+Each kernel has a plain NumPy/itertools twin in tests/conformal/detection/_naive.py that the tests compare against.
 """
 from __future__ import annotations
 

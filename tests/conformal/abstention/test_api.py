@@ -125,10 +125,14 @@ def test_statistics_registry_values():
         STATISTICS["set_size"](q)
 
 
+@pytest.mark.twin("conformal.abstention._kernels._stat_parallel", twin=_naive.max_prob)
+@pytest.mark.twin("conformal.abstention._kernels._stat_parallel", twin=_naive.margin)
 def test_parallel_and_serial_statistic_kernels_agree():
     p = np.random.default_rng(0).dirichlet(np.ones(64), size=(K.PARALLEL_MIN_ENTRIES // 64) + 3)
     for kind in (K.MAX_PROB, K.MARGIN, K.ENTROPY):
         np.testing.assert_array_equal(K._stat_serial(p, kind), K._stat_parallel(p, kind))
+    np.testing.assert_array_equal(K._stat_parallel(p, K.MAX_PROB), _naive.max_prob(p))
+    np.testing.assert_array_equal(K._stat_parallel(p, K.MARGIN), _naive.margin(p))
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: "-".join(str(v) for v in c.values()))
