@@ -16,7 +16,7 @@ from conformal._base import (Array, BaseEstimator, Boolean, InstanceOf, Int, Int
                              clone_params)
 from conformal._validation import NotFittedError, check_is_fitted, check_labels, check_scores_matrix
 from conformal.io import StateError, register_kind
-from conformal.quantile import conformal_quantile, min_calibration_size
+from conformal.quantile import conformal_quantile, min_calibration_size  # noqa: F401 (re-exported)
 from conformal.scores import get_score
 from conformal.scores.base import Score
 from conformal.utils import check_random_state

@@ -244,3 +244,30 @@ def test_expired_frames_are_dropped_and_reported():
     assert s.n_expired_ == 3 and s.pending_frames == [3, 4, 5, 6, 7]
     with pytest.raises(ValueError, match="expired"):
         s.feedback(0, 1)
+
+
+def test_schema_1_snapshot_loads_and_continues_like_a_fresh_run():
+    """A snapshot written by conformal 0.1.0 (tests/conformal/data/schema_v1/make_files.py) continues exactly
+    like the same stream run by the current code."""
+    from pathlib import Path
+
+    rng = np.random.default_rng(0)
+    z = 2.0 * rng.normal(size=(600, 6))
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    y = np.minimum((p.cumsum(1) > rng.random((600, 1))).argmax(1), 5).astype(np.int64)
+    d = DualThresholdConformal(score="aps", alpha=0.1, rule="budget", rule_params={"max_abstain": 0.2},
+                               random_state=0).fit(p[:300], y[:300])
+    fresh = StreamingConformal(d, window=50, gamma=0.02, reference=p[:300])
+    for t in range(60):
+        fresh.step(p[300 + t], frame_id=f"f{t}")
+        if t >= 5:
+            fresh.feedback(f"f{t - 5}", int(y[300 + t - 5]))
+    old = StreamingConformal.load(Path(__file__).resolve().parents[1] / "conformal" / "data" / "schema_v1" /
+                                  "streaming.json")
+    assert old.pending_frames == fresh.pending_frames and old.alpha_t_ == fresh.alpha_t_ and old.q_t_ == fresh.q_t_
+    for t in range(60, 120):
+        a, b = old.step(p[300 + t], frame_id=f"f{t}"), fresh.step(p[300 + t], frame_id=f"f{t}")
+        a.pop("calibration_version"), b.pop("calibration_version")  # a hash of the state's (older) layout
+        assert a == b
+        assert old.feedback(f"f{t - 5}", int(y[300 + t - 5])) == fresh.feedback(f"f{t - 5}", int(y[300 + t - 5]))
