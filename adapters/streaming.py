@@ -151,6 +151,7 @@ class StreamingConformal:
         self._threshold = online.OnlineThreshold(cal.calibration_scores_, alpha=self.alpha, method=self.method,
                                                  gamma=self.gamma, window=self.window,
                                                  q_calibrated=self._scorer.q_calibrated)
+        self._update = self._threshold.update
 
     def _version(self, calibration_version):
         if calibration_version is not None:
@@ -167,12 +168,14 @@ class StreamingConformal:
 
     def _bind_reference(self, reference, statistics=None) -> None:
         """The shift monitor on the reference outputs (or on saved reference `statistics`); None: no monitor."""
-        self._monitor, self._tau_alarm = None, self._tau
+        self._monitor, self._tau_alarm, self._fused, self._log10_alarm = None, self._tau, False, math.inf
         if reference is None and statistics is None:
             return
         stats = self._reference_statistics(reference) if statistics is None else statistics
         self._monitor = online.ShiftMartingale(stats, jump=self.jump, level=self.monitor_level)
         self._tau_alarm = min(self._tau, self._monitor.quantile(self.conservative_abstain))
+        self._fused = self._frame_statistic is None
+        self._log10_alarm = self._monitor.log10_threshold
 
     def _allocate(self) -> None:
         """Scratch and ring buffers, allocated once; the hot path only writes into them."""
@@ -183,6 +186,11 @@ class StreamingConformal:
         self._q_used = np.empty(self.max_pending)
         self._slot_ids = [None] * self.max_pending
         self._lock = threading.Lock()
+        self._bind_frame()
+
+    def _bind_frame(self) -> None:
+        """The per-frame kernel call with the buffers (and, when it computes the statistic, the monitor) bound."""
+        self._frame = self._scorer.bind(self._p2d, self._scores, self._order, self._monitor if self._fused else None)
 
     # --- state -----------------------------------------------------------------------------------------------
     def _reset_state(self):
@@ -249,7 +257,11 @@ class StreamingConformal:
             slot = self._head
             thr = self._threshold
             q = thr.q_t
-            code, m, stat = self._scorer(src, q, self._p2d, self._scores[slot], self._order)
+            mon = self._monitor
+            if self._fused:  # set, statistic and monitor in one kernel call
+                code, m, stat, pval, log10_m = self._frame(src, q, slot, self._u[self._u_i])
+            else:
+                code, m, stat = self._frame(src, q, slot)
             if code != 0:
                 raise ValueError(f"`probs` {online.ERROR_MESSAGES.get(code, 'is invalid')}")
             if self._frame_statistic is not None:
@@ -266,17 +278,17 @@ class StreamingConformal:
             if frame_id is None:
                 self._next_id += 1
             self.n_steps_ += 1
-            mon = self._monitor
             if mon is not None:
-                if self._u_i == _N_UNIFORMS:
+                if not self._fused:
+                    pval = mon.update(stat, self._u[self._u_i])
+                    log10_m = float(mon.state[3])
+                self._u_i += 1
+                if self._u_i == _N_UNIFORMS:  # refill after use, so a frame never starts with an empty buffer
                     self._u = self._rng.random(_N_UNIFORMS)
                     self._u_i = 0
-                pval = mon.update(stat, self._u[self._u_i])
-                self._u_i += 1
-                if mon.alarm and not self.alarm_:
-                    self.alarm_ = True
+                if log10_m >= self._log10_alarm and not self.alarm_:
+                    self.alarm_ = mon.note(log10_m)
                     self.alarm_frame_ = fid
-                log10_m = float(mon.state[3])
             else:
                 pval, log10_m = math.nan, 0.0
             alarm = self.alarm_
@@ -303,7 +315,7 @@ class StreamingConformal:
             if slot is None:
                 raise ValueError(f"`frame_id` {frame_id!r} is not waiting for feedback (unknown, already answered, "
                                  f"or expired after {self.max_pending} newer frames)")
-            err = self._threshold.update(float(self._scores[slot, label]), self._q_used[slot])
+            err = self._update(float(self._scores[slot, label]), self._q_used[slot])
             del self._pending[frame_id]
             self._slot_ids[slot] = None
             self.n_feedback_ += 1
@@ -378,6 +390,7 @@ class StreamingConformal:
             if np.any(np.diff(ref) < 0):
                 raise StateError("saved field `state.reference_stats` must be sorted ascending")
         self._bind_reference(None, ref)
+        self._bind_frame()
         self._threshold.set_state({**st, "alpha_t": Float(finite=True)(st["alpha_t"], "state.alpha_t"),
                                    "q_t": Float()(st["q_t"], "state.q_t")})
         monitor = Array("f", 1, finite=True)(st["monitor"], "state.monitor")
@@ -397,6 +410,9 @@ class StreamingConformal:
         self._u_i = Int(0)(st["uniforms_used"], "state.uniforms_used")
         if self._u_i > _N_UNIFORMS:
             raise StateError(f"saved field `state.uniforms_used` must be <= {_N_UNIFORMS}; got {self._u_i}")
+        if self._u_i == _N_UNIFORMS:  # schema-1 snapshots refilled lazily, before the next frame
+            self._u = self._rng.random(_N_UNIFORMS)
+            self._u_i = 0
         ids = list(st["pending_ids"])
         if len(ids) > self.max_pending or len(set(ids)) != len(ids):
             raise StateError(f"saved field `state.pending_ids` must hold at most max_pending={self.max_pending} "

@@ -20,6 +20,7 @@ calibrator's own. Kernels: `conformal._kernels.online` (NumPy twins in tests/ref
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 
@@ -28,7 +29,7 @@ import numpy as np
 from conformal._base import Interval, check_constraints
 from conformal._kernels import online as _k
 from conformal._validation import as_array, check_is_fitted
-from conformal.quantile import sorted_quantile
+from conformal.quantile import conformal_rank, sorted_quantile
 
 __all__ = ["METHODS", "STATISTIC_KINDS", "aci_update", "quantile_tracking_update", "aci_bound", "conformal_pvalue",
            "simple_jumper_update", "OnlineThreshold", "ShiftMartingale", "FrameScorer"]
@@ -126,14 +127,18 @@ class OnlineThreshold:
         """Feedback for one input: its true label's score and the threshold its set used. Returns the miss."""
         err = score > q_used
         if self.method == "aci":
-            self.alpha_t = aci_update(self.alpha_t, self.alpha, self.gamma, err)
+            # aci_update and sorted_quantile, inlined: this runs once per feedback
+            alpha_t = self.alpha_t = self.alpha_t + self.gamma * (self.alpha - err)
             if self.window is not None:
                 _k.sorted_replace(self.win_sorted, float(self.win_ring[self.win_head]), score)
                 self.win_ring[self.win_head] = score
                 self.win_head = (self.win_head + 1) % self.window
-                self.q_t = sorted_quantile(self.win_sorted, self.alpha_t)
+                scores = self.win_sorted
             else:
-                self.q_t = sorted_quantile(self.calibration_scores, self.alpha_t)
+                scores = self.calibration_scores
+            n = scores.shape[0]
+            k = conformal_rank(n, alpha_t)
+            self.q_t = math.inf if k > n else (-math.inf if k <= 0 else float(scores[k - 1]))
         elif self.method == "quantile":
             q = self.q_t if math.isfinite(self.q_t) else float(self.calibration_scores[-1])
             self.q_t = quantile_tracking_update(q, self.alpha, self.gamma, err)
@@ -197,9 +202,15 @@ class ShiftMartingale:
     def update(self, statistic: float, u: float) -> float:
         """One frame's statistic and its tie-breaking uniform; returns the p-value (sets `alarm` once reached)."""
         pv = _k.martingale_step(self.reference, statistic, u, self.jump, self.state)
-        if not self.alarm and self.state[3] >= self.log10_threshold:
-            self.alarm = True
+        self.note(self.state[3])
         return pv
+
+    def note(self, log10_value: float) -> bool:
+        """Record the martingale's current log10 value (from `update` or a bound frame kernel): the alarm, once
+        1 / level is reached, stays until `reset`. Returns `alarm`."""
+        if not self.alarm and log10_value >= self.log10_threshold:
+            self.alarm = True
+        return self.alarm
 
     def quantile(self, level: float) -> float:
         """The conformal (1 - level) quantile of the reference statistics (the conservative abstention tau)."""
@@ -232,10 +243,27 @@ class FrameScorer:
         self.n_classes = int(calibrator.n_classes_)
         self.statistic = statistic
         self.stat_kind = _k.STAT_NONE if statistic is None else STATISTIC_KINDS[statistic]
+        # the kernel's constant arguments, gathered once (this is the per-frame path)
+        self._constants = (self.logits, self.temperature, self.kind, self.lam, self.k_reg, self.weight,
+                           self.allow_empty, self.q_calibrated, self.stat_kind)
 
-    def __call__(self, src: np.ndarray, q: float, probs: np.ndarray, scores: np.ndarray, order: np.ndarray):
+    def __call__(self, src: np.ndarray, q: float, probs: np.ndarray, scores: np.ndarray, row: int,
+                 order: np.ndarray):
         """One (1, K) float32/float64 row at threshold q. Writes its probabilities into probs (1, K), every
-        label's score into scores (K,) and the set's labels, by decreasing probability, into order[:m].
+        label's score into row `row` of the float64 (n, K) buffer `scores` (a ring of frames awaiting feedback;
+        n = 1 for one frame) and the set's labels, by decreasing probability, into order[:m].
         Returns (error code: 0 or a key of ERROR_MESSAGES, m, statistic)."""
-        return _k.frame_step(src, self.logits, self.temperature, self.kind, self.lam, self.k_reg, self.weight,
-                             self.allow_empty, q, self.q_calibrated, self.stat_kind, probs, scores, order)
+        return _k.frame_step(*self._constants, probs, scores, order, src, q, row)
+
+    def bind(self, probs: np.ndarray, scores: np.ndarray, order: np.ndarray, martingale: "ShiftMartingale" = None):
+        """A per-frame callable with the output buffers (and a monitor) bound once: one kernel call per frame and
+        no Python frame in between. Without `martingale`: ``f(src, q, row) -> (code, m, statistic)`` as
+        `__call__`. With it (the statistic must be one of STATISTIC_KINDS): ``f(src, q, row, u) -> (code, m,
+        statistic, p-value, log10 M)``, the martingale updated in place for a valid row; the caller sets
+        ``martingale.alarm`` when log10 M reaches ``martingale.log10_threshold`` (`ShiftMartingale.note`)."""
+        if martingale is None:
+            return functools.partial(_k.frame_step, *self._constants, probs, scores, order)
+        if self.stat_kind == _k.STAT_NONE:
+            raise ValueError("a monitored frame needs a statistic computed in the kernel (`statistic` is None)")
+        return functools.partial(_k.monitored_frame_step, *self._constants, probs, scores, order,
+                                 martingale.reference, martingale.jump, martingale.state)

@@ -19,9 +19,10 @@ STAT_MAX_PROB, STAT_MARGIN, STAT_ENTROPY, STAT_SET_SIZE, STAT_NONE = 0, 1, 2, 3,
 
 
 @njit(cache=True, nogil=True)
-def frame_scores(src, logits, temp, kind, lam, k_reg, weight, p2d, scores):
+def frame_scores(src, logits, temp, kind, lam, k_reg, weight, p2d, scores, row):
     """Check the (1, K) input row, write its probabilities into p2d[0] and every label's non-randomized score
-    into scores (K,). Returns (error code, labels by decreasing probability, stable among ties)."""
+    into scores[row] (scores is (n, K), e.g. a ring of pending frames). Returns (error code, labels by decreasing
+    probability, stable among ties)."""
     code = _row_check(src, 0, logits)
     if code != OK:
         return code, np.empty(0, np.int64)
@@ -29,25 +30,25 @@ def frame_scores(src, logits, temp, kind, lam, k_reg, weight, p2d, scores):
     _row_probs(src, 0, logits, temp, p)
     srt = np.argsort(-p, kind="mergesort")
     if kind == LAC_KIND:
-        lac_row_scores(p, scores)
+        lac_row_scores(p, scores, row)
     else:
-        tie_group_scores(p, srt, 0.0, kind, False, lam, k_reg, weight, scores)
+        tie_group_scores(p, srt, 0.0, kind, False, lam, k_reg, weight, scores, row)
     return OK, srt
 
 
 @njit(cache=True, nogil=True)
-def set_members(p, scores, srt, q, q_cal, allow_empty, order):
-    """Labels with score <= q into order[:m], by decreasing probability; with allow_empty=False an empty set
-    becomes the top-1 tie group (as the calibrators do). Returns (m, size of the set at the calibrated q_cal)."""
+def set_members(p, scores, row, srt, q, q_cal, allow_empty, order):
+    """Labels with score scores[row, j] <= q into order[:m], by decreasing probability; with allow_empty=False an
+    empty set becomes the top-1 tie group (as the calibrators do). Returns (m, size of the set at q_cal)."""
     k = p.shape[0]
     m = 0
     m_cal = 0
     for t in range(k):
         j = srt[t]
-        if scores[j] <= q:
+        if scores[row, j] <= q:
             order[m] = j
             m += 1
-        if scores[j] <= q_cal:
+        if scores[row, j] <= q_cal:
             m_cal += 1
     if m == 0 and not allow_empty:
         pmax = p[srt[0]]
@@ -72,12 +73,14 @@ def row_statistic(p2d, stat_kind, m_cal):
 
 
 @njit(cache=True, nogil=True)
-def frame_step(src, logits, temp, kind, lam, k_reg, weight, allow_empty, q, q_cal, stat_kind, p2d, scores, order):
-    """One frame: scores, set at q (labels in order[:m]) and statistic. Returns (error code, m, statistic)."""
-    code, srt = frame_scores(src, logits, temp, kind, lam, k_reg, weight, p2d, scores)
+def frame_step(logits, temp, kind, lam, k_reg, weight, allow_empty, q_cal, stat_kind, p2d, scores, order, src, q,
+               row):
+    """One frame: scores (into scores[row]), set at q (labels in order[:m]) and statistic.
+    Returns (error code, m, statistic). The per-frame arguments come last, so a caller can bind the rest once."""
+    code, srt = frame_scores(src, logits, temp, kind, lam, k_reg, weight, p2d, scores, row)
     if code != OK:
         return code, 0, 0.0
-    m, m_cal = set_members(p2d[0], scores, srt, q, q_cal, allow_empty, order)
+    m, m_cal = set_members(p2d[0], scores, row, srt, q, q_cal, allow_empty, order)
     return OK, m, row_statistic(p2d, stat_kind, m_cal)
 
 
@@ -114,6 +117,19 @@ def martingale_step(ref_sorted, stat, u, jump, state):
     pv = smoothed_pvalue(ref_sorted, stat, u)
     jumper_step(pv, jump, state)
     return pv
+
+
+@njit(cache=True, nogil=True)
+def monitored_frame_step(logits, temp, kind, lam, k_reg, weight, allow_empty, q_cal, stat_kind, p2d, scores, order,
+                         ref_sorted, jump, state, src, q, row, u):
+    """frame_step, then (valid rows only) martingale_step on its statistic: one call per monitored frame.
+    Returns (error code, m, statistic, p-value, log10 of the martingale)."""
+    code, m, stat = frame_step(logits, temp, kind, lam, k_reg, weight, allow_empty, q_cal, stat_kind, p2d, scores,
+                               order, src, q, row)
+    if code != OK:
+        return code, m, stat, np.nan, state[3]
+    pv = martingale_step(ref_sorted, stat, u, jump, state)
+    return OK, m, stat, pv, state[3]
 
 
 @njit(cache=True, nogil=True)

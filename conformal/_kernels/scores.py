@@ -172,11 +172,12 @@ def label_scores(src, labels, u, logits, temp, kind, randomized, lam, k_reg, wei
                    min(n, (c + 1) * chunk), out, errs)
 
 
-@njit(cache=True, nogil=True)
-def tie_group_scores(p, order, u, kind, randomized, lam, k_reg, weight, out):
-    """Score of every label of one probability row p (K,) into out (K,), given `order`, the labels by
+@njit(cache=True, nogil=True, inline="always")
+def tie_group_scores(p, order, u, kind, randomized, lam, k_reg, weight, out, i):
+    """Score of every label of one probability row p (K,) into row i of out (n, K), given `order`, the labels by
     decreasing p (any order among ties): one walk over the tie groups, each group's labels sharing one score.
-    The one implementation of this walk; the batch kernel and the per-frame kernel of conformal.online use it."""
+    The one implementation of this walk; the batch kernel and the per-frame kernel of conformal.online use it.
+    (Row i of a 2-D out, not a row view, and inlined: either costs measurable time per row otherwise.)"""
     k = p.shape[0]
     pmax = p[order[0]]
     m_above = np.int64(0)
@@ -190,7 +191,7 @@ def tie_group_scores(p, order, u, kind, randomized, lam, k_reg, weight, out):
             stop += 1
         s = _score(kind, m_above, m_group, stop, pmax, u, randomized, lam, k_reg, weight)
         for t in range(start, stop):
-            out[order[t]] = s
+            out[i, order[t]] = s
         m_above += m_group
         start = stop
 
@@ -206,7 +207,7 @@ def all_rows(src, u, logits, temp, kind, randomized, lam, k_reg, weight, lo, hi,
             continue
         _row_probs(src, i, logits, temp, p)
         ui = u[i] if randomized else 0.0
-        tie_group_scores(p, np.argsort(-p), ui, kind, randomized, lam, k_reg, weight, out[i])
+        tie_group_scores(p, np.argsort(-p), ui, kind, randomized, lam, k_reg, weight, out, i)
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -408,11 +409,11 @@ def lac_label_scores(src, labels, logits, temp, chunk, out, errs):
         lac_label_rows(src, labels, logits, temp, c * chunk, min(n, (c + 1) * chunk), out, errs)
 
 
-@njit(cache=True, nogil=True)
-def lac_row_scores(p, out):
-    """LAC score 1 - p_y of every label of one probability row (K,) into out (K,)."""
+@njit(cache=True, nogil=True, inline="always")
+def lac_row_scores(p, out, i):
+    """LAC score 1 - p_y of every label of one probability row (K,) into row i of out (n, K)."""
     for j in range(p.shape[0]):
-        out[j] = 1.0 - p[j]
+        out[i, j] = 1.0 - p[j]
 
 
 @njit(cache=True, nogil=True)
@@ -424,7 +425,7 @@ def lac_all_rows(src, logits, temp, lo, hi, out, errs):
         if errs[i] != OK:
             continue
         _row_probs(src, i, logits, temp, p)
-        lac_row_scores(p, out[i])
+        lac_row_scores(p, out, i)
 
 
 @njit(cache=True, nogil=True, parallel=True)

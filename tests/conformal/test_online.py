@@ -63,11 +63,12 @@ def test_frame_kernel_matches_twin(data, name, statistic, allow_empty):
     for q in [*rng.choice(flat, size=min(3, flat.size)), np.nextafter(flat[0], -1), np.inf, -np.inf]:
         scores, members, stat, p = twin_online.frame(row, name, q, cal.qhat_, allow_empty, statistic,
                                                      inputs == "logits", cal.temperature, **PARAMS.get(name, {}))
-        probs, got_scores, order = np.empty((1, k)), np.empty(k), np.empty(k, np.int64)
-        code, m, got_stat = scorer(row.reshape(1, k), float(q), probs, got_scores, order)
+        probs, got_scores, order = np.empty((1, k)), np.full((3, k), -7.0), np.empty(k, np.int64)
+        code, m, got_stat = scorer(row.reshape(1, k), float(q), probs, got_scores, 1, order)
         assert code == 0
         np.testing.assert_array_equal(probs[0], p)
-        np.testing.assert_array_equal(got_scores, scores)
+        np.testing.assert_array_equal(got_scores[1], scores)
+        assert (got_scores[[0, 2]] == -7.0).all()  # only the requested row is written
         assert order[:m].tolist() == members, (q, name)
         assert (math.isnan(got_stat) and math.isnan(stat)) or got_stat == stat
 
@@ -82,17 +83,48 @@ def test_frame_scores_equal_the_batch_calibrator():
         all_scores = cal.score_.all_scores(p)
         sets = cal.predict_sets(p)
         for i in range(0, 300, 7):
-            scores, order, probs = np.empty(12), np.empty(12, np.int64), np.empty((1, 12))
-            code, m, stat = scorer(p[i:i + 1], cal.qhat_, probs, scores, order)
+            scores, order, probs = np.empty((1, 12)), np.empty(12, np.int64), np.empty((1, 12))
+            code, m, stat = scorer(p[i:i + 1], cal.qhat_, probs, scores, 0, order)
             assert code == 0 and math.isnan(stat)
-            np.testing.assert_array_equal(scores, all_scores[i])
+            np.testing.assert_array_equal(scores[0], all_scores[i])
             assert sorted(order[:m].tolist()) == np.flatnonzero(sets[i]).tolist()
+
+
+@pytest.mark.twin(OK + "monitored_frame_step", twin=twin_online.frame)
+@pytest.mark.twin(OK + "monitored_frame_step", twin=twin_online.smoothed_pvalue)
+def test_bound_frame_kernel_equals_the_calls_it_fuses():
+    """`bind` (the streaming hot path) = `__call__` then `ShiftMartingale.update`, with the same numbers, which
+    are the twins' (frame, smoothed p-value)."""
+    rng = np.random.default_rng(2)
+    p = rng.dirichlet(np.full(8, 0.5), size=80)
+    cal = _calibrator("raps", "probs", 8)
+    scorer = online.FrameScorer(cal, "entropy")
+    bufs = (np.empty((1, 8)), np.empty((2, 8)), np.empty(8, np.int64))
+    ref = np.array([scorer(p[i:i + 1], cal.qhat_, bufs[0], bufs[1], 0, bufs[2])[2] for i in range(40)])
+    a, b = online.ShiftMartingale(ref), online.ShiftMartingale(ref)
+    fused = scorer.bind(*bufs, martingale=a)
+    plain = scorer.bind(*bufs)
+    for i in range(40, 80):
+        u = float(rng.random())
+        code, m, stat, pv, log10_m = fused(p[i:i + 1], cal.qhat_, 1, u)
+        a.note(log10_m)
+        got = bufs[1][1].copy(), bufs[2][:m].copy()
+        assert plain(p[i:i + 1], cal.qhat_, 0)[:2] == (code, m)
+        np.testing.assert_array_equal(bufs[1][0], got[0])
+        assert b.update(stat, u) == pv and b.log10_value == log10_m and a.alarm == b.alarm
+        scores, members, want_stat, _ = twin_online.frame(p[i], "raps", cal.qhat_, cal.qhat_, True, "entropy",
+                                                          **PARAMS["raps"])
+        np.testing.assert_array_equal(got[0], scores)
+        assert got[1].tolist() == members and stat == want_stat
+        assert pv == twin_online.smoothed_pvalue(a.reference, stat, u)
+    with pytest.raises(ValueError, match="statistic"):
+        online.FrameScorer(cal, None).bind(*bufs, martingale=a)
 
 
 def test_frame_kernel_flags_bad_rows():
     cal = _calibrator("aps", "probs", 5)
     scorer = online.FrameScorer(cal)
-    buf = (np.empty((1, 5)), np.empty(5), np.empty(5, np.int64))
+    buf = (np.empty((1, 5)), np.empty((1, 5)), 0, np.empty(5, np.int64))
     for row, code in ((np.array([np.nan, 0.2, 0.2, 0.3, 0.3]), 1), (np.array([1.2, -0.2, 0.0, 0.0, 0.0]), 2),
                       (np.full(5, 0.1), 3)):
         assert scorer(row.reshape(1, 5), 0.5, *buf)[0] == code and code in online.ERROR_MESSAGES
