@@ -127,7 +127,7 @@ class StreamingConformal:
                             f"{type(conformal).__name__} (class-conditional calibrators have one threshold per "
                             f"class and are not supported by the streaming wrapper)")
         if not conformal.__sklearn_is_fitted__():
-            raise NotFittedError(f"`conformal` is not fitted; call conformal.fit(probs, labels) first")
+            raise NotFittedError("`conformal` is not fitted; call conformal.fit(probs, labels) first")
         self._frame_statistic = None  # a statistic the kernel cannot compute: the calibrator's own, per frame
         if isinstance(conformal, DualThresholdConformal):
             cal, self._tau, name = conformal.calibrator_, float(conformal.tau_), conformal.statistic_name_

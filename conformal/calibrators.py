@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 
-from conformal._base import (Array, BaseEstimator, Boolean, InstanceOf, Int, Interval, Nested, Float, Options,
+from conformal._base import (Array, BaseEstimator, Boolean, Float, InstanceOf, Int, Interval, Nested, Options,
                              clone_params)
 from conformal._validation import NotFittedError, check_is_fitted, check_labels, check_scores_matrix
 from conformal.io import StateError, register_kind

@@ -3,13 +3,13 @@
 Plain NumPy twins of every kernel live in tests/conformal/abstention/_naive.py; tests compare them exactly.
 Conventions: rows are read as float64 (float32 inputs are widened exactly); no randomness; no fastmath.
 
-Entropy uses its own logarithm, `_xlogx`, because the libm `log` is a scalar call that LLVM cannot vectorise
-(50M of them dominated a 50k x 1000 batch). `_xlogx` splits the float64 bits into exponent and mantissa
-m in [sqrt(1/2), sqrt(2)) with integer operations only, and sums the series log m = 2 atanh(f), f = (m-1)/(m+1),
-|f| <= 0.172, to the f^17 term (truncation < 2e-17 relative). Only IEEE +, -, *, / are used, in a fixed order and
-without contraction, so the result is deterministic and reproducible in NumPy (tests/conformal/abstention/_naive.py twins
-it bit for bit); it differs from x * np.log(x) by a few ulps. Row sums use four interleaved partial sums
-(lanes j mod 4), a fixed order. Zero needs no branch: its bits give exponent -1023 and 0 * finite = 0.
+Entropy uses its own logarithm, `_xlogx`, because the libm `log` is a scalar call that LLVM cannot vectorise (50M of
+them dominated a 50k x 1000 batch). `_xlogx` splits the float64 bits into exponent and mantissa m in [sqrt(1/2),
+sqrt(2)) with integer operations only, and sums the series log m = 2 atanh(f), f = (m-1)/(m+1), |f| <= 0.172, to the
+f^17 term (truncation < 2e-17 relative). Only IEEE +, -, *, / are used, in a fixed order and without contraction, so
+the result is deterministic and reproducible in NumPy (tests/conformal/abstention/_naive.py twins it bit for bit);
+it differs from x * np.log(x) by a few ulps. Row sums use four interleaved partial sums (lanes j mod 4), a fixed
+order. Zero needs no branch: its bits give exponent -1023 and 0 * finite = 0.
 """
 from __future__ import annotations
 

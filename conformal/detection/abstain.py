@@ -26,7 +26,6 @@ matched detections' class_probs and true labels; this class adds the detection-s
 """
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from conformal._validation import MATCH_METRICS, as_array, check_boxes, check_dim, check_match_params
+from conformal._validation import MATCH_METRICS, as_array, check_boxes, check_match_params
 from conformal.detection import _kernels as _k
 
 __all__ = ["METRICS", "Matching", "pairwise", "hungarian", "match", "box_iou", "bev_iou", "center_distance"]

@@ -134,7 +134,9 @@ def detection_targets(predictions, ground_truth, *, dim: int = 2, metric: str | 
         labels.append(p["labels"])
         tp.append(t)
         iou.append(q)
-    cat = (lambda a, dt: np.concatenate(a) if a else np.empty(0, dt))
+    def cat(a, dt):
+        return np.concatenate(a) if a else np.empty(0, dt)
+
     return {"scores": cat(scores, np.float64), "labels": cat(labels, np.int64), "tp": cat(tp, np.bool_),
             "iou": cat(iou, np.float64)}
 

@@ -232,7 +232,8 @@ class ConformalDetector(BaseEstimator):
         k_probs = [p["class_probs"].shape[1] for p in preds if p["class_probs"] is not None]
         if k_probs:
             if len(set(k_probs)) > 1:
-                raise ValueError(f"`class_probs` must have the same number of classes in every frame; got {set(k_probs)}")
+                raise ValueError(f"`class_probs` must have the same number of classes in every frame; got "
+                                 f"{set(k_probs)}")
             n_classes = k_probs[0]
         else:
             n_classes = int(max([g["labels"].max(initial=-1) for g in gts] +

@@ -48,7 +48,8 @@ def test_step_matches_dual_threshold_decisions():
     p, y = _data(rng, 3000)
     for stat in ["entropy", "max_prob", "margin", "set_size", "credibility"]:
         d = DualThresholdConformal(score="lac" if stat == "credibility" else "raps", alpha=0.1, statistic=stat,
-                                   rule="budget", rule_params={"max_abstain": 0.2}, random_state=0).fit(p[:2000], y[:2000])
+                                   rule="budget", rule_params={"max_abstain": 0.2},
+                                   random_state=0).fit(p[:2000], y[:2000])
         dec = d.predict(p[2000:2400])
         s = StreamingConformal(d)
         outs = [s.step(p[2000 + i]) for i in range(400)]

@@ -1,6 +1,5 @@
 """Calibrators: the finite-sample quantile, coverage over many random splits, p-values, persistence, contracts."""
 import threading
-import warnings
 
 import numpy as np
 import pytest

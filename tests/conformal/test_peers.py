@@ -52,7 +52,8 @@ def test_lac_sets_identical_to_mapie():
     z, labels = _logits(4000, 12, seed=5)
     p = np.exp(z - z.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
-    m = mapie.SplitConformalClassifier(IdentityProbaModel(12), confidence_level=0.9, conformity_score="lac", prefit=True)
+    m = mapie.SplitConformalClassifier(IdentityProbaModel(12), confidence_level=0.9, conformity_score="lac",
+                                       prefit=True)
     m.conformalize(p[:1500], labels[:1500])
     _, theirs = m.predict_set(p[1500:])
     ours = SplitConformalClassifier(score="lac", alpha=0.1).fit(p[:1500], labels[:1500]).predict_sets(p[1500:])

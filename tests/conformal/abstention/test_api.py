@@ -228,7 +228,8 @@ def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="abstain_fraction"):
         DualThresholdConformal(abstain_fraction=1.5).fit(p, y)
     with pytest.raises(ValueError, match="tau fold has"):
-        DualThresholdConformal(rule="selective_risk", rule_params={"delta": 0.01, "epsilon": 0.01}).fit(p[:200], y[:200])
+        DualThresholdConformal(rule="selective_risk",
+                               rule_params={"delta": 0.01, "epsilon": 0.01}).fit(p[:200], y[:200])
     with pytest.raises(TypeError, match="unknown parameter"):
         DualThresholdConformal(rule="youden", rule_params={"max_fpr": 0.1}).fit(p, y)
     with pytest.raises(ValueError, match="unknown `rule`"):

@@ -42,7 +42,8 @@ def test_bev_iou_axis_aligned_equals_2d_and_rotated_matches_raster():
     a0[:, 6] = b0[:, 6] = 0.0
 
     def xyxy(x):
-        return np.column_stack([x[:, 0] - x[:, 3] / 2, x[:, 1] - x[:, 4] / 2, x[:, 0] + x[:, 3] / 2, x[:, 1] + x[:, 4] / 2])
+        return np.column_stack([x[:, 0] - x[:, 3] / 2, x[:, 1] - x[:, 4] / 2, x[:, 0] + x[:, 3] / 2,
+                                x[:, 1] + x[:, 4] / 2])
 
     np.testing.assert_allclose(bev_iou(a0, b0), _naive.iou_2d(xyxy(a0), xyxy(b0)), atol=1e-12)
     # yaw = pi/2 swaps length and width; yaw + pi is the same rectangle

@@ -31,16 +31,19 @@ def main():
     assert conformal.io.SCHEMA_VERSION == 1, "run with conformal 0.1.0 on PYTHONPATH"
     p, y = data()
     warnings.simplefilter("ignore")
-    SplitConformalClassifier(score="raps", alpha=0.1, lam=0.02, k_reg=1).fit(p[:300], y[:300]).save(HERE / "split_raps.json")
+    SplitConformalClassifier(score="raps", alpha=0.1, lam=0.02, k_reg=1).fit(p[:300], y[:300]).save(
+        HERE / "split_raps.json")
     SplitConformalClassifier(score="lac", alpha=0.1, randomized=True, random_state=3).fit(p[:300], y[:300]).save(
         HERE / "split_lac_randomized.json")
-    ClassConditionalConformalClassifier(score="aps", alpha=0.1).fit(p[:300], y[:300]).save(HERE / "class_conditional.json")
+    ClassConditionalConformalClassifier(score="aps", alpha=0.1).fit(p[:300], y[:300]).save(
+        HERE / "class_conditional.json")
     DualThresholdConformal(score="raps", alpha=0.1, statistic="entropy", rule="selective_risk", delta=0.5, epsilon=0.1,
                            random_state=0).fit(p[:300], y[:300]).save(HERE / "dual_selective_risk.json")
     DualThresholdConformal(score="lac", alpha=0.1, statistic="credibility", rule="budget", max_abstain=0.2,
                            random_state=0).fit(p[:300], y[:300]).save(HERE / "dual_budget_credibility.json")
     DualThresholdConformal(score="aps", alpha=0.1, statistic="set_size", rule="accept_coverage", tau_rule="budget",
-                           max_abstain=0.3, random_state=0).fit(p[:300], y[:300]).save(HERE / "dual_accept_coverage.json")
+                           max_abstain=0.3, random_state=0).fit(p[:300], y[:300]).save(
+        HERE / "dual_accept_coverage.json")
     DualThresholdConformal(score="aps", alpha=0.1, statistic="margin", rule="accept_coverage", tau=0.9,
                            random_state=0).fit(p[:300], y[:300]).save(HERE / "dual_accept_fixed_tau.json")
     conformal.DualThresholdConformal(score="aps", alpha=0.1, rule="budget", max_abstain=0.2, random_state=0).fit(
@@ -54,7 +57,8 @@ def main():
         from adapters.streaming import StreamingConformal
     except ImportError:
         sys.exit("adapters not importable")
-    d = DualThresholdConformal(score="aps", alpha=0.1, rule="budget", max_abstain=0.2, random_state=0).fit(p[:300], y[:300])
+    d = DualThresholdConformal(score="aps", alpha=0.1, rule="budget", max_abstain=0.2, random_state=0).fit(
+        p[:300], y[:300])
     s = StreamingConformal(d, window=50, gamma=0.02, reference=p[:300])
     for t in range(60):
         s.step(p[300 + t], frame_id=f"f{t}")
