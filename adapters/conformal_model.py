@@ -8,6 +8,7 @@ import numpy as np
 
 from conformal._base import BaseEstimator, Int, Interval, Optional, Satisfies, clone_params
 from conformal.calibrators import _SEED
+from conformal.utils import check_random_state
 
 __all__ = ["ConformalModel"]
 
@@ -80,7 +81,7 @@ class ConformalModel(BaseEstimator):
             raise ValueError(f"`labels` must have shape ({n},), one per input; got {labels.shape}")
         adapter, n_temperature = self.adapter, None
         if frac > 0:
-            perm = np.random.default_rng(self.random_state).permutation(n)
+            perm = check_random_state(self.random_state, "random_state").permutation(n)
             n_t = int(round(frac * n))
             if n_t < 1 or n - n_t < 1:
                 raise ValueError(f"temperature_fraction={frac} leaves no data for one side of the split of {n}")

@@ -31,7 +31,7 @@ from conformal._validation import NotFittedError, check_scores_matrix
 from conformal.abstention import STATISTICS, DualThresholdConformal
 from conformal.calibrators import SplitConformalClassifier
 from conformal.io import StateError, dumps_state, load_state, register_kind, save_state
-from conformal.utils import softmax
+from conformal.utils import check_random_state, softmax
 
 __all__ = ["StreamingConformal", "METHODS"]
 
@@ -194,7 +194,7 @@ class StreamingConformal:
 
     # --- state -----------------------------------------------------------------------------------------------
     def _reset_state(self):
-        rng = np.random.default_rng(self.random_state)
+        rng = check_random_state(self.random_state, "random_state")
         self._rng = rng
         self._u = rng.random(_N_UNIFORMS)
         self._u_i = 0

@@ -26,6 +26,7 @@ from conformal.calibrators import _SCORE, _SEED, SplitConformalClassifier
 from conformal.io import StateError, register_kind
 from conformal.metrics import ROCCurve, roc_curve, selective_risk
 from conformal.scores import get_score
+from conformal.utils import check_random_state
 
 __all__ = ["DualThresholdConformal", "RULES", "TARGETS"]
 
@@ -207,7 +208,7 @@ class DualThresholdConformal(BaseEstimator):
         if n_tau < 2 or n - n_tau < 2:
             raise ValueError(f"abstain_fraction={frac} splits {n} calibration points into a tau fold of {n_tau} "
                              f"and a qhat fold of {n - n_tau}; each fold needs at least 2 (use more data)")
-        perm = np.random.default_rng(self.random_state).permutation(n)
+        perm = check_random_state(self.random_state, "random_state").permutation(n)
         return np.sort(perm[:n_tau]), np.sort(perm[n_tau:])
 
     def fit(self, probs, labels) -> "DualThresholdConformal":

@@ -36,6 +36,7 @@ from conformal.abstention.dual import RULE_PARAM_CONSTRAINTS
 from conformal.abstention.statistics import entropy as _entropy
 from conformal.calibrators import _SEED
 from conformal.io import StateError, register_kind
+from conformal.utils import check_random_state
 from conformal.detection.matching import match_arrays
 from conformal.detection.metrics import side_coverage
 
@@ -185,7 +186,7 @@ class DetectionAbstention(BaseEstimator):
         elif self.rule == "youden":
             tau = _rules.youden_tau(stat, events)[0]
         else:
-            perm = np.random.default_rng(self.random_state).permutation(n)
+            perm = check_random_state(self.random_state, "random_state").permutation(n)
             ref, test = perm[: n // 2], perm[n // 2:]
             delta, eps = params["delta"], params["epsilon"]
             grid = _rules.candidate_grid(stat[ref], params["max_candidates"])

@@ -28,6 +28,7 @@ from conformal.detection.matching import METRICS, match_arrays
 from conformal.detection.recall import RecallRiskControl
 from conformal.io import StateError, register_kind
 from conformal.scores import get_score
+from conformal.utils import check_random_state
 
 __all__ = ["ConformalDetector", "DetectionResult", "matched_pairs"]
 
@@ -211,7 +212,7 @@ class ConformalDetector(BaseEstimator):
         self.recall_ = None
         idx = np.arange(n)
         if self.recall_alpha is not None:
-            perm = np.random.default_rng(self.random_state).permutation(n)
+            perm = check_random_state(self.random_state, "random_state").permutation(n)
             n_r = int(round(self.recall_fraction * n))
             if n_r < 1 or n - n_r < 1:
                 raise ValueError(f"recall_fraction={self.recall_fraction} leaves no frames for one of the two steps "
