@@ -39,10 +39,12 @@ def conformal_rank(n: int, alpha: float) -> int:
     >>> conformal_rank(9, 0.1), conformal_rank(8, 0.1), conformal_rank(99, 0.05)
     (9, 9, 95)
     """
-    alpha = float(alpha)
+    if type(alpha) is not float:
+        alpha = float(alpha)
     v = (n + 1) * (1.0 - alpha)
     k = math.ceil(v)
-    if abs(v - round(v)) > _EXACT_MARGIN * (n + 1) * max(1.0, abs(alpha)):
+    margin = _EXACT_MARGIN * (n + 1) * (1.0 if -1.0 <= alpha <= 1.0 else abs(alpha))
+    if k - v > margin and v - (k - 1) > margin:  # v in (k - 1, k], not within the margin of either end
         return k
     value = (n + 1) * (1 - Fraction(repr(alpha)))
     return -((-value.numerator) // value.denominator)
