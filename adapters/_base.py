@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from conformal._validation import check_labels
+from conformal.utils import softmax  # the one NumPy softmax; re-exported for the adapters
 
 
 def check_device(device) -> torch.device:
@@ -32,15 +33,6 @@ def check_int(v, name, minimum=1):
     if v < minimum:
         raise ValueError(f"`{name}` must be >= {minimum}; got {v}")
     return int(v)
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Row softmax in float64 of logits / temperature."""
-    z = logits.astype(np.float64) / temperature
-    z -= z.max(axis=1, keepdims=True)
-    np.exp(z, out=z)
-    z /= z.sum(axis=1, keepdims=True)
-    return z
 
 
 class TorchAdapter:

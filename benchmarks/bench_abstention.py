@@ -57,7 +57,8 @@ def main(quick: bool = False):
     p_cal, y_cal = make_data(1000, n_cal, seed=1)
     for rule, kw in (("youden", {}), ("budget", {"max_abstain": 0.1}), ("selective_risk", {"delta": 0.05}),
                      ("accept_coverage", {"max_abstain": 0.1})):
-        m = DualThresholdConformal(score="raps", alpha=0.1, statistic="entropy", rule=rule, random_state=0, **kw)
+        m = DualThresholdConformal(score="raps", alpha=0.1, statistic="entropy", rule=rule, rule_params=kw,
+                                   random_state=0)
         t = timeit(lambda: m.fit(p_cal, y_cal), repeat=5)
         rows.append((f"fit, {n_cal} x 1000, rule={rule}", t, None))
     core = SplitConformalClassifier(score="raps", alpha=0.1)

@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_line, versions, write_section  # noqa: E402
 
 from conformal.detection import BoxIntervalCalibrator, ConformalDetector, matched_pairs  # noqa: E402
-from conformal.detection._checks import check_frame  # noqa: E402
 from adapters.datasets import make_scenes  # noqa: E402
+from conformal._validation import check_frame  # noqa: E402
 
 ALPHA = 0.1
 

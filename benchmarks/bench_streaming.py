@@ -56,8 +56,8 @@ def main():
         y = (p.cumsum(1) > rng.random((len(p), 1))).argmax(1)
         pc, yc, stream = p[:3000], y[:3000], p[3000:]
         for score in ("lac", "aps", "raps"):
-            d = DualThresholdConformal(score=score, alpha=0.1, statistic="entropy", rule="budget", max_abstain=0.2,
-                                       random_state=0).fit(pc, yc)
+            d = DualThresholdConformal(score=score, alpha=0.1, statistic="entropy", rule="budget",
+                                       rule_params={"max_abstain": 0.2}, random_state=0).fit(pc, yc)
             s = StreamingConformal(d, reference=pc, max_pending=n_calls + 1)
             for i in range(200):
                 s.step(stream[i])

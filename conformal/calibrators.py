@@ -7,160 +7,78 @@ when k > n no finite threshold works and qhat is +inf (every label in every set)
 """
 from __future__ import annotations
 
-import os
+import numbers
 import warnings
 
 import numpy as np
 
-from conformal._validation import (NotFittedError, as_array, check_alpha, check_is_fitted, check_labels,
-                                   check_nonneg_float, check_scores_matrix, conformal_rank)
-from conformal.io import load_state, register_kind, save_state
+from conformal._base import (Array, BaseEstimator, Boolean, Float, InstanceOf, Int, Interval, Nested, Options,
+                             clone_params)
+from conformal._validation import NotFittedError, check_is_fitted, check_labels, check_scores_matrix
+from conformal.io import StateError, register_kind
+from conformal.quantile import conformal_quantile, min_calibration_size  # noqa: F401 (re-exported)
 from conformal.scores import get_score
-from conformal.scores.base import check_inputs
+from conformal.scores.base import Score
+from conformal.utils import check_random_state
 
 __all__ = ["conformal_quantile", "SplitConformalClassifier", "ClassConditionalConformalClassifier"]
 
-
-def conformal_quantile(scores, alpha: float) -> float:
-    """The finite-sample conformal quantile: the k-th smallest of `scores`, k = ceil((n + 1)(1 - alpha)).
-
-    Returns +inf when k > n (the calibration set is too small for this alpha: n < 1/alpha - 1).
-    k is computed exactly (alpha read as the decimal it prints as), never as a float product.
-
-    Examples
-    --------
-    >>> conformal_quantile(np.arange(1.0, 10.0), 0.1)   # n = 9: k = ceil(10 * 0.9) = 9
-    9.0
-    >>> conformal_quantile(np.arange(1.0, 9.0), 0.1)    # n = 8: k = 9 > 8
-    inf
-    """
-    alpha = check_alpha(alpha)
-    s = as_array(scores, "scores")
-    if s.ndim != 1 or s.shape[0] < 1:
-        raise ValueError(f"`scores` must be a non-empty 1-D array; got shape {s.shape}")
-    if s.dtype.kind != "f":
-        raise TypeError(f"`scores` must be a float array; got dtype {s.dtype}")
-    if np.isnan(s).any():
-        raise ValueError("`scores` must not contain NaN")
-    n = s.shape[0]
-    k = conformal_rank(n, alpha)
-    if k > n:
-        return float("inf")
-    return float(np.partition(s, k - 1)[k - 1])
+_SCORE = [InstanceOf(str, Score, description="a score name or a Score object")]
+_SEED = [None, Interval(numbers.Integral, 0, None, closed="left")]
 
 
-def _min_n(alpha: float) -> int:
-    """Smallest calibration size for which conformal_rank(n, alpha) <= n."""
-    n = 1
-    while conformal_rank(n, alpha) > n:
-        n += 1
-    return n
+class _ConformalClassifier(BaseEstimator):
+    """What the marginal and class-conditional calibrators share: parameters, scores, p-values, persistence."""
 
+    _parameter_constraints = {
+        "score": _SCORE,
+        "score_params": [None, InstanceOf(dict)],
+        "alpha": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "randomized": [Boolean()],
+        "random_state": _SEED,
+        "allow_empty": [Boolean()],
+        "inputs": [Options(("probs", "logits"))],
+        "temperature": [Interval(numbers.Real, 0, None, closed="neither")],
+    }
+    _nested_params = {"score": "score_params"}
+    _fitted_marker = "qhat_"
 
-def _rng(rng, random_state):
-    if rng is not None:
-        if isinstance(rng, np.random.Generator):
-            return rng
-        if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
-            return np.random.default_rng(int(rng))
-        raise TypeError(f"`rng` must be None, an int seed or a numpy.random.Generator; got {type(rng).__name__}")
-    return np.random.default_rng(random_state)
-
-
-class _Base:
-    _kind = ""
-
-    def __init__(self, score="aps", alpha: float = 0.1, randomized: bool = False, random_state=None,
-                 allow_empty: bool = True, inputs: str = "probs", temperature: float = 1.0, **score_params):
-        self.score = score
-        self.alpha = alpha
-        self.randomized = randomized
-        self.random_state = random_state
-        self.allow_empty = allow_empty
-        self.inputs = inputs
-        self.temperature = temperature
-        self.score_params = score_params
-
-    def __repr__(self) -> str:
-        args = {"score": self.score, "alpha": self.alpha, "randomized": self.randomized,
-                "random_state": self.random_state, "allow_empty": self.allow_empty, "inputs": self.inputs,
-                "temperature": self.temperature, **self._extra_params(), **self.score_params}
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in args.items())})"
-
-    def _extra_params(self) -> dict:
-        return {}
-
-    def _check_params(self):
-        alpha = check_alpha(self.alpha)
-        score = get_score(self.score, **self.score_params)
-        for name in ("randomized", "allow_empty"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise TypeError(f"`{name}` must be a bool; got {type(getattr(self, name)).__name__}")
-        if self.random_state is not None and (isinstance(self.random_state, bool)
-                                              or not isinstance(self.random_state, (int, np.integer))):
-            raise TypeError(f"`random_state` must be None or an int; got {type(self.random_state).__name__}")
-        check_inputs(self.inputs)
-        check_nonneg_float(self.temperature, "temperature", strictly_positive=True)
+    def _check_dependent_params(self) -> None:
+        get_score(self.score, **(self.score_params or {}))  # unknown names and bad score parameters
         if self.temperature != 1.0 and self.inputs != "logits":
             raise ValueError("`temperature` applies to logits only; pass inputs='logits' (or temperature=1.0)")
-        return alpha, score
+
+    def _make_score(self) -> Score:
+        """A fresh score object (a given Score is copied, so the fitted calibrator never shares it)."""
+        return clone_params(get_score(self.score, **(self.score_params or {})))
 
     def _validate(self, probs, fitted=True):
         k = self.n_classes_ if fitted else None
         # values are checked by the kernels as they read each row
         return check_scores_matrix(probs, "probs", inputs=self.inputs, n_classes=k, values=False)
 
+    def _generator(self, rng) -> np.random.Generator:
+        return check_random_state(self.random_state if rng is None else rng, "random_state" if rng is None else "rng")
+
     def _uniforms(self, n, rng):
-        return _rng(rng, self.random_state).random(n) if self.randomized else None
+        return self._generator(rng).random(n) if self.randomized else None
 
     def _fit_scores(self, probs, labels):
-        alpha, score = self._check_params()
+        self.validate_params()
+        score = self._make_score()
         p = check_scores_matrix(probs, "probs", inputs=self.inputs, values=False)
         y = check_labels(labels, p.shape[0], p.shape[1])
-        u = _rng(None, self.random_state).random(p.shape[0]) if self.randomized and score.randomizable else None
+        u = self._generator(None).random(p.shape[0]) if self.randomized and score.randomizable else None
         s = score.label_scores(p, y, u, inputs=self.inputs, temperature=self.temperature)
-        return alpha, score, p, y, s
-
-    # --- persistence -------------------------------------------------------------------------------------
-    def _params_dict(self) -> dict:
-        score = self.score_ if hasattr(self, "score_") else get_score(self.score, **self.score_params)
-        return {"score": score.name, "score_params": score.get_params(), "alpha": float(self.alpha),
-                "randomized": bool(self.randomized), "random_state": self.random_state,
-                "allow_empty": bool(self.allow_empty), "inputs": self.inputs,
-                "temperature": float(self.temperature)}
-
-    def to_dict(self) -> dict:
-        check_is_fitted(self)
-        return {"params": self._params_dict(), "fitted": self._fitted_dict()}
-
-    @classmethod
-    def from_dict(cls, state: dict):
-        try:
-            params = dict(state["params"])
-            fitted = state["fitted"]
-            obj = cls(score=params.pop("score"), **params.pop("score_params"), **params)
-            obj._check_params()
-            obj.score_ = get_score(obj.score, **obj.score_params)
-            obj._load_fitted(fitted)
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"saved {cls.__name__} state is missing or has malformed field: {exc}") from None
-        return obj
-
-    def save(self, path) -> None:
-        """Save the fitted calibrator as checksummed JSON (see conformal.io)."""
-        save_state(path, self._kind, self.to_dict())
-
-    @classmethod
-    def load(cls, path):
-        return cls.from_dict(load_state(os.fspath(path), cls._kind))
+        return float(self.alpha), score, p, y, s
 
     def predict_pvalues(self, probs, rng=None) -> np.ndarray:
         """Conformal p-values (n, K): p(x, y) = (1 + #{i : s_i >= s(x, y)}) / (n + 1) over the calibration
-        scores (for randomized LAC smoothed: (#{s_i > s} + v (#{s_i = s} + 1)) / (n + 1), v ~ U[0, 1]). Label y is in the
-        set exactly when p(x, y) > alpha (class-conditional: against the scores of class y only)."""
+        scores (for randomized LAC smoothed: (#{s_i > s} + v (#{s_i = s} + 1)) / (n + 1), v ~ U[0, 1]). Label y is in
+        the set exactly when p(x, y) > alpha (class-conditional: against the scores of class y only)."""
         check_is_fitted(self)
         p = self._validate(probs)
-        gen = _rng(rng, self.random_state)
+        gen = self._generator(rng)
         # Randomized rank scores carry their own uniform; LAC (no randomized score) smooths the p-value instead.
         smooth = self.randomized and not self.score_.randomizable
         u = gen.random(p.shape[0]) if (self.randomized and self.score_.randomizable) else None
@@ -177,9 +95,34 @@ class _Base:
         gt = n - np.searchsorted(cal_sorted, s, side="right")  # #{s_i > s}
         return (gt + v * (ge - gt + 1.0)) / (n + 1.0)
 
+    # --- persistence (the generic path of conformal._base; these only check and upgrade) -----------------------
+    def _check_score_state(self) -> None:
+        if self.score_ != get_score(self.score, **(self.score_params or {})):
+            raise StateError(f"saved field `score` ({self.score_!r}) does not match the parameters score="
+                             f"{self.score!r}, score_params={self.score_params!r}")
+        if self.calibration_scores_.shape != (self.n_calibration_,):
+            raise StateError(f"saved field `calibration_scores` has shape {self.calibration_scores_.shape}; "
+                             f"`n_calibration` says ({self.n_calibration_},)")
+
+    @classmethod
+    def _upgrade_state(cls, version: int, payload: dict) -> dict:
+        """Schema 1 stored the score as its name plus `score_params` and no fitted score object."""
+        if version != 1:
+            return super()._upgrade_state(version, payload)
+        try:
+            params, fitted = dict(payload["params"]), dict(payload["fitted"])
+            sp = dict(params["score_params"])
+            score = get_score(params["score"], **sp)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"saved {cls.__name__} state (schema_version 1) is malformed: {exc}") from None
+        params["score_params"] = sp or None
+        fitted["score"] = {"__estimator__": type(score).__name__, "params": score.get_params(deep=False),
+                           "fitted": None}
+        return {"params": params, "fitted": fitted}
+
 
 @register_kind
-class SplitConformalClassifier(_Base):
+class SplitConformalClassifier(_ConformalClassifier):
     """Marginal split conformal prediction sets for any score.
 
     Parameters
@@ -201,8 +144,9 @@ class SplitConformalClassifier(_Base):
     temperature : float > 0
         For logits only: softmax(logits / temperature), e.g. a temperature fitted on separate data. Any fixed
         temperature keeps the guarantee (it is part of the model); fitting it on the calibration set does not.
-    **score_params
-        Passed to the score when `score` is a name: RAPS(lam, k_reg), SAPS(weight).
+    score_params : dict or None
+        Parameters of the score when `score` is a name: RAPS(lam, k_reg), SAPS(weight); None for the defaults.
+        (A Score object carries its own; ``set_params(score__lam=...)`` reaches either.)
 
     Attributes
     ----------
@@ -228,7 +172,20 @@ class SplitConformalClassifier(_Base):
     (500, 5)
     """
 
-    _kind = "SplitConformalClassifier"
+    _fitted_attributes = {"qhat_": Float(), "n_calibration_": Int(1), "n_classes_": Int(2),
+                          "calibration_scores_": Array("f", 1), "score_": Nested(Score)}
+
+    def __init__(self, *, score="aps", score_params: dict | None = None, alpha: float = 0.1,
+                 randomized: bool = False, random_state=None, allow_empty: bool = True, inputs: str = "probs",
+                 temperature: float = 1.0):
+        self.score = score
+        self.score_params = score_params
+        self.alpha = alpha
+        self.randomized = randomized
+        self.random_state = random_state
+        self.allow_empty = allow_empty
+        self.inputs = inputs
+        self.temperature = temperature
 
     def fit(self, probs, labels):
         """Calibrate on held-out (probs, labels) that the model was not trained on; returns self."""
@@ -237,8 +194,8 @@ class SplitConformalClassifier(_Base):
         qhat = conformal_quantile(s_sorted, alpha)
         if not np.isfinite(qhat):
             warnings.warn(f"{p.shape[0]} calibration points are too few for alpha={alpha}: "
-                          f"at least {_min_n(alpha)} are needed; qhat is inf and every set holds every label",
-                          UserWarning, stacklevel=2)
+                          f"at least {min_calibration_size(alpha)} are needed; qhat is inf and every set holds "
+                          f"every label", UserWarning, stacklevel=2)
         self.score_ = score
         self.qhat_ = qhat
         self.n_calibration_ = int(p.shape[0])
@@ -263,24 +220,16 @@ class SplitConformalClassifier(_Base):
     def _pvalues(self, scores, v):
         return self._pvalues_against(self.calibration_scores_, scores, v)
 
-    def _fitted_dict(self) -> dict:
-        return {"qhat": self.qhat_, "n_calibration": self.n_calibration_, "n_classes": self.n_classes_,
-                "calibration_scores": self.calibration_scores_}
-
-    def _load_fitted(self, d: dict) -> None:
-        scores = np.asarray(d["calibration_scores"], dtype=np.float64)
-        n = int(d["n_calibration"])
-        if scores.shape != (n,) or np.any(np.diff(scores) < 0):
-            raise ValueError("saved calibration_scores do not match n_calibration or are not sorted")
-        qhat = float(d["qhat"])
-        if qhat != conformal_quantile(scores, self.alpha):
-            raise ValueError("saved qhat does not match its calibration scores")
-        self.qhat_, self.n_calibration_, self.n_classes_ = qhat, n, int(d["n_classes"])
-        self.calibration_scores_ = scores
+    def _check_fitted_state(self) -> None:
+        self._check_score_state()
+        if np.any(np.diff(self.calibration_scores_) < 0):
+            raise StateError("saved field `calibration_scores` must be sorted ascending")
+        if self.qhat_ != conformal_quantile(self.calibration_scores_, self.alpha):
+            raise StateError("saved field `qhat` does not match the conformal quantile of `calibration_scores`")
 
 
 @register_kind
-class ClassConditionalConformalClassifier(_Base):
+class ClassConditionalConformalClassifier(_ConformalClassifier):
     """Class-conditional (Mondrian) split conformal: one threshold per class.
 
     Guarantee: P(Y in C(X) | Y = k) >= 1 - alpha for every class k, assuming exchangeability within each class.
@@ -292,46 +241,52 @@ class ClassConditionalConformalClassifier(_Base):
     `class_counts_` (K,) and `fallback_classes_` (the classes that used the fallback).
     """
 
-    _kind = "ClassConditionalConformalClassifier"
+    _parameter_constraints = {**_ConformalClassifier._parameter_constraints,
+                              "fallback": [Options(("full", "marginal"))]}
+    _fitted_attributes = {"qhat_": Array("f", 1), "n_calibration_": Int(1), "n_classes_": Int(2),
+                          "class_counts_": Array("i", 1), "fallback_classes_": Array("i", 1),
+                          "calibration_scores_": Array("f", 1), "score_": Nested(Score)}
+    _derived_attributes = ("qhats_",)
 
-    def __init__(self, score="aps", alpha: float = 0.1, randomized: bool = False, random_state=None,
-                 allow_empty: bool = True, inputs: str = "probs", fallback: str = "full", **score_params):
-        super().__init__(score=score, alpha=alpha, randomized=randomized, random_state=random_state,
-                         allow_empty=allow_empty, inputs=inputs, **score_params)
+    def __init__(self, *, score="aps", score_params: dict | None = None, alpha: float = 0.1,
+                 randomized: bool = False, random_state=None, allow_empty: bool = True, inputs: str = "probs",
+                 temperature: float = 1.0, fallback: str = "full"):
+        self.score = score
+        self.score_params = score_params
+        self.alpha = alpha
+        self.randomized = randomized
+        self.random_state = random_state
+        self.allow_empty = allow_empty
+        self.inputs = inputs
+        self.temperature = temperature
         self.fallback = fallback
 
-    def _check_params(self):
-        out = super()._check_params()
-        if self.fallback not in ("full", "marginal"):
-            raise ValueError(f"`fallback` must be 'full' or 'marginal'; got {self.fallback!r}")
-        return out
-
-    def _params_dict(self) -> dict:
-        return {**super()._params_dict(), "fallback": self.fallback}
-
-    def _extra_params(self) -> dict:
-        return {"fallback": self.fallback}
+    def _class_thresholds(self, sorted_blocks, all_scores, alpha):
+        """Per-class thresholds (K,) and the classes that needed the fallback, from class-sorted score blocks."""
+        qhat = np.empty(len(sorted_blocks))
+        fallback = []
+        marginal = conformal_quantile(all_scores, alpha)
+        for c, block in enumerate(sorted_blocks):
+            q = conformal_quantile(block, alpha) if block.size > 0 else float("inf")
+            if not np.isfinite(q):
+                fallback.append(c)
+                q = float("inf") if self.fallback == "full" else marginal
+            qhat[c] = q
+        return qhat, fallback
 
     def fit(self, probs, labels):
+        """Calibrate one threshold per class on held-out (probs, labels); returns self."""
         alpha, score, p, y, s = self._fit_scores(probs, labels)
         k = p.shape[1]
         counts = np.bincount(y, minlength=k)
         order = np.lexsort((s, y))  # by class, then score
         per_class = np.split(s[order], np.cumsum(counts)[:-1])
-        qhat = np.empty(k)
-        fallback = []
-        marginal = conformal_quantile(s, alpha)
-        for c in range(k):
-            q = conformal_quantile(per_class[c], alpha) if counts[c] > 0 else float("inf")
-            if not np.isfinite(q):
-                fallback.append(c)
-                q = float("inf") if self.fallback == "full" else marginal
-            qhat[c] = q
+        qhat, fallback = self._class_thresholds(per_class, s, alpha)
         if fallback:
             what = ("always included (guarantee kept, sets larger)" if self.fallback == "full"
                     else "given the marginal threshold (no per-class guarantee for them)")
-            warnings.warn(f"classes {fallback} have fewer than the {_min_n(alpha)} calibration points alpha={alpha} "
-                          f"needs; they are {what}", UserWarning, stacklevel=2)
+            warnings.warn(f"classes {fallback} have fewer than the {min_calibration_size(alpha)} calibration points "
+                          f"alpha={alpha} needs; they are {what}", UserWarning, stacklevel=2)
         self.score_ = score
         self.qhat_ = qhat
         self.qhats_ = qhat  # the issue's name for the per-class thresholds; same array
@@ -374,22 +329,27 @@ class ClassConditionalConformalClassifier(_Base):
             out[:, c] = self._pvalues_against(block, scores[:, c], None if v is None else v[:, 0])
         return out
 
-    def _fitted_dict(self) -> dict:
-        return {"qhat": self.qhat_, "n_calibration": self.n_calibration_, "n_classes": self.n_classes_,
-                "class_counts": self.class_counts_, "fallback_classes": self.fallback_classes_,
-                "calibration_scores": self.calibration_scores_}
-
-    def _load_fitted(self, d: dict) -> None:
-        self.qhat_ = np.asarray(d["qhat"], dtype=np.float64)
+    def _rebuild(self) -> None:
         self.qhats_ = self.qhat_
-        self.n_calibration_ = int(d["n_calibration"])
-        self.n_classes_ = int(d["n_classes"])
-        self.class_counts_ = np.asarray(d["class_counts"], dtype=np.int64)
-        self.fallback_classes_ = np.asarray(d["fallback_classes"], dtype=np.int64)
-        self.calibration_scores_ = np.asarray(d["calibration_scores"], dtype=np.float64)
-        if (self.qhat_.shape != (self.n_classes_,) or self.class_counts_.sum() != self.n_calibration_
-                or self.calibration_scores_.shape != (self.n_calibration_,)):
-            raise ValueError("saved ClassConditionalConformalClassifier state is inconsistent")
+
+    def _check_fitted_state(self) -> None:
+        self._check_score_state()
+        k = self.n_classes_
+        for name in ("qhat", "class_counts"):
+            if getattr(self, name + "_").shape != (k,):
+                raise StateError(f"saved field `{name}` must have shape ({k},) (n_classes); got "
+                                 f"{getattr(self, name + '_').shape}")
+        if (self.class_counts_ < 0).any() or self.class_counts_.sum() != self.n_calibration_:
+            raise StateError("saved field `class_counts` must be >= 0 and sum to `n_calibration`")
+        blocks = self._blocks()
+        if any(np.any(np.diff(b) < 0) for b in blocks):
+            raise StateError("saved field `calibration_scores` must be sorted within each class block")
+        qhat, fallback = self._class_thresholds(blocks, self.calibration_scores_, float(self.alpha))
+        if not np.array_equal(qhat, self.qhat_):
+            raise StateError("saved field `qhat` does not match the per-class conformal quantiles of "
+                             "`calibration_scores`")
+        if not np.array_equal(np.asarray(fallback, np.int64), self.fallback_classes_):
+            raise StateError("saved field `fallback_classes` does not match `class_counts` and alpha")
 
 
 def _add_top1(sets: np.ndarray, p: np.ndarray, logits: bool = False) -> np.ndarray:

@@ -3,12 +3,17 @@
 Never pickle: a fitted calibrator is a handful of numbers and arrays, and a JSON file can be read, diffed and
 audited by people who do not run Python. Layout of a saved file::
 
-    {"format": "conformal-perception", "kind": "SplitConformalClassifier", "schema_version": 1,
+    {"format": "conformal-perception", "kind": "SplitConformalClassifier", "schema_version": 2,
      "package_version": "0.1.0", "payload": {...}, "sha256": "<hex of the canonical JSON of everything else>"}
 
 NumPy arrays in the payload are stored as ``{"__ndarray__": true, "dtype": "float64", "shape": [...],
 "data": [...]}``; non-finite floats as the strings "inf", "-inf" and "nan" (JSON has no such numbers). Floats
 are written with Python's shortest round-trip repr, so a load gives back bit-identical arrays.
+
+Schema versions: 2 is the generic estimator layout of `conformal._base` (``{"params": ..., "fitted": ...}``
+with nested estimators marked ``{"__estimator__": kind, ...}``). Files of schema_version 1 (package 0.1, one
+hand-written layout per class) still load: the registered class of their kind upgrades the payload
+(`_upgrade_state`) after the checksum has been verified. Other versions are refused with an error naming them.
 """
 from __future__ import annotations
 
@@ -25,7 +30,8 @@ from conformal._version import __version__
 __all__ = ["SCHEMA_VERSION", "StateError", "dumps_state", "loads_state", "save_state", "load_state", "load",
            "register_kind"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+UPGRADABLE_VERSIONS = (1,)  # older schema versions that registered kinds can upgrade
 FORMAT = "conformal-perception"
 _DTYPES = {"float64", "float32", "int64", "int32", "uint8", "bool"}
 
@@ -122,13 +128,19 @@ def loads_state(text: str, kind: str) -> dict:
         raise StateError(f"not a {FORMAT} state document")
     if doc.get("kind") != kind:
         raise StateError(f"this file holds a {doc.get('kind')!r}, not a {kind!r}")
-    if doc.get("schema_version") != SCHEMA_VERSION:
-        raise StateError(f"schema_version {doc.get('schema_version')!r} is not supported by this version "
-                         f"({__version__}, schema {SCHEMA_VERSION})")
+    version = doc.get("schema_version")
+    upgradable = version in UPGRADABLE_VERSIONS and kind in _KINDS
+    if version != SCHEMA_VERSION and not upgradable:
+        raise StateError(f"schema_version {version!r} is not supported by this version "
+                         f"({__version__}, schema {SCHEMA_VERSION}"
+                         f"{'; ' + kind + ' files of older schemas cannot be upgraded' if kind in _KINDS else ''})")
     stored = doc.pop("sha256", None)
     if stored != hashlib.sha256(_canonical(doc)).hexdigest():
         raise StateError("checksum mismatch: the saved state was modified or corrupted")
-    return _decode(doc["payload"])
+    payload = _decode(doc["payload"])
+    if version != SCHEMA_VERSION:
+        payload = _KINDS[kind]._upgrade_state(version, payload)
+    return payload
 
 
 def save_state(path, kind: str, payload: dict) -> Path:
@@ -148,13 +160,17 @@ def load_state(path, kind: str) -> dict:
     return loads_state(path.read_text(), kind)
 
 
-# kind -> class with a `from_dict(payload)` classmethod and a `_kind` attribute, for `load`.
+# kind (the class name) -> class with `from_dict(payload)` and `_upgrade_state(version, payload)`, for `load`
+# and for nested objects inside a saved state.
 _KINDS: dict[str, type] = {}
 
 
 def register_kind(cls):
-    """Class decorator: make `conformal.load` able to rebuild saved objects of this class."""
-    _KINDS[cls._kind] = cls
+    """Class decorator: make `conformal.load` (and nested saved states) able to rebuild objects of this class."""
+    kind = cls._kind_name()
+    if kind in _KINDS and _KINDS[kind].__qualname__ != cls.__qualname__:
+        raise TypeError(f"kind {kind!r} is already registered by {_KINDS[kind].__module__}.{_KINDS[kind].__qualname__}")
+    _KINDS[kind] = cls
     return cls
 
 

@@ -5,19 +5,15 @@ import numbers
 
 import numpy as np
 
+from conformal.utils import check_random_state
+
 SEVERITIES = (1, 2, 3, 4, 5)
 
 
 def as_generator(rng) -> np.random.Generator:
-    """`rng` as a `numpy.random.Generator`: None (fresh entropy), an integer seed, or a Generator itself.
-
-    A legacy `RandomState` or anything else is refused, so no corruption can fall back to global state.
-    """
-    if rng is None or (isinstance(rng, numbers.Integral) and not isinstance(rng, bool)):
-        return np.random.default_rng(rng)
-    if isinstance(rng, np.random.Generator):
-        return rng
-    raise TypeError(f"`rng` must be None, an int seed or a numpy.random.Generator; got {type(rng).__name__}")
+    """`rng` as a `numpy.random.Generator` (None, an int seed >= 0 or a Generator): the project's one rng
+    coercion, `conformal.utils.check_random_state`, so no corruption can fall back to global state."""
+    return check_random_state(rng, "rng")
 
 
 def check_severity(severity) -> int:

@@ -29,9 +29,17 @@ import math
 
 import numpy as np
 
-from perturbations._common import as_generator
-from perturbations.false_positives import (CLASS_SIZES_3D, NOISE_GROWTH, class_probabilities, default_noise,
-                                           false_positives_2d, false_positives_3d, prediction_frame, sigmoid)
+from conformal.utils import check_random_state as as_generator
+from perturbations.false_positives import (
+    CLASS_SIZES_3D,
+    NOISE_GROWTH,
+    class_probabilities,
+    default_noise,
+    false_positives_2d,
+    false_positives_3d,
+    prediction_frame,
+    sigmoid,
+)
 
 __all__ = ["make_scenes", "CLASS_SIZES_3D"]
 

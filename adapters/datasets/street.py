@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from perturbations._common import as_generator
+from conformal.utils import check_random_state as as_generator
 
 __all__ = ["street_scan", "SENSOR_HEIGHT", "FOV_DEG", "LABELS", "REFLECTIVITY", "CAR_PAINT"]
 

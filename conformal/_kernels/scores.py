@@ -172,6 +172,30 @@ def label_scores(src, labels, u, logits, temp, kind, randomized, lam, k_reg, wei
                    min(n, (c + 1) * chunk), out, errs)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def tie_group_scores(p, order, u, kind, randomized, lam, k_reg, weight, out, i):
+    """Score of every label of one probability row p (K,) into row i of out (n, K), given `order`, the labels by
+    decreasing p (any order among ties): one walk over the tie groups, each group's labels sharing one score.
+    The one implementation of this walk; the batch kernel and the per-frame kernel of conformal.online use it.
+    (Row i of a 2-D out, not a row view, and inlined: either costs measurable time per row otherwise.)"""
+    k = p.shape[0]
+    pmax = p[order[0]]
+    m_above = np.int64(0)
+    start = 0
+    while start < k:
+        v = p[order[start]]
+        stop = start
+        m_group = np.int64(0)
+        while stop < k and p[order[stop]] == v:
+            m_group += _fixed(v)
+            stop += 1
+        s = _score(kind, m_above, m_group, stop, pmax, u, randomized, lam, k_reg, weight)
+        for t in range(start, stop):
+            out[i, order[t]] = s
+        m_above += m_group
+        start = stop
+
+
 @njit(cache=True, nogil=True)
 def all_rows(src, u, logits, temp, kind, randomized, lam, k_reg, weight, lo, hi, out, errs):
     """Scores of every label for rows lo..hi-1: one sort per row."""
@@ -183,22 +207,7 @@ def all_rows(src, u, logits, temp, kind, randomized, lam, k_reg, weight, lo, hi,
             continue
         _row_probs(src, i, logits, temp, p)
         ui = u[i] if randomized else 0.0
-        order = np.argsort(-p)
-        pmax = p[order[0]]
-        m_above = np.int64(0)
-        start = 0
-        while start < k:
-            v = p[order[start]]
-            stop = start
-            m_group = np.int64(0)
-            while stop < k and p[order[stop]] == v:
-                m_group += _fixed(v)
-                stop += 1
-            s = _score(kind, m_above, m_group, stop, pmax, ui, randomized, lam, k_reg, weight)
-            for t in range(start, stop):
-                out[i, order[t]] = s
-            m_above += m_group
-            start = stop
+        tie_group_scores(p, np.argsort(-p), ui, kind, randomized, lam, k_reg, weight, out, i)
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -400,6 +409,13 @@ def lac_label_scores(src, labels, logits, temp, chunk, out, errs):
         lac_label_rows(src, labels, logits, temp, c * chunk, min(n, (c + 1) * chunk), out, errs)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def lac_row_scores(p, out, i):
+    """LAC score 1 - p_y of every label of one probability row (K,) into row i of out (n, K)."""
+    for j in range(p.shape[0]):
+        out[i, j] = 1.0 - p[j]
+
+
 @njit(cache=True, nogil=True)
 def lac_all_rows(src, logits, temp, lo, hi, out, errs):
     k = src.shape[1]
@@ -409,8 +425,7 @@ def lac_all_rows(src, logits, temp, lo, hi, out, errs):
         if errs[i] != OK:
             continue
         _row_probs(src, i, logits, temp, p)
-        for j in range(k):
-            out[i, j] = 1.0 - p[j]
+        lac_row_scores(p, out, i)
 
 
 @njit(cache=True, nogil=True, parallel=True)

@@ -1,12 +1,12 @@
 """Dual-threshold abstention: conformal sets plus an abstention threshold on a label-free statistic.
 
 `DualThresholdConformal` fits both thresholds on calibration data only; `Decisions` is what it predicts.
-`STATISTICS` lists the label-free statistics; `conformal.abstention.curves` has exact ROC / AUROC /
-risk-coverage metrics; `conformal.abstention.rules` the threshold rules as plain functions. The label-using
+`STATISTICS` lists the label-free statistics; `conformal.metrics` has the exact ROC / AUROC / risk-coverage
+metrics (re-exported here); `conformal.abstention.rules` the threshold rules as plain functions. The label-using
 statistic of the seed paper is quarantined in `conformal.abstention.research` (comparison only).
 """
-from conformal.abstention.curves import (ROCCurve, abstention_rate, aurc, auroc, risk_coverage_curve, roc_curve,
-                                         selective_risk)
+from conformal.metrics import (ROCCurve, abstention_rate, aurc, auroc, risk_coverage_curve, roc_curve,
+                               selective_risk)
 from conformal.abstention.decisions import Decisions
 from conformal.abstention.dual import RULES, TARGETS, DualThresholdConformal
 from conformal.abstention.statistics import NEEDS_CONFORMAL, STATISTICS, get_statistic, statistic_names

@@ -1,20 +1,19 @@
 """Decisions: what the dual-threshold predictor outputs for a batch of inputs."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 
-from conformal.io import load_state, register_kind, save_state
+from conformal._base import Record
+from conformal.io import register_kind
 
 __all__ = ["Decisions"]
 
 
 @register_kind
 @dataclass(frozen=True)
-class Decisions:
+class Decisions(Record):
     """Per-input decisions of `DualThresholdConformal.predict` (whose arrays it returns read-only).
 
     Attributes
@@ -25,7 +24,6 @@ class Decisions:
     statistic : float64 (n,) The label-free uncertainty statistic that was compared with tau.
     """
 
-    _kind: ClassVar[str] = "Decisions"
     sets: np.ndarray
     abstain: np.ndarray
     prediction: np.ndarray
@@ -58,20 +56,3 @@ class Decisions:
         return [{"prediction": int(p), "set": s, "abstain": bool(a), "statistic": float(t)}
                 for p, s, a, t in zip(self.prediction.tolist(), labels, self.abstain.tolist(),
                                       self.statistic.tolist())]
-
-    def save(self, path) -> None:
-        """Save as checksummed JSON (conformal.io), e.g. to log one frame's decisions."""
-        save_state(path, "Decisions", {"sets": self.sets, "abstain": self.abstain, "prediction": self.prediction,
-                                       "statistic": self.statistic})
-
-    @classmethod
-    def load(cls, path) -> "Decisions":
-        return cls.from_dict(load_state(os.fspath(path), "Decisions"))
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Decisions":
-        try:
-            return cls(sets=d["sets"], abstain=d["abstain"], prediction=d["prediction"].astype(np.int64),
-                       statistic=d["statistic"])
-        except KeyError as exc:
-            raise ValueError(f"saved Decisions state is missing field {exc}") from None

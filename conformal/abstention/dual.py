@@ -11,21 +11,22 @@ calibrated on the qhat-fold points that tau accepts, so the coverage guarantee h
 from __future__ import annotations
 
 import numbers
-import os
 import warnings
 
 import numpy as np
 
-from conformal._validation import (NotFittedError, as_array, check_alpha, check_is_fitted, check_labels, check_positive_int,
-                                   check_scores_matrix)
-from conformal.abstention import _kernels as _k
+from conformal._base import (Array, BaseEstimator, Callable, Float, InstanceOf, Int, Interval, Mapping, Nested,
+                             Optional, Options, Tuple, check_constraints, clone_params)
+from conformal._validation import NotFittedError, as_array, check_is_fitted, check_labels, check_scores_matrix
+from conformal._kernels import statistics as _k
 from conformal.abstention import rules as _rules
-from conformal.abstention.curves import ROCCurve, roc_curve, selective_risk
 from conformal.abstention.decisions import Decisions
 from conformal.abstention.statistics import NEEDS_CONFORMAL, STATISTICS, compute_statistic, get_statistic
-from conformal.calibrators import SplitConformalClassifier
-from conformal.io import load_state, register_kind, save_state
+from conformal.calibrators import _SCORE, _SEED, SplitConformalClassifier
+from conformal.io import StateError, register_kind
+from conformal.metrics import ROCCurve, roc_curve, selective_risk
 from conformal.scores import get_score
+from conformal.utils import check_random_state
 
 __all__ = ["DualThresholdConformal", "RULES", "TARGETS"]
 
@@ -39,8 +40,18 @@ RULES = {
     "accept_coverage": {"tau": None, "tau_rule": "budget"},
 }
 _TAU_RULES = ("youden", "fpr", "budget")  # sub-rules allowed for accept_coverage
+_PROBABILITY = [Interval(numbers.Real, 0, 1, closed="neither")]
+# constraints of the rules' parameters, checked by validate_params like the estimator's own
+RULE_PARAM_CONSTRAINTS = {
+    "max_fpr": _PROBABILITY, "max_abstain": _PROBABILITY, "delta": _PROBABILITY, "epsilon": _PROBABILITY,
+    "max_candidates": [Interval(numbers.Integral, 2, None, closed="left")],
+    "tau": [None, Interval(numbers.Real, None, None, allow_inf=True)],
+    "tau_rule": [Options(_TAU_RULES)],
+}
 _KERNEL_STATS = {STATISTICS["max_prob"]: _k.MAX_PROB, STATISTICS["margin"]: _k.MARGIN,
                  STATISTICS["entropy"]: _k.ENTROPY}
+_CONVERT = {"max_fpr": float, "max_abstain": float, "delta": float, "epsilon": float, "max_candidates": int,
+            "tau": lambda t: None if t is None else float(t), "tau_rule": str}
 
 
 def _validated_statistic(fn, name, p, conformal):
@@ -50,23 +61,16 @@ def _validated_statistic(fn, name, p, conformal):
     return compute_statistic(fn, name, p, conformal)
 
 
-def _prob_param(value, name, *, open_low=True):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"`{name}` must be a float in (0, 1); got {type(value).__name__}")
-    value = float(value)
-    if not 0.0 < value < 1.0:
-        raise ValueError(f"`{name}` must be in (0, 1); got {value}")
-    return value
-
-
 @register_kind
-class DualThresholdConformal:
+class DualThresholdConformal(BaseEstimator):
     """Conformal prediction sets with a second, abstention threshold on a label-free statistic.
 
     Parameters
     ----------
     score : str or Score
         Conformal score of the sets ("raps", "aps", "lac", "saps", "topk" or a `conformal.scores` object).
+    score_params : dict or None
+        Parameters of the score when `score` is a name (e.g. ``{"lam": 0.02}`` for RAPS).
     alpha : float in (0, 1)
         Miscoverage of the sets.
     statistic : str or callable
@@ -83,14 +87,19 @@ class DualThresholdConformal:
         Fraction of the calibration data in the tau fold.
     random_state : int or None
         Seed of the fold split (the only randomness; sets are non-randomized).
-    **rule_params
-        Parameters of `rule` (defaults in `RULES`); anything else is an error.
+    rule_params : dict or None
+        Parameters of `rule` (defaults in `RULES`), e.g. ``{"max_abstain": 0.1}``; anything else is an error.
 
     Attributes
     ----------
     qhat_ : float               Conformal threshold of the sets.
     tau_ : float                Abstain iff statistic > tau_ (+inf: never, -inf: always).
     calibrator_ : SplitConformalClassifier   Makes the sets.
+    statistic_calibrator_ : SplitConformalClassifier or None   The calibrator a statistic that needs one
+                                (set_size, credibility, top1_score) or the miscoverage target reads; it is
+                                `calibrator_` itself except for accept_coverage (the tau fold's own calibrator).
+    statistic_name_ : str       Name of the statistic (a callable's __name__).
+    rule_params_ : dict         The rule's parameters with defaults filled in.
     n_calibration_, n_qhat_fold_, n_tau_fold_ : int   Fold sizes.
     n_accepted_calibration_ : int     accept_coverage only: qhat-fold points left after abstention.
     roc_ : ROCCurve or None     ROC of the statistic vs the target on the tau fold (fpr, tpr, taus, auc).
@@ -114,63 +123,74 @@ class DualThresholdConformal:
     >>> probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     >>> labels = np.array([rng.choice(10, p=row) for row in probs])
     >>> model = DualThresholdConformal(score="aps", alpha=0.1, statistic="entropy", rule="selective_risk",
-    ...                                delta=0.2, epsilon=0.1, random_state=0).fit(probs[:2000], labels[:2000])
+    ...                                rule_params={"delta": 0.2, "epsilon": 0.1},
+    ...                                random_state=0).fit(probs[:2000], labels[:2000])
     >>> d = model.predict(probs[2000:])
     >>> bool(0.0 < d.abstention_rate < 1.0), d.sets.shape
     (True, (2000, 10))
     """
 
-    _kind = "DualThresholdConformal"
+    _parameter_constraints = {
+        "score": _SCORE,
+        "score_params": [None, InstanceOf(dict)],
+        "alpha": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "statistic": [InstanceOf(str), Callable("a callable probs -> (n,) array")],
+        "rule": [Options(tuple(RULES), registry="rules")],
+        "rule_params": [None, InstanceOf(dict)],
+        "target": [Options(TARGETS)],
+        "abstain_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "random_state": _SEED,
+    }
+    _nested_params = {"score": "score_params", "rule": "rule_params"}
+    _fitted_marker = "tau_"
+    _fitted_attributes = {
+        "calibrator_": Nested(SplitConformalClassifier),
+        "statistic_calibrator_": Optional(Nested(SplitConformalClassifier)),
+        "tau_": Float(),
+        "n_calibration_": Int(4), "n_classes_": Int(2), "n_qhat_fold_": Int(2), "n_tau_fold_": Int(0),
+        "n_accepted_calibration_": Optional(Int(1)),
+        "roc_": Optional(Nested(ROCCurve)),
+        "ltt_": Optional(Mapping({"taus": Array("f", 1), "n_accepted": Array("i", 1), "n_events": Array("i", 1),
+                                  "pvalues": Array("f", 1), "n_min": Int(1)})),
+        "tau_fold_abstention_rate_": Float(allow_nan=True),
+        "tau_fold_selective_risk_": Tuple(Float(allow_nan=True), Float(), Float(), Int(0)),
+    }
+    _derived_attributes = ("qhat_", "score_", "statistic_name_", "rule_params_")
 
-    def __init__(self, score="raps", alpha: float = 0.1, *, statistic="entropy", rule: str = "youden",
-                 target: str = "error", abstain_fraction: float = 0.5, random_state=None, **rule_params):
+    def __init__(self, *, score="raps", score_params: dict | None = None, alpha: float = 0.1,
+                 statistic="entropy", rule: str = "youden", rule_params: dict | None = None, target: str = "error",
+                 abstain_fraction: float = 0.5, random_state=None):
         self.score = score
+        self.score_params = score_params
         self.alpha = alpha
         self.statistic = statistic
         self.rule = rule
+        self.rule_params = rule_params
         self.target = target
         self.abstain_fraction = abstain_fraction
         self.random_state = random_state
-        self.rule_params = rule_params
 
     # --- parameters ----------------------------------------------------------------------------------------
     def _resolved_rule_params(self) -> dict:
-        rule = self.rule
-        if not isinstance(rule, str) or rule not in RULES:
-            raise ValueError(f"unknown `rule` {rule!r}; valid rules are: {', '.join(RULES)}")
+        """The rule's parameters with defaults filled in, each checked against RULE_PARAM_CONSTRAINTS."""
+        rule, given = self.rule, dict(self.rule_params or {})
         allowed = dict(RULES[rule])
         if rule == "accept_coverage":
-            sub = self.rule_params.get("tau_rule", "budget")
-            if sub not in _TAU_RULES:
-                raise ValueError(f"`tau_rule` must be one of {', '.join(_TAU_RULES)}; got {sub!r}")
+            sub = given.get("tau_rule", "budget")
+            check_constraints("tau_rule", sub, RULE_PARAM_CONSTRAINTS["tau_rule"])
             allowed.update(RULES[sub])
-        unknown = sorted(set(self.rule_params) - set(allowed))
+        unknown = sorted(set(given) - set(allowed))
         if unknown:
             raise TypeError(f"unknown parameter(s) {unknown} for rule={rule!r}; allowed: {sorted(allowed) or 'none'}")
-        params = {**allowed, **self.rule_params}
-        for name in ("max_fpr", "max_abstain", "delta", "epsilon"):
-            if name in params:
-                params[name] = _prob_param(params[name], name)
-        if "max_candidates" in params:
-            params["max_candidates"] = check_positive_int(params["max_candidates"], "max_candidates", minimum=2)
-        if params.get("tau") is not None:
-            t = params["tau"]
-            if isinstance(t, bool) or not isinstance(t, numbers.Real) or np.isnan(t):
-                raise TypeError(f"`tau` must be a real number (or None to choose it by `tau_rule`); got {t!r}")
-            params["tau"] = float(t)
-        return params
+        params = {**allowed, **given}
+        for name, value in params.items():
+            check_constraints(name, value, RULE_PARAM_CONSTRAINTS[name])
+        return {name: _CONVERT[name](value) for name, value in params.items()}
 
-    def _check_params(self):
-        alpha = check_alpha(self.alpha)
-        score = get_score(self.score)
-        stat_name, stat_fn = get_statistic(self.statistic)
-        if self.target not in TARGETS:
-            raise ValueError(f"`target` must be one of {TARGETS}; got {self.target!r}")
-        frac = _prob_param(self.abstain_fraction, "abstain_fraction")
-        if self.random_state is not None and (isinstance(self.random_state, bool)
-                                              or not isinstance(self.random_state, (int, np.integer))):
-            raise TypeError(f"`random_state` must be None or an int; got {type(self.random_state).__name__}")
-        return alpha, score, stat_name, stat_fn, frac, self._resolved_rule_params()
+    def _check_dependent_params(self) -> None:
+        get_score(self.score, **(self.score_params or {}))
+        get_statistic(self.statistic)
+        self._resolved_rule_params()
 
     # --- fit -----------------------------------------------------------------------------------------------
     def _events(self, p, y, calibrator):
@@ -179,94 +199,112 @@ class DualThresholdConformal:
         sets = calibrator.predict_sets(p)
         return ~sets[np.arange(p.shape[0]), y]
 
+    def _folds(self, n: int, split: bool):
+        """(tau-fold indices, qhat-fold indices), both sorted; no tau fold when tau is fixed and needs no data."""
+        if not split:
+            return np.empty(0, np.int64), np.arange(n)
+        frac = float(self.abstain_fraction)
+        n_tau = int(round(frac * n))
+        if n_tau < 2 or n - n_tau < 2:
+            raise ValueError(f"abstain_fraction={frac} splits {n} calibration points into a tau fold of {n_tau} "
+                             f"and a qhat fold of {n - n_tau}; each fold needs at least 2 (use more data)")
+        perm = check_random_state(self.random_state, "random_state").permutation(n)
+        return np.sort(perm[:n_tau]), np.sort(perm[n_tau:])
+
     def fit(self, probs, labels) -> "DualThresholdConformal":
         """Fit qhat and tau on calibration (probs, labels) that the model was not trained on; returns self."""
-        alpha, score, stat_name, stat_fn, frac, params = self._check_params()
+        self.validate_params()
+        score = clone_params(get_score(self.score, **(self.score_params or {})))
+        stat_name, stat_fn = get_statistic(self.statistic)
+        params = self._resolved_rule_params()
         p = check_scores_matrix(probs, "probs")
         y = check_labels(labels, p.shape[0], p.shape[1])
-        n, k = p.shape
-        rule = self.rule
         needs_cal_for_stat = stat_name in NEEDS_CONFORMAL and stat_fn is STATISTICS.get(stat_name)
         if needs_cal_for_stat and stat_name in ("top1_score", "credibility") and score.name != "lac":
             warnings.warn(f"statistic={stat_name!r} with score={score.name!r}: the top-1 label's non-randomized "
                           f"{score.name} score is (at least) its own probability, so this statistic grows with "
                           f"confidence, not uncertainty; prefer score='lac' for it, or another statistic",
                           UserWarning, stacklevel=2)
-        split = not (rule == "accept_coverage" and params["tau"] is not None and not needs_cal_for_stat)
-        if split:
-            n_tau = int(round(frac * n))
-            if n_tau < 2 or n - n_tau < 2:
-                raise ValueError(f"abstain_fraction={frac} splits {n} calibration points into a tau fold of {n_tau} "
-                                 f"and a qhat fold of {n - n_tau}; each fold needs at least 2 (use more data)")
-            perm = np.random.default_rng(self.random_state).permutation(n)
-            idx_tau, idx_q = np.sort(perm[:n_tau]), np.sort(perm[n_tau:])
+        split = not (self.rule == "accept_coverage" and params["tau"] is not None and not needs_cal_for_stat)
+        idx_tau, idx_q = self._folds(p.shape[0], split)
+        folds = (p[idx_q], y[idx_q], p[idx_tau], y[idx_tau])
+        stat = (stat_fn, stat_name)
+        if self.rule != "accept_coverage":
+            out = self._fit_sets_then_tau(score, stat, params, *folds)
         else:
-            idx_tau, idx_q = np.empty(0, np.int64), np.arange(n)
-        p_q, y_q, p_t, y_t = p[idx_q], y[idx_q], p[idx_tau], y[idx_tau]
-
-        def conformal(pp, yy):
-            return SplitConformalClassifier(score=score, alpha=alpha).fit(pp, yy)
-
-        self.ltt_ = None
-        self.n_accepted_calibration_ = None
-        if rule != "accept_coverage":
-            cal = conformal(p_q, y_q)
-            stat_cal = cal
-            stat_t = _validated_statistic(stat_fn, stat_name, p_t, stat_cal)
-            events_t = self._events(p_t, y_t, cal)
-            tau = self._choose_tau(rule, params, stat_t, events_t, p_q, y_q, stat_cal, stat_fn, stat_name)
-        else:
-            stat_cal = conformal(p_t, y_t) if (split and (needs_cal_for_stat or self.target == "miscoverage")) \
-                else None
-            if params["tau"] is not None:
-                tau = params["tau"]
-                stat_t = events_t = None
-            else:
-                stat_t = _validated_statistic(stat_fn, stat_name, p_t, stat_cal)
-                events_t = self._events(p_t, y_t, stat_cal)
-                tau = self._choose_tau(params["tau_rule"], params, stat_t, events_t, None, None, stat_cal,
-                                       stat_fn, stat_name)
-            accepted = _validated_statistic(stat_fn, stat_name, p_q, stat_cal) <= tau
-            n_acc = int(accepted.sum())
-            if n_acc == 0:
-                raise ValueError(f"tau={tau} accepts none of the {p_q.shape[0]} qhat-fold calibration points, so no "
-                                 f"coverage among accepted inputs can be calibrated; raise tau or use more data")
-            cal = conformal(p_q[accepted], y_q[accepted])
-            self.n_accepted_calibration_ = n_acc
-        self.calibrator_ = cal
-        self._stat_cal = stat_cal
+            out = self._fit_tau_then_sets(score, stat, params, split and (needs_cal_for_stat
+                                                                          or self.target == "miscoverage"), *folds)
+        cal, stat_cal, tau, ltt, stat_t, events_t, n_acc = out
         self._stat_fn = stat_fn
         self.statistic_name_ = stat_name
-        self.score_ = cal.score_
-        self.qhat_ = float(cal.qhat_)
-        self.tau_ = float(tau)
-        self.n_calibration_ = int(n)
-        self.n_classes_ = int(k)
-        self.n_qhat_fold_ = int(idx_q.shape[0])
-        self.n_tau_fold_ = int(idx_tau.shape[0])
         self.rule_params_ = params
-        if stat_t is not None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # one-class folds were already warned about by the rule
-                self.roc_ = roc_curve(stat_t, events_t)
-            abstain_t = stat_t > tau
-            self.tau_fold_abstention_rate_ = float(abstain_t.mean())
-            self.tau_fold_selective_risk_ = selective_risk(events_t, abstain_t)
+        self.calibrator_ = cal
+        self.statistic_calibrator_ = stat_cal
+        self._rebuild_from_calibrator()
+        self.n_calibration_, self.n_classes_ = int(p.shape[0]), int(p.shape[1])
+        self.n_qhat_fold_, self.n_tau_fold_ = int(idx_q.shape[0]), int(idx_tau.shape[0])
+        self.n_accepted_calibration_ = n_acc
+        self.ltt_ = ltt
+        self._set_tau_fold_summary(stat_t, events_t, tau)
+        self.tau_ = float(tau)
+        return self
+
+    def _calibrate(self, score, p, y) -> SplitConformalClassifier:
+        return SplitConformalClassifier(score=score, alpha=self.alpha).fit(p, y)
+
+    def _fit_sets_then_tau(self, score, stat, params, p_q, y_q, p_t, y_t):
+        """youden / fpr / budget / selective_risk: qhat on the qhat fold, then tau on the tau fold."""
+        cal = self._calibrate(score, p_q, y_q)
+        stat_t = _validated_statistic(*stat, p_t, cal)
+        events_t = self._events(p_t, y_t, cal)
+        tau, ltt = self._choose_tau(self.rule, params, stat_t, events_t, (p_q, y_q, cal, stat))
+        return cal, cal, tau, ltt, stat_t, events_t, None
+
+    def _fit_tau_then_sets(self, score, stat, params, own_calibrator, p_q, y_q, p_t, y_t):
+        """accept_coverage: tau from the tau fold (or given), then qhat on the qhat-fold points tau accepts."""
+        stat_cal = self._calibrate(score, p_t, y_t) if own_calibrator else None
+        if params["tau"] is not None:
+            tau, stat_t, events_t = params["tau"], None, None
         else:
+            stat_t = _validated_statistic(*stat, p_t, stat_cal)
+            events_t = self._events(p_t, y_t, stat_cal)
+            tau, _ = self._choose_tau(params["tau_rule"], params, stat_t, events_t, None)
+        accepted = _validated_statistic(*stat, p_q, stat_cal) <= tau
+        n_acc = int(accepted.sum())
+        if n_acc == 0:
+            raise ValueError(f"tau={tau} accepts none of the {p_q.shape[0]} qhat-fold calibration points, so no "
+                             f"coverage among accepted inputs can be calibrated; raise tau or use more data")
+        cal = self._calibrate(score, p_q[accepted], y_q[accepted])
+        return cal, stat_cal, tau, None, stat_t, events_t, n_acc
+
+    def _set_tau_fold_summary(self, stat_t, events_t, tau) -> None:
+        if stat_t is None:
             self.roc_ = None
             self.tau_fold_abstention_rate_ = float("nan")
             self.tau_fold_selective_risk_ = (float("nan"), 0.0, 1.0, 0)
-        return self
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # one-class folds were already warned about by the rule
+            self.roc_ = roc_curve(stat_t, events_t)
+        abstain_t = stat_t > tau
+        self.tau_fold_abstention_rate_ = float(abstain_t.mean())
+        self.tau_fold_selective_risk_ = selective_risk(events_t, abstain_t)
 
-    def _choose_tau(self, rule, params, stat_t, events_t, p_ref, y_ref, stat_cal, stat_fn, stat_name) -> float:
+    def _choose_tau(self, rule, params, stat_t, events_t, reference):
+        """(tau, Learn-then-Test table or None) by `rule`. `reference` = (probs, labels, calibrator, statistic)
+        of the qhat fold, which orders the selective_risk candidates."""
         if rule == "youden":
-            return _rules.youden_tau(stat_t, events_t)[0]
+            return _rules.youden_tau(stat_t, events_t)[0], None
         if rule == "fpr":
-            return _rules.fpr_tau(stat_t, events_t, params["max_fpr"])
+            return _rules.fpr_tau(stat_t, events_t, params["max_fpr"]), None
         if rule == "budget":
-            return _rules.budget_tau(stat_t, params["max_abstain"])
-        # selective_risk. The candidate grid and the testing order come from the qhat fold (statistic and target
-        # events there), which is independent of the tau fold; the tests themselves use only the tau fold.
+            return _rules.budget_tau(stat_t, params["max_abstain"]), None
+        return self._selective_risk_tau(params, stat_t, events_t, reference)
+
+    def _selective_risk_tau(self, params, stat_t, events_t, reference):
+        """The candidate grid and the testing order come from the qhat fold (statistic and target events there),
+        which is independent of the tau fold; the tests themselves use only the tau fold."""
+        p_ref, y_ref, stat_cal, stat = reference
         delta, eps = params["delta"], params["epsilon"]
         n_min = _rules.min_accepted_to_certify(delta, eps)
         n_t = stat_t.shape[0]
@@ -274,17 +312,33 @@ class DualThresholdConformal:
             raise ValueError(f"the tau fold has {n_t} points, but certifying selective risk <= {delta} with "
                              f"probability {1 - eps} needs at least {n_min} accepted points; use more calibration "
                              f"data, a larger abstain_fraction, or a larger delta/epsilon")
-        ref = _validated_statistic(stat_fn, stat_name, p_ref, stat_cal)
+        ref = _validated_statistic(*stat, p_ref, stat_cal)
         grid = _rules.candidate_grid(ref, params["max_candidates"])
         order = _rules.testing_order(grid, ref, self._events(p_ref, y_ref, stat_cal), n_t, delta)
         tau, table = _rules.ltt_fixed_sequence(stat_t, events_t, grid[order], delta, eps)
-        self.ltt_ = {**table, "n_min": n_min}
         if tau == -np.inf:
             warnings.warn(f"no abstention threshold certifies selective risk <= {delta} with probability {1 - eps} "
-                          f"on {n_t} tau-fold points: abstaining on every input", UserWarning, stacklevel=3)
-        return tau
+                          f"on {n_t} tau-fold points: abstaining on every input", UserWarning, stacklevel=5)
+        return tau, {**table, "n_min": n_min}
 
     # --- predict -------------------------------------------------------------------------------------------
+    def _statistic(self, p, sets):
+        """The fitted statistic of validated rows `p` (`sets`: their sets when already computed, else None)."""
+        fn = self._stat_fn
+        if fn is STATISTICS["set_size"] and self.statistic_calibrator_ is self.calibrator_:
+            if sets is None:
+                sets = self.calibrator_.predict_sets(p)
+            return sets.sum(axis=1).astype(np.float64)
+        if fn in _KERNEL_STATS:
+            return _k.statistic(p, _KERNEL_STATS[fn])
+        return compute_statistic(fn, self.statistic_name_, p, self.statistic_calibrator_)
+
+    def statistic_of(self, probs) -> np.ndarray:
+        """The fitted label-free statistic (n,) of new inputs, exactly as `predict` compares it with tau_."""
+        check_is_fitted(self, "tau_")
+        p = check_scores_matrix(probs, "probs", n_classes=self.n_classes_)
+        return self._statistic(p, None)
+
     def predict(self, probs) -> Decisions:
         """Decisions for new inputs: sets, abstain flags, top-1 predictions and the statistic. Takes no labels,
         never modifies the estimator (one fitted object can serve several threads)."""
@@ -293,93 +347,67 @@ class DualThresholdConformal:
         # statistic kernels then read the same validated view.
         sets = self.calibrator_.predict_sets(probs)
         p = as_array(probs, "probs")
-        fn = self._stat_fn
-        if fn is STATISTICS["set_size"] and self._stat_cal is self.calibrator_:
-            stat = sets.sum(axis=1).astype(np.float64)
-        elif fn in _KERNEL_STATS:
-            stat = _k.statistic(p, _KERNEL_STATS[fn])
-        else:
-            stat = compute_statistic(fn, self.statistic_name_, p, self._stat_cal)
+        stat = self._statistic(p, sets)
         abstain = stat > self.tau_
         prediction = np.argmax(p, axis=1).astype(np.int64, copy=False)
         for arr in (sets, abstain, prediction, stat):
             arr.setflags(write=False)
         return Decisions(sets=sets, abstain=abstain, prediction=prediction, statistic=stat)
 
-    # --- persistence ---------------------------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        check_is_fitted(self, "tau_")
-        if not isinstance(self.statistic, str):
-            raise TypeError("a DualThresholdConformal with a callable `statistic` cannot be saved (code is never "
-                            "serialised); register the statistic by name or refit after loading")
-        score = self.score_
-        params = {"score": score.name, "score_params": score.get_params(), "alpha": float(self.alpha),
-                  "statistic": self.statistic, "rule": self.rule, "target": self.target,
-                  "abstain_fraction": float(self.abstain_fraction), "random_state": self.random_state,
-                  "rule_params": dict(self.rule_params)}
-        roc = None if self.roc_ is None else {"fpr": self.roc_.fpr, "tpr": self.roc_.tpr, "taus": self.roc_.taus,
-                                              "auc": self.roc_.auc, "n_positives": self.roc_.n_positives,
-                                              "n_negatives": self.roc_.n_negatives}
-        fitted = {"calibrator": self.calibrator_.to_dict(),
-                  "stat_calibrator": (None if self._stat_cal is None else
-                                      "same" if self._stat_cal is self.calibrator_ else self._stat_cal.to_dict()),
-                  "tau": self.tau_, "n_calibration": self.n_calibration_, "n_classes": self.n_classes_,
-                  "n_qhat_fold": self.n_qhat_fold_, "n_tau_fold": self.n_tau_fold_,
-                  "n_accepted_calibration": self.n_accepted_calibration_, "roc": roc, "ltt": self.ltt_,
-                  "tau_fold_abstention_rate": self.tau_fold_abstention_rate_,
-                  "tau_fold_selective_risk": list(self.tau_fold_selective_risk_)}
-        return {"params": params, "fitted": fitted}
+    # --- persistence (the generic path of conformal._base) ---------------------------------------------------
+    def _rebuild_from_calibrator(self) -> None:
+        self.score_ = self.calibrator_.score_
+        self.qhat_ = float(self.calibrator_.qhat_)
+
+    def _rebuild(self) -> None:
+        self.statistic_name_, self._stat_fn = get_statistic(self.statistic)
+        self.rule_params_ = self._resolved_rule_params()
+        self._rebuild_from_calibrator()
+
+    def _check_fitted_state(self) -> None:
+        cal = self.calibrator_
+        if cal.n_classes_ != self.n_classes_:
+            raise StateError(f"saved field `calibrator` has {cal.n_classes_} classes; `n_classes` says "
+                             f"{self.n_classes_}")
+        if cal.alpha != self.alpha or cal.score_ != get_score(self.score, **(self.score_params or {})):
+            raise StateError("saved field `calibrator` was not fitted with this estimator's score and alpha")
+        if self.n_qhat_fold_ + self.n_tau_fold_ != self.n_calibration_:
+            raise StateError("saved fields `n_qhat_fold` + `n_tau_fold` must equal `n_calibration`")
+        accept = self.rule == "accept_coverage"
+        n_cal_expected = self.n_accepted_calibration_ if accept else self.n_qhat_fold_
+        if (self.n_accepted_calibration_ is None) == accept or cal.n_calibration_ != n_cal_expected:
+            raise StateError("saved fields `n_accepted_calibration` and `calibrator` do not match the rule "
+                             f"{self.rule!r}")
+        if not accept and self.statistic_calibrator_ is not cal:
+            raise StateError(f"saved field `statistic_calibrator` must be the `calibrator` for rule={self.rule!r}")
+        if (self.ltt_ is not None) != (self.rule == "selective_risk"):
+            raise StateError("saved field `ltt` must be present exactly for rule='selective_risk'")
 
     @classmethod
-    def from_dict(cls, state: dict) -> "DualThresholdConformal":
+    def _upgrade_state(cls, version: int, payload: dict) -> dict:
+        """Schema 1: score by name + score_params, the statistic calibrator as None / "same" / a state, the ROC
+        curve and the tau-fold risk as plain dict and list."""
+        if version != 1:
+            return super()._upgrade_state(version, payload)
         try:
-            params = dict(state["params"])
-            fitted = state["fitted"]
-            score = get_score(params.pop("score"), **params.pop("score_params"))
-            obj = cls(score=score, **{k: params[k] for k in ("alpha", "statistic", "rule", "target",
-                                                               "abstain_fraction", "random_state")},
-                      **params["rule_params"])
-            obj._check_params()
-            obj.rule_params_ = obj._resolved_rule_params()
-            obj.calibrator_ = SplitConformalClassifier.from_dict(fitted["calibrator"])
-            sc = fitted["stat_calibrator"]
-            obj._stat_cal = None if sc is None else obj.calibrator_ if sc == "same" else \
-                SplitConformalClassifier.from_dict(sc)
-            obj.statistic_name_, obj._stat_fn = get_statistic(obj.statistic)
-            obj.score_ = obj.calibrator_.score_
-            obj.qhat_ = float(obj.calibrator_.qhat_)
-            obj.tau_ = float(fitted["tau"])
-            for name in ("n_calibration", "n_classes", "n_qhat_fold", "n_tau_fold"):
-                setattr(obj, name + "_", int(fitted[name]))
-            nac = fitted["n_accepted_calibration"]
-            obj.n_accepted_calibration_ = None if nac is None else int(nac)
-            r = fitted["roc"]
-            obj.roc_ = None if r is None else ROCCurve(fpr=r["fpr"], tpr=r["tpr"], taus=r["taus"], auc=float(r["auc"]),
-                                                       n_positives=int(r["n_positives"]),
-                                                       n_negatives=int(r["n_negatives"]))
-            obj.ltt_ = fitted["ltt"]
-            obj.tau_fold_abstention_rate_ = float(fitted["tau_fold_abstention_rate"])
-            obj.tau_fold_selective_risk_ = tuple(fitted["tau_fold_selective_risk"])
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"saved DualThresholdConformal state is missing or has a malformed field: {exc}") \
-                from None
-        if obj.calibrator_.n_classes_ != obj.n_classes_:
-            raise ValueError("saved DualThresholdConformal state is inconsistent (class counts differ)")
-        return obj
+            params, f = dict(payload["params"]), dict(payload["fitted"])
+            params["score_params"] = dict(params["score_params"]) or None
+            params["rule_params"] = dict(params["rule_params"]) or None
 
-    def save(self, path) -> None:
-        """Save as checksummed JSON (conformal.io); never pickle."""
-        save_state(path, "DualThresholdConformal", self.to_dict())
+            def nested(state):
+                return {"__estimator__": "SplitConformalClassifier",
+                        **SplitConformalClassifier._upgrade_state(1, state)}
 
-    @classmethod
-    def load(cls, path) -> "DualThresholdConformal":
-        return cls.from_dict(load_state(os.fspath(path), "DualThresholdConformal"))
-
-    def __repr__(self) -> str:
-        extra = "".join(f", {k}={v!r}" for k, v in self.rule_params.items())
-        return (f"DualThresholdConformal(score={self.score!r}, alpha={self.alpha!r}, statistic={self.statistic!r}, "
-                f"rule={self.rule!r}, target={self.target!r}, abstain_fraction={self.abstain_fraction!r}, "
-                f"random_state={self.random_state!r}{extra})")
+            sc = f.pop("stat_calibrator")
+            f["statistic_calibrator"] = (None if sc is None else {"__same_as__": "calibrator"} if sc == "same"
+                                         else nested(sc))
+            f["calibrator"] = nested(f["calibrator"])
+            if f["roc"] is not None:
+                f["roc"] = {"__record__": "ROCCurve", "fields": dict(f["roc"])}
+            f["tau_fold_selective_risk"] = {"__tuple__": list(f["tau_fold_selective_risk"])}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"saved DualThresholdConformal state (schema_version 1) is malformed: {exc}") from None
+        return {"params": params, "fitted": f}
 
 
 NotFittedError = NotFittedError

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from conformal._validation import check_labels, check_scores_matrix
-from conformal.abstention.curves import auroc
+from conformal.metrics import auroc
 
 __all__ = ["leaky_true_label_nll", "compare_with_leaky_statistic"]
 

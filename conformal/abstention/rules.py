@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 
-from conformal.abstention.curves import roc_curve
+from conformal.metrics import roc_curve
 from conformal.calibrators import conformal_quantile
 from conformal.stats import binom_cdf
 
@@ -96,10 +96,11 @@ def testing_order(candidates, ref_statistic, ref_events, n_test: int, delta: flo
 
     For each candidate, the reference fold gives an accepted fraction f and, from its k events among n_acc
     accepted points, a smoothed event rate r = (k + 1) / (n_acc + 2) (smoothing keeps small, lucky candidates
-    from being tested first); the candidate's projected evidence on a fold of `n_test` points is z = (delta - r) sqrt(f n_test) /
-    sqrt(delta (1 - delta)). Candidates are sorted by z, descending (ties: larger tau first). The reference
-    fold must be independent of the tested fold; then any order keeps fixed-sequence testing valid, and this
-    one puts the candidates likely to pass first, whichever direction the risk moves in as tau grows.
+    from being tested first); the candidate's projected evidence on a fold of `n_test` points is
+    z = (delta - r) sqrt(f n_test) / sqrt(delta (1 - delta)). Candidates are sorted by z, descending (ties: larger
+    tau first). The reference fold must be independent of the tested fold; then any order keeps fixed-sequence
+    testing valid, and this one puts the candidates likely to pass first, whichever direction the risk moves in as
+    tau grows.
     """
     order = np.argsort(ref_statistic, kind="stable")
     s_sorted = ref_statistic[order]

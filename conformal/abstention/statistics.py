@@ -12,7 +12,7 @@ import inspect
 import numpy as np
 
 from conformal._validation import check_scores_matrix
-from conformal.abstention import _kernels as _k
+from conformal._kernels import statistics as _k
 
 __all__ = ["STATISTICS", "NEEDS_CONFORMAL", "statistic_names", "get_statistic", "compute_statistic"]
 

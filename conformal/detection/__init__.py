@@ -19,5 +19,5 @@ from conformal.detection.predictor import ConformalDetector, DetectionResult, ma
 from conformal.detection.recall import RecallRiskControl, recall_risk
 
 __all__ = ["BoxIntervalCalibrator", "ConformalDetector", "DetectionAbstention", "DetectionResult", "Matching",
-           "RecallRiskControl", "bev_iou", "box_iou", "center_distance", "evaluate_detector", "hungarian", "match", "matched_pairs",
-           "outer_inner", "recall_risk"]
+           "RecallRiskControl", "bev_iou", "box_iou", "center_distance", "evaluate_detector", "hungarian", "match",
+           "matched_pairs", "outer_inner", "recall_risk"]

@@ -1,7 +1,7 @@
 """Numba kernels of conformal.detection: overlap matrices, assignment, and the per-frame margin application.
 
 Private: arrays in, arrays out, no Python objects, no randomness. The public wrappers validate and allocate.
-Each kernel has a plain NumPy/itertools twin in tests/detection/_naive.py that the tests compare against.
+Each kernel has a plain NumPy/itertools twin in tests/conformal/detection/_naive.py that the tests compare against.
 """
 from __future__ import annotations
 
@@ -246,23 +246,6 @@ def pav(y, w, out):
             out[i] = val[j]
             i += 1
     return out
-
-
-@njit(cache=True, nogil=True)
-def box_errors(boxes, dim):
-    """First invalid row of a (M, D) float64 box array and why: (row, 0) if all valid; code 1 non-finite,
-    2 x2 < x1 or y2 < y1 (2D), 3 a negative size (3D)."""
-    m, d = boxes.shape
-    for i in range(m):
-        for j in range(d):
-            if not math.isfinite(boxes[i, j]):
-                return i, 1
-        if dim == 2:
-            if boxes[i, 2] < boxes[i, 0] or boxes[i, 3] < boxes[i, 1]:
-                return i, 2
-        elif boxes[i, 3] < 0.0 or boxes[i, 4] < 0.0 or boxes[i, 5] < 0.0:
-            return i, 3
-    return -1, 0
 
 
 @njit(cache=True, nogil=True)

@@ -3,7 +3,8 @@ the dual-threshold rules of `conformal.abstention.rules`, fitted on calibration 
 
 Statistics (larger = more uncertain; computed from a `DetectionResult`, never from labels):
   "confidence"     1 - detector score
-  "entropy"        entropy of the class probabilities (needs class_probs; pass them to `statistic_of`)
+  "entropy"        entropy of the class probabilities / log K, in [0, 1] (the core's `entropy` statistic;
+                   needs class_probs; pass them to `statistic_of`)
   "set_size"       size of the conformal class set
   "interval_size"  2D: outer-box area / predicted area; 3D: mean interval length of x and y over max(l, w)
 Per image, the statistic is the largest over the kept detections (-inf for a frame with none kept).
@@ -25,14 +26,18 @@ matched detections' class_probs and true labels; this class adds the detection-s
 """
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 
-from conformal._validation import check_is_fitted
+from conformal._base import Array, BaseEstimator, Float, InstanceOf, Int, Mapping, Optional, Options, check_constraints
+from conformal._validation import check_frame_pairs, check_is_fitted, check_match_params
 from conformal.abstention import rules as _rules
-from conformal.detection._checks import check_frame_pairs
-from conformal.detection.matching import check_match_params, match_arrays
+from conformal.abstention.dual import RULE_PARAM_CONSTRAINTS
+from conformal.abstention.statistics import entropy as _entropy
+from conformal.calibrators import _SEED
+from conformal.io import StateError, register_kind
+from conformal.utils import check_random_state
+from conformal.detection.matching import match_arrays
 from conformal.detection.metrics import side_coverage
 
 __all__ = ["DetectionAbstention", "DETECTION_STATISTICS", "ABSTENTION_RULES"]
@@ -42,14 +47,16 @@ ABSTENTION_RULES = {"budget": {"max_abstain": 0.1}, "fpr": {"max_fpr": 0.1},
                     "selective_risk": {"delta": 0.1, "epsilon": 0.1, "max_candidates": 200}, "youden": {}}
 
 
-class DetectionAbstention:
+@register_kind
+class DetectionAbstention(BaseEstimator):
     """Abstain on detections (or whole frames) whose label-free uncertainty exceeds a calibrated tau.
 
     Parameters
     ----------
     statistic : one of DETECTION_STATISTICS
     level : "detection" or "image"
-    rule : one of ABSTENTION_RULES, with its parameters as keywords
+    rule : one of ABSTENTION_RULES
+    rule_params : dict or None   The rule's parameters (defaults in ABSTENTION_RULES), e.g. {"max_abstain": 0.2}.
     target : "error" or "miscoverage"
     random_state : int or None   Seed of the fold split of rule="selective_risk".
 
@@ -64,42 +71,47 @@ class DetectionAbstention:
     >>> from adapters.datasets import make_scenes
     >>> preds, gts = make_scenes(600, rng=1)
     >>> det = ConformalDetector(alpha=0.1, alpha_cls=0.1, score_threshold=0.2).fit(preds[:300], gts[:300])
-    >>> ab = DetectionAbstention(statistic="confidence", rule="budget", max_abstain=0.2)
+    >>> ab = DetectionAbstention(statistic="confidence", rule="budget", rule_params={"max_abstain": 0.2})
     >>> ab = ab.fit(det, preds[300:], gts[300:])
     >>> flags = ab.predict(det.predict(preds[0]))
     >>> flags.dtype == bool
     True
     """
 
+    _parameter_constraints = {
+        "statistic": [Options(DETECTION_STATISTICS)], "level": [Options(("detection", "image"))],
+        "rule": [Options(tuple(ABSTENTION_RULES))], "rule_params": [None, InstanceOf(dict)],
+        "target": [Options(("error", "miscoverage"))], "random_state": _SEED,
+    }
+    _nested_params = {"rule": "rule_params"}
+    _fitted_marker = "tau_"
+    _fitted_attributes = {"tau_": Float(), "n_units_": Int(2), "event_rate_": Float(low=0.0, high=1.0),
+                          "ltt_": Optional(Mapping({"taus": Array("f", 1), "n_accepted": Array("i", 1),
+                                                    "n_events": Array("i", 1), "pvalues": Array("f", 1)}))}
+
     def __init__(self, *, statistic: str = "confidence", level: str = "detection", rule: str = "budget",
-                 target: str = "error", random_state=None, **rule_params):
+                 rule_params: dict | None = None, target: str = "error", random_state=None):
         self.statistic = statistic
         self.level = level
         self.rule = rule
+        self.rule_params = rule_params
         self.target = target
         self.random_state = random_state
-        self.rule_params = rule_params
 
     def _check_params(self) -> dict:
-        if self.statistic not in DETECTION_STATISTICS:
-            raise ValueError(f"`statistic` must be one of {DETECTION_STATISTICS}; got {self.statistic!r}")
-        if self.level not in ("detection", "image"):
-            raise ValueError(f"`level` must be 'detection' or 'image'; got {self.level!r}")
-        if self.target not in ("error", "miscoverage"):
-            raise ValueError(f"`target` must be 'error' or 'miscoverage'; got {self.target!r}")
-        if self.rule not in ABSTENTION_RULES:
-            raise ValueError(f"`rule` must be one of {sorted(ABSTENTION_RULES)}; got {self.rule!r}")
+        """The rule's parameters with defaults filled in (unknown names: TypeError; bad values: named)."""
         allowed = ABSTENTION_RULES[self.rule]
-        unknown = sorted(set(self.rule_params) - set(allowed))
+        given = dict(self.rule_params or {})
+        unknown = sorted(set(given) - set(allowed))
         if unknown:
             raise TypeError(f"unknown parameter(s) {unknown} for rule={self.rule!r}; allowed: {sorted(allowed)}")
-        params = {**allowed, **self.rule_params}
-        for name in ("max_abstain", "max_fpr", "delta", "epsilon"):
-            if name in params:
-                v = params[name]
-                if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 < v < 1:
-                    raise ValueError(f"`{name}` must be in (0, 1); got {v!r}")
+        params = {**allowed, **given}
+        for name, value in params.items():
+            check_constraints(name, value, RULE_PARAM_CONSTRAINTS[name])
         return params
+
+    def _check_dependent_params(self) -> None:
+        self._check_params()
 
     # --- statistic --------------------------------------------------------------------------------------------
     def statistic_of(self, result, class_probs=None) -> np.ndarray:
@@ -114,9 +126,9 @@ class DetectionAbstention:
         if s == "entropy":
             if class_probs is None:
                 raise ValueError("statistic='entropy' needs the frame's `class_probs`")
-            p = np.asarray(class_probs, dtype=np.float64)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                return -np.sum(np.where(p > 0, p * np.log(p), 0.0), axis=1)
+            if len(class_probs) == 0:
+                return np.zeros(0)
+            return _entropy(class_probs)
         b, lo, hi = result.boxes, result.lower, result.upper
         if b.shape[1] == 4:
             area = np.maximum(b[:, 2] - b[:, 0], 1e-12) * np.maximum(b[:, 3] - b[:, 1], 1e-12)
@@ -159,6 +171,7 @@ class DetectionAbstention:
 
     def fit(self, detector, predictions, ground_truth) -> "DetectionAbstention":
         """Fit tau on calibration frames *not* used to fit `detector` (a fitted ConformalDetector)."""
+        self.validate_params()
         params = self._check_params()
         check_is_fitted(detector, "boxes_")
         stat, events = self._units(detector, predictions, ground_truth)
@@ -173,7 +186,7 @@ class DetectionAbstention:
         elif self.rule == "youden":
             tau = _rules.youden_tau(stat, events)[0]
         else:
-            perm = np.random.default_rng(self.random_state).permutation(n)
+            perm = check_random_state(self.random_state, "random_state").permutation(n)
             ref, test = perm[: n // 2], perm[n // 2:]
             delta, eps = params["delta"], params["epsilon"]
             grid = _rules.candidate_grid(stat[ref], params["max_candidates"])
@@ -184,6 +197,10 @@ class DetectionAbstention:
         self.n_units_ = int(n)
         self.event_rate_ = float(events.mean())
         return self
+
+    def _check_fitted_state(self) -> None:
+        if (self.ltt_ is not None) != (self.rule == "selective_risk"):
+            raise StateError("saved field `ltt` must be present exactly for rule='selective_risk'")
 
     def predict(self, result, class_probs=None):
         """Detection level: bool (M,) abstain flags (kept detections only can be True). Image level: a bool."""

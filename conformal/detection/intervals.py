@@ -27,10 +27,13 @@ import warnings
 
 import numpy as np
 
-from conformal._validation import check_alpha, check_is_fitted, conformal_rank
-from conformal.calibrators import conformal_quantile
+from conformal._base import Array, BaseEstimator, Boolean, Int, Interval, Options
+from conformal._validation import check_is_fitted
 from conformal.detection import _kernels as _k
-from conformal.detection._checks import BOX_DIM, TWO_PI, check_boxes, check_dim, wrap_angle
+from conformal._validation import BOX_DIM, check_boxes
+from conformal.detection._geometry import TWO_PI, wrap_angle
+from conformal.io import StateError, register_kind
+from conformal.quantile import conformal_quantile, conformal_rank
 
 __all__ = ["COORDS", "SCALES", "SIDES", "CORRECTIONS", "residuals", "box_scales", "side_scores",
            "max_rank_thresholds", "joint_thresholds", "BoxIntervalCalibrator", "outer_inner"]
@@ -153,7 +156,8 @@ def outer_inner(lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.nd
     return _k.outer_inner(lower, upper, np.empty_like(lower), np.empty_like(lower))
 
 
-class BoxIntervalCalibrator:
+@register_kind
+class BoxIntervalCalibrator(BaseEstimator):
     """Conformal intervals for every coordinate of a detected box, calibrated on matched (prediction, truth) pairs.
 
     Parameters
@@ -192,6 +196,21 @@ class BoxIntervalCalibrator:
     exchangeable units.
     """
 
+    _parameter_constraints = {
+        "dim": [Options((2, 3))],
+        "alpha": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "scale": [Options(("none", "size", "range", "uncertainty"))],
+        "sides": [Options(SIDES)],
+        "correction": [Options(CORRECTIONS)],
+        "class_conditional": [Boolean()],
+        "fallback": [Options(("full", "marginal"))],
+        "yaw_period": [Interval(numbers.Real, 0, None, closed="neither")],
+        "min_scale": [Interval(numbers.Real, 0, None, closed="neither")],
+    }
+    _fitted_marker = "q_lo_"
+    _fitted_attributes = {"q_lo_": Array("f", 2), "q_hi_": Array("f", 2), "n_calibration_": Int(1),
+                          "n_classes_": Int(1), "class_counts_": Array("i", 1), "fallback_classes_": Array("i", 1)}
+
     def __init__(self, *, dim: int = 2, alpha: float = 0.1, scale: str = "none", sides: str = "two_sided",
                  correction: str = "max_rank", class_conditional: bool = False, fallback: str = "full",
                  yaw_period: float = TWO_PI, min_scale: float = 1e-6):
@@ -205,27 +224,18 @@ class BoxIntervalCalibrator:
         self.yaw_period = yaw_period
         self.min_scale = min_scale
 
-    def _check_params(self):
-        dim = check_dim(self.dim)
-        alpha = check_alpha(self.alpha)
+    def _check_dependent_params(self) -> None:
+        dim = self.dim
         if self.scale not in SCALES[dim]:
             raise ValueError(f"`scale` must be one of {SCALES[dim]} for dim={dim}; got {self.scale!r}")
-        if self.sides not in SIDES or (dim == 3 and self.sides != "two_sided"):
-            allowed = SIDES if dim == 2 else ("two_sided",)
-            raise ValueError(f"`sides` must be one of {allowed} for dim={dim}; got {self.sides!r}")
-        if self.correction not in CORRECTIONS:
-            raise ValueError(f"`correction` must be one of {CORRECTIONS}; got {self.correction!r}")
-        if not isinstance(self.class_conditional, (bool, np.bool_)):
-            raise TypeError(f"`class_conditional` must be a bool; got {type(self.class_conditional).__name__}")
-        if self.fallback not in ("full", "marginal"):
-            raise ValueError(f"`fallback` must be 'full' or 'marginal'; got {self.fallback!r}")
-        for name in ("yaw_period", "min_scale"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (math.isfinite(v) and v > 0):
-                raise ValueError(f"`{name}` must be a finite float > 0; got {v!r}")
+        if dim == 3 and self.sides != "two_sided":
+            raise ValueError(f"`sides` must be one of ('two_sided',) for dim={dim}; got {self.sides!r}")
         if not (math.isclose(self.yaw_period, TWO_PI) or math.isclose(self.yaw_period, math.pi)):
             raise ValueError(f"`yaw_period` must be 2*pi (heading) or pi (heading-agnostic); got {self.yaw_period}")
-        return dim, alpha
+
+    def _check_params(self):
+        self.validate_params()
+        return int(self.dim), float(self.alpha)
 
     def _scores(self, pred, true, box_std, dim):
         e = residuals(pred, true, dim, self.yaw_period) / box_scales(pred, dim, self.scale, box_std, self.min_scale)
@@ -336,29 +346,31 @@ class BoxIntervalCalibrator:
                           self.q_hi_, mask, lower, upper)
         return lower, upper
 
-    def to_dict(self) -> dict:
-        check_is_fitted(self, "q_lo_")
-        params = {k: getattr(self, k) for k in ("dim", "alpha", "scale", "sides", "correction", "class_conditional",
-                                                "fallback", "yaw_period", "min_scale")}
-        params["class_conditional"] = bool(params["class_conditional"])
-        return {"params": params, "fitted": {"q_lo": self.q_lo_, "q_hi": self.q_hi_,
-                                             "n_calibration": self.n_calibration_, "class_counts": self.class_counts_,
-                                             "fallback_classes": self.fallback_classes_}}
+    def _check_fitted_state(self) -> None:
+        k, d = self.n_classes_, BOX_DIM[self.dim]
+        for name in ("q_lo", "q_hi"):
+            if getattr(self, name + "_").shape != (k, d):
+                raise StateError(f"saved field `{name}` must have shape ({k}, {d}) (n_classes, box dims); got "
+                                 f"{getattr(self, name + '_').shape}")
+        lo, hi = side_masks(self.dim, self.sides)
+        if not (np.isinf(self.q_lo_[:, ~lo]).all() and np.isinf(self.q_hi_[:, ~hi]).all()):
+            raise StateError(f"saved fields `q_lo` / `q_hi` must be infinite on the sides sides={self.sides!r} "
+                             f"does not score")
+        if self.class_counts_.shape != (k,) or (self.class_counts_ < 0).any() \
+                or self.class_counts_.sum() != self.n_calibration_:
+            raise StateError("saved field `class_counts` must have one count >= 0 per class, summing to "
+                             "`n_calibration`")
+        if (k > 1) != bool(self.class_conditional) and not (self.class_conditional and k == 1):
+            raise StateError(f"saved margins have {k} groups; class_conditional={self.class_conditional}")
 
     @classmethod
-    def from_dict(cls, state: dict) -> "BoxIntervalCalibrator":
+    def _upgrade_state(cls, version: int, payload: dict) -> dict:
+        """Schema 1 did not store n_classes (the number of margin rows)."""
+        if version != 1:
+            return super()._upgrade_state(version, payload)
         try:
-            obj = cls(**state["params"])
-            obj._check_params()
-            f = state["fitted"]
-            obj.q_lo_ = np.asarray(f["q_lo"], np.float64)
-            obj.q_hi_ = np.asarray(f["q_hi"], np.float64)
-            obj.n_calibration_ = int(f["n_calibration"])
-            obj.class_counts_ = np.asarray(f["class_counts"], np.int64)
-            obj.fallback_classes_ = np.asarray(f["fallback_classes"], np.int64)
-            obj.n_classes_ = int(obj.q_lo_.shape[0])
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"saved BoxIntervalCalibrator state is missing or has a malformed field: {exc}") from None
-        if obj.q_lo_.shape != (obj.n_classes_, BOX_DIM[obj.dim]) or obj.q_hi_.shape != obj.q_lo_.shape:
-            raise ValueError("saved BoxIntervalCalibrator state is inconsistent (margin shapes)")
-        return obj
+            fitted = dict(payload["fitted"])
+            fitted["n_classes"] = int(np.asarray(fitted["q_lo"]).shape[0])
+            return {"params": dict(payload["params"]), "fitted": fitted}
+        except (KeyError, TypeError, IndexError) as exc:
+            raise StateError(f"saved BoxIntervalCalibrator state (schema_version 1) is malformed: {exc}") from None

@@ -12,14 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from conformal._validation import as_array
+from conformal._validation import MATCH_METRICS, as_array, check_boxes, check_match_params
 from conformal.detection import _kernels as _k
-from conformal.detection._checks import check_boxes, check_dim
 
 __all__ = ["METRICS", "Matching", "pairwise", "hungarian", "match", "box_iou", "bev_iou", "center_distance"]
 
-# metric -> (dims it applies to, larger-is-better)
-METRICS = {"iou": ((2,), True), "bev_iou": ((3,), True), "center_distance": ((3,), False)}
+METRICS = MATCH_METRICS  # metric -> (dims it applies to, larger-is-better)
 
 
 def box_iou(a, b) -> np.ndarray:
@@ -92,25 +90,6 @@ class Matching:
     unmatched_pred: np.ndarray
     missed_gt: np.ndarray
     pred_to_gt: np.ndarray
-
-
-def check_match_params(dim, metric, threshold, method):
-    dim = check_dim(dim)
-    if metric is None:
-        metric = "iou" if dim == 2 else "bev_iou"
-    if metric not in METRICS:
-        raise ValueError(f"`metric` must be one of {sorted(METRICS)}; got {metric!r}")
-    if dim not in METRICS[metric][0]:
-        raise ValueError(f"`metric`={metric!r} applies to dim={METRICS[metric][0][0]} boxes, not dim={dim}")
-    if method not in ("hungarian", "greedy"):
-        raise ValueError(f"`method` must be 'hungarian' or 'greedy'; got {method!r}")
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not np.isfinite(threshold):
-        raise TypeError(f"`threshold` must be a finite float; got {threshold!r}")
-    if METRICS[metric][1] and not 0.0 < threshold <= 1.0:
-        raise ValueError(f"`threshold` is an IoU for metric={metric!r} and must be in (0, 1]; got {threshold}")
-    if not METRICS[metric][1] and threshold <= 0:
-        raise ValueError(f"`threshold` is a distance for metric={metric!r} and must be > 0; got {threshold}")
-    return dim, metric, float(threshold), method
 
 
 def match_arrays(pred_boxes, gt_boxes, scores, metric: str, threshold: float, method: str) -> Matching:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from conformal._validation import as_array, check_is_fitted
+from conformal._base import Array, BaseEstimator, Boolean, Mapping
+from conformal._validation import (as_array, check_boxes, check_confidences, check_dim, check_frame_pairs,
+                                   check_is_fitted, check_match_params)
 from conformal.detection import _kernels as _k
-from conformal.detection._checks import TWO_PI, check_boxes, check_dim, check_frame_pairs, wrap_angle
-from conformal.detection.matching import check_match_params, match_arrays
+from conformal.detection._geometry import TWO_PI, wrap_angle
+from conformal.detection.matching import match_arrays
+from conformal.io import StateError, register_kind
 from conformal.stats import clopper_pearson
 
 __all__ = ["side_coverage", "box_coverage", "outer_box_coverage", "relative_interval_size", "stratified_coverage",
@@ -131,7 +134,9 @@ def detection_targets(predictions, ground_truth, *, dim: int = 2, metric: str | 
         labels.append(p["labels"])
         tp.append(t)
         iou.append(q)
-    cat = (lambda a, dt: np.concatenate(a) if a else np.empty(0, dt))
+    def cat(a, dt):
+        return np.concatenate(a) if a else np.empty(0, dt)
+
     return {"scores": cat(scores, np.float64), "labels": cat(labels, np.int64), "tp": cat(tp, np.bool_),
             "iou": cat(iou, np.float64)}
 
@@ -146,17 +151,10 @@ def _binned_gap(conf, target, n_bins):
     return float(np.sum(np.abs(s_conf[nz] - s_tgt[nz])) / conf.shape[0])
 
 
-def _check_conf(conf, name="scores"):
-    c = as_array(conf, name).astype(np.float64, copy=False)
-    if c.ndim != 1 or c.size == 0 or not np.isfinite(c).all() or c.min() < 0 or c.max() > 1:
-        raise ValueError(f"`{name}` must be a non-empty 1-D array of confidences in [0, 1]")
-    return c
-
-
 def detection_ece(scores, tp, n_bins: int = 10) -> float:
     """D-ECE (Kueppers et al. 2020, confidence-only): sum over equal-width bins of |bin| / N * |mean confidence -
     precision|, where precision is the fraction of true positives in the bin."""
-    c = _check_conf(scores)
+    c = check_confidences(scores)
     t = as_array(tp, "tp")
     if t.dtype != np.bool_ or t.shape != c.shape:
         raise ValueError(f"`tp` must be bool with the shape of `scores` {c.shape}")
@@ -167,7 +165,7 @@ def laece(scores, labels, iou, n_bins: int = 25) -> float:
     """LaECE (Oksuz et al. CVPR 2023, arXiv 2307.00934): per class, sum over bins of |bin| / N_c *
     |mean confidence - precision * mean IoU of the true positives|, averaged over classes. precision * mean TP
     IoU equals the bin mean of `iou` with 0 for false positives, which is what `iou` must hold."""
-    c = _check_conf(scores)
+    c = check_confidences(scores)
     y = as_array(labels, "labels")
     q = as_array(iou, "iou").astype(np.float64, copy=False)
     if y.shape != c.shape or q.shape != c.shape or y.dtype.kind not in "iu":
@@ -189,14 +187,37 @@ def isotonic_regression(y, sample_weight=None) -> np.ndarray:
     return _k.pav(v, w, np.empty_like(v))
 
 
-class IsotonicCalibrator:
+@register_kind
+class IsotonicCalibrator(BaseEstimator):
     """Post-hoc confidence calibration of a detector (the fiveai baseline, Kuzucu et al. ECCV 2024): isotonic
     regression of a target (IoU of the match, 0 for false positives; or the TP indicator) on the confidence,
     class-wise or class-agnostic; predictions interpolate linearly between fitted points, clipped at the ends.
-    No coverage guarantee: it improves the confidence that thresholds and abstention read."""
+    No coverage guarantee: it improves the confidence that thresholds and abstention read.
+
+    Attributes
+    ----------
+    curves_ : dict   {None: (x, f)} and, class-wise, {label: (x, f)}: fitted points, x increasing, f non-decreasing.
+    """
+
+    _parameter_constraints = {"class_wise": [Boolean()]}
+    _fitted_marker = "curves_"
+    _fitted_attributes = {"curves_": Mapping()}
 
     def __init__(self, *, class_wise: bool = False):
         self.class_wise = class_wise
+
+    def _check_fitted_state(self) -> None:
+        if None not in self.curves_:
+            raise StateError("saved field `curves` must hold the class-agnostic curve (key None)")
+        for key, curve in self.curves_.items():
+            where = f"curves[{key!r}]"
+            if not (key is None or isinstance(key, int) and key >= 0) or (key is not None and not self.class_wise):
+                raise StateError(f"saved field `curves` has key {key!r}; keys are None and, class-wise, labels >= 0")
+            if not isinstance(curve, tuple) or len(curve) != 2:
+                raise StateError(f"saved field `{where}` must be a pair (x, f)")
+            x, f = (Array("f", 1, finite=True)(v, f"{where}[{i}]") for i, v in enumerate(curve))
+            if x.shape != f.shape or x.size == 0 or np.any(np.diff(x) <= 0) or np.any(np.diff(f) < 0):
+                raise StateError(f"saved field `{where}` must hold increasing x and non-decreasing f of equal length")
 
     @staticmethod
     def _fit_one(c, t):
@@ -209,7 +230,9 @@ class IsotonicCalibrator:
         return ux, fitted
 
     def fit(self, scores, target, labels=None) -> "IsotonicCalibrator":
-        c = _check_conf(scores)
+        """Fit the curve(s) of `target` on the confidences `scores` (and per class of `labels`); returns self."""
+        self.validate_params()
+        c = check_confidences(scores)
         t = as_array(target, "target").astype(np.float64)
         if t.shape != c.shape or not np.isfinite(t).all():
             raise ValueError("`target` must be finite with the shape of `scores`")
@@ -224,7 +247,7 @@ class IsotonicCalibrator:
 
     def predict(self, scores, labels=None) -> np.ndarray:
         check_is_fitted(self, "curves_")
-        c = _check_conf(scores)
+        c = check_confidences(scores)
         if not self.class_wise:
             x, f = self.curves_[None]
             return np.interp(c, x, f)

@@ -14,19 +14,21 @@ predict(frame) applies cached numbers only: no sorting, no calibration data touc
 """
 from __future__ import annotations
 
-import math
-import os
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
-from conformal._validation import check_alpha, check_is_fitted
-from conformal.calibrators import ClassConditionalConformalClassifier, SplitConformalClassifier
-from conformal.detection._checks import TWO_PI, check_dim, check_frame, check_frame_pairs
-from conformal.detection.intervals import BoxIntervalCalibrator, outer_inner
-from conformal.detection.matching import check_match_params, match_arrays
+from conformal._base import BaseEstimator, Boolean, Float, Int, Interval, Nested, Optional, Options
+from conformal._validation import check_frame, check_frame_pairs, check_is_fitted, check_match_params
+from conformal.calibrators import _SCORE, _SEED, ClassConditionalConformalClassifier, SplitConformalClassifier
+from conformal.detection._geometry import TWO_PI
+from conformal.detection.intervals import CORRECTIONS, SIDES, BoxIntervalCalibrator, outer_inner
+from conformal.detection.matching import METRICS, match_arrays
 from conformal.detection.recall import RecallRiskControl
-from conformal.io import load_state, register_kind, save_state
+from conformal.io import StateError, register_kind
+from conformal.scores import get_score
+from conformal.utils import check_random_state
 
 __all__ = ["ConformalDetector", "DetectionResult", "matched_pairs"]
 
@@ -102,8 +104,11 @@ def matched_pairs(preds: list[dict], gts: list[dict], metric: str, threshold: fl
     return out
 
 
+_PROBABILITY = [Interval(numbers.Real, 0, 1, closed="neither")]
+
+
 @register_kind
-class ConformalDetector:
+class ConformalDetector(BaseEstimator):
     """Conformal wrapper for an object detector (2D or 3D), fitted on calibration frames, applied per frame.
 
     Parameters
@@ -113,8 +118,8 @@ class ConformalDetector:
         Joint miscoverage of the box intervals of a matched detection.
     alpha_cls : float in (0, 1) or None
         Miscoverage of the class sets (needs "class_probs"); None: no class sets.
-    class_score : str
-        Core score of the class sets ("aps", "raps", "lac", ...).
+    class_score : str or Score
+        Core score of the class sets ("aps", "raps", "lac", ... or a `conformal.scores` object).
     class_conditional : bool
         Class-conditional class sets and per-class box margins; boxes use the largest margin over the classes in
         the detection's set (two-step mode; joint miscoverage <= alpha + alpha_cls). Without class sets the
@@ -144,7 +149,24 @@ class ConformalDetector:
     (True, 4)
     """
 
-    _kind = "ConformalDetector"
+    _parameter_constraints = {
+        "dim": [Options((2, 3))], "alpha": _PROBABILITY, "alpha_cls": [None, *_PROBABILITY],
+        "class_score": _SCORE, "class_conditional": [Boolean()],
+        "scale": [Options(("none", "size", "range", "uncertainty"))], "sides": [Options(SIDES)],
+        "correction": [Options(CORRECTIONS)], "yaw_period": [Interval(numbers.Real, 0, None, closed="neither")],
+        "match_metric": [None, Options(tuple(METRICS))], "match_threshold": [Interval(numbers.Real)],
+        "match_method": [Options(("hungarian", "greedy"))],
+        "score_threshold": [Interval(numbers.Real, allow_inf=True)],
+        "recall_alpha": [None, *_PROBABILITY], "recall_delta": _PROBABILITY, "recall_fraction": _PROBABILITY,
+        "random_state": _SEED,
+    }
+    _fitted_marker = "boxes_"
+    _fitted_attributes = {
+        "recall_": Optional(Nested(RecallRiskControl)), "score_threshold_": Float(),
+        "classes_": Optional(Nested(SplitConformalClassifier, ClassConditionalConformalClassifier)),
+        "boxes_": Nested(BoxIntervalCalibrator), "n_classes_": Int(1), "n_frames_": Int(1), "n_matched_": Int(1),
+        "n_missed_": Int(0), "n_false_": Int(0),
+    }
 
     def __init__(self, *, dim: int = 2, alpha: float = 0.1, alpha_cls: float | None = None, class_score="aps",
                  class_conditional: bool = False, scale: str = "none", sides: str = "two_sided",
@@ -170,42 +192,27 @@ class ConformalDetector:
         self.recall_fraction = recall_fraction
         self.random_state = random_state
 
-    def _params(self) -> dict:
-        return {k: getattr(self, k) for k in ("dim", "alpha", "alpha_cls", "class_score", "class_conditional",
-                                              "scale", "sides", "correction", "yaw_period", "match_metric",
-                                              "match_threshold", "match_method", "score_threshold", "recall_alpha",
-                                              "recall_delta", "recall_fraction", "random_state")}
-
     def _box_calibrator(self) -> BoxIntervalCalibrator:
         return BoxIntervalCalibrator(dim=self.dim, alpha=self.alpha, scale=self.scale, sides=self.sides,
                                      correction=self.correction, class_conditional=bool(self.class_conditional),
                                      yaw_period=self.yaw_period)
 
-    def _check_params(self):
-        dim = check_dim(self.dim)
-        check_alpha(self.alpha)
-        if self.alpha_cls is not None:
-            check_alpha(self.alpha_cls, "alpha_cls")
-        if self.recall_alpha is not None:
-            check_alpha(self.recall_alpha, "recall_alpha")
-            check_alpha(self.recall_delta, "recall_delta")
-            check_alpha(self.recall_fraction, "recall_fraction")
-        elif isinstance(self.score_threshold, bool) or not isinstance(self.score_threshold, (int, float)) \
-                or math.isnan(self.score_threshold):
-            raise TypeError(f"`score_threshold` must be a float; got {self.score_threshold!r}")
-        _, metric, thr, method = check_match_params(dim, self.match_metric, self.match_threshold, self.match_method)
-        self._box_calibrator()._check_params()
-        return dim, metric, thr, method
+    def _check_dependent_params(self) -> None:
+        get_score(self.class_score)
+        check_match_params(self.dim, self.match_metric, self.match_threshold, self.match_method)
+        self._box_calibrator().validate_params()
 
     def fit(self, predictions, ground_truth) -> "ConformalDetector":
         """Calibrate on frames (lists of dicts, one per image, in the same order)."""
-        dim, metric, thr, method = self._check_params()
+        self.validate_params()
+        dim, metric, thr, method = check_match_params(self.dim, self.match_metric, self.match_threshold,
+                                                      self.match_method)
         preds, gts = check_frame_pairs(predictions, ground_truth, dim)
         n = len(preds)
         self.recall_ = None
         idx = np.arange(n)
         if self.recall_alpha is not None:
-            perm = np.random.default_rng(self.random_state).permutation(n)
+            perm = check_random_state(self.random_state, "random_state").permutation(n)
             n_r = int(round(self.recall_fraction * n))
             if n_r < 1 or n - n_r < 1:
                 raise ValueError(f"recall_fraction={self.recall_fraction} leaves no frames for one of the two steps "
@@ -226,7 +233,8 @@ class ConformalDetector:
         k_probs = [p["class_probs"].shape[1] for p in preds if p["class_probs"] is not None]
         if k_probs:
             if len(set(k_probs)) > 1:
-                raise ValueError(f"`class_probs` must have the same number of classes in every frame; got {set(k_probs)}")
+                raise ValueError(f"`class_probs` must have the same number of classes in every frame; got "
+                                 f"{set(k_probs)}")
             n_classes = k_probs[0]
         else:
             n_classes = int(max([g["labels"].max(initial=-1) for g in gts] +
@@ -284,57 +292,50 @@ class ConformalDetector:
             raise TypeError(f"`frames` must be a list of dicts; got {type(frames).__name__}")
         return [self.predict(f) for f in frames]
 
-    # --- persistence -----------------------------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        check_is_fitted(self, "boxes_")
-        recall = None
-        if self.recall_ is not None:
-            recall = {"threshold": self.recall_.threshold_, "certified": bool(self.recall_.certified_),
-                      "n_images": self.recall_.n_images_, **{k: v for k, v in self.recall_.table_.items()}}
-        fitted = {"score_threshold": self.score_threshold_, "boxes": self.boxes_.to_dict(),
-                  "classes": None if self.classes_ is None else self.classes_.to_dict(), "recall": recall,
-                  "n_classes": self.n_classes_, "n_frames": self.n_frames_, "n_matched": self.n_matched_,
-                  "n_missed": self.n_missed_, "n_false": self.n_false_}
-        params = self._params()
-        if not isinstance(params["class_score"], str):
-            params["class_score"] = params["class_score"].name
-        return {"params": params, "fitted": fitted}
+    # --- persistence (the generic path of conformal._base; these only check and upgrade) -----------------------
+    def _check_fitted_state(self) -> None:
+        box_params = self._box_calibrator().get_params()
+        if self.boxes_.get_params() != box_params:
+            raise StateError(f"saved field `boxes` was fitted with {self.boxes_!r}; this detector's parameters "
+                             f"give {BoxIntervalCalibrator(**box_params)!r}")
+        if (self.classes_ is None) != (self.alpha_cls is None):
+            raise StateError("saved field `classes` must be present exactly when alpha_cls is set")
+        if self.classes_ is not None:
+            kind = ClassConditionalConformalClassifier if self.class_conditional else SplitConformalClassifier
+            if type(self.classes_) is not kind or self.classes_.alpha != self.alpha_cls \
+                    or self.classes_.n_classes_ != self.n_classes_:
+                raise StateError(f"saved field `classes` must be a {kind.__name__} with alpha={self.alpha_cls} "
+                                 f"and {self.n_classes_} classes")
+        if (self.recall_ is None) != (self.recall_alpha is None):
+            raise StateError("saved field `recall` must be present exactly when recall_alpha is set")
+        expected = self.recall_.threshold_ if self.recall_ is not None else float(self.score_threshold)
+        if self.score_threshold_ != expected:
+            raise StateError(f"saved field `score_threshold` is {self.score_threshold_}; the parameters and the "
+                             f"recall step give {expected}")
+        if self.boxes_.class_conditional and self.boxes_.n_classes_ != self.n_classes_:
+            raise StateError("saved field `boxes` has margins for a different number of classes")
 
     @classmethod
-    def from_dict(cls, state: dict) -> "ConformalDetector":
+    def _upgrade_state(cls, version: int, payload: dict) -> dict:
+        """Schema 1 stored the recall step's numbers flat, and its nested calibrators in their schema-1 form."""
+        if version != 1:
+            return super()._upgrade_state(version, payload)
         try:
-            obj = cls(**state["params"])
-            obj._check_params()
-            f = state["fitted"]
-            obj.score_threshold_ = float(f["score_threshold"])
-            obj.boxes_ = BoxIntervalCalibrator.from_dict(f["boxes"])
-            obj.classes_ = None
+            params, f = dict(payload["params"]), dict(payload["fitted"])
+            f["boxes"] = {"__estimator__": "BoxIntervalCalibrator",
+                          **BoxIntervalCalibrator._upgrade_state(1, f["boxes"])}
             if f["classes"] is not None:
-                kind = ClassConditionalConformalClassifier if obj.class_conditional else SplitConformalClassifier
-                obj.classes_ = kind.from_dict(f["classes"])
-            obj.recall_ = None
-            if f["recall"] is not None:
-                r = f["recall"]
-                obj.recall_ = RecallRiskControl(alpha=obj.recall_alpha, delta=obj.recall_delta, dim=obj.dim,
-                                                metric=obj.match_metric, match_threshold=obj.match_threshold)
-                obj.recall_.threshold_ = float(r["threshold"])
-                obj.recall_.certified_ = bool(r["certified"])
-                obj.recall_.n_images_ = int(r["n_images"])
-                obj.recall_.table_ = {k: np.asarray(r[k]) for k in ("grid", "risk", "pvalue")}
-            for name in ("n_classes", "n_frames", "n_matched", "n_missed", "n_false"):
-                setattr(obj, name + "_", int(f[name]))
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"saved ConformalDetector state is missing or has a malformed field: {exc}") from None
-        return obj
-
-    def save(self, path) -> None:
-        """Save as checksummed JSON (conformal.io); never pickle."""
-        save_state(path, self._kind, self.to_dict())
-
-    @classmethod
-    def load(cls, path) -> "ConformalDetector":
-        return cls.from_dict(load_state(os.fspath(path), cls._kind))
-
-    def __repr__(self) -> str:
-        return f"ConformalDetector({', '.join(f'{k}={v!r}' for k, v in self._params().items())})"
-
+                kind = ClassConditionalConformalClassifier if params["class_conditional"] else SplitConformalClassifier
+                f["classes"] = {"__estimator__": kind.__name__, **kind._upgrade_state(1, f["classes"])}
+            r = f["recall"]
+            if r is not None:
+                f["recall"] = {"__estimator__": "RecallRiskControl",
+                               "params": {"alpha": params["recall_alpha"], "delta": params["recall_delta"],
+                                          "dim": params["dim"], "metric": params["match_metric"],
+                                          "match_threshold": params["match_threshold"]},
+                               "fitted": {"threshold": r["threshold"], "certified": r["certified"],
+                                          "n_images": r["n_images"],
+                                          "table": {k: r[k] for k in ("grid", "risk", "pvalue")}}}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"saved ConformalDetector state (schema_version 1) is malformed: {exc}") from None
+        return {"params": params, "fitted": f}

@@ -13,14 +13,17 @@ calibration draw, E[L_new(threshold_)] <= alpha (expected fraction of an image's
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 
 import numpy as np
 
-from conformal._validation import as_array, check_alpha, check_is_fitted
+from conformal._base import Array, BaseEstimator, Bool, Boolean, Float, Int, Interval, Mapping, Options, Satisfies
+from conformal._validation import as_array, check_is_fitted
 from conformal.detection import _kernels as _k
-from conformal.detection._checks import check_dim, check_frame_pairs
-from conformal.detection.matching import METRICS, check_match_params, pairwise
+from conformal._validation import check_frame_pairs, check_match_params
+from conformal.detection.matching import METRICS, pairwise
+from conformal.io import StateError, register_kind
 from conformal.stats import binom_cdf
 
 __all__ = ["hb_pvalue", "gt_match_confidence", "recall_losses", "recall_risk", "RecallRiskControl"]
@@ -83,7 +86,16 @@ def recall_risk(predictions, ground_truth, score_threshold: float, **match_param
     return float(recall_losses(conf, np.array([float(score_threshold)])).mean())
 
 
-class RecallRiskControl:
+def _is_grid(g) -> bool:
+    try:
+        a = as_array(g, "grid")
+    except TypeError:
+        return False
+    return a.dtype.kind in "fiu" and a.ndim == 1 and a.size > 0 and bool(np.isfinite(a).all())
+
+
+@register_kind
+class RecallRiskControl(BaseEstimator):
     """Confidence threshold with a Learn-then-Test guarantee on the fraction of objects missed per image.
 
     Parameters
@@ -111,6 +123,20 @@ class RecallRiskControl:
     (True, True)
     """
 
+    _parameter_constraints = {
+        "alpha": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "delta": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "dim": [Options((2, 3))],
+        "metric": [None, Options(tuple(METRICS))],
+        "match_threshold": [Interval(numbers.Real)],
+        "require_label": [Boolean()],
+        "grid": [None, Satisfies(_is_grid, "a non-empty 1-D array of finite thresholds")],
+    }
+    _fitted_marker = "threshold_"
+    _fitted_attributes = {"threshold_": Float(finite=True), "certified_": Bool(), "n_images_": Int(1),
+                          "table_": Mapping({"grid": Array("f", 1, finite=True), "risk": Array("f", 1),
+                                             "pvalue": Array("f", 1)})}
+
     def __init__(self, *, alpha: float = 0.1, delta: float = 0.1, dim: int = 2, metric: str | None = None,
                  match_threshold: float = 0.5, require_label: bool = False, grid=None):
         self.alpha = alpha
@@ -121,20 +147,18 @@ class RecallRiskControl:
         self.require_label = require_label
         self.grid = grid
 
+    def _check_dependent_params(self) -> None:
+        check_match_params(self.dim, self.metric, self.match_threshold, "greedy")
+
     def _grid(self):
         if self.grid is None:
             return np.linspace(0.0, 1.0, 101)
-        g = as_array(self.grid, "grid").astype(np.float64, copy=False)
-        if g.ndim != 1 or g.size == 0 or not np.isfinite(g).all():
-            raise ValueError(f"`grid` must be a non-empty 1-D array of finite thresholds; got shape {g.shape}")
-        return np.unique(g)
+        return np.unique(as_array(self.grid, "grid").astype(np.float64, copy=False))
 
     def fit(self, predictions, ground_truth) -> "RecallRiskControl":
-        alpha = check_alpha(self.alpha)
-        delta = check_alpha(self.delta, "delta")
-        check_dim(self.dim)
-        if not isinstance(self.require_label, (bool, np.bool_)):
-            raise TypeError(f"`require_label` must be a bool; got {type(self.require_label).__name__}")
+        """Pick the confidence threshold on calibration frames (lists of dicts, one per image); returns self."""
+        self.validate_params()
+        alpha, delta = float(self.alpha), float(self.delta)
         grid = self._grid()
         conf = gt_match_confidence(predictions, ground_truth, dim=self.dim, metric=self.metric,
                                    threshold=self.match_threshold, require_label=self.require_label)
@@ -173,3 +197,17 @@ class RecallRiskControl:
         """Boolean mask of the detections to keep (score >= threshold_)."""
         check_is_fitted(self, "threshold_")
         return as_array(scores, "scores") >= self.threshold_
+
+    @staticmethod
+    def _last_certified(pvalues: np.ndarray, delta: float) -> int:
+        """Index of the last threshold of the fixed sequence that was rejected (-1: none)."""
+        failed = np.flatnonzero(pvalues > delta)
+        return (int(failed[0]) if failed.size else pvalues.shape[0]) - 1
+
+    def _check_fitted_state(self) -> None:
+        t = self.table_
+        if not (t["grid"].shape == t["risk"].shape == t["pvalue"].shape):
+            raise StateError("saved fields `table.grid`, `table.risk` and `table.pvalue` must have equal lengths")
+        best = self._last_certified(t["pvalue"], float(self.delta))
+        if self.certified_ != (best >= 0) or self.threshold_ != t["grid"][max(best, 0)]:
+            raise StateError("saved fields `threshold` / `certified` do not follow from `table` and delta")

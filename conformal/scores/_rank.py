@@ -11,11 +11,7 @@ _ZERO_U = np.zeros(1)
 
 
 class RankScore(Score):
-    kind = 0
     randomizable = True
-
-    def _params(self):  # (lam, k_reg, weight) as the kernels take them
-        return 0.0, 0, 0.0
 
     def _u(self, u, n):
         return (_ZERO_U, False) if u is None else (u, True)
@@ -23,14 +19,14 @@ class RankScore(Score):
     def _label(self, p, y, u, logits, temp, errs):
         (n, k), (uu, rnd) = p.shape, self._u(u, p.shape[0])
         return run_kernel(_k.label_rows, _k.label_scores, n, k, p, y, uu, logits, temp, self.kind, rnd,
-                          *self._params(), out=np.empty(n), errs=errs)
+                          *self._kernel_params, out=np.empty(n), errs=errs)
 
     def _all(self, p, u, logits, temp, errs):
         (n, k), (uu, rnd) = p.shape, self._u(u, p.shape[0])
         return run_kernel(_k.all_rows, _k.all_scores, n, k, p, uu, logits, temp, self.kind, rnd,
-                          *self._params(), out=np.empty((n, k)), errs=errs)
+                          *self._kernel_params, out=np.empty((n, k)), errs=errs)
 
     def _sets(self, p, qhat, u, logits, temp, allow_empty, errs):
         (n, k), (uu, rnd) = p.shape, self._u(u, p.shape[0])
         return run_kernel(_k.set_rows, _k.predict_sets, n, k, p, uu, qhat, logits, temp, self.kind, rnd,
-                          *self._params(), allow_empty, out=np.empty((n, k), dtype=np.bool_), errs=errs)
+                          *self._kernel_params, allow_empty, out=np.empty((n, k), dtype=np.bool_), errs=errs)

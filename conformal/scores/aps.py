@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numbers
 
+from conformal._base import Interval
 from conformal._kernels import scores as _k
 from conformal.scores._rank import RankScore
 from conformal.scores.base import register
@@ -35,17 +36,13 @@ class RAPS(RankScore):
 
     name = "raps"
     kind = _k.RAPS
+    _parameter_constraints = {"lam": [Interval(numbers.Real, 0, None, closed="left")],
+                              "k_reg": [Interval(numbers.Integral, 0, None, closed="left")]}
 
-    def __init__(self, lam: float = 0.01, k_reg: int = 5):
-        if isinstance(lam, bool) or not isinstance(lam, numbers.Real) or not (lam >= 0 and lam < float("inf")):
-            raise ValueError(f"`lam` must be a finite float >= 0; got {lam!r}")
-        if isinstance(k_reg, bool) or not isinstance(k_reg, numbers.Integral) or k_reg < 0:
-            raise ValueError(f"`k_reg` must be an int >= 0; got {k_reg!r}")
-        self.lam = float(lam)
-        self.k_reg = int(k_reg)
+    def __init__(self, *, lam: float = 0.01, k_reg: int = 5):
+        self.lam = lam
+        self.k_reg = k_reg
+        self._setup()
 
-    def get_params(self) -> dict:
-        return {"lam": self.lam, "k_reg": self.k_reg}
-
-    def _params(self):
-        return self.lam, self.k_reg, 0.0
+    def _compute_kernel_params(self):
+        return float(self.lam), int(self.k_reg), 0.0

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from conformal._validation import as_array, check_labels, check_nonneg_float, check_scores_matrix, raise_row_error
+from conformal._base import BaseEstimator
+from conformal._validation import (check_inputs, check_labels, check_nonneg_float, check_qhat, check_scores_matrix,
+                                   check_u, raise_row_error)
+from conformal.io import register_kind
 
 _REGISTRY: dict[str, type] = {}
 
@@ -29,8 +32,9 @@ def run_kernel(serial, parallel, n, k, *args, out, errs):
 
 
 def register(cls):
+    """Class decorator: make a score available by its `name` (get_score, calibrators' `score=`) and loadable."""
     _REGISTRY[cls.name] = cls
-    return cls
+    return register_kind(cls)
 
 
 def score_names() -> list[str]:
@@ -53,53 +57,42 @@ def get_score(score, **params):
     return _REGISTRY[key](**params)
 
 
-def check_inputs(inputs) -> bool:
-    """True for logits, False for probabilities."""
-    if inputs not in ("probs", "logits"):
-        raise ValueError(f"`inputs` must be 'probs' or 'logits'; got {inputs!r}")
-    return inputs == "logits"
+class Score(BaseEstimator):
+    """Base class. Subclasses set `name` and `kind`, declare their parameters (keyword-only, with
+    `_parameter_constraints`) and implement `_label`, `_all` and `_sets` on validated arrays.
 
-
-def check_u(u, n: int) -> np.ndarray | None:
-    """Per-row uniforms for randomized scores, or None for the non-randomized score."""
-    if u is None:
-        return None
-    arr = as_array(u, "u")
-    if arr.dtype != np.float64:
-        raise TypeError(f"`u` must be a float64 array of uniforms in [0, 1]; got dtype {arr.dtype}")
-    if arr.shape != (n,):
-        raise ValueError(f"`u` must have shape ({n},), one uniform per row; got {arr.shape}")
-    if not (np.all(arr >= 0.0) and np.all(arr <= 1.0)):
-        raise ValueError("`u` must lie in [0, 1]")
-    return arr
-
-
-def check_qhat(qhat) -> float:
-    if isinstance(qhat, bool) or not isinstance(qhat, (int, float, np.floating, np.integer)):
-        raise TypeError(f"`qhat` must be a float; got {type(qhat).__name__}")
-    qhat = float(qhat)
-    if np.isnan(qhat):
-        raise ValueError("`qhat` must not be NaN")
-    return qhat
-
-
-class Score:
-    """Base class. Subclasses set `name` and implement `_label`, `_all` and `_sets` on validated arrays."""
+    A score is stateless and has no `fit`, so unlike the calibrators it validates its parameters when it is
+    constructed (and again in `set_params`): ``RAPS(lam=-1)`` raises at once. Parameters are stored unchanged
+    (so `sklearn.base.clone` works); the kernels read the converted `kernel_params()`.
+    """
 
     name = ""
+    kind = 0  # kernel score kind (conformal._kernels.scores): 0 LAC, 1 APS, 2 RAPS, 3 SAPS, 4 TopK
 
-    def get_params(self) -> dict:
-        return {}
+    def __init__(self):
+        self._setup()
 
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
+    def _setup(self) -> None:
+        self.validate_params()
+        self._kernel_params = self._compute_kernel_params()
+
+    def _compute_kernel_params(self) -> tuple:
+        return 0.0, 0, 0.0
+
+    def kernel_params(self) -> tuple:
+        """(kind, lam, k_reg, weight): the score as the score kernels take it (lam, weight float; k_reg int)."""
+        return (int(self.kind), *self._kernel_params)
+
+    def set_params(self, **params):
+        super().set_params(**params)
+        self._setup()
+        return self
 
     def __eq__(self, other) -> bool:
-        return type(self) is type(other) and self.get_params() == other.get_params()
+        return type(self) is type(other) and self.get_params(deep=False) == other.get_params(deep=False)
 
     def __hash__(self) -> int:
-        return hash((type(self).__name__, tuple(sorted(self.get_params().items()))))
+        return hash((type(self).__name__, tuple(sorted(self.get_params(deep=False).items()))))
 
     # Every public method takes `inputs` ("probs" or "logits") and `temperature` (logits are divided by it
     # before the softmax). Values are validated inside the kernels as rows are read (see _kernels/scores.py).

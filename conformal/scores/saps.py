@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numbers
 
+from conformal._base import Interval
 from conformal._kernels import scores as _k
 from conformal.scores._rank import RankScore
 from conformal.scores.base import register
@@ -22,14 +23,11 @@ class SAPS(RankScore):
 
     name = "saps"
     kind = _k.SAPS
+    _parameter_constraints = {"weight": [Interval(numbers.Real, 0, None, closed="neither")]}
 
-    def __init__(self, weight: float = 0.2):
-        if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not (0 < weight < float("inf")):
-            raise ValueError(f"`weight` must be a finite float > 0; got {weight!r}")
-        self.weight = float(weight)
+    def __init__(self, *, weight: float = 0.2):
+        self.weight = weight
+        self._setup()
 
-    def get_params(self) -> dict:
-        return {"weight": self.weight}
-
-    def _params(self):
-        return 0.0, 0, self.weight
+    def _compute_kernel_params(self):
+        return 0.0, 0, float(self.weight)

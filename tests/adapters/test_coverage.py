@@ -42,9 +42,10 @@ def test_conformal_model_one_call(fashion_logits):
     from adapters import ConformalModel, reference
 
     _, labels, images = fashion_logits
-    cm = ConformalModel(reference.load("fashion_cnn", progress=False),
-                        DualThresholdConformal(score="raps", alpha=ALPHA, rule="budget", max_abstain=0.2,
-                                               random_state=0), temperature_fraction=0.2)
+    cm = ConformalModel(adapter=reference.load("fashion_cnn", progress=False),
+                        conformal=DualThresholdConformal(score="raps", alpha=ALPHA, rule="budget",
+                                                         rule_params={"max_abstain": 0.2}, random_state=0),
+                        temperature_fraction=0.2)
     cm.fit(images[:1000], labels[:1000])
     assert cm.n_temperature_ == 200 and cm.n_calibration_ == 800
     d = cm.predict(images[1000:])
@@ -53,8 +54,9 @@ def test_conformal_model_one_call(fashion_logits):
     assert cov >= 0.86  # 1 - alpha minus ~3 binomial SEs for one split
     assert 0.0 < d.abstain.mean() < 0.4
     sc = SplitConformalClassifier(score="aps", alpha=ALPHA)
-    sets = ConformalModel(reference.load("fashion_cnn", progress=False), sc).fit(images[:500], labels[:500]) \
+    sets = ConformalModel(adapter=reference.load("fashion_cnn", progress=False), conformal=sc).fit(images[:500],
+                                                                                                   labels[:500]) \
         .predict(images[500:600])
     assert sets.shape == (100, 10) and sets.dtype == bool
     with pytest.raises(ValueError, match="not fitted"):
-        ConformalModel(reference.load("fashion_cnn"), SplitConformalClassifier()).predict(images[:2])
+        ConformalModel(adapter=reference.load("fashion_cnn"), conformal=SplitConformalClassifier()).predict(images[:2])

@@ -48,7 +48,8 @@ def test_step_matches_dual_threshold_decisions():
     p, y = _data(rng, 3000)
     for stat in ["entropy", "max_prob", "margin", "set_size", "credibility"]:
         d = DualThresholdConformal(score="lac" if stat == "credibility" else "raps", alpha=0.1, statistic=stat,
-                                   rule="budget", max_abstain=0.2, random_state=0).fit(p[:2000], y[:2000])
+                                   rule="budget", rule_params={"max_abstain": 0.2},
+                                   random_state=0).fit(p[:2000], y[:2000])
         dec = d.predict(p[2000:2400])
         s = StreamingConformal(d)
         outs = [s.step(p[2000 + i]) for i in range(400)]
@@ -101,7 +102,8 @@ def _stream_entropy(rng, n, sharp=2.5):
 def test_monitor_alarms_on_shift_and_switches_to_conservative():
     rng = np.random.default_rng(4)
     p, y = _data(rng, 2000)
-    d = DualThresholdConformal(score="raps", alpha=0.1, statistic="entropy", rule="budget", max_abstain=0.1,
+    d = DualThresholdConformal(score="raps", alpha=0.1, statistic="entropy", rule="budget",
+                               rule_params={"max_abstain": 0.1},
                                random_state=0).fit(p, y)
     s = StreamingConformal(d, reference=_stream_entropy(rng, 2000), monitor_level=0.01)
     outs = [s.step(r) for r in _stream_entropy(rng, 1000)]
@@ -176,7 +178,8 @@ def test_snapshot_round_trip_continues_identically(tmp_path):
     rng = np.random.default_rng(7)
     p, y = _data(rng, 1000)
     stream, labels = _data(rng, 400, noise=0.2)
-    d = DualThresholdConformal(score="aps", alpha=0.1, rule="budget", max_abstain=0.2, random_state=0).fit(p, y)
+    d = DualThresholdConformal(score="aps", alpha=0.1, rule="budget", rule_params={"max_abstain": 0.2},
+                               random_state=0).fit(p, y)
     a = StreamingConformal(d, window=100, gamma=0.02, reference=p)
     for t in range(200):
         a.step(stream[t], frame_id=f"f{t}")
@@ -242,3 +245,30 @@ def test_expired_frames_are_dropped_and_reported():
     assert s.n_expired_ == 3 and s.pending_frames == [3, 4, 5, 6, 7]
     with pytest.raises(ValueError, match="expired"):
         s.feedback(0, 1)
+
+
+def test_schema_1_snapshot_loads_and_continues_like_a_fresh_run():
+    """A snapshot written by conformal 0.1.0 (tests/conformal/data/schema_v1/make_files.py) continues exactly
+    like the same stream run by the current code."""
+    from pathlib import Path
+
+    rng = np.random.default_rng(0)
+    z = 2.0 * rng.normal(size=(600, 6))
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    y = np.minimum((p.cumsum(1) > rng.random((600, 1))).argmax(1), 5).astype(np.int64)
+    d = DualThresholdConformal(score="aps", alpha=0.1, rule="budget", rule_params={"max_abstain": 0.2},
+                               random_state=0).fit(p[:300], y[:300])
+    fresh = StreamingConformal(d, window=50, gamma=0.02, reference=p[:300])
+    for t in range(60):
+        fresh.step(p[300 + t], frame_id=f"f{t}")
+        if t >= 5:
+            fresh.feedback(f"f{t - 5}", int(y[300 + t - 5]))
+    old = StreamingConformal.load(Path(__file__).resolve().parents[1] / "conformal" / "data" / "schema_v1" /
+                                  "streaming.json")
+    assert old.pending_frames == fresh.pending_frames and old.alpha_t_ == fresh.alpha_t_ and old.q_t_ == fresh.q_t_
+    for t in range(60, 120):
+        a, b = old.step(p[300 + t], frame_id=f"f{t}"), fresh.step(p[300 + t], frame_id=f"f{t}")
+        a.pop("calibration_version"), b.pop("calibration_version")  # a hash of the state's (older) layout
+        assert a == b
+        assert old.feedback(f"f{t - 5}", int(y[300 + t - 5])) == fresh.feedback(f"f{t - 5}", int(y[300 + t - 5]))

@@ -1,6 +1,5 @@
 """Calibrators: the finite-sample quantile, coverage over many random splits, p-values, persistence, contracts."""
 import threading
-import warnings
 
 import numpy as np
 import pytest
@@ -248,7 +247,7 @@ def test_public_api_names():
 def test_conformal_load_dispatches_on_saved_kind(tmp_path):
     probs, labels = synthetic(400, k=4, seed=13)
     for cls in (SplitConformalClassifier, ClassConditionalConformalClassifier):
-        cp = cls(score="raps", lam=0.02, k_reg=1).fit(probs, labels)
+        cp = cls(score="raps", score_params={"lam": 0.02, "k_reg": 1}).fit(probs, labels)
         cp.save(tmp_path / "m.json")
         back = conformal.load(tmp_path / "m.json")
         assert type(back) is cls and back.score_ == cp.score_

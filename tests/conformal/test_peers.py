@@ -42,7 +42,7 @@ def test_sets_identical_to_torchcp(name, make, k):
     predictor.calculate_threshold(zt[:1001], torch.from_numpy(labels[:1001]), 0.1)
     theirs = predictor.predict_with_logits(zt[1001:]).numpy().astype(bool)
     params = {"lam": 2**-6, "k_reg": 5} if name == "raps" else {}
-    ours = SplitConformalClassifier(score=name, alpha=0.1, **params).fit(probs[:1001], labels[:1001])
+    ours = SplitConformalClassifier(score=name, alpha=0.1, score_params=params).fit(probs[:1001], labels[:1001])
     assert ours.qhat_ == pytest.approx(float(predictor.q_hat), abs=1e-12)
     np.testing.assert_array_equal(ours.predict_sets(probs[1001:]), theirs)
 
@@ -52,7 +52,8 @@ def test_lac_sets_identical_to_mapie():
     z, labels = _logits(4000, 12, seed=5)
     p = np.exp(z - z.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
-    m = mapie.SplitConformalClassifier(IdentityProbaModel(12), confidence_level=0.9, conformity_score="lac", prefit=True)
+    m = mapie.SplitConformalClassifier(IdentityProbaModel(12), confidence_level=0.9, conformity_score="lac",
+                                       prefit=True)
     m.conformalize(p[:1500], labels[:1500])
     _, theirs = m.predict_set(p[1500:])
     ours = SplitConformalClassifier(score="lac", alpha=0.1).fit(p[:1500], labels[:1500]).predict_sets(p[1500:])

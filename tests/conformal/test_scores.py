@@ -7,6 +7,12 @@ from hypothesis import strategies as st
 from conformal.scores import APS, LAC, RAPS, SAPS, TopK, get_score, score_names
 from tests.reference import naive
 
+
+def twin(kernels, twin):
+    """The `twin` marker for kernels of conformal._kernels.scores (see tests/conftest.py)."""
+    return pytest.mark.twin(*(f"conformal._kernels.scores.{k}" for k in kernels), twin=twin)
+
+
 SCORES = [LAC(), APS(), RAPS(lam=0.05, k_reg=2), SAPS(weight=0.3), TopK()]
 PARAMS = {"raps": {"lam": 0.05, "k_reg": 2}, "saps": {"weight": 0.3}}
 
@@ -35,6 +41,10 @@ def prob_rows(draw):
     return p, rng
 
 
+@twin(("_row_check", "_row_probs", "_fixed", "_score", "_label_mass", "label_rows", "tie_group_scores",
+       "all_rows", "lac_label_rows", "lac_row_scores", "lac_all_rows"), twin=naive.all_scores)
+@twin(("_bucket", "_load_bucket_row", "_bucket_min", "_set_row", "set_rows", "lac_prob_rows", "lac_cut32",
+       "lac_cut64"), twin=naive.sets)
 @pytest.mark.parametrize("score", SCORES, ids=lambda s: s.name)
 @settings(max_examples=40, deadline=None)
 @given(data=prob_rows(), randomized=st.booleans())
@@ -78,6 +88,7 @@ def test_large_k_sets_and_ties_in_one_bucket(score):
         np.testing.assert_array_equal(score.sets(p, q, u), want_all <= q)
 
 
+@twin(("_row_probs", "_load_row", "lac_set_rows"), twin=naive.softmax_row)
 @pytest.mark.parametrize("score", SCORES, ids=lambda s: s.name)
 def test_logits_equal_softmax_then_probs(score):
     rng = np.random.default_rng(2)
@@ -123,6 +134,8 @@ def test_registry_and_params():
         SAPS(weight=0)
 
 
+@twin(("label_scores", "all_scores", "lac_label_scores", "lac_all_scores"), twin=naive.all_scores)
+@twin(("predict_sets", "lac_prob_sets"), twin=naive.sets)
 @pytest.mark.parametrize("score", SCORES, ids=lambda s: s.name)
 def test_parallel_kernels_equal_serial_rows(score):
     """Large inputs run chunked in parallel, small ones serially: both must give identical results."""
@@ -141,6 +154,12 @@ def test_parallel_kernels_equal_serial_rows(score):
     for a, b in zip(big, small):
         np.testing.assert_array_equal(a, b)
     assert K.OK == 0
+    rows = [0, 1234, 2999]  # and the parallel results equal the twin's (a few rows: the twin is slow)
+    ur = None if u is None else u[rows]
+    want = naive.all_scores(score.name, p[rows], ur, **_twin_params(score))
+    np.testing.assert_array_equal(big[1][rows], want)
+    np.testing.assert_array_equal(big[0][rows], want[np.arange(3), y[rows]])
+    np.testing.assert_array_equal(big[2][rows], naive.sets(score.name, p[rows], 0.8, ur, **_twin_params(score)))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -164,3 +183,38 @@ def test_set_kernels_flag_the_first_bad_row(score, dtype):
     bad[7] *= 0.9
     with pytest.raises(ValueError, match="row 7 sums to 0.9"):
         score.sets(bad, 0.5)
+
+
+@twin(("_row_check", "check_rows", "check_rows_serial"), twin=naive.row_errors)
+@settings(max_examples=40, deadline=None)
+@given(data=prob_rows(), logits=st.booleans(), damage=st.lists(st.tuples(st.integers(0, 11), st.integers(0, 24),
+                                                                        st.sampled_from([np.nan, np.inf, -np.inf,
+                                                                                         -0.1, 1.5, 0.0, 2e-3]))))
+def test_row_check_kernels_match_twin(data, logits, damage):
+    """The fused row validation flags exactly the rows (and the first problem) the definition does."""
+    from conformal._kernels import scores as K
+    p, _ = data
+    p = p.copy()
+    for i, j, v in damage:
+        if i < p.shape[0] and j < p.shape[1]:
+            p[i, j] = v if v != 2e-3 else p[i, j] + v  # 2e-3: push the row sum just past the tolerance
+    want = naive.row_errors(p, logits)
+    for kernel in (K.check_rows_serial, K.check_rows):
+        errs = np.empty(p.shape[0], dtype=np.int8)
+        kernel(p, logits, errs)
+        np.testing.assert_array_equal(errs, want)
+
+
+@twin(("lac_predict_sets", "lac_set_rows", "_load_row"), twin=naive.sets)
+def test_parallel_logits_and_strided_paths_match_twin_rows():
+    """Large logit and non-contiguous inputs take the general LAC kernel in parallel chunks; rows equal the twin."""
+    rng = np.random.default_rng(6)
+    z = rng.normal(size=(6000, 12)) * 3
+    p = np.array([naive.softmax_row(r) for r in z[:: 2]])
+    rows = [0, 777, 2999]
+    got = LAC().sets(z[::2], 0.6, inputs="logits")
+    assert not z[::2].flags.c_contiguous and got.shape == (3000, 12)
+    np.testing.assert_array_equal(got[rows], naive.sets("lac", p[rows], 0.6))
+    strided = np.ascontiguousarray(np.repeat(p, 2, axis=0))[::2]
+    np.testing.assert_array_equal(LAC().sets(strided, 0.6, allow_empty=False)[rows],
+                                  naive.sets("lac", p[rows], 0.6, allow_empty=False))

@@ -65,6 +65,7 @@ def poisson_cdf_twin(photons):
 
 
 # -------------------------------------------------------------------------------------------------- tests
+@pytest.mark.twin("perturbations._kernels.image.glass_swap", twin=glass_swap_twin)
 @FAST
 @given(h=st.integers(3, 12), w=st.integers(3, 12), c=st.sampled_from([1, 3]), d=st.integers(1, 3),
        iters=st.integers(1, 2), seed=st.integers(0, 2**16))
@@ -79,16 +80,20 @@ def test_glass_swap_matches_reference_loop(h, w, c, d, iters, seed):
     np.testing.assert_array_equal(np.sort(got.reshape(-1, c), axis=0), np.sort(image.reshape(-1, c), axis=0))
 
 
+@pytest.mark.twin("perturbations._kernels.image.gaussian_level_cdf", twin=gaussian_cdf_twin)
 @pytest.mark.parametrize("std,mult", [(0.08, False), (0.38, False), (0.04, False), (0.6, True), (0.06, True)])
 def test_gaussian_level_cdf_matches_twin(std, mult):
     np.testing.assert_allclose(K.gaussian_level_cdf(std, mult), gaussian_cdf_twin(std, mult), atol=1e-12)
 
 
+@pytest.mark.twin("perturbations._kernels.image.poisson_level_cdf", twin=poisson_cdf_twin)
 @pytest.mark.parametrize("photons", [3, 12, 60, 500])
 def test_poisson_level_cdf_matches_twin(photons):
     np.testing.assert_allclose(K.poisson_level_cdf(float(photons)), poisson_cdf_twin(photons), atol=1e-9)
 
 
+@pytest.mark.twin("perturbations._kernels.image.level_thresholds", "perturbations._kernels.image.level_guide",
+                  "perturbations._kernels.image.sample_levels", twin=sample_levels_twin)
 @pytest.mark.parametrize("kind,value", [("g", 0.18), ("s", 0.35), ("p", 5.0), ("g", 0.01)])
 def test_thresholds_guide_and_sampling_match_numpy(kind, value):
     cdf = {"g": lambda: K.gaussian_level_cdf(value, False), "s": lambda: K.gaussian_level_cdf(value, True),
@@ -106,6 +111,7 @@ def test_thresholds_guide_and_sampling_match_numpy(kind, value):
     np.testing.assert_array_equal(K.sample_levels(image, thr, guide, r), sample_levels_twin(image, thr, r))
 
 
+@pytest.mark.twin("perturbations._kernels.image.impulse_uint8", twin="inline")
 @FAST
 @given(shape=st.tuples(st.integers(1, 9), st.integers(1, 9), st.sampled_from([1, 3])),
        amount=st.floats(0, 1), seed=st.integers(0, 2**16))
@@ -117,6 +123,7 @@ def test_impulse_matches_twin(shape, amount, seed):
     np.testing.assert_array_equal(K.impulse_uint8(image, amount, u), twin)
 
 
+@pytest.mark.twin("perturbations._kernels.image.to_uint8", twin="inline")
 @FAST
 @given(shape=st.tuples(st.integers(1, 9), st.integers(1, 9), st.sampled_from([1, 3])), seed=st.integers(0, 2**16))
 def test_to_uint8_rounds_and_clips(shape, seed):
@@ -156,6 +163,7 @@ def plasma_twin(size, decay, u):
     return grid / grid.max()
 
 
+@pytest.mark.twin("perturbations._kernels.image.plasma_fractal", twin=plasma_twin)
 @pytest.mark.parametrize("size,decay", [(2, 2.0), (8, 3.0), (32, 1.75), (64, 1.4)])
 def test_plasma_fractal_matches_reference_algorithm(size, decay):
     u = np.random.default_rng(size).uniform(-1, 1, size * size - 1)
@@ -179,6 +187,7 @@ def box_twin(image, out_h, out_w):
     return np.einsum("rk,kxc,sx->rsc", weights(out_h, h), image.astype(np.float64), weights(out_w, w))
 
 
+@pytest.mark.twin("perturbations._kernels.image.box_downsample", twin=box_twin)
 @FAST
 @given(h=st.integers(1, 30), w=st.integers(1, 30), c=st.sampled_from([1, 3]), data=st.data())
 def test_box_downsample_matches_exact_area_average(h, w, c, data):

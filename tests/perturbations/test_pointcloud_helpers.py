@@ -27,6 +27,7 @@ def fps_reference(points, n_samples, start):
     return np.array(out, dtype=np.int64)
 
 
+@pytest.mark.twin("perturbations._kernels.pointcloud.farthest_point_sampling_kernel", twin=fps_reference)
 @settings(max_examples=60, deadline=None)
 @given(n=st.integers(1, 60), cols=st.integers(3, 5), data=st.data(),
        dtype=st.sampled_from([np.float32, np.float64]), dup=st.booleans())

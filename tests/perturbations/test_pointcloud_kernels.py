@@ -2,6 +2,7 @@
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -11,6 +12,7 @@ from perturbations._kernels.pointcloud import ffd_kernel, fog_response_kernel, k
 SEEDS = st.integers(0, 2**31)
 
 
+@pytest.mark.twin("perturbations._kernels.pointcloud.knn_kernel", twin="inline")
 @settings(max_examples=40, deadline=None)
 @given(n=st.integers(2, 80), k=st.integers(1, 12), seed=SEEDS, rounded=st.booleans())
 def test_knn_matches_numpy(n, k, seed, rounded):
@@ -26,6 +28,7 @@ def test_knn_matches_numpy(n, k, seed, rounded):
     np.testing.assert_allclose(nearest, np.sqrt(d.min(axis=1)), rtol=1e-12)
 
 
+@pytest.mark.twin("perturbations._kernels.pointcloud.ffd_kernel", twin=obj.ffd_displace)
 @settings(max_examples=25, deadline=None)
 @given(n=st.integers(1, 200), seed=SEEDS, s=st.floats(0.0, 0.5), lattice=st.integers(2, 6))
 def test_ffd_kernel_matches_numpy(n, seed, s, lattice):
@@ -43,6 +46,7 @@ def test_ffd_zero_displacement_is_identity_and_bernstein_partition_of_unity():
     np.testing.assert_allclose(obj.bernstein(np.linspace(0, 1, 7), 4).sum(1), 1.0)
 
 
+@pytest.mark.twin("perturbations._kernels.pointcloud.rbf_apply_kernel", twin=obj.rbf_apply)
 @settings(max_examples=25, deadline=None)
 @given(n=st.integers(1, 200), seed=SEEDS, d=st.floats(0.0, 0.2), inverse=st.booleans())
 def test_rbf_kernel_and_cached_inverse_match_numpy(n, seed, d, inverse):
@@ -78,6 +82,7 @@ def fog_reference(alpha, r0, dr, window, r1, r2):
     return best_r, best
 
 
+@pytest.mark.twin("perturbations._kernels.pointcloud.fog_response_kernel", twin=fog_reference)
 def test_fog_kernel_matches_numpy_and_physics():
     grid = np.array([0.5, 1.5, 3.0, 8.0, 20.0])
     for alpha in (0.005, 0.06):
@@ -113,6 +118,7 @@ def precipitation_reference(r, rho, gaps, diam, noise, alpha, rho_p, half_div, r
     return mode, new_r, trans, part_i
 
 
+@pytest.mark.twin("perturbations._kernels.pointcloud.precipitation_kernel", twin=precipitation_reference)
 @settings(max_examples=30, deadline=None)
 @given(n=st.integers(1, 300), k=st.integers(1, 6), seed=SEEDS, scale=st.floats(0.5, 500.0),
        p_min=st.floats(1e-7, 1e-4))

@@ -74,3 +74,27 @@ def conformal_quantile(scores, alpha):
     n = len(scores)
     k = math.ceil((n + 1) * (1 - Fraction(repr(alpha))))
     return float("inf") if k > n else float(sorted(scores)[k - 1])
+
+
+def row_errors(p, logits=False):
+    """Error code per row as the row checks define it: 1 NaN/inf, then (probabilities only) 2 outside [0, 1],
+    3 sum off 1 by more than 1e-3. The sum is taken in four lanes (j mod 4), then the tail, as the kernel does."""
+    out = np.zeros(p.shape[0], dtype=np.int8)
+    k = p.shape[1]
+    k4 = k - k % 4
+    for i, row in enumerate(np.asarray(p, dtype=np.float64)):
+        if not np.isfinite(row).all():
+            out[i] = 1
+        elif logits:
+            out[i] = 0
+        elif (row < 0).any() or (row > 1).any():
+            out[i] = 2
+        else:
+            lanes = [0.0, 0.0, 0.0, 0.0]
+            for j in range(k4):
+                lanes[j % 4] += row[j]
+            s = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
+            for j in range(k4, k):
+                s += row[j]
+            out[i] = 3 if abs(s - 1.0) > 1e-3 else 0
+    return out

@@ -34,20 +34,13 @@ RESEARCH_TAU_GRID = np.unique(np.concatenate([np.linspace(0, 0.1, 50), np.linspa
 
 
 def auroc(scores: np.ndarray, positives: np.ndarray) -> float:
-    """Exact AUROC (ties count 1/2), NaN when only one class is present."""
-    pos = positives.astype(bool)
-    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
-    if n_pos == 0 or n_neg == 0:
+    """`conformal.metrics.auroc` (exact, ties count 1/2), NaN where a cell's test part holds one class only."""
+    from conformal.metrics import auroc as exact
+
+    pos = np.asarray(positives, dtype=bool)
+    if pos.all() or not pos.any():
         return math.nan
-    order = np.argsort(scores, kind="mergesort")
-    s = scores[order]
-    ranks = np.empty(s.shape[0], dtype=np.float64)
-    # average ranks over ties
-    starts = np.r_[0, np.flatnonzero(np.diff(s)) + 1]
-    ends = np.r_[starts[1:], s.shape[0]]
-    avg = (starts + ends + 1) / 2.0
-    ranks[order] = np.repeat(avg, ends - starts)
-    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    return exact(np.asarray(scores, dtype=np.float64), pos)
 
 
 def nonempty(sets: np.ndarray, probs: np.ndarray) -> np.ndarray:

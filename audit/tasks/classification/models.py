@@ -11,13 +11,7 @@ import numpy as np
 from audit.errors import ConfigError
 from audit.schema import check_params, integer, resolve_path
 from audit.tasks.classification import reference
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
+from conformal.utils import softmax
 
 # ---------------------------------------------------------------- features for linear models
 
@@ -62,7 +56,7 @@ class LinearSoftmax:
         z = x.astype(np.float64) @ self.coef.T + self.intercept
         if z.shape[1] == 1:  # binary: scikit-learn keeps one logit z, p(class 1) = sigmoid(z) = softmax([0, z])[1]
             z = np.hstack([np.zeros_like(z), z])
-        return _softmax(z)
+        return softmax(z)
 
 
 class SklearnLogReg:

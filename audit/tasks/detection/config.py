@@ -82,7 +82,7 @@ def _conformal(raw, cfg: dict, dim: int) -> dict:
     conf["score_threshold"] = S.number(conf["score_threshold"], "conformal.score_threshold")
     conf["yaw_period"] = S.number(conf["yaw_period"], "conformal.yaw_period", lo=0.0, lo_open=True)
     try:  # the detector's own checks: names of scale, sides, correction, match_metric, match_method
-        make_detector(dict(cfg, conformal=conf), 0)._check_params()
+        make_detector(dict(cfg, conformal=conf), 0).validate_params()
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"config key `conformal` is rejected by ConformalDetector: {exc}; allowed keys: "
                           f"{', '.join(CONFORMAL_DEFAULTS)}") from None

@@ -11,6 +11,8 @@ from conformal.detection import _kernels as K
 
 from . import _naive
 
+DK = "conformal.detection._kernels."
+
 
 def _rand_boxes(rng, n, size=100.0):
     xy = rng.uniform(0, size, (n, 2))
@@ -23,6 +25,7 @@ def _rand_boxes3d(rng, n):
                             rng.uniform(-4, 4, n)])
 
 
+@pytest.mark.twin(DK + "iou_2d", twin=_naive.iou_2d)
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 6), st.integers(0, 6), st.integers(0, 10 ** 6))
 def test_iou_2d_matches_naive(n, m, seed):
@@ -31,6 +34,7 @@ def test_iou_2d_matches_naive(n, m, seed):
     np.testing.assert_allclose(box_iou(a, b), _naive.iou_2d(a, b), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.twin(DK + "iou_bev", DK + "_corners", DK + "_clip_area", twin=_naive.bev_iou_raster)
 def test_bev_iou_axis_aligned_equals_2d_and_rotated_matches_raster():
     rng = np.random.default_rng(0)
     a, b = _rand_boxes3d(rng, 6), _rand_boxes3d(rng, 5)
@@ -38,7 +42,8 @@ def test_bev_iou_axis_aligned_equals_2d_and_rotated_matches_raster():
     a0[:, 6] = b0[:, 6] = 0.0
 
     def xyxy(x):
-        return np.column_stack([x[:, 0] - x[:, 3] / 2, x[:, 1] - x[:, 4] / 2, x[:, 0] + x[:, 3] / 2, x[:, 1] + x[:, 4] / 2])
+        return np.column_stack([x[:, 0] - x[:, 3] / 2, x[:, 1] - x[:, 4] / 2, x[:, 0] + x[:, 3] / 2,
+                                x[:, 1] + x[:, 4] / 2])
 
     np.testing.assert_allclose(bev_iou(a0, b0), _naive.iou_2d(xyxy(a0), xyxy(b0)), atol=1e-12)
     # yaw = pi/2 swaps length and width; yaw + pi is the same rectangle
@@ -54,6 +59,7 @@ def test_bev_iou_axis_aligned_equals_2d_and_rotated_matches_raster():
     assert (bev_iou(a, b) > 0).sum() >= 3  # the check is not vacuous
 
 
+@pytest.mark.twin(DK + "center_distance", twin="inline")
 def test_center_distance():
     rng = np.random.default_rng(1)
     a, b = _rand_boxes3d(rng, 4), _rand_boxes3d(rng, 3)
@@ -61,6 +67,7 @@ def test_center_distance():
     np.testing.assert_allclose(center_distance(a, b), ref, rtol=1e-12)
 
 
+@pytest.mark.twin(DK + "hungarian", twin=_naive.best_assignment_value)
 @settings(max_examples=60, deadline=None)
 @given(st.integers(1, 6), st.integers(1, 6), st.integers(0, 10 ** 6))
 def test_hungarian_is_optimal(n, m, seed):
@@ -97,6 +104,7 @@ def test_match_agrees_with_brute_force(n, m, seed, thr):
     assert set(res.missed_gt.tolist()) | set(res.gt_index.tolist()) == set(range(m))
 
 
+@pytest.mark.twin(DK + "greedy_match", twin=_naive.greedy)
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 6), st.integers(0, 6), st.integers(0, 10 ** 6))
 def test_greedy_matches_naive(n, m, seed):
@@ -129,6 +137,7 @@ def test_empty_frames_are_valid():
     assert match(e, e).pred_index.size == 0
 
 
+@pytest.mark.twin(DK + "apply_margins", DK + "_class_margins", twin=_naive.apply_margins)
 def test_apply_margins_matches_naive():
     rng = np.random.default_rng(3)
     boxes = rng.normal(size=(20, 4))
@@ -141,6 +150,7 @@ def test_apply_margins_matches_naive():
     np.testing.assert_array_equal(hi, nhi)
 
 
+@pytest.mark.twin(DK + "scaled_margins", DK + "_scale", DK + "_class_margins", twin=_naive.apply_margins)
 @pytest.mark.parametrize("dim,scale", [(2, "none"), (2, "size"), (2, "uncertainty"), (3, "none"), (3, "size"),
                                        (3, "range"), (3, "uncertainty")])
 def test_scaled_margins_kernel_matches_box_scales(dim, scale):
@@ -158,6 +168,7 @@ def test_scaled_margins_kernel_matches_box_scales(dim, scale):
     np.testing.assert_array_equal(hi, nhi)
 
 
+@pytest.mark.twin(DK + "outer_inner", twin="inline")
 def test_outer_inner_kernel():
     from conformal.detection import outer_inner
     rng = np.random.default_rng(5)
@@ -165,3 +176,17 @@ def test_outer_inner_kernel():
     o, i = outer_inner(lo, hi)
     np.testing.assert_array_equal(o, np.concatenate([lo[:, :2], hi[:, 2:]], axis=1))
     np.testing.assert_array_equal(i, np.concatenate([hi[:, :2], lo[:, 2:]], axis=1))
+
+
+@pytest.mark.twin("conformal._kernels.checks.box_errors", twin=_naive.box_errors)
+@settings(max_examples=60, deadline=None)
+@given(dim=st.sampled_from([2, 3]), m=st.integers(0, 8), seed=st.integers(0, 10 ** 6),
+       bad=st.lists(st.tuples(st.integers(0, 7), st.integers(0, 6), st.sampled_from([np.nan, np.inf, -1e3, -1.0]))))
+def test_box_check_kernel_matches_naive(dim, m, seed, bad):
+    from conformal._kernels.checks import box_errors
+    rng = np.random.default_rng(seed)
+    boxes = _rand_boxes(rng, m) if dim == 2 else _rand_boxes3d(rng, m)
+    for i, j, v in bad:
+        if i < m and j < boxes.shape[1]:
+            boxes[i, j] = v
+    assert tuple(box_errors(boxes, dim)) == _naive.box_errors(boxes, dim)

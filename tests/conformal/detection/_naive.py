@@ -110,3 +110,16 @@ def pav(y, w):
                 changed = True
                 break
     return np.concatenate([[v] * c for v, _, c in blocks]) if blocks else np.empty(0)
+
+
+def box_errors(boxes, dim):
+    """(first invalid row, code) of a box array: 1 non-finite, 2 (2D) x2 < x1 or y2 < y1, 3 (3D) a size < 0;
+    (-1, 0) when every row is valid."""
+    for i, b in enumerate(boxes):
+        if not all(math.isfinite(v) for v in b):
+            return i, 1
+        if dim == 2 and (b[2] < b[0] or b[3] < b[1]):
+            return i, 2
+        if dim == 3 and min(b[3], b[4], b[5]) < 0:
+            return i, 3
+    return -1, 0

@@ -1,4 +1,4 @@
-"""Plain NumPy twins of conformal/abstention/_kernels.py, written from the definitions (no shared code)."""
+"""Plain NumPy twins of conformal/_kernels/statistics.py, written from the definitions (no shared code)."""
 import numpy as np
 
 

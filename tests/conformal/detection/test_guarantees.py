@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conformal.detection import BoxIntervalCalibrator, ConformalDetector, matched_pairs
-from conformal.detection._checks import check_frame
+from conformal._validation import check_frame
 from conformal.detection.metrics import side_coverage
 from conformal.detection.recall import RecallRiskControl, gt_match_confidence, recall_losses
 from adapters.datasets import make_scenes

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "detection.md").read_text(), re.S)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from conformal import Decisions, DualThresholdConformal, NotFittedError
 from conformal.abstention import RULES, STATISTICS
-from conformal.abstention import _kernels as K
+from conformal._kernels import statistics as K
 from conformal.abstention.research import compare_with_leaky_statistic, leaky_true_label_nll
 from conformal.io import StateError
 
@@ -27,10 +27,11 @@ def _data(seed=0, n=1200, k=8, scale=2.5):
     return p, y
 
 
-CONFIGS = [dict(rule="youden"), dict(rule="fpr", max_fpr=0.2), dict(rule="budget", max_abstain=0.2),
-           dict(rule="selective_risk", delta=0.3, epsilon=0.1),
-           dict(rule="accept_coverage", tau_rule="budget", max_abstain=0.2),
-           dict(rule="accept_coverage", tau=0.6)]
+CONFIGS = [dict(rule="youden"), dict(rule="fpr", rule_params=dict(max_fpr=0.2)),
+           dict(rule="budget", rule_params=dict(max_abstain=0.2)),
+           dict(rule="selective_risk", rule_params=dict(delta=0.3, epsilon=0.1)),
+           dict(rule="accept_coverage", rule_params=dict(tau_rule="budget", max_abstain=0.2)),
+           dict(rule="accept_coverage", rule_params=dict(tau=0.6))]
 
 
 def _fit(p, y, **kw):
@@ -124,10 +125,14 @@ def test_statistics_registry_values():
         STATISTICS["set_size"](q)
 
 
+@pytest.mark.twin("conformal._kernels.statistics._stat_parallel", twin=_naive.max_prob)
+@pytest.mark.twin("conformal._kernels.statistics._stat_parallel", twin=_naive.margin)
 def test_parallel_and_serial_statistic_kernels_agree():
     p = np.random.default_rng(0).dirichlet(np.ones(64), size=(K.PARALLEL_MIN_ENTRIES // 64) + 3)
     for kind in (K.MAX_PROB, K.MARGIN, K.ENTROPY):
         np.testing.assert_array_equal(K._stat_serial(p, kind), K._stat_parallel(p, kind))
+    np.testing.assert_array_equal(K._stat_parallel(p, K.MAX_PROB), _naive.max_prob(p))
+    np.testing.assert_array_equal(K._stat_parallel(p, K.MARGIN), _naive.margin(p))
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: "-".join(str(v) for v in c.values()))
@@ -162,7 +167,7 @@ def test_callable_statistic_cannot_be_saved(tmp_path):
 
 def test_decisions_output():
     p, y = _data()
-    m = _fit(p[:800], y[:800], statistic="entropy", rule="budget", max_abstain=0.3)
+    m = _fit(p[:800], y[:800], statistic="entropy", rule="budget", rule_params={"max_abstain": 0.3})
     d = m.predict(p[800:])
     assert d.sets.dtype == bool and d.abstain.dtype == bool and d.prediction.dtype == np.int64
     assert d.statistic.dtype == np.float64 and len(d) == 400
@@ -223,19 +228,20 @@ def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="abstain_fraction"):
         DualThresholdConformal(abstain_fraction=1.5).fit(p, y)
     with pytest.raises(ValueError, match="tau fold has"):
-        DualThresholdConformal(rule="selective_risk", delta=0.01, epsilon=0.01).fit(p[:200], y[:200])
+        DualThresholdConformal(rule="selective_risk",
+                               rule_params={"delta": 0.01, "epsilon": 0.01}).fit(p[:200], y[:200])
     with pytest.raises(TypeError, match="unknown parameter"):
-        DualThresholdConformal(rule="youden", max_fpr=0.1).fit(p, y)
+        DualThresholdConformal(rule="youden", rule_params={"max_fpr": 0.1}).fit(p, y)
     with pytest.raises(ValueError, match="unknown `rule`"):
         DualThresholdConformal(rule="roc").fit(p, y)
     with pytest.raises(ValueError, match="target"):
         DualThresholdConformal(target="loss").fit(p, y)
     with pytest.raises(ValueError, match="delta"):
-        DualThresholdConformal(rule="selective_risk", delta=0).fit(p, y)
+        DualThresholdConformal(rule="selective_risk", rule_params={"delta": 0}).fit(p, y)
     with pytest.raises(ValueError, match="tau_rule"):
-        DualThresholdConformal(rule="accept_coverage", tau_rule="selective_risk").fit(p, y)
+        DualThresholdConformal(rule="accept_coverage", rule_params={"tau_rule": "selective_risk"}).fit(p, y)
     with pytest.raises(ValueError, match="accepts none"):
-        DualThresholdConformal(rule="accept_coverage", tau=-1.0).fit(p, y)
+        DualThresholdConformal(rule="accept_coverage", rule_params={"tau": -1.0}).fit(p, y)
     with pytest.raises(TypeError, match="probs"):
         DualThresholdConformal().fit(p.tolist(), y)
     np.testing.assert_array_equal(p, p0)
@@ -255,7 +261,7 @@ def test_one_class_tau_folds_warn_and_act_safely():
     with pytest.warns(UserWarning, match="no negatives"):
         DualThresholdConformal(rule="fpr", random_state=0).fit(p, wrong)
     with pytest.warns(UserWarning, match="abstaining on every input"):
-        m = DualThresholdConformal(rule="selective_risk", delta=0.1, random_state=0).fit(p, wrong)
+        m = DualThresholdConformal(rule="selective_risk", rule_params={"delta": 0.1}, random_state=0).fit(p, wrong)
     assert m.predict(p).abstain.all()
 
 

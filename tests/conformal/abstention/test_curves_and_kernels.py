@@ -6,11 +6,13 @@ from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
-from conformal.abstention import _kernels as K
+from conformal._kernels import statistics as K
 from conformal.abstention import aurc, auroc, risk_coverage_curve, roc_curve, selective_risk
 from conformal.stats import clopper_pearson
 
 from . import _naive
+
+AK, CK = "conformal._kernels.statistics.", "conformal._kernels.curves."
 
 
 def _probs(rng, n, k, dtype, ties):
@@ -21,6 +23,9 @@ def _probs(rng, n, k, dtype, ties):
     return p.astype(dtype)
 
 
+@pytest.mark.twin(AK + "_max_prob_row", AK + "_stat_serial", twin=_naive.max_prob)
+@pytest.mark.twin(AK + "_margin_row", AK + "_stat_serial", twin=_naive.margin)
+@pytest.mark.twin(AK + "_entropy_block", AK + "_entropy_serial", AK + "_xlogx", twin=_naive.entropy_series)
 @settings(max_examples=60, deadline=None)
 @given(n=st.integers(1, 40), k=st.integers(2, 30), seed=st.integers(0, 2**31 - 1),
        dtype=st.sampled_from([np.float32, np.float64]), ties=st.booleans())
@@ -34,6 +39,7 @@ def test_statistic_kernels_match_numpy_twins(n, k, seed, dtype, ties):
     np.testing.assert_array_equal(p, p0)
 
 
+@pytest.mark.twin(AK + "_xlogx", twin=_naive.xlogx_series)
 def test_xlogx_matches_the_definition_across_the_float_range():
     # every binade from the smallest subnormal to 1, plus the reduction boundaries around sqrt(1/2)
     v = np.concatenate([[0.0, 5e-324, 1e-310, np.nextafter(np.sqrt(0.5), 0), np.sqrt(0.5),
@@ -50,14 +56,18 @@ def test_xlogx_matches_the_definition_across_the_float_range():
     assert np.all(np.abs(got[~normal] - ref[~normal]) < 1e-300) and got[0] == 0.0
 
 
+@pytest.mark.twin(AK + "_entropy_parallel", AK + "_entropy_row", twin=_naive.entropy_series)
 def test_entropy_parallel_equals_serial_and_spans_chunks():
     p = _probs(np.random.default_rng(3), 1000, 300, np.float32, False)
     np.testing.assert_array_equal(K._entropy_parallel(p), K._entropy_serial(p))
     np.testing.assert_array_equal(K._entropy_parallel(p[::3, 5:]), _naive.entropy_series(p[::3, 5:]))
     rows = np.array([K._entropy_row(p, i) for i in range(0, 1000, 97)])  # the per-frame (streaming) path
     np.testing.assert_array_equal(rows, K._entropy_serial(p)[::97])
+    np.testing.assert_array_equal(rows, _naive.entropy_series(p[::97]))
 
 
+@pytest.mark.twin(CK + "group_counts", twin=_naive.roc_points)
+@pytest.mark.twin(CK + "positive_rank_sum", twin=_naive.auroc_pairs)
 @settings(max_examples=80, deadline=None)
 @given(n=st.integers(2, 300), levels=st.integers(2, 1000), seed=st.integers(0, 2**31 - 1))
 def test_roc_and_auroc_match_sklearn_and_pair_count(n, levels, seed):
@@ -79,6 +89,7 @@ def test_roc_and_auroc_match_sklearn_and_pair_count(n, levels, seed):
     assert abs(c.auc - _naive.auroc_pairs(s, pos)) <= 1e-12
 
 
+@pytest.mark.twin(CK + "group_counts", twin=_naive.risk_coverage)
 @settings(max_examples=60, deadline=None)
 @given(n=st.integers(1, 200), levels=st.integers(1, 50), seed=st.integers(0, 2**31 - 1))
 def test_risk_coverage_and_aurc_match_twin(n, levels, seed):
@@ -138,8 +149,8 @@ def test_curve_inputs_are_validated_and_not_modified():
 
 
 def test_abstention_metrics_are_reachable_from_conformal_metrics():
+    import conformal.abstention as curves  # the curves live in conformal.metrics; abstention re-exports them
     import conformal.metrics as M
-    from conformal.abstention import curves
 
     for name in ("roc_curve", "auroc", "risk_coverage_curve", "aurc", "selective_risk", "abstention_rate", "ROCCurve"):
         assert getattr(M, name) is getattr(curves, name) and name in M.__all__

@@ -13,6 +13,7 @@ from adapters.datasets import make_scenes
 from . import _naive
 
 
+@pytest.mark.twin("conformal.detection._kernels.pav", twin=_naive.pav)
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.floats(-5, 5), min_size=1, max_size=30), st.integers(0, 10 ** 6))
 def test_pav_kernel_matches_naive(y, seed):

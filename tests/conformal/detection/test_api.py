@@ -32,7 +32,7 @@ def test_import_without_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
     # numba itself may import scipy when it is installed; our own modules never do
     import pathlib
-    src = pathlib.Path(__file__).resolve().parents[2] / "conformal" / "detection"
+    src = pathlib.Path(__file__).resolve().parents[3] / "conformal" / "detection"
     for f in src.glob("*.py"):
         assert "import scipy" not in f.read_text() and "from scipy" not in f.read_text(), f
 
@@ -180,7 +180,8 @@ def test_abstention_budget_rate_holds():
     for _ in range(100):
         perm = rng.permutation(1000)
         c, t = perm[:300], perm[300:]
-        ab = DetectionAbstention(statistic="interval_size", level="image", rule="budget", max_abstain=0.2)
+        ab = DetectionAbstention(statistic="interval_size", level="image", rule="budget",
+                                 rule_params={"max_abstain": 0.2})
         ab.fit(det, [preds[400 + i] for i in c], [gts[400 + i] for i in c])
         rates.append(np.mean([ab.predict(results[i]) for i in t]))
     assert np.mean(rates) <= 0.2 + 3 * np.std(rates) / 10
@@ -192,8 +193,9 @@ def test_abstention_selective_risk_and_detection_level():
     det = ConformalDetector(alpha=0.1, alpha_cls=0.1, score_threshold=0.1).fit(preds[:300], gts[:300])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ab = DetectionAbstention(statistic="confidence", rule="selective_risk", delta=0.22, epsilon=0.1,
-                                 random_state=0).fit(det, preds[300:], gts[300:])
+        ab = DetectionAbstention(statistic="confidence", rule="selective_risk",
+                                 rule_params={"delta": 0.22, "epsilon": 0.1}, random_state=0).fit(det, preds[300:],
+                                                                                                  gts[300:])
     assert ab.ltt_ is not None and np.isfinite(ab.tau_)
     flags = ab.predict(det.predict(preds[0]))
     assert flags.shape == preds[0]["scores"].shape

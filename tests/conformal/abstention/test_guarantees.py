@@ -16,7 +16,7 @@ from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
 from conformal import DualThresholdConformal
-from conformal.abstention import _kernels as K
+from conformal._kernels import statistics as K
 
 R = 200
 
@@ -51,7 +51,7 @@ def _violation_rate(pool_p, pool_y, n_cal, target, delta, eps, statistic, score,
     for r in range(reps):
         idx = rng.integers(0, len(pool_y), n_cal)
         m = DualThresholdConformal(score=score, alpha=0.1, statistic=statistic, rule="selective_risk",
-                                   target=target, delta=delta, epsilon=eps, random_state=r)
+                                   target=target, rule_params={"delta": delta, "epsilon": eps}, random_state=r)
         _fit_quiet(m, pool_p[idx], pool_y[idx])
         if plug_in:  # the uncertified rule: largest tau whose tau-fold empirical risk is <= delta
             m.tau_ = _plug_in(m, pool_p[idx], pool_y[idx], target)
@@ -105,7 +105,8 @@ def test_accept_coverage_digits_coverage_among_accepted(digits_pool):
     for r in range(R):
         idx = rng.integers(0, len(y), 600)
         m = _fit_quiet(DualThresholdConformal(score="aps", alpha=alpha, statistic="entropy", rule="accept_coverage",
-                                              tau_rule="budget", max_abstain=0.3, random_state=r), p[idx], y[idx])
+                                              rule_params={"tau_rule": "budget", "max_abstain": 0.3}, random_state=r),
+                       p[idx], y[idx])
         d = m.predict(p)
         acc = ~d.abstain
         covs.append(d.sets[np.arange(len(y)), y][acc].mean())
@@ -156,10 +157,11 @@ def test_budget_and_fpr_rules_bound_their_rates(population):
     abst, fprs = [], []
     for r in range(R):
         p, y = _synthetic(rng, 400)
-        mb = _fit_quiet(DualThresholdConformal(statistic="max_prob", rule="budget", max_abstain=0.2,
+        mb = _fit_quiet(DualThresholdConformal(statistic="max_prob", rule="budget", rule_params={"max_abstain": 0.2},
                                                random_state=r), p, y)
         abst.append(np.mean(pop_stat > mb.tau_))
-        mf = _fit_quiet(DualThresholdConformal(statistic="max_prob", rule="fpr", max_fpr=0.1, random_state=r), p, y)
+        mf = _fit_quiet(DualThresholdConformal(statistic="max_prob", rule="fpr", rule_params={"max_fpr": 0.1},
+                                               random_state=r), p, y)
         w = 1.0 - pop_err  # P(negative | x)
         fprs.append(float((w * (pop_stat > mf.tau_)).sum() / w.sum()))
     for name, vals, level in (("abstention", abst, 0.2), ("FPR", fprs, 0.1)):
@@ -196,12 +198,12 @@ def test_selective_risk_under_shift_needs_recalibration():
     clean_viol = shifted_viol = 0
     for r in range(n):
         p, y = _synthetic(rng, 1000)
-        m = _fit_quiet(DualThresholdConformal(statistic="entropy", rule="selective_risk", delta=delta,
-                                              epsilon=eps, random_state=r), p, y)
+        m = _fit_quiet(DualThresholdConformal(statistic="entropy", rule="selective_risk",
+                                              rule_params={"delta": delta, "epsilon": eps}, random_state=r), p, y)
         clean_viol += true_risk(m) > delta
         p2, _, y2 = _overconfident(rng, 1000)
-        m2 = _fit_quiet(DualThresholdConformal(statistic="entropy", rule="selective_risk", delta=delta,
-                                               epsilon=eps, random_state=r), p2, y2)
+        m2 = _fit_quiet(DualThresholdConformal(statistic="entropy", rule="selective_risk",
+                                               rule_params={"delta": delta, "epsilon": eps}, random_state=r), p2, y2)
         shifted_viol += true_risk(m2) > delta
     assert clean_viol / n > 0.5  # calibrated on clean data: the shifted risk exceeds delta most of the time
     assert shifted_viol / n <= eps + 3 * math.sqrt(eps * (1 - eps) / n)

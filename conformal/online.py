@@ -1,0 +1,269 @@
+"""Online conformal prediction: the per-frame math of adaptive thresholds and of a label-free shift monitor.
+
+* `aci_update` -- adaptive conformal inference (Gibbs & Candes, NeurIPS 2021): alpha_{t+1} = alpha_t +
+  gamma (alpha - err_t); the threshold is the conformal_rank(n, alpha_t)-th smallest score of a fixed
+  calibration set or of a window of recent fed-back scores. For ANY sequence of inputs and labels,
+  |(1/T) sum err_t - alpha| <= (max(alpha, 1 - alpha) + gamma) / (gamma T) over T answered inputs
+  (`aci_bound`; feedback applied in order, with delays the bound gains a term of order gamma * delay).
+* `quantile_tracking_update` -- quantile tracking (Angelopoulos, Candes & Tibshirani, NeurIPS 2023):
+  q_{t+1} = q_t + gamma (err_t - alpha) on the score scale; the same long-run guarantee for scores in [0, B]
+  with bound (B + gamma) / (gamma T).
+* `conformal_pvalue` and `simple_jumper_update` -- a conformal test martingale (Vovk, Nouretdinov &
+  Gammerman 2021): smoothed p-values of a label-free statistic against reference statistics feed the Simple
+  Jumper; Ville's inequality bounds the false-alarm probability by `level` when the martingale is compared
+  with 1 / level (exact given exchangeable reference and stream, see `ShiftMartingale`).
+
+`OnlineThreshold`, `ShiftMartingale` and `FrameScorer` hold the state of one stream; `adapters.StreamingConformal`
+wraps them per frame (frame ids, delayed feedback, threads, snapshots). The rank is the exact one of
+`conformal.quantile` (alpha_t read as the decimal its repr shows), so without feedback the thresholds are the
+calibrator's own. Kernels: `conformal._kernels.online` (NumPy twins in tests/reference/online.py).
+"""
+from __future__ import annotations
+
+import functools
+import math
+import numbers
+
+import numpy as np
+
+from conformal._base import Interval, check_constraints
+from conformal._kernels import online as _k
+from conformal._validation import as_array, check_is_fitted
+from conformal.quantile import conformal_rank, sorted_quantile
+
+__all__ = ["METHODS", "STATISTIC_KINDS", "aci_update", "quantile_tracking_update", "aci_bound", "conformal_pvalue",
+           "simple_jumper_update", "OnlineThreshold", "ShiftMartingale", "FrameScorer"]
+
+METHODS = ("aci", "quantile", "fixed")
+# statistics a frame computes inside the kernel; "set_size" is the set size at the calibrated threshold
+STATISTIC_KINDS = {"max_prob": _k.STAT_MAX_PROB, "margin": _k.STAT_MARGIN, "entropy": _k.STAT_ENTROPY,
+                   "set_size": _k.STAT_SET_SIZE}
+ERROR_MESSAGES = {1: "contains NaN or inf", 2: "has probabilities outside [0, 1]",
+                  3: "does not sum to 1 (tolerance 1e-3); pass softmax outputs, or a calibrator fitted with "
+                     "inputs='logits'"}
+_PROB = [Interval(numbers.Real, 0, 1, closed="neither")]
+
+
+def aci_update(alpha_t: float, alpha: float, gamma: float, miss: bool) -> float:
+    """alpha_t + gamma (alpha - miss): the ACI step after one answered input (miss: its set lacked the label)."""
+    return alpha_t + gamma * (alpha - miss)
+
+
+def quantile_tracking_update(q_t: float, alpha: float, gamma: float, miss: bool) -> float:
+    """q_t + gamma (miss - alpha): the quantile-tracking step on the score scale."""
+    return q_t + gamma * (miss - alpha)
+
+
+def aci_bound(alpha: float, gamma: float, n_feedback: int) -> float:
+    """ACI's deterministic long-run bound on |miss rate - alpha| after n_feedback answered inputs."""
+    if n_feedback == 0:
+        return math.inf
+    return (max(alpha, 1 - alpha) + gamma) / (gamma * n_feedback)
+
+
+def conformal_pvalue(reference_sorted, statistic: float, u: float) -> float:
+    """Smoothed conformal p-value of `statistic` among ascending reference statistics, u ~ U[0, 1] breaking ties:
+    (#{r > s} + u (#{r = s} + 1)) / (n + 1). Uniform when s is exchangeable with the reference; small when s
+    is larger (more uncertain) than the reference."""
+    ref = _sorted_reference(reference_sorted)
+    return float(_k.smoothed_pvalue(ref, float(statistic), float(u)))
+
+
+def simple_jumper_update(state: np.ndarray, pvalue: float, jump: float) -> None:
+    """One Simple Jumper step on `pvalue`, in place on state = [w_-1, w_0, w_+1, log10 M] (weights sum to 1)."""
+    if not isinstance(state, np.ndarray) or state.dtype != np.float64 or state.shape != (4,):
+        raise TypeError(f"`state` must be a float64 array of shape (4,); got {type(state).__name__}")
+    check_constraints("jump", jump, _PROB)
+    _k.jumper_step(float(pvalue), float(jump), state)
+
+
+def _sorted_reference(reference) -> np.ndarray:
+    ref = as_array(reference, "reference_sorted")
+    if ref.dtype != np.float64 or ref.ndim != 1 or ref.size == 0 or np.any(np.diff(ref) < 0):
+        raise ValueError("`reference_sorted` must be a non-empty ascending float64 array")
+    return ref
+
+
+class OnlineThreshold:
+    """The set threshold q_t of one stream, moved by feedback.
+
+    Parameters
+    ----------
+    calibration_scores : ascending float64 array (n,), the calibrator's sorted scores (`calibration_scores_`).
+    alpha : float in (0, 1)   Target miscoverage.
+    method : "aci", "quantile" or "fixed"
+    gamma : float > 0         Step size (on alpha for "aci", on the score scale for "quantile").
+    window : int >= 2 or None "aci" only: the quantile is taken over the `window` most recent fed-back scores,
+                              started with `window` evenly spaced calibration scores in a random ring order.
+    q_calibrated : float      The threshold before any feedback (the calibrator's qhat_).
+
+    Attributes: alpha_t (float), q_t (float).
+    """
+
+    def __init__(self, calibration_scores: np.ndarray, *, alpha: float, method: str = "aci", gamma: float = 0.005,
+                 window: int | None = None, q_calibrated: float | None = None):
+        self.calibration_scores = np.ascontiguousarray(calibration_scores, dtype=np.float64)
+        self.alpha = float(alpha)
+        self.method = method
+        self.gamma = float(gamma)
+        self.window = window
+        self.q_calibrated = (sorted_quantile(self.calibration_scores, self.alpha) if q_calibrated is None
+                             else float(q_calibrated))
+
+    def reset(self, rng: np.random.Generator) -> None:
+        """Back to the calibrated state; `rng` orders the window's starting ring."""
+        self.alpha_t = self.alpha
+        if self.window is not None:
+            n = self.calibration_scores.shape[0]
+            idx = np.minimum(((np.arange(self.window) + 0.5) * n / self.window).astype(np.int64), n - 1)
+            self.win_sorted = self.calibration_scores[idx].copy()
+            self.win_ring = rng.permutation(self.win_sorted)
+            self.win_head = 0
+            self.q_t = sorted_quantile(self.win_sorted, self.alpha)
+        else:
+            self.q_t = self.q_calibrated
+
+    def update(self, score: float, q_used: float) -> bool:
+        """Feedback for one input: its true label's score and the threshold its set used. Returns the miss."""
+        err = score > q_used
+        if self.method == "aci":
+            # aci_update and sorted_quantile, inlined: this runs once per feedback
+            alpha_t = self.alpha_t = self.alpha_t + self.gamma * (self.alpha - err)
+            if self.window is not None:
+                _k.sorted_replace(self.win_sorted, float(self.win_ring[self.win_head]), score)
+                self.win_ring[self.win_head] = score
+                self.win_head = (self.win_head + 1) % self.window
+                scores = self.win_sorted
+            else:
+                scores = self.calibration_scores
+            n = scores.shape[0]
+            k = conformal_rank(n, alpha_t)
+            self.q_t = math.inf if k > n else (-math.inf if k <= 0 else float(scores[k - 1]))
+        elif self.method == "quantile":
+            q = self.q_t if math.isfinite(self.q_t) else float(self.calibration_scores[-1])
+            self.q_t = quantile_tracking_update(q, self.alpha, self.gamma, err)
+        return bool(err)
+
+    def state(self) -> dict:
+        out = {"alpha_t": self.alpha_t, "q_t": self.q_t}
+        if self.window is not None:  # the ring rotated so that its head is at 0
+            out.update(win_sorted=self.win_sorted.copy(), win_ring=np.roll(self.win_ring, -self.win_head).copy())
+        return out
+
+    def set_state(self, state: dict) -> None:
+        self.alpha_t, self.q_t = float(state["alpha_t"]), float(state["q_t"])
+        if self.window is not None:
+            for name in ("win_sorted", "win_ring"):
+                arr = np.asarray(state[name], dtype=np.float64)
+                if arr.shape != (self.window,):
+                    raise ValueError(f"saved field `{name}` must have shape ({self.window},); got {arr.shape}")
+                setattr(self, name, arr.copy())
+            if np.any(np.diff(self.win_sorted) < 0) or not np.array_equal(np.sort(self.win_ring), self.win_sorted):
+                raise ValueError("saved fields `win_sorted` / `win_ring` must hold the same scores, sorted / in ring "
+                                 "order")
+            self.win_head = 0
+
+
+class ShiftMartingale:
+    """A conformal test martingale on a label-free statistic: alarm when it reaches 1 / level.
+
+    Each frame's statistic gets a smoothed conformal p-value against the reference statistics (in-distribution
+    data, e.g. the calibration inputs); the p-values bet through the Simple Jumper (switching rate `jump`).
+    Given the reference, the p-values are i.i.d. under no shift and uniform on average over reference draws; the
+    martingale is exact in the limit of a large reference, so Ville's inequality bounds the false-alarm
+    probability over an unbounded exchangeable stream by `level` (tests check it with 2000 reference frames).
+
+    Attributes: state (float64 (4,): weights and log10 M), log10_value, alarm (bool).
+    """
+
+    def __init__(self, reference_statistics, *, jump: float = 0.01, level: float = 0.01):
+        check_constraints("jump", jump, _PROB)
+        check_constraints("level", level, _PROB)
+        stats = np.sort(np.asarray(reference_statistics, dtype=np.float64))
+        if stats.ndim != 1 or stats.shape[0] < 20 or not np.isfinite(stats).all():
+            raise ValueError(f"`reference` needs at least 20 frames with finite statistics for the shift monitor; "
+                             f"got {stats.shape[0] if stats.ndim == 1 else stats.shape}")
+        self.reference = stats
+        self.jump = float(jump)
+        self.level = float(level)
+        self.log10_threshold = math.log10(1.0 / self.level)
+        self.state = np.empty(4)
+        self.reset()
+
+    def reset(self) -> None:
+        """Restart at M = 1 with equal weights, no alarm."""
+        self.state[:] = (1 / 3, 1 / 3, 1 / 3, 0.0)
+        self.alarm = False
+
+    @property
+    def log10_value(self) -> float:
+        return float(self.state[3])
+
+    def update(self, statistic: float, u: float) -> float:
+        """One frame's statistic and its tie-breaking uniform; returns the p-value (sets `alarm` once reached)."""
+        pv = _k.martingale_step(self.reference, statistic, u, self.jump, self.state)
+        self.note(self.state[3])
+        return pv
+
+    def note(self, log10_value: float) -> bool:
+        """Record the martingale's current log10 value (from `update` or a bound frame kernel): the alarm, once
+        1 / level is reached, stays until `reset`. Returns `alarm`."""
+        if not self.alarm and log10_value >= self.log10_threshold:
+            self.alarm = True
+        return self.alarm
+
+    def quantile(self, level: float) -> float:
+        """The conformal (1 - level) quantile of the reference statistics (the conservative abstention tau)."""
+        return sorted_quantile(self.reference, level)
+
+
+class FrameScorer:
+    """Per-frame scores, set and statistic of a fitted, non-randomized marginal calibrator.
+
+    Reads only the calibrator's public fitted state (`score_.kernel_params()`, `inputs`, `temperature`,
+    `allow_empty`, `qhat_`, `n_classes_`). `statistic` is one of `STATISTIC_KINDS` (computed in the same kernel
+    call) or None (the caller computes it; the kernel returns NaN).
+    """
+
+    def __init__(self, calibrator, statistic: str | None = "entropy"):
+        check_is_fitted(calibrator)
+        if np.ndim(calibrator.qhat_) != 0:
+            raise TypeError(f"`calibrator` must be a marginal calibrator (one threshold); got "
+                            f"{type(calibrator).__name__}")
+        if calibrator.randomized:
+            raise ValueError("`calibrator` was fitted with randomized=True; per-frame sets need a non-randomized "
+                             "calibrator (refit with randomized=False)")
+        if statistic is not None and statistic not in STATISTIC_KINDS:
+            raise ValueError(f"`statistic` must be one of {sorted(STATISTIC_KINDS)} or None; got {statistic!r}")
+        self.kind, self.lam, self.k_reg, self.weight = calibrator.score_.kernel_params()
+        self.logits = calibrator.inputs == "logits"
+        self.temperature = float(calibrator.temperature)
+        self.allow_empty = bool(calibrator.allow_empty)
+        self.q_calibrated = float(calibrator.qhat_)
+        self.n_classes = int(calibrator.n_classes_)
+        self.statistic = statistic
+        self.stat_kind = _k.STAT_NONE if statistic is None else STATISTIC_KINDS[statistic]
+        # the kernel's constant arguments, gathered once (this is the per-frame path)
+        self._constants = (self.logits, self.temperature, self.kind, self.lam, self.k_reg, self.weight,
+                           self.allow_empty, self.q_calibrated, self.stat_kind)
+
+    def __call__(self, src: np.ndarray, q: float, probs: np.ndarray, scores: np.ndarray, row: int,
+                 order: np.ndarray):
+        """One (1, K) float32/float64 row at threshold q. Writes its probabilities into probs (1, K), every
+        label's score into row `row` of the float64 (n, K) buffer `scores` (a ring of frames awaiting feedback;
+        n = 1 for one frame) and the set's labels, by decreasing probability, into order[:m].
+        Returns (error code: 0 or a key of ERROR_MESSAGES, m, statistic)."""
+        return _k.frame_step(*self._constants, probs, scores, order, src, q, row)
+
+    def bind(self, probs: np.ndarray, scores: np.ndarray, order: np.ndarray, martingale: "ShiftMartingale" = None):
+        """A per-frame callable with the output buffers (and a monitor) bound once: one kernel call per frame and
+        no Python frame in between. Without `martingale`: ``f(src, q, row) -> (code, m, statistic)`` as
+        `__call__`. With it (the statistic must be one of STATISTIC_KINDS): ``f(src, q, row, u) -> (code, m,
+        statistic, p-value, log10 M)``, the martingale updated in place for a valid row; the caller sets
+        ``martingale.alarm`` when log10 M reaches ``martingale.log10_threshold`` (`ShiftMartingale.note`)."""
+        if martingale is None:
+            return functools.partial(_k.frame_step, *self._constants, probs, scores, order)
+        if self.stat_kind == _k.STAT_NONE:
+            raise ValueError("a monitored frame needs a statistic computed in the kernel (`statistic` is None)")
+        return functools.partial(_k.monitored_frame_step, *self._constants, probs, scores, order,
+                                 martingale.reference, martingale.jump, martingale.state)
