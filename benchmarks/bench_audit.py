@@ -64,7 +64,7 @@ class _Identity:
         return True
 
     def __sklearn_tags__(self):
-        from sklearn.utils import Tags, ClassifierTags, InputTags, TargetTags
+        from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags
 
         return Tags(estimator_type="classifier", classifier_tags=ClassifierTags(), target_tags=TargetTags(
             required=True), input_tags=InputTags())
@@ -145,9 +145,11 @@ splits x {len(names)} cells = {R * len(names)} fits-and-predicts:
 
 | what | median time | per split x cell |
 |---|---|---|
-| ours: full audit evaluation (DualThresholdConformal RAPS + entropy/Youden fit, predict, 13 metrics) | {t_eval:.2f} s | {1e3 * t_eval / (R * len(names)):.2f} ms |
+| ours: full audit evaluation (DualThresholdConformal RAPS + entropy/Youden fit, predict, 13 metrics) \
+| {t_eval:.2f} s | {1e3 * t_eval / (R * len(names)):.2f} ms |
 | ours: LAC split conformal, fit + predict_sets | {t_ours:.3f} s | {1e3 * t_ours / (R * len(names)):.3f} ms |
-| MAPIE 1.6 SplitConformalClassifier (LAC, prefit), conformalize + predict_set | {t_mapie:.3f} s | {1e3 * t_mapie / (R * len(names)):.3f} ms |
+| MAPIE 1.6 SplitConformalClassifier (LAC, prefit), conformalize + predict_set | {t_mapie:.3f} s \
+| {1e3 * t_mapie / (R * len(names)):.3f} ms |
 
 Ours vs MAPIE on the same definition: **{t_mapie / t_ours:.1f}x** faster; identical sets in {100 * agree:.1f}% of the
 {R * len(names)} (split, cell) pairs. (MAPIE fits once per split too; its time is dominated by per-call validation.)

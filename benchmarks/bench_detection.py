@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import machine_line, versions, write_section  # noqa: E402
 
-from conformal.detection import BoxIntervalCalibrator, ConformalDetector, matched_pairs  # noqa: E402
 from adapters.datasets import make_scenes  # noqa: E402
 from conformal._validation import check_frame  # noqa: E402
+from conformal.detection import BoxIntervalCalibrator, ConformalDetector, matched_pairs  # noqa: E402
 
 ALPHA = 0.1
 
@@ -127,7 +127,8 @@ def main(quick: bool = False):
 
     lines = [f"Machine: {machine_line()}", f"Versions: {versions('numpy', 'numba')}", "",
              "SYNTHETIC detections (`adapters.datasets.make_scenes`). Per-frame latency of "
-             "`ConformalDetector.predict` on one frame of **100 detections** (10 classes in 2D, 4 in 3D), median and 99th "
+             "`ConformalDetector.predict` on one frame of **100 detections** (10 classes in 2D, 4 in 3D), median and "
+             "99th "
              f"percentile over {calls} calls, input validation included; target <= 100 us median.", "",
              "| configuration | median (us) | p99 (us) |", "|---|---:|---:|"]
     lines += [f"| {n} | {m:.1f} | {p:.1f} |" for n, m, p in results]

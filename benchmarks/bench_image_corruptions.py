@@ -44,9 +44,8 @@ def load_peer():
 
 def shim_peer(ic) -> None:
     """Restore the two names the 1.1.2 release needs (np.float_, skimage's multichannel=) in its module."""
-    import skimage.filters
-
     import imagecorruptions.corruptions as icc
+    import skimage.filters
 
     np.float_ = np.float64
     original = skimage.filters.gaussian

@@ -15,9 +15,9 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from adapters.datasets import street_scan  # noqa: E402
 from benchmarks._report import machine_line, timeit, versions, write_section  # noqa: E402
 from perturbations import pointcloud as pc  # noqa: E402
-from adapters.datasets import street_scan  # noqa: E402
 
 
 def object_cloud(n=1024, seed=0):

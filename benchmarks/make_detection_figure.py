@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_detection import PunccStyleBoxWise  # noqa: E402
 
-from conformal.detection import ConformalDetector, matched_pairs  # noqa: E402
 from adapters.datasets import make_scenes  # noqa: E402
 from conformal._validation import check_frame  # noqa: E402
+from conformal.detection import ConformalDetector, matched_pairs  # noqa: E402
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 NAMES = ["T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]

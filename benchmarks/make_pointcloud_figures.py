@@ -18,8 +18,8 @@ from tqdm import tqdm  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from perturbations import pointcloud as pc  # noqa: E402
 from adapters.datasets import street_scan  # noqa: E402
+from perturbations import pointcloud as pc  # noqa: E402
 
 SEVERITIES = (1, 3, 5)
 

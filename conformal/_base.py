@@ -29,9 +29,24 @@ from typing import ClassVar
 import numpy as np
 
 from conformal import io as _io
-from conformal._constraints import (Array, Bool, Boolean, Callable, Float, InstanceOf, Int, Interval,
-                                    InvalidParameterError, Mapping, Nested, Optional, Options, Satisfies, Tuple,
-                                    check_constraints)
+from conformal._constraints import (
+    Array,
+    Bool,
+    Boolean,
+    Callable,
+    Float,
+    InstanceOf,
+    Int,
+    Interval,
+    InvalidParameterError,
+    Mapping,
+    Nested,
+    Optional,
+    Options,
+    Satisfies,
+    Tuple,
+    check_constraints,
+)
 from conformal._validation import NotFittedError
 from conformal.io import StateError
 

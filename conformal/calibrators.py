@@ -12,8 +12,18 @@ import warnings
 
 import numpy as np
 
-from conformal._base import (Array, BaseEstimator, Boolean, Float, InstanceOf, Int, Interval, Nested, Options,
-                             clone_params)
+from conformal._base import (
+    Array,
+    BaseEstimator,
+    Boolean,
+    Float,
+    InstanceOf,
+    Int,
+    Interval,
+    Nested,
+    Options,
+    clone_params,
+)
 from conformal._validation import NotFittedError, check_is_fitted, check_labels, check_scores_matrix
 from conformal.io import StateError, register_kind
 from conformal.quantile import conformal_quantile, min_calibration_size  # noqa: F401 (re-exported)

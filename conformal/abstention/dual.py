@@ -15,10 +15,24 @@ import warnings
 
 import numpy as np
 
-from conformal._base import (Array, BaseEstimator, Callable, Float, InstanceOf, Int, Interval, Mapping, Nested,
-                             Optional, Options, Tuple, check_constraints, clone_params)
-from conformal._validation import NotFittedError, as_array, check_is_fitted, check_labels, check_scores_matrix
+from conformal._base import (
+    Array,
+    BaseEstimator,
+    Callable,
+    Float,
+    InstanceOf,
+    Int,
+    Interval,
+    Mapping,
+    Nested,
+    Optional,
+    Options,
+    Tuple,
+    check_constraints,
+    clone_params,
+)
 from conformal._kernels import statistics as _k
+from conformal._validation import NotFittedError, as_array, check_is_fitted, check_labels, check_scores_matrix
 from conformal.abstention import rules as _rules
 from conformal.abstention.decisions import Decisions
 from conformal.abstention.statistics import NEEDS_CONFORMAL, STATISTICS, compute_statistic, get_statistic

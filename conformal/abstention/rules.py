@@ -15,8 +15,8 @@ import warnings
 
 import numpy as np
 
-from conformal.metrics import roc_curve
 from conformal.calibrators import conformal_quantile
+from conformal.metrics import roc_curve
 from conformal.stats import binom_cdf
 
 __all__ = ["youden_tau", "fpr_tau", "budget_tau", "min_accepted_to_certify", "candidate_grid", "testing_order",

@@ -11,8 +11,8 @@ import inspect
 
 import numpy as np
 
-from conformal._validation import check_scores_matrix
 from conformal._kernels import statistics as _k
+from conformal._validation import check_scores_matrix
 
 __all__ = ["STATISTICS", "NEEDS_CONFORMAL", "statistic_names", "get_statistic", "compute_statistic"]
 

@@ -26,7 +26,6 @@ matched detections' class_probs and true labels; this class adds the detection-s
 """
 from __future__ import annotations
 
-
 import numpy as np
 
 from conformal._base import Array, BaseEstimator, Float, InstanceOf, Int, Mapping, Optional, Options, check_constraints
@@ -35,10 +34,10 @@ from conformal.abstention import rules as _rules
 from conformal.abstention.dual import RULE_PARAM_CONSTRAINTS
 from conformal.abstention.statistics import entropy as _entropy
 from conformal.calibrators import _SEED
-from conformal.io import StateError, register_kind
-from conformal.utils import check_random_state
 from conformal.detection.matching import match_arrays
 from conformal.detection.metrics import side_coverage
+from conformal.io import StateError, register_kind
+from conformal.utils import check_random_state
 
 __all__ = ["DetectionAbstention", "DETECTION_STATISTICS", "ABSTENTION_RULES"]
 

@@ -9,8 +9,13 @@ import numpy as np
 
 from conformal._validation import check_frame_pairs, check_is_fitted, check_match_params
 from conformal.detection.matching import match_arrays
-from conformal.detection.metrics import (range_bins, relative_interval_size, side_coverage, size_bins,
-                                         stratified_coverage)
+from conformal.detection.metrics import (
+    range_bins,
+    relative_interval_size,
+    side_coverage,
+    size_bins,
+    stratified_coverage,
+)
 from conformal.stats import clopper_pearson
 
 __all__ = ["evaluate_detector"]

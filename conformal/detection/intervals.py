@@ -28,9 +28,8 @@ import warnings
 import numpy as np
 
 from conformal._base import Array, BaseEstimator, Boolean, Int, Interval, Options
-from conformal._validation import check_is_fitted
+from conformal._validation import BOX_DIM, check_boxes, check_is_fitted
 from conformal.detection import _kernels as _k
-from conformal._validation import BOX_DIM, check_boxes
 from conformal.detection._geometry import TWO_PI, wrap_angle
 from conformal.io import StateError, register_kind
 from conformal.quantile import conformal_quantile, conformal_rank

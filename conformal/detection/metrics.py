@@ -9,8 +9,15 @@ from __future__ import annotations
 import numpy as np
 
 from conformal._base import Array, BaseEstimator, Boolean, Mapping
-from conformal._validation import (as_array, check_boxes, check_confidences, check_dim, check_frame_pairs,
-                                   check_is_fitted, check_match_params)
+from conformal._validation import (
+    as_array,
+    check_boxes,
+    check_confidences,
+    check_dim,
+    check_frame_pairs,
+    check_is_fitted,
+    check_match_params,
+)
 from conformal.detection import _kernels as _k
 from conformal.detection._geometry import TWO_PI, wrap_angle
 from conformal.detection.matching import match_arrays

@@ -19,9 +19,8 @@ import warnings
 import numpy as np
 
 from conformal._base import Array, BaseEstimator, Bool, Boolean, Float, Int, Interval, Mapping, Options, Satisfies
-from conformal._validation import as_array, check_is_fitted
+from conformal._validation import as_array, check_frame_pairs, check_is_fitted, check_match_params
 from conformal.detection import _kernels as _k
-from conformal._validation import check_frame_pairs, check_match_params
 from conformal.detection.matching import METRICS, pairwise
 from conformal.io import StateError, register_kind
 from conformal.stats import binom_cdf

@@ -10,8 +10,15 @@ from __future__ import annotations
 import numpy as np
 
 from conformal._base import BaseEstimator
-from conformal._validation import (check_inputs, check_labels, check_nonneg_float, check_qhat, check_scores_matrix,
-                                   check_u, raise_row_error)
+from conformal._validation import (
+    check_inputs,
+    check_labels,
+    check_nonneg_float,
+    check_qhat,
+    check_scores_matrix,
+    check_u,
+    raise_row_error,
+)
 from conformal.io import register_kind
 
 _REGISTRY: dict[str, type] = {}

@@ -6,9 +6,9 @@ the conformal p-value instead (smoothed p-values), which makes coverage exactly 
 """
 from __future__ import annotations
 
-from conformal._kernels import scores as _k
 import numpy as np
 
+from conformal._kernels import scores as _k
 from conformal.scores.base import Score, register, run_kernel
 
 

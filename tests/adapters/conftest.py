@@ -1,5 +1,4 @@
 """Shared fixtures: reference-model outputs computed once per session (no training in tests)."""
-import numpy as np
 import pytest
 
 

@@ -5,8 +5,14 @@ import numpy as np
 import pytest
 
 import conformal
-from conformal import (ClassConditionalConformalClassifier, NotFittedError, SplitConformalClassifier, StateError,
-                       conformal_quantile, metrics)
+from conformal import (
+    ClassConditionalConformalClassifier,
+    NotFittedError,
+    SplitConformalClassifier,
+    StateError,
+    conformal_quantile,
+    metrics,
+)
 from tests.reference import naive
 
 SCORE_NAMES = ["lac", "aps", "raps", "saps", "topk"]
@@ -64,7 +70,7 @@ def test_coverage_on_real_digits_with_logistic_regression():
     n_cal = len(rest) // 2
     for score in ["aps", "raps", "lac"]:
         covs = []
-        for r in range(200):
+        for _ in range(200):
             p = rng.permutation(len(rest))
             cp = SplitConformalClassifier(score=score, alpha=0.1).fit(probs[p[:n_cal]], labels[p[:n_cal]])
             covs.append(metrics.coverage(cp.predict_sets(probs[p[n_cal:]]), labels[p[n_cal:]]))
@@ -77,7 +83,7 @@ def test_class_conditional_coverage_per_class():
     probs, labels = synthetic(3000, k=5, seed=3, concentration=1.0)
     rng = np.random.default_rng(4)
     per_class = []
-    for r in range(reps):
+    for _ in range(reps):
         perm = rng.permutation(len(labels))
         cal, test = perm[:1500], perm[1500:]
         cp = ClassConditionalConformalClassifier(score="aps", alpha=alpha).fit(probs[cal], labels[cal])

@@ -19,12 +19,21 @@ import pytest
 from sklearn.base import clone
 
 import conformal
-from conformal import (APS, LAC, RAPS, SAPS, ClassConditionalConformalClassifier, DualThresholdConformal,
-                       NotFittedError, SplitConformalClassifier, TopK)
-from conformal._base import BaseEstimator
-from conformal.detection import (BoxIntervalCalibrator, ConformalDetector, DetectionAbstention, RecallRiskControl)
-from conformal.detection.metrics import IsotonicCalibrator
 from adapters.datasets import make_scenes
+from conformal import (
+    APS,
+    LAC,
+    RAPS,
+    SAPS,
+    ClassConditionalConformalClassifier,
+    DualThresholdConformal,
+    NotFittedError,
+    SplitConformalClassifier,
+    TopK,
+)
+from conformal._base import BaseEstimator
+from conformal.detection import BoxIntervalCalibrator, ConformalDetector, DetectionAbstention, RecallRiskControl
+from conformal.detection.metrics import IsotonicCalibrator
 from conformal.io import dumps_state
 
 
@@ -272,7 +281,7 @@ def test_repr_shows_and_rebuilds_the_params(name):
     est = CASES[name][0]()
     text = repr(est)
     assert text.startswith(type(est).__name__ + "(")
-    for k, v in est.get_params(deep=False).items():
+    for k in est.get_params(deep=False):
         assert f"{k}=" in text, k
     if name == "ConformalModel":
         return  # its adapter is an arbitrary object

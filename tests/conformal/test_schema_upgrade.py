@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import conformal
+from adapters.datasets import make_scenes
 from conformal import ClassConditionalConformalClassifier, DualThresholdConformal, SplitConformalClassifier
 from conformal.detection import ConformalDetector
-from adapters.datasets import make_scenes
 from conformal.io import StateError, dumps_state
 
 V1 = Path(__file__).resolve().parent / "data" / "schema_v1"
@@ -110,8 +110,9 @@ def test_other_versions_and_tampered_files_are_refused(tmp_path):
     with pytest.raises(StateError, match="checksum"):
         SplitConformalClassifier.load(tmp_path / "t.json")
     # a schema-1 payload that the checksum accepts but that is inconsistent is refused by the field checks
-    from conformal.io import FORMAT
     import hashlib
+
+    from conformal.io import FORMAT
     bad = json.loads((V1 / "split_raps.json").read_text())
     bad["payload"]["fitted"]["qhat"] = 0.123
     bad.pop("sha256")

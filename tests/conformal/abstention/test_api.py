@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from conformal import Decisions, DualThresholdConformal, NotFittedError
-from conformal.abstention import RULES, STATISTICS
 from conformal._kernels import statistics as K
+from conformal.abstention import RULES, STATISTICS
 from conformal.abstention.research import compare_with_leaky_statistic, leaky_true_label_nll
 from conformal.io import StateError
 

@@ -29,7 +29,7 @@ def bev_iou_raster(a, b, res=400):
             xs = np.linspace(cx - half, cx + half, res)
             X, Y = np.meshgrid(xs, np.linspace(cy - half, cy + half, res))
 
-            def inside(box):
+            def inside(box, X=X, Y=Y):  # noqa: N803 - the grid of this (p, q) pair
                 c, s = math.cos(box[6]), math.sin(box[6])
                 u = (X - box[0]) * c + (Y - box[1]) * s
                 v = -(X - box[0]) * s + (Y - box[1]) * c

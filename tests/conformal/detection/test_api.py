@@ -8,11 +8,11 @@ import warnings
 import numpy as np
 import pytest
 
+from adapters.datasets import make_scenes
 from conformal import NotFittedError, load
 from conformal.detection import BoxIntervalCalibrator, ConformalDetector, DetectionAbstention, RecallRiskControl
 from conformal.detection.intervals import residuals
 from conformal.detection.metrics import side_coverage
-from adapters.datasets import make_scenes
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,11 @@ import warnings
 import numpy as np
 import pytest
 
-from conformal.detection import BoxIntervalCalibrator, ConformalDetector, matched_pairs
+from adapters.datasets import make_scenes
 from conformal._validation import check_frame
+from conformal.detection import BoxIntervalCalibrator, ConformalDetector, matched_pairs
 from conformal.detection.metrics import side_coverage
 from conformal.detection.recall import RecallRiskControl, gt_match_confidence, recall_losses
-from adapters.datasets import make_scenes
 
 R = 200
 ALPHA = 0.1

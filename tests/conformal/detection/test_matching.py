@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conformal.detection import bev_iou, box_iou, center_distance, hungarian, match
 from conformal.detection import _kernels as K
+from conformal.detection import bev_iou, box_iou, center_distance, hungarian, match
 
 from . import _naive
 

@@ -4,11 +4,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conformal.detection import _kernels as K
-from conformal.detection.metrics import (IsotonicCalibrator, box_coverage, detection_ece, detection_targets,
-                                         isotonic_regression, laece, outer_box_coverage, range_bins, size_bins,
-                                         stratified_coverage)
 from adapters.datasets import make_scenes
+from conformal.detection import _kernels as K
+from conformal.detection.metrics import (
+    IsotonicCalibrator,
+    box_coverage,
+    detection_ece,
+    detection_targets,
+    isotonic_regression,
+    laece,
+    outer_box_coverage,
+    range_bins,
+    size_bins,
+    stratified_coverage,
+)
 
 from . import _naive
 
