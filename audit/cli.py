@@ -27,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--png", action="store_true", help="also render report.html to report.png (headless Chromium)")
     t = sub.add_parser("train", help="train the reference model named by a config")
     t.add_argument("config")
+    w = sub.add_parser("warmup", help="compile every Numba kernel now (fills the cache: no later process compiles)")
+    w.add_argument("--core-only", action="store_true", help="only the conformal core (no corruptions)")
     v = sub.add_parser("validate", help="check a config and print it with every default filled in")
     v.add_argument("config")
     return p
@@ -41,6 +43,21 @@ def _list() -> None:
     for task in TASKS.values():
         print(task.listing())
     print("executors: local (--workers N for N processes), ray (--executor ray; RAY_ADDRESS or executor.address)")
+
+
+def _warmup(core_only: bool) -> None:
+    import time
+
+    import conformal
+
+    t0 = time.perf_counter()
+    steps = conformal.warmup(verbose=True)
+    if not core_only:
+        import perturbations
+
+        steps.update(perturbations.warmup(verbose=True))
+    print(f"warm-up done in {time.perf_counter() - t0:.1f} s ({len(steps)} steps); the Numba cache is filled, so "
+          f"later processes load compiled code instead of compiling")
 
 
 def main(argv=None) -> int:
@@ -70,6 +87,8 @@ def main(argv=None) -> int:
             if args.png:
                 print(f"rendered: {render_png(path, path.with_suffix('.png'))}")
             print(f"report: {path}")
+        elif args.command == "warmup":
+            _warmup(core_only=args.core_only)
         elif args.command == "train":
             from audit.tasks import get_task
 

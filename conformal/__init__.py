@@ -15,8 +15,9 @@ from conformal.calibrators import ClassConditionalConformalClassifier, SplitConf
 from conformal.io import StateError, load
 from conformal.quantile import conformal_quantile, conformal_rank
 from conformal.scores import APS, LAC, RAPS, SAPS, TopK, get_score
+from conformal._warmup import warmup
 
 __all__ = ["APS", "ClassConditionalConformalClassifier", "Decisions", "DualThresholdConformal",
            "InvalidParameterError", "LAC", "NotFittedError", "RAPS", "SAPS", "SplitConformalClassifier", "StateError",
            "TopK", "__version__", "conformal_quantile", "conformal_rank", "get_score", "load", "metrics", "online",
-           "quantile", "scores", "stats", "utils"]
+           "quantile", "scores", "stats", "utils", "warmup"]
