@@ -17,7 +17,7 @@ __all__ = ["CameraClassifier", "LidarClassifier", "ConformalModel", "StreamingCo
 _LAZY = {"CameraClassifier": "adapters.camera", "LidarClassifier": "adapters.lidar",
          "ConformalModel": "adapters.conformal_model", "StreamingConformal": "adapters.streaming",
          "ImagePreprocess": "adapters.preprocess"}
-_SUBMODULES = ("reference", "datasets", "models", "train", "streaming", "camera", "lidar", "preprocess")
+_SUBMODULES = ("reference", "datasets", "models", "train", "streaming", "camera", "lidar", "preprocess", "ros2")
 
 
 def __getattr__(name):
