@@ -27,6 +27,10 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--png", action="store_true", help="also render report.html to report.png (headless Chromium)")
     t = sub.add_parser("train", help="train the reference model named by a config")
     t.add_argument("config")
+    i = sub.add_parser("init", help="write one of the shipped configs to start from (works after a pip install)")
+    i.add_argument("name", nargs="?", help="a shipped config (see --list)")
+    i.add_argument("--out", default=None, help="file to write (default: NAME.yaml here; never overwritten)")
+    i.add_argument("--list", action="store_true", help="list the shipped configs")
     w = sub.add_parser("warmup", help="compile every Numba kernel now (fills the cache: no later process compiles)")
     w.add_argument("--core-only", action="store_true", help="only the conformal core (no corruptions)")
     v = sub.add_parser("validate", help="check a config and print it with every default filled in")
@@ -43,6 +47,34 @@ def _list() -> None:
     for task in TASKS.values():
         print(task.listing())
     print("executors: local (--workers N for N processes), ray (--executor ray; RAY_ADDRESS or executor.address)")
+
+
+def shipped_configs() -> dict:
+    """{name: text} of the configs shipped in the package (audit/configs, the repository's configs/)."""
+    from importlib.resources import files
+
+    root = files("audit") / "configs"
+    return {p.name[:-5]: p.read_text() for p in sorted(root.iterdir(), key=lambda p: p.name)
+            if p.name.endswith(".yaml")}
+
+
+def _init(name, out, listing: bool) -> None:
+    from pathlib import Path
+
+    configs = shipped_configs()
+    if listing or name is None:
+        print("shipped configs (conformal-audit init NAME):")
+        for n, text in configs.items():
+            first = next((line[2:] for line in text.splitlines() if line.startswith("# ")), "")
+            print(f"  {n:32s} {first}")
+        return
+    if name not in configs:
+        raise ConfigError(f"no shipped config {name!r}; shipped: {', '.join(configs)}")
+    path = Path(out or f"{name}.yaml")
+    if path.exists():
+        raise ConfigError(f"{str(path)!r} exists; conformal-audit init never overwrites a file (choose --out)")
+    path.write_text(configs[name])
+    print(f"wrote {path}; run it with: conformal-audit run {path} --out audit-out/{name}")
 
 
 def _warmup(core_only: bool) -> None:
@@ -87,6 +119,8 @@ def main(argv=None) -> int:
             if args.png:
                 print(f"rendered: {render_png(path, path.with_suffix('.png'))}")
             print(f"report: {path}")
+        elif args.command == "init":
+            _init(args.name, args.out, args.list)
         elif args.command == "warmup":
             _warmup(core_only=args.core_only)
         elif args.command == "train":
