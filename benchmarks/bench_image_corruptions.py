@@ -1,7 +1,8 @@
 """Speed of perturbations.image against the `imagecorruptions` PyPI release 1.1.2, measured in the same run.
 
 Every corruption at severity 3 on a real photo (scikit-learn's china.jpg) resized to 32 and 224 px, uint8
-RGB in and out, median of several calls after a warm-up, ours and the peer's calls alternating (Numba compiled, caches filled). The peer is called
+RGB in and out, median of several calls after a warm-up, ours and the peer's calls alternating (Numba compiled,
+caches filled). The peer is called
 through its public `imagecorruptions.corrupt`. Three of its 19 corruptions fail on NumPy 2 / scikit-image
 >= 0.19 (glass_blur, gaussian_blur: removed `multichannel` keyword; fog: removed `np.float_`); they are marked
 "broken in the reference" and, for information, also timed with a two-line compatibility shim (the same
@@ -77,7 +78,7 @@ def main() -> str:
     import cv2
 
     images = {224: image224, 32: cv2.resize(image224, (32, 32), interpolation=cv2.INTER_AREA)}
-    rows, broken = [], set()
+    broken = set()
     ratios = {s: {} for s in SIZES}
     shim_ratios = {s: {} for s in SIZES}
     timings = {}

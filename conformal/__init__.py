@@ -10,12 +10,12 @@ from conformal import metrics, online, quantile, scores, stats, utils
 from conformal._base import InvalidParameterError
 from conformal._validation import NotFittedError
 from conformal._version import __version__
+from conformal._warmup import warmup
 from conformal.abstention import Decisions, DualThresholdConformal
 from conformal.calibrators import ClassConditionalConformalClassifier, SplitConformalClassifier
 from conformal.io import StateError, load
 from conformal.quantile import conformal_quantile, conformal_rank
 from conformal.scores import APS, LAC, RAPS, SAPS, TopK, get_score
-from conformal._warmup import warmup
 
 __all__ = ["APS", "ClassConditionalConformalClassifier", "Decisions", "DualThresholdConformal",
            "InvalidParameterError", "LAC", "NotFittedError", "RAPS", "SAPS", "SplitConformalClassifier", "StateError",

@@ -6,7 +6,8 @@ Every function here works in the *unit frame*: the caller (`pointcloud.corrupt`)
 its bounding box is centred at 0 with the longest side 2, exactly ModelNet40-C's normalisation, and maps
 the result back to the input's centre and scale afterwards. Each takes (pts, rng, p) with pts a float64
 (N, C) copy it may modify, rng a Generator and p the sampled params (the severity row plus the scalar draws
-of its sampler in `SAMPLERS`; arrays, or the lists of a JSON record), and returns (out, index, applied): `index[j]` is the source row of output row
+of its sampler in `SAMPLERS`; arrays, or the lists of a JSON record), and returns (out, index, applied):
+`index[j]` is the source row of output row
 j or -1 for an added point, `applied` the values drawn or derived. A sampler, ``sample(n, p, rng)`` for an
 n-point cloud, makes the draws that come before any per-point draw, in the order the corruption always
 made them, so the numbers for a seed never changed; the function draws only the per-point ones.

@@ -11,7 +11,6 @@ import math
 import numpy as np
 from numba import njit
 
-
 GUIDE_BITS = 10
 GUIDE_SIZE = 1 << GUIDE_BITS
 
