@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--core-only", action="store_true", help="only the conformal core (no corruptions)")
     v = sub.add_parser("validate", help="check a config and print it with every default filled in")
     v.add_argument("config")
+    v.add_argument("--dry-run", action="store_true", help="also build the data and the model and run one small batch "
+                   "(the clean cell and each corruption at its highest severity)")
     return p
 
 
@@ -98,7 +100,14 @@ def main(argv=None) -> int:
         if args.command == "list":
             _list()
         elif args.command == "validate":
-            print(dump(load(args.config)), end="")
+            cfg = load(args.config)
+            print(dump(cfg), end="")
+            if args.dry_run:
+                from audit.runner.run import dry_run
+                from audit.tasks import get_task
+
+                dry_run(get_task(cfg["task"]), cfg, log=print)
+                print("dry run: ok")
         elif args.command == "run":
             from audit import run_audit
 

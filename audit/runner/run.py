@@ -30,7 +30,7 @@ from audit.runner.progress import Progress
 from audit.runner.results import build_results, write_results
 from audit.schema import EXECUTORS, dump
 
-__all__ = ["run", "evaluate_splits", "single_numba_thread"]
+__all__ = ["run", "dry_run", "evaluate_splits", "single_numba_thread"]
 
 
 class single_numba_thread:
@@ -108,6 +108,44 @@ def run(task, cfg: dict, out, *, workers: int | None = None, executor: str | Non
     results["library_warnings"] = lib_warnings
     write_results(out, task, results, curves)
     return results
+
+
+def dry_run(task, cfg: dict, *, n: int = 8, log=print) -> list:
+    """Build the data and the model and run one small batch: the clean cell and every corruption at its highest
+    severity, on the first `n` pool items, in this process. Returns one line per step; raises AuditError naming the
+    first step that fails (nothing is written: the model is prepared in a temporary folder)."""
+    import tempfile
+
+    lines = []
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        try:
+            prepared = task.prepare(cfg, Path(tmp), lambda *a: None)
+        except (ConfigError, ValueError, TypeError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the data or the model cannot be built: say so in one line
+            raise AuditError(f"dry run: preparing the data and the model failed: {type(exc).__name__}: {exc}") from exc
+        lines.append(f"data and model ready in {time.perf_counter() - t0:.1f} s: {prepared.description}")
+        context = task.subset_context(prepared.context, n)
+        cells = [c for c in cell_list(cfg["corruptions"])]
+        last = {}
+        for c in cells:  # the clean cell and each corruption at its highest severity
+            if c["name"] == "clean" or c["severity"] >= last.get(c["name"], (0,))[0]:
+                last[c["name"]] = (c["severity"], c)
+        for _, c in last.values():
+            if c["cell"] in prepared.ready:
+                lines.append(f"{c['cell']}: supplied precomputed")
+                continue
+            res = executors.compute_cell(task, context, c)
+            if res["error"] is not None:
+                raise AuditError(f"dry run: cell {c['cell']} failed on {n} items: "
+                                 f"{res['error'].strip().splitlines()[-1]}")
+            shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in res["arrays"].items()
+                               if k not in ("applied",) and hasattr(v, "shape"))
+            lines.append(f"{c['cell']}: ok in {res['seconds']:.2f} s ({shapes})")
+    for line in lines:
+        log(f"[dry run] {line}")
+    return lines
 
 
 def _count(into: dict, messages) -> None:

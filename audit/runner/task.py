@@ -85,6 +85,10 @@ class Task:
         """The arrays of one cell (run in worker processes; must be deterministic given the cell)."""
         raise NotImplementedError
 
+    def subset_context(self, context: dict, n: int) -> dict:
+        """The context restricted to the first `n` items of the pool (`validate --dry-run` runs one small batch)."""
+        return context
+
     def load_cell(self, prepared: Prepared, arrays: dict):
         """The cell's data for the split loop, from its (cached) arrays; default: the arrays themselves."""
         return arrays

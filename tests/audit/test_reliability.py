@@ -287,3 +287,20 @@ def test_results_carry_provenance(tiny_config, tmp_path):
     prov = res["provenance"]
     assert {"utc", "config_sha256", "data_fingerprint", "machine"} <= set(prov)
     assert prov["model_fitted_here"] == "sklearn_logreg" and len(prov["config_sha256"]) == 64
+
+
+def test_validate_dry_run_builds_the_model_and_runs_one_batch(tiny_config, bad_module, tmp_path, capsys):
+    import yaml
+
+    ok = tmp_path / "ok.yaml"
+    ok.write_text(yaml.safe_dump(tiny_config(corruptions=[{"name": "fog", "severities": [1, 4]}])))
+    assert main(["validate", str(ok), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "[dry run] clean: ok" in out and "[dry run] fog_s4: ok" in out and "fog_s1" not in out
+    assert "dry run: ok" in out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(tiny_config(corruptions=[{"name": f"{bad_module}:as_float", "severities": [2]}])))
+    assert main(["validate", str(bad), "--dry-run"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "dry run: cell audit_bad_corruptions_as_float_s2 failed on 8 items" in err[0]
+    assert not list(tmp_path.glob("**/results.json"))  # a dry run writes nothing

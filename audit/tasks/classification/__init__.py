@@ -178,6 +178,9 @@ class ClassificationTask(Task):
         examples = [np.array(x) for x in inputs[: context["n_examples"]]]
         return {"probs": probs, **_pack_examples(examples), **applied}
 
+    def subset_context(self, context, n):
+        return {**context, "inputs": context["inputs"][:n]} if "inputs" in context else context
+
     def load_cell(self, prepared, arrays):
         return arrays["probs"]
 

@@ -71,6 +71,9 @@ class DetectionTask(Task):
     def cell_files(self, prepared, cell, arrays):
         return {f"applied/{cell}.json.gz": arrays["applied"].tobytes()} if "applied" in arrays else {}
 
+    def subset_context(self, context, n):
+        return SOURCES[context["source"]].subset_context(context, n)
+
     def load_cell(self, prepared, arrays):
         return frames.unpack(arrays, prepared.state["dim"])
 

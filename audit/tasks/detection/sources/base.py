@@ -57,6 +57,10 @@ class Source:
         """What the frames rest on beyond the config (e.g. {"model_file", "model_sha256"})."""
         return {}
 
+    def subset_context(self, context: dict, n: int) -> dict:
+        """The context restricted to the first `n` frames (for `validate --dry-run`)."""
+        return context
+
     def setup_worker(self, context: dict) -> None:
         """Import what the model needs before the thread limits are set (see audit.runner.executors)."""
 

@@ -162,6 +162,9 @@ class SyntheticScenes(Source):
 
         return fingerprint(*[Path(m.__file__).read_bytes().decode() for m in (scenes, false_positives, detector)])
 
+    def subset_context(self, context, n):
+        return {**context, "n_frames": min(n, context["n_frames"])}
+
     def provenance(self, cfg):
         return {"model": "simulated detector (adapters.datasets.make_scenes), parameters in the config",
                 "code_digest": self.code_digest(cfg)}
