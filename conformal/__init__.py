@@ -12,6 +12,7 @@ from conformal._validation import NotFittedError
 from conformal._version import __version__
 from conformal._warmup import warmup
 from conformal.abstention import Decisions, DualThresholdConformal
+from conformal.abstention.shift import ShiftAwareAbstention
 from conformal.calibrators import ClassConditionalConformalClassifier, SplitConformalClassifier
 from conformal.io import StateError, load
 from conformal.quantile import conformal_quantile, conformal_rank
@@ -20,4 +21,4 @@ from conformal.scores import APS, LAC, RAPS, SAPS, TopK, get_score
 __all__ = ["APS", "ClassConditionalConformalClassifier", "Decisions", "DualThresholdConformal",
            "InvalidParameterError", "LAC", "NotFittedError", "RAPS", "SAPS", "SplitConformalClassifier", "StateError",
            "TopK", "__version__", "conformal_quantile", "conformal_rank", "get_score", "load", "metrics", "online",
-           "quantile", "scores", "stats", "utils", "warmup"]
+           "quantile", "scores", "stats", "utils", "warmup", "ShiftAwareAbstention"]
