@@ -154,6 +154,10 @@ class KNNDistance(FittedStatistic):
         q = np.ascontiguousarray(self._prepare(check_matrix(X, "features", n_columns=self.n_features_)))
         if self.resolved_backend() == "faiss":
             return self._faiss_distances(q)
+        if q.shape[0] == 1:  # one frame: no thread launch
+            acc, top = np.empty(_kk._BLOCK, np.float32), np.empty(int(self.k), np.float32)
+            return np.array([_kk.knn_distance_one(q[0], self._bank_t, int(self.k), self.aggregate == "mean",
+                                                  acc, top)])
         return _kk.knn_distances(q, self._bank_t, int(self.k), self.aggregate == "mean")
 
     def _faiss_distances(self, q: np.ndarray) -> np.ndarray:

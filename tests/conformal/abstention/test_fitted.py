@@ -20,7 +20,8 @@ from tests.reference import knn as twin_knn
 KN = "conformal._kernels.knn."
 
 
-@pytest.mark.twin(KN + "knn_distances", KN + "_knn_row", KN + "knn_distance_one", twin=twin_knn.knn_distances)
+@pytest.mark.twin(KN + "knn_distances", KN + "_knn_row", KN + "_knn_rows4", KN + "knn_distance_one", KN + "_insert",
+                  KN + "_finish", twin=twin_knn.knn_distances)
 @settings(max_examples=60, deadline=None)
 @given(n=st.integers(1, 30), m=st.integers(1, 1300), d=st.integers(1, 20), seed=st.integers(0, 2**31 - 1),
        mean=st.booleans(), ties=st.booleans(), data=st.data())
