@@ -80,10 +80,11 @@ class KNNDistance(FittedStatistic):
 
     Notes
     -----
-    Bank and query rows are compared as float32, accumulated in float32 in a fixed order (the NumPy twin in
-    tests/reference/knn.py gives identical values). A query that *is* a bank row has distance 0 to itself, so
-    score data that is not in the bank (DualThresholdConformal fits the bank on its qhat fold and thresholds on
-    its tau fold).
+    ``save("bank.npz")`` stores the bank binary (NPZ, checksummed, read back without pickle); ``save("x.json")``
+    as JSON text (about 17 MB and 2 s for a 10,000 x 64 bank). Bank and query rows are compared as float32,
+    accumulated in float32 in a fixed order (the NumPy twin in tests/reference/knn.py gives identical values).
+    A query that *is* a bank row has distance 0 to itself, so score data that is not in the bank
+    (DualThresholdConformal fits the bank on its qhat fold and thresholds on its tau fold).
 
     Examples
     --------

@@ -184,3 +184,34 @@ def test_loaded_states_are_checked_for_sense():
     st_ = m.to_dict()
     with pytest.raises(StateError, match="positive definite"):
         Mahalanobis.from_dict({**st_, "fitted": {**st_["fitted"], "precision": -np.eye(3)}})
+
+
+def test_npz_layout_stores_a_large_bank_binary_and_checked(tmp_path):
+    bank = _gauss(0, 5000, 32)
+    knn = KNNDistance(k=10).fit(bank)
+    q = _gauss(1, 20, 32)
+    knn.save(tmp_path / "bank.npz")
+    assert (tmp_path / "bank.npz").stat().st_size < 2 * bank.size * 8  # binary, not JSON text
+    for back in (KNNDistance.load(tmp_path / "bank.npz"), conformal.load(tmp_path / "bank.npz")):
+        np.testing.assert_array_equal(back.statistic(q), knn.statistic(q))
+        np.testing.assert_array_equal(back.bank_, knn.bank_)
+    with np.load(tmp_path / "bank.npz", allow_pickle=False) as z:
+        files = dict(z.items())
+    files["a0"] = files["a0"].copy()
+    files["a0"][0, 0] += 1.0
+    np.savez(tmp_path / "bad.npz", **files)
+    with pytest.raises(StateError, match="checksum"):
+        KNNDistance.load(tmp_path / "bad.npz")
+    with pytest.raises(StateError, match="not a 'Mahalanobis'"):
+        Mahalanobis.load(tmp_path / "bank.npz")
+    # a whole union model too (nested estimators)
+    from conformal import DualThresholdConformal
+
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(4), size=400)
+    y = rng.integers(0, 4, 400)
+    f = rng.normal(size=(400, 6))
+    m = DualThresholdConformal(statistic=("entropy", "knn"), rule="budget", random_state=0).fit(p, y, features=f)
+    m.save(tmp_path / "m.npz")
+    back = conformal.load(tmp_path / "m.npz")
+    np.testing.assert_array_equal(back.predict(p, features=f).abstain, m.predict(p, features=f).abstain)
