@@ -2,7 +2,8 @@
 
 `import adapters` is light: torch, OpenCV and open3d are imported only when a class that needs them is first used.
 
-- `CameraClassifier`, `LidarClassifier`: a torch model (or any callable) -> probabilities as NumPy (torch).
+- `CameraClassifier`, `LidarClassifier`: a torch model (or any callable) -> probabilities as NumPy (torch);
+  `predict_outputs` gives logits, probabilities and penultimate features (`ModelOutputs`) from one pass.
 - `ConformalModel`: adapter + any `conformal` calibrator, fitted and applied in one call (torch).
 - `StreamingConformal`: per-frame decisions with adaptive conformal inference and a shift monitor
   (numpy + numba only).
@@ -12,11 +13,12 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["CameraClassifier", "LidarClassifier", "ConformalModel", "StreamingConformal", "ImagePreprocess"]
+__all__ = ["CameraClassifier", "LidarClassifier", "ConformalModel", "StreamingConformal", "ImagePreprocess",
+           "ModelOutputs"]
 
 _LAZY = {"CameraClassifier": "adapters.camera", "LidarClassifier": "adapters.lidar",
          "ConformalModel": "adapters.conformal_model", "StreamingConformal": "adapters.streaming",
-         "ImagePreprocess": "adapters.preprocess"}
+         "ImagePreprocess": "adapters.preprocess", "ModelOutputs": "adapters._base"}
 _SUBMODULES = ("reference", "datasets", "models", "train", "streaming", "camera", "lidar", "preprocess", "ros2")
 
 

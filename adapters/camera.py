@@ -31,6 +31,9 @@ class CameraClassifier(TorchAdapter):
         If given, a model returning another number of classes is an error.
     progress : "auto", True or False
         tqdm progress bar ("auto": for 20 batches or more).
+    feature_layer : str or None
+        Module whose (flattened) output `predict_outputs` returns as features; None: the input of the last
+        ``nn.Linear`` (penultimate features).
 
     Inputs: a list/tuple of uint8 arrays (H x W, H x W x 1 or H x W x 3; sizes may differ if `preprocess`
     resizes), an (n, H, W[, C]) uint8 array, or a ready float tensor (n, C, H, W) that goes to the model unchanged.
@@ -46,8 +49,9 @@ class CameraClassifier(TorchAdapter):
     """
 
     def __init__(self, model, preprocess=None, device="cpu", batch_size: int = 256, channels: str = "rgb", *,
-                 num_classes: int | None = None, progress="auto"):
-        super().__init__(model, device=device, batch_size=batch_size, num_classes=num_classes, progress=progress)
+                 num_classes: int | None = None, progress="auto", feature_layer: str | None = None):
+        super().__init__(model, device=device, batch_size=batch_size, num_classes=num_classes, progress=progress,
+                         feature_layer=feature_layer)
         self.preprocess = preprocess
         self.channels = channels
 
