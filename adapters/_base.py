@@ -51,7 +51,7 @@ class TorchAdapter:
     # --- parameters ----------------------------------------------------------------------------------------
     def _check_common(self):
         if not callable(self.model):
-            raise TypeError(f"`model` must be a torch.nn.Module or a callable batch -> logits; got "
+            raise TypeError(f"`model` must be a torch.nn.Module or a callable batch -> logits (torch or NumPy); got "
                             f"{type(self.model).__name__}")
         dev = check_device(self.device)
         bs = check_int(self.batch_size, "batch_size")
@@ -86,8 +86,11 @@ class TorchAdapter:
                 hi = min(lo + bs, n)
                 x = batch_fn(lo, hi)
                 y = self.model(x.to(dev, non_blocking=True))
+                if isinstance(y, np.ndarray):  # ONNX Runtime, TensorRT host wrappers, NumpyModel
+                    y = torch.from_numpy(y)
                 if not isinstance(y, torch.Tensor):
-                    raise TypeError(f"`model` must return a torch.Tensor of logits; got {type(y).__name__}")
+                    raise TypeError(f"`model` must return logits as a torch.Tensor or a NumPy array; got "
+                                    f"{type(y).__name__}")
                 if y.ndim != 2 or y.shape[0] != hi - lo:
                     raise ValueError(f"`model` must return logits of shape (batch, K); for a batch of {hi - lo} "
                                      f"it returned {tuple(y.shape)}")
