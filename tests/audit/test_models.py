@@ -126,3 +126,53 @@ def test_onnx_model_in_the_audit(tiny_config, model_dir, tmp_path):
     assert abs(a["coverage"]["mean"] - b["coverage"]["mean"]) < 0.02
     with pytest.raises(ConfigError, match="not an ONNX model"):
         validate_config(_cfg(tiny_config, {"name": "onnx", "path": "bad.pt"}), base_dir=model_dir)
+
+
+def test_preprocess_as_data_reaches_the_model_and_the_report(tiny_config, model_dir, tmp_path):
+    """`model.params.adapter.preprocess` used to pass validation and then fail every cell ("preprocess must be a
+    callable"); now it is built at load, used by the model, and stated in the report (the default too)."""
+    from audit import run_audit
+    from audit.errors import AuditError
+
+    base = {"split": {"repeats": 2}, "corruptions": [], "output": {"plots": False, "report": True, "examples": 0}}
+    cfg = validate_config(_cfg(tiny_config, {"name": "torchscript", "path": "model.pt", "adapter": GRAY}) | base,
+                          base_dir=model_dir)
+    res = run_audit(cfg, tmp_path / "gray")
+    assert not res.get("failed_cells")
+    page = (tmp_path / "gray" / "report.html").read_text()
+    assert "Preprocessing:</b> ImagePreprocess(size=None, color=&#x27;gray&#x27;, mean=[0.5], std=[0.25]" in page
+    # other mean/std: other model inputs, so other outputs (the options are not ignored)
+    other = validate_config(_cfg(tiny_config, {"name": "torchscript", "path": "model.pt", "adapter": {
+        "preprocess": {"color": "gray", "mean": 0.0, "std": 1.0}}}) | base, base_dir=model_dir)
+    res2 = run_audit(other, tmp_path / "gray2")
+    a = np.load(tmp_path / "gray" / "cache" / "clean.npz")["probs"]
+    b = np.load(tmp_path / "gray2" / "cache" / "clean.npz")["probs"]
+    assert a.shape == b.shape and not np.allclose(a, b)
+    assert res2["cells"][0]["cell"] == "clean"
+    # the default (3-channel ImageNet input) does not fit this 1-channel model: the audit stops at the clean cell
+    # and says which preprocessing fed the model
+    dflt = validate_config(_cfg(tiny_config, {"name": "torchscript", "path": "model.pt"}) | base,
+                           base_dir=model_dir)
+    with pytest.raises(AuditError, match=r"preprocessed by ImagePreprocess\(size=None, color='rgb'.*"
+                                         r"model.params.adapter.preprocess"):
+        run_audit(dflt, tmp_path / "default", quiet=True)
+
+
+def test_default_preprocessing_is_stated_in_the_report(tiny_config, model_dir):
+    from audit.tasks.classification.models import DEFAULT_PREPROCESS, preprocess_text
+
+    cfg = validate_config(_cfg(tiny_config, {"name": "torchscript", "path": "model.pt"}), base_dir=model_dir)
+    assert preprocess_text(cfg) == f"default ({DEFAULT_PREPROCESS})"
+    assert "ImageNet mean (0.485, 0.456, 0.406)" in DEFAULT_PREPROCESS
+
+
+def test_bgr_model_input():
+    """`color: bgr` feeds a model trained on OpenCV frames: channels reversed, ImageNet statistics reversed."""
+    from adapters import ImagePreprocess
+
+    rgb = np.random.default_rng(0).integers(0, 256, size=(2, 5, 4, 3), dtype=np.uint8)
+    to_rgb, to_bgr = ImagePreprocess(), ImagePreprocess(color="bgr")
+    np.testing.assert_allclose(to_bgr(rgb), to_rgb(rgb)[:, ::-1], atol=1e-6)
+    np.testing.assert_allclose(to_bgr(rgb[..., ::-1], "bgr"), to_bgr(rgb, "rgb"), atol=1e-6)
+    gray = rgb[..., 0]
+    assert to_bgr(gray).shape == (2, 3, 5, 4)

@@ -210,7 +210,17 @@ class FilePredictor:
     def predict_proba(self, inputs) -> np.ndarray:
         if self._adapter is None:
             self._adapter = self._build()
-        probs = np.asarray(self._adapter.predict_proba(inputs), dtype=np.float64)
+        try:
+            probs = np.asarray(self._adapter.predict_proba(inputs), dtype=np.float64)
+        except RuntimeError as exc:  # torch's shape errors: say what the model was fed
+            if self.modality != "image":
+                raise
+            from adapters.preprocess import ImagePreprocess
+
+            pre = self._adapter.preprocess or ImagePreprocess()
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise RuntimeError(f"{first} (the model was fed images preprocessed by {pre!r}; if it expects other "
+                               "input, set model.params.adapter.preprocess: {size, color, mean, std})") from exc
         if probs.ndim != 2 or probs.shape[1] != self.n_classes:
             raise ValueError(f"the model returned outputs of shape {probs.shape}; expected (n, {self.n_classes}) "
                              "for this data set's classes")
