@@ -1,6 +1,8 @@
 """LidarClassifier: a point-cloud classifier over variable-size clouds, resampled to a fixed size and normalised."""
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import torch
 
@@ -24,6 +26,17 @@ def resample_cloud(points: np.ndarray, num_points: int, sampling: str, rng: np.r
     return points[idx]
 
 
+def cloud_rng(random_state, points: np.ndarray) -> np.random.Generator:
+    """The generator that samples one cloud: seeded by `random_state` *and the cloud's own bytes*, so a cloud gets
+    the same points (and probabilities) wherever it sits in a batch. None: fresh entropy; a Generator is used as
+    given (then draws depend on the order of the clouds)."""
+    if random_state is None or isinstance(random_state, np.random.Generator):
+        return np.random.default_rng(random_state)
+    h = hashlib.blake2b(np.ascontiguousarray(points).tobytes(), digest_size=8)
+    h.update(f"{points.shape}{points.dtype.str}".encode())
+    return np.random.default_rng([int(random_state), int.from_bytes(h.digest(), "little")])
+
+
 class LidarClassifier(TorchAdapter):
     """Wrap a point-cloud classifier (PointNet-style: input (b, num_points, C) float32 -> logits (b, K)).
 
@@ -41,7 +54,9 @@ class LidarClassifier(TorchAdapter):
     columns : 3 or 4
         Columns fed to the model: xyz, or xyz + intensity (then every cloud needs 4 columns).
     random_state : int or None
-        Seed for random sampling and for padding clouds with fewer than `num_points` points.
+        Seed for random sampling and for padding clouds with fewer than `num_points` points. Each cloud's
+        generator is seeded by this *and the cloud's bytes* (`cloud_rng`), so a cloud's probabilities do not depend
+        on its position in the batch or on the other clouds.
 
     Inputs: a list of float (N_i, 3) or (N_i, 4) arrays (N_i may differ), or one float (n, N, C) array. Empty
     clouds, NaN/inf coordinates and integer dtypes are errors.
@@ -88,15 +103,13 @@ class LidarClassifier(TorchAdapter):
             if not np.all(np.isfinite(c[:, :self.columns])):
                 raise ValueError(f"`clouds[{i}]` has NaN or inf values; remove those points first, e.g. "
                                  f"c[np.isfinite(c).all(axis=1)]")
-        rng = np.random.default_rng(self.random_state)
-
         def batch(lo, hi):
             from perturbations.pointcloud import normalize
 
             out = np.empty((hi - lo, m, self.columns), dtype=np.float32)
             for j in range(lo, hi):
                 c = clouds[j][:, :self.columns]
-                c = resample_cloud(c, m, self.sampling, rng)
+                c = resample_cloud(c, m, self.sampling, cloud_rng(self.random_state, c))
                 if self.normalize:
                     try:
                         c = normalize(c)
