@@ -6,6 +6,7 @@ import numbers
 import numpy as np
 import torch
 
+from adapters._arrays import to_host
 from conformal._validation import check_labels
 from conformal.utils import softmax  # the one NumPy softmax; re-exported for the adapters
 
@@ -120,7 +121,7 @@ class TorchAdapter:
         Sets `temperature_` and `nll_before_`, `nll_after_`; returns self.
         """
         logits = self.predict_logits(inputs)
-        y = check_labels(labels, logits.shape[0], logits.shape[1])
+        y = check_labels(to_host(labels), logits.shape[0], logits.shape[1])
         z = torch.from_numpy(logits.astype(np.float64))
         t = torch.from_numpy(y)
         log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)

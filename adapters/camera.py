@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from adapters._arrays import to_host
 from adapters._base import TorchAdapter
 from adapters.preprocess import ImagePreprocess
 
@@ -78,7 +79,7 @@ class CameraClassifier(TorchAdapter):
         if isinstance(images, np.ndarray):
             items = self._as_batch(images)
         elif isinstance(images, (list, tuple)):
-            items = images
+            items = to_host(images)  # uint8 tensors in a list are read as the same arrays
         else:
             raise TypeError(f"`images` must be a list of uint8 H x W x C arrays, an (n, H, W[, C]) uint8 array or a "
                             f"float tensor (n, C, H, W); got {type(images).__name__}")

@@ -6,6 +6,7 @@ import numbers
 
 import numpy as np
 
+from adapters._arrays import is_tensor, to_host
 from conformal._base import BaseEstimator, Int, Interval, Optional, Satisfies, clone_params
 from conformal.calibrators import _SEED
 from conformal.utils import check_random_state
@@ -75,7 +76,7 @@ class ConformalModel(BaseEstimator):
     def fit(self, inputs, labels) -> "ConformalModel":
         self.validate_params()
         frac = float(self.temperature_fraction)
-        labels = np.asarray(labels)
+        labels = np.asarray(to_host(labels))  # torch labels, CUDA ones copied to the host
         n = len(inputs)
         if labels.shape != (n,):
             raise ValueError(f"`labels` must have shape ({n},), one per input; got {labels.shape}")
@@ -90,7 +91,7 @@ class ConformalModel(BaseEstimator):
             adapter.fit_temperature(_take(inputs, t_idx), labels[t_idx])
             inputs, labels = _take(inputs, c_idx), labels[c_idx]
             n_temperature = n_t
-        probs = adapter.predict_proba(inputs)
+        probs = np.asarray(to_host(adapter.predict_proba(inputs)))  # an adapter of your own may return torch
         self.conformal_ = _copy(self.conformal).fit(probs, labels)
         self.adapter_ = adapter
         self.n_temperature_ = n_temperature
@@ -99,12 +100,13 @@ class ConformalModel(BaseEstimator):
         return self
 
     def predict_proba(self, inputs) -> np.ndarray:
-        return (self.adapter_ if self.__sklearn_is_fitted__() else self.adapter).predict_proba(inputs)
+        return np.asarray(to_host((self.adapter_ if self.__sklearn_is_fitted__() else self.adapter)
+                                  .predict_proba(inputs)))
 
     def predict(self, inputs):
         """Sets (and abstention, for an abstaining calibrator) for new inputs. Never sees labels."""
         self._check_is_fitted()
-        probs = self.adapter_.predict_proba(inputs)
+        probs = np.asarray(to_host(self.adapter_.predict_proba(inputs)))
         if probs.shape[1] != self.n_classes_:
             raise ValueError(f"the model returned {probs.shape[1]} classes; the calibrator was fitted with "
                              f"{self.n_classes_}")
@@ -127,4 +129,8 @@ class ConformalModel(BaseEstimator):
 def _take(inputs, idx):
     if isinstance(inputs, (list, tuple)):
         return [inputs[i] for i in idx]
+    if is_tensor(inputs):  # index on the tensor's own device
+        import torch
+
+        return inputs[torch.as_tensor(idx, device=inputs.device)]
     return inputs[idx]

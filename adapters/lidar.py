@@ -6,6 +6,7 @@ import hashlib
 import numpy as np
 import torch
 
+from adapters._arrays import to_host
 from adapters._base import TorchAdapter, check_int
 
 __all__ = ["LidarClassifier", "resample_cloud"]
@@ -58,7 +59,8 @@ class LidarClassifier(TorchAdapter):
         generator is seeded by this *and the cloud's bytes* (`cloud_rng`), so a cloud's probabilities do not depend
         on its position in the batch or on the other clouds.
 
-    Inputs: a list of float (N_i, 3) or (N_i, 4) arrays (N_i may differ), or one float (n, N, C) array. Empty
+    Inputs: a list of float (N_i, 3) or (N_i, 4) arrays (N_i may differ), or one float (n, N, C) array; torch
+    tensors are read as the same arrays (CUDA ones copied to the host first). Empty
     clouds, NaN/inf coordinates and integer dtypes are errors.
     """
 
@@ -80,6 +82,7 @@ class LidarClassifier(TorchAdapter):
             raise TypeError(f"`normalize` must be True or False; got {self.normalize!r}")
         if self.columns not in (3, 4) or isinstance(self.columns, bool):
             raise ValueError(f"`columns` must be 3 (xyz) or 4 (xyz + intensity); got {self.columns!r}")
+        clouds = to_host(clouds)  # a tensor (n, N, C) or a list of tensors (CUDA ones copied to the host)
         if isinstance(clouds, np.ndarray):
             if clouds.ndim != 3:
                 raise ValueError(f"an array given as `clouds` must be (n, N, C); got shape {clouds.shape}. "

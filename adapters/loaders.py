@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from adapters._arrays import to_host
+
 __all__ = ["MODEL_KINDS", "load_model", "load_class", "resolve_class_spec", "OnnxModel", "NumpyModel"]
 
 MODEL_KINDS = ("torchscript", "onnx", "torch")
@@ -182,10 +184,7 @@ def load_model(kind: str, path, *, cls=None, kwargs=None, base_dir=None, provide
 
 def _host(x) -> np.ndarray:
     """A torch tensor (CPU, or CUDA copied to the host) or an array as NumPy, without copying CPU data."""
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
+    return np.asarray(to_host(x))
 
 
 class NumpyModel:
