@@ -176,3 +176,20 @@ def test_bgr_model_input():
     np.testing.assert_allclose(to_bgr(rgb[..., ::-1], "bgr"), to_bgr(rgb, "rgb"), atol=1e-6)
     gray = rgb[..., 0]
     assert to_bgr(gray).shape == (2, 3, 5, 4)
+
+
+def test_class_file_loads_in_worker_processes_without_pythonpath(tiny_config, model_dir, tmp_path, monkeypatch):
+    """Worker processes rebuild the model from the config's resolved paths: a `nets.py:Net` next to the config
+    loads there too, with no PYTHONPATH, and the results equal the in-process run's."""
+    from audit import run_audit
+
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    model = {"name": "torch", "path": "weights.pt", "class": "audit_user_nets.py:Pixels", "adapter": GRAY}
+    cfg = validate_config(_cfg(tiny_config, model) | {"split": {"repeats": 3}}, base_dir=model_dir)
+    local = run_audit(cfg, tmp_path / "local", quiet=True)
+    pool = run_audit(cfg, tmp_path / "pool", workers=2, quiet=True)
+    assert not pool.get("failed_cells")
+    a = np.load(tmp_path / "local" / "cache" / "clean.npz")["probs"]
+    b = np.load(tmp_path / "pool" / "cache" / "clean.npz")["probs"]
+    np.testing.assert_array_equal(a, b)
+    assert [r["coverage"]["mean"] for r in local["cells"]] == [r["coverage"]["mean"] for r in pool["cells"]]
