@@ -92,7 +92,7 @@ class ClassificationTask(Task):
     metrics = evaluate.METRICS
     csv_metrics = ("coverage", "set_size", "empty_rate", "accuracy", "abstain_rate", "selective_risk",
                    "coverage_accepted", "auroc", "auroc_miscoverage", "auroc_label_nll",
-                   "abstain_gridmean_label_nll", "qhat", "tau")
+                   "abstain_gridmean_label_nll", "qhat", "tau", "class_coverage_min")
     count_metric = "coverage"
 
     def validate(self, raw, *, base_dir=None, check_names=True):
@@ -213,7 +213,8 @@ class ClassificationTask(Task):
         err = np.asarray(d.prediction) != labels
         return m, {"statistic": np.asarray(d.statistic, dtype=np.float64),
                    "event": (err if target == "error" else ~covered),
-                   "set_size": sets.sum(1).astype(np.int64), "abstain": np.asarray(d.abstain, dtype=bool)}
+                   "set_size": sets.sum(1).astype(np.int64), "abstain": np.asarray(d.abstain, dtype=bool),
+                   "label": labels.astype(np.int64), "covered": covered}
 
     def results_extra(self, cfg, prepared):
         if prepared.ready:  # precomputed outputs: nothing was corrupted here
