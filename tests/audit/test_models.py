@@ -193,3 +193,39 @@ def test_class_file_loads_in_worker_processes_without_pythonpath(tiny_config, mo
     b = np.load(tmp_path / "pool" / "cache" / "clean.npz")["probs"]
     np.testing.assert_array_equal(a, b)
     assert [r["coverage"]["mean"] for r in local["cells"]] == [r["coverage"]["mean"] for r in pool["cells"]]
+
+
+def test_validate_and_dry_run_of_a_model_file_from_the_cli(tiny_config, model_dir, capsys):
+    """`conformal-audit validate CONFIG` resolves the model against the YAML's folder and loads it; `--dry-run`
+    runs one batch and, for a model the default preprocessing does not fit, says so in one line (exit 3)."""
+    import yaml
+
+    from audit.cli import main
+
+    good = model_dir / "good.yaml"
+    good.write_text(yaml.safe_dump(tiny_config(model={"name": "torchscript", "path": "model.pt", "adapter": GRAY})))
+    assert main(["validate", str(good), "--dry-run"]) == 0
+    assert "dry run: ok" in capsys.readouterr().out
+    missing = model_dir / "missing.yaml"
+    missing.write_text(yaml.safe_dump(tiny_config(model={"name": "onnx", "path": "nope.onnx"})))
+    assert main(["validate", str(missing)]) != 0
+    assert "nope.onnx" in capsys.readouterr().err
+    unfit = model_dir / "unfit.yaml"  # the default preprocessing makes 3-channel input for a 1-channel model
+    unfit.write_text(yaml.safe_dump(tiny_config(model={"name": "torchscript", "path": "model.pt"})))
+    assert main(["validate", str(unfit), "--dry-run"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "preprocessed by ImagePreprocess(size=None, color='rgb'" in err[0]
+
+
+@pytest.mark.parametrize("adapter, message", [
+    ({"num_points": 0}, "num_points` must be >= 1"),
+    ({"sampling": "grid"}, "sampling"),
+    ({"columns": 5}, "columns"),
+    ({"normalize": "yes"}, "normalize"),
+    ({"preprocess": {"color": "gray"}}, "unknown config key.*preprocess"),
+])
+def test_point_cloud_adapter_options_are_checked_at_load(tiny_config, model_dir, adapter, message):
+    cfg = tiny_config(data={"name": "shapes", "params": {"n_per_class": 5}}, corruptions=[],
+                      model={"name": "torchscript", "path": "model.pt", "adapter": adapter})
+    with pytest.raises(ConfigError, match=message):
+        validate_config(cfg, base_dir=model_dir)
