@@ -112,7 +112,8 @@ class LidarClassifier(TorchAdapter):
             out = np.empty((hi - lo, m, self.columns), dtype=np.float32)
             for j in range(lo, hi):
                 c = clouds[j][:, :self.columns]
-                c = resample_cloud(c, m, self.sampling, cloud_rng(self.random_state, c))
+                needs_rng = self.sampling == "random" or c.shape[0] < m  # hash the cloud only when it is drawn from
+                c = resample_cloud(c, m, self.sampling, cloud_rng(self.random_state, c) if needs_rng else None)
                 if self.normalize:
                     try:
                         c = normalize(c)
