@@ -37,6 +37,9 @@ class CameraClassifier(TorchAdapter):
         "image": it is one image, (H, W) or (H, W, C). "auto" (default): a 4-D array is a batch, a 3-D array whose
         last axis is not 1, 3 or 4 is a batch of grey images; a 3-D array ending in 1, 3 or 4 (one H x W x 3 image,
         or H grey images 3 px wide?) and a 2-D array are refused as ambiguous. Lists and tensors need no layout.
+    feature_layer : str or None
+        Module whose (flattened) output `predict_outputs` returns as features; None: the input of the last
+        ``nn.Linear`` (penultimate features).
 
     Inputs: a list/tuple of uint8 arrays (H x W, H x W x 1 or H x W x 3; sizes may differ if `preprocess`
     resizes), an (n, H, W[, C]) uint8 array (see `layout`), a uint8 torch tensor read like that array, or a ready
@@ -53,8 +56,10 @@ class CameraClassifier(TorchAdapter):
     """
 
     def __init__(self, model, preprocess=None, device="cpu", batch_size: int = 256, channels: str = "rgb", *,
-                 num_classes: int | None = None, progress="auto", layout: str = "auto"):
-        super().__init__(model, device=device, batch_size=batch_size, num_classes=num_classes, progress=progress)
+                 num_classes: int | None = None, progress="auto", feature_layer: str | None = None,
+                 layout: str = "auto"):
+        super().__init__(model, device=device, batch_size=batch_size, num_classes=num_classes, progress=progress,
+                         feature_layer=feature_layer)
         self.preprocess = preprocess
         self.channels = channels
         self.layout = layout

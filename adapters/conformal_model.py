@@ -22,6 +22,33 @@ def _is_calibrator(obj) -> bool:
     return hasattr(obj, "fit") and (hasattr(obj, "predict") or hasattr(obj, "predict_sets"))
 
 
+def _side_inputs_needed(calibrator) -> tuple:
+    """The side inputs ("features", "logits", "inputs") the calibrator's statistics need (DualThresholdConformal
+    with fitted statistics); () for anything else."""
+    need = getattr(calibrator, "required_side_inputs", None)
+    return tuple(need()) if callable(need) else ()
+
+
+def _outputs(adapter, inputs, need: tuple):
+    """(probs, side inputs): one forward pass with features when a statistic needs features or logits."""
+    side = {}
+    if "features" in need or "logits" in need:
+        if hasattr(adapter, "predict_outputs"):
+            out = adapter.predict_outputs(inputs)
+            probs, side["features"], side["logits"] = out.probs, out.features, out.logits
+        else:
+            missing = "features" if "features" in need else "logits"
+            raise TypeError(f"the calibrator's statistics need `{missing}`, but the adapter "
+                            f"{type(adapter).__name__} has no predict_outputs(inputs) (CameraClassifier and "
+                            f"LidarClassifier have one)")
+    else:
+        probs = adapter.predict_proba(inputs)
+    probs = np.asarray(to_host(probs))  # an adapter of your own may return torch
+    if "inputs" in need:
+        side["inputs"] = to_host(inputs)
+    return probs, {k: v for k, v in side.items() if k in need}
+
+
 def _copy(obj):
     """An unfitted copy of a calibrator (its parameters), or a deep copy of anything else."""
     return clone_params(obj) if isinstance(obj, BaseEstimator) else copy.deepcopy(obj)
@@ -44,8 +71,11 @@ class ConformalModel(BaseEstimator):
         Seed of that split.
 
     `fit(inputs, labels)` must get data the model was not trained on; it never modifies `adapter` or `conformal`
-    (scikit-learn's rule): the fitted ones are `adapter_` and `conformal_`. `predict(inputs)` returns what the
-    calibrator's `predict` returns (`Decisions` for DualThresholdConformal), else its boolean sets.
+    (scikit-learn's rule): the fitted ones are `adapter_` and `conformal_`. When the calibrator's statistics read
+    side inputs (``DualThresholdConformal(statistic=("entropy", "knn"))``), fit and predict get the features and
+    logits from the adapter's `predict_outputs` (one forward pass) and pass them on, with the raw inputs.
+    `predict(inputs)` returns what the calibrator's `predict` returns (`Decisions` for DualThresholdConformal),
+    else its boolean sets.
 
     Attributes
     ----------
@@ -91,8 +121,8 @@ class ConformalModel(BaseEstimator):
             adapter.fit_temperature(_take(inputs, t_idx), labels[t_idx])
             inputs, labels = _take(inputs, c_idx), labels[c_idx]
             n_temperature = n_t
-        probs = np.asarray(to_host(adapter.predict_proba(inputs)))  # an adapter of your own may return torch
-        self.conformal_ = _copy(self.conformal).fit(probs, labels)
+        probs, side = _outputs(adapter, inputs, _side_inputs_needed(self.conformal))
+        self.conformal_ = _copy(self.conformal).fit(probs, labels, **side)
         self.adapter_ = adapter
         self.n_temperature_ = n_temperature
         self.n_calibration_ = int(len(labels))
@@ -106,12 +136,12 @@ class ConformalModel(BaseEstimator):
     def predict(self, inputs):
         """Sets (and abstention, for an abstaining calibrator) for new inputs. Never sees labels."""
         self._check_is_fitted()
-        probs = np.asarray(to_host(self.adapter_.predict_proba(inputs)))
+        probs, side = _outputs(self.adapter_, inputs, _side_inputs_needed(self.conformal_))
         if probs.shape[1] != self.n_classes_:
             raise ValueError(f"the model returned {probs.shape[1]} classes; the calibrator was fitted with "
                              f"{self.n_classes_}")
         if hasattr(self.conformal_, "predict"):
-            return self.conformal_.predict(probs)
+            return self.conformal_.predict(probs, **side)
         return self.conformal_.predict_sets(probs)
 
     def streaming(self, **kwargs):

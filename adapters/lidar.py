@@ -58,6 +58,9 @@ class LidarClassifier(TorchAdapter):
         Seed for random sampling and for padding clouds with fewer than `num_points` points. Each cloud's
         generator is seeded by this *and the cloud's bytes* (`cloud_rng`), so a cloud's probabilities do not depend
         on its position in the batch or on the other clouds.
+    feature_layer : str or None
+        As in `CameraClassifier`: the module whose output `predict_outputs` returns as features (None: the input
+        of the last ``nn.Linear``).
 
     Inputs: a list of float (N_i, 3) or (N_i, 4) arrays (N_i may differ), or one float (n, N, C) array; torch
     tensors are read as the same arrays (CUDA ones copied to the host first). Empty
@@ -66,8 +69,9 @@ class LidarClassifier(TorchAdapter):
 
     def __init__(self, model, num_points: int = 1024, sampling: str = "fps", normalize: bool = True, device="cpu",
                  batch_size: int = 64, *, columns: int = 3, random_state: int | None = 0, num_classes=None,
-                 progress="auto"):
-        super().__init__(model, device=device, batch_size=batch_size, num_classes=num_classes, progress=progress)
+                 progress="auto", feature_layer: str | None = None):
+        super().__init__(model, device=device, batch_size=batch_size, num_classes=num_classes, progress=progress,
+                         feature_layer=feature_layer)
         self.num_points = num_points
         self.sampling = sampling
         self.normalize = normalize
