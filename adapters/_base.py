@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from adapters._arrays import to_host
 from conformal._validation import check_labels
 from conformal.utils import softmax  # the one NumPy softmax; re-exported for the adapters
 
@@ -92,7 +93,7 @@ class TorchAdapter:
     # --- parameters ----------------------------------------------------------------------------------------
     def _check_common(self):
         if not callable(self.model):
-            raise TypeError(f"`model` must be a torch.nn.Module or a callable batch -> logits; got "
+            raise TypeError(f"`model` must be a torch.nn.Module or a callable batch -> logits (torch or NumPy); got "
                             f"{type(self.model).__name__}")
         dev = check_device(self.device)
         bs = check_int(self.batch_size, "batch_size")
@@ -158,8 +159,11 @@ class TorchAdapter:
                 hi = min(lo + bs, n)
                 x = batch_fn(lo, hi)
                 y = self.model(x.to(dev, non_blocking=True))
+                if isinstance(y, np.ndarray):  # ONNX Runtime, TensorRT host wrappers, NumpyModel
+                    y = torch.from_numpy(y)
                 if not isinstance(y, torch.Tensor):
-                    raise TypeError(f"`model` must return a torch.Tensor of logits; got {type(y).__name__}")
+                    raise TypeError(f"`model` must return logits as a torch.Tensor or a NumPy array; got "
+                                    f"{type(y).__name__}")
                 if y.ndim != 2 or y.shape[0] != hi - lo:
                     raise ValueError(f"`model` must return logits of shape (batch, K); for a batch of {hi - lo} "
                                      f"it returned {tuple(y.shape)}")
@@ -195,7 +199,7 @@ class TorchAdapter:
         Sets `temperature_` and `nll_before_`, `nll_after_`; returns self.
         """
         logits = self.predict_logits(inputs)
-        y = check_labels(labels, logits.shape[0], logits.shape[1])
+        y = check_labels(to_host(labels), logits.shape[0], logits.shape[1])
         z = torch.from_numpy(logits.astype(np.float64))
         t = torch.from_numpy(y)
         log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)

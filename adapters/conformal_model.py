@@ -6,6 +6,7 @@ import numbers
 
 import numpy as np
 
+from adapters._arrays import is_tensor, to_host
 from conformal._base import BaseEstimator, Int, Interval, Optional, Satisfies, clone_params
 from conformal.calibrators import _SEED
 from conformal.utils import check_random_state
@@ -42,8 +43,9 @@ def _outputs(adapter, inputs, need: tuple):
                             f"LidarClassifier have one)")
     else:
         probs = adapter.predict_proba(inputs)
+    probs = np.asarray(to_host(probs))  # an adapter of your own may return torch
     if "inputs" in need:
-        side["inputs"] = inputs
+        side["inputs"] = to_host(inputs)
     return probs, {k: v for k, v in side.items() if k in need}
 
 
@@ -104,7 +106,7 @@ class ConformalModel(BaseEstimator):
     def fit(self, inputs, labels) -> "ConformalModel":
         self.validate_params()
         frac = float(self.temperature_fraction)
-        labels = np.asarray(labels)
+        labels = np.asarray(to_host(labels))  # torch labels, CUDA ones copied to the host
         n = len(inputs)
         if labels.shape != (n,):
             raise ValueError(f"`labels` must have shape ({n},), one per input; got {labels.shape}")
@@ -128,7 +130,8 @@ class ConformalModel(BaseEstimator):
         return self
 
     def predict_proba(self, inputs) -> np.ndarray:
-        return (self.adapter_ if self.__sklearn_is_fitted__() else self.adapter).predict_proba(inputs)
+        return np.asarray(to_host((self.adapter_ if self.__sklearn_is_fitted__() else self.adapter)
+                                  .predict_proba(inputs)))
 
     def predict(self, inputs):
         """Sets (and abstention, for an abstaining calibrator) for new inputs. Never sees labels."""
@@ -156,4 +159,8 @@ class ConformalModel(BaseEstimator):
 def _take(inputs, idx):
     if isinstance(inputs, (list, tuple)):
         return [inputs[i] for i in idx]
+    if is_tensor(inputs):  # index on the tensor's own device
+        import torch
+
+        return inputs[torch.as_tensor(idx, device=inputs.device)]
     return inputs[idx]

@@ -5,6 +5,7 @@ import html
 
 from audit.pages import flagged_cell, fmt, params_text, target_text
 from audit.runner.task import ReportParts
+from audit.tasks.classification.models import preprocess_text
 from audit.tasks.classification.plots import draw_all
 
 __all__ = ["report_parts", "caveats", "summary_table", "targets", "research_appendix"]
@@ -98,13 +99,20 @@ def research_appendix(results: dict) -> str:
             f"<table><tr><th class='l'>corruption</th><th>sev.</th>{head}</tr>{rows}</table>")
 
 
+def _preprocessing(results: dict) -> str:
+    """The audited model's input preprocessing, stated (the default too), for image models from files."""
+    text = preprocess_text(results["config"]) if results["data"]["modality"] == "image" else None
+    return f"<b>Preprocessing:</b> {html.escape(text)}. " if text else ""
+
+
 def report_parts(results: dict, curves: dict, plot_dir) -> ReportParts:
     cfg = results["config"]
     made = draw_all(results, curves, plot_dir) if cfg["output"]["plots"] else []
     clean = next(r for r in results["cells"] if r["cell"] == "clean")
     alpha = cfg["conformal"]["alpha"]
     head = (f"<p><b>Data:</b> {html.escape(results['data']['description'])}. <b>Model:</b> "
-            f"{html.escape(cfg['model']['name'])} {html.escape(params_text(cfg['model']['params']))}. <b>Score:</b> "
+            f"{html.escape(cfg['model']['name'])} {html.escape(params_text(cfg['model']['params']))}. "
+            f"{_preprocessing(results)}<b>Score:</b> "
             f"{html.escape(cfg['conformal']['score']['name'])}, "
             f"alpha = {alpha}. <b>Abstention:</b> statistic {html.escape(cfg['abstention']['statistic'])}, rule "
             f"{html.escape(cfg['abstention']['rule']['name'])}, target {html.escape(cfg['abstention']['target'])}. "
