@@ -28,5 +28,5 @@ from conformal.scores import APS, LAC, RAPS, SAPS, TopK, get_score
 __all__ = ["APS", "ClassConditionalConformalClassifier", "Decisions", "DualThresholdConformal", "Energy",
            "InputQuality", "InvalidParameterError", "KNNDistance", "LAC", "Mahalanobis", "NotFittedError", "RAPS",
            "SAPS", "ShiftAwareAbstention", "SplitConformalClassifier", "StateError", "TopK", "__version__",
-           "conformal_quantile", "conformal_rank", "get_score", "load", "metrics", "online", "quantile", "scores", "stats", "utils",
-           "warmup"]
+           "conformal_quantile", "conformal_rank", "get_score", "load", "metrics", "online", "quantile", "scores",
+           "stats", "utils", "warmup"]
