@@ -28,7 +28,8 @@ import numpy as np
 from conformal import online
 from conformal._base import Array, Bool, Float, InstanceOf, Int, Interval, Options, check_constraints
 from conformal._validation import NotFittedError, as_array, check_scores_matrix
-from conformal.abstention import STATISTICS, DualThresholdConformal
+from conformal.abstention import STATISTICS, DualThresholdConformal, ShiftAwareAbstention
+from conformal.abstention.shift import WindowState
 from conformal.calibrators import SplitConformalClassifier
 from conformal.io import StateError, dumps_state, load_state, register_kind, save_state
 from conformal.quantile import sorted_quantile
@@ -90,6 +91,11 @@ class StreamingConformal:
         alarm >= 1 / monitor_level, no Ville bound).
     jump : float in (0, 1)
         Simple Jumper's switching rate.
+    shift_abstention : fitted conformal.ShiftAwareAbstention or None
+        Also abstain by its window rule over the trailing window of frames (`conformal.abstention.shift.
+        WindowState`); a rule fitted with a shift statistic reads each frame's `monitor_value` (so it needs
+        `reference_statistics`). No guarantee under shift (docs/abstention.md). Outputs gain "window_abstention"
+        (the window's estimated abstention level, NaN until min_window frames).
     conservative_abstain : float in (0, 1)
         After an alarm, also abstain when the statistic exceeds its (1 - conservative_abstain) reference quantile.
     max_pending : int
@@ -111,7 +117,8 @@ class StreamingConformal:
     def __init__(self, conformal, method: str = "aci", gamma: float = 0.005, window: int | None = None, *,
                  statistic: str = "entropy", reference=None, monitor_level: float = 0.01, jump: float = 0.01,
                  conservative_abstain: float = 0.5, max_pending: int = 10000, random_state: int | None = 0,
-                 calibration_version: str | None = None, martingale: str = "jumper", reference_statistics=None):
+                 calibration_version: str | None = None, martingale: str = "jumper", reference_statistics=None,
+                 shift_abstention=None):
         self._set_params(method=method, gamma=gamma, window=window, statistic=statistic,
                          monitor_level=monitor_level, jump=jump, conservative_abstain=conservative_abstain,
                          max_pending=max_pending, random_state=random_state, calibration_version=calibration_version,
@@ -120,6 +127,7 @@ class StreamingConformal:
         self.calibration_version = self._version(calibration_version)
         self._external = reference_statistics is not None
         self._bind_reference(reference, reference_statistics)
+        self._bind_window(shift_abstention)
         self._allocate()
         self._reset_state()
 
@@ -209,6 +217,22 @@ class StreamingConformal:
         self._fused = self._frame_statistic is None and self.martingale == "jumper" and not self._external
         self._log10_alarm = self._monitor.log10_threshold
 
+    def _bind_window(self, est) -> None:
+        self.shift_abstention, self._window = est, None
+        if est is None:
+            return
+        if not isinstance(est, ShiftAwareAbstention) or not est.__sklearn_is_fitted__():
+            raise TypeError(f"`shift_abstention` must be a fitted ShiftAwareAbstention; got {type(est).__name__}")
+        if est.calibrator_.n_classes_ != self.n_classes_:
+            raise ValueError(f"`shift_abstention` was fitted on {est.calibrator_.n_classes_} classes; the calibrator "
+                             f"has {self.n_classes_}")
+        if est.shift_reference_ is not None and not self._external:
+            raise ValueError("`shift_abstention` was fitted with a shift statistic: build the wrapper with "
+                             "`reference_statistics=` (that statistic on clean inputs) and pass `monitor_value=`")
+        if self._cal.inputs == "logits":
+            raise ValueError("`shift_abstention` takes probabilities; the calibrator takes logits")
+        self._window = WindowState(est)
+
     def _allocate(self) -> None:
         """Scratch and ring buffers, allocated once; the hot path only writes into them."""
         k = self.n_classes_
@@ -238,6 +262,8 @@ class StreamingConformal:
             self._monitor.reset()
         self.alarm_ = False
         self.alarm_frame_ = None
+        if self._window is not None:
+            self._window.reset()
         self.n_steps_ = 0
         self.n_feedback_ = 0
         self.n_miss_ = 0
@@ -335,12 +361,19 @@ class StreamingConformal:
             tau = self._tau_alarm if alarm else self._tau
             members = self._order[:m]
             p = self._p2d[0]
-            return {"frame_id": fid, "set": members.tolist(), "set_probs": p[members].tolist(),
-                    "prediction": int(np.argmax(p)), "confidence": float(p.max()), "abstain": bool(stat > tau),
+            abstain = bool(stat > tau)
+            if self._window is not None:
+                extra, r_hat = self._window.update(p, monitor_value if self._external else None)
+                abstain = abstain or extra
+            out = {"frame_id": fid, "set": members.tolist(), "set_probs": p[members].tolist(),
+                    "prediction": int(np.argmax(p)), "confidence": float(p.max()), "abstain": abstain,
                     "statistic": float(stat), "alpha": thr.alpha_t, "qhat": q, "tau": tau,
                     "shift_alarm": alarm, "mode": "conservative" if alarm else "normal", "monitor_pvalue": pval,
                     "log10_martingale": log10_m, "calibration_version": self.calibration_version,
                     "n_feedback": self.n_feedback_}
+            if self._window is not None:
+                out["window_abstention"] = r_hat
+            return out
 
     # --- feedback --------------------------------------------------------------------------------------------
     def feedback(self, frame_id, label) -> bool:
@@ -397,13 +430,18 @@ class StreamingConformal:
                      "reference_stats": None if mon is None else mon.reference, "tau_alarm": self._tau_alarm,
                      "rng_state": json.dumps(self._rng.bit_generator.state), "uniforms": self._u.copy(),
                      "uniforms_used": self._u_i}
+            if self._window is not None:
+                state["window"] = self._window.state()
         params = {"method": self.method, "gamma": self.gamma, "window": self.window, "statistic": self.statistic,
                   "monitor_level": self.monitor_level, "jump": self.jump,
                   "conservative_abstain": self.conservative_abstain, "max_pending": self.max_pending,
                   "random_state": self.random_state, "calibration_version": self.calibration_version,
                   "martingale": self.martingale, "external_monitor": self._external}
-        return {"params": params, "calibrator_kind": type(self.conformal).__name__,
-                "calibrator": self.conformal.to_dict(), "state": state}
+        out = {"params": params, "calibrator_kind": type(self.conformal).__name__,
+               "calibrator": self.conformal.to_dict(), "state": state}
+        if self._window is not None:
+            out["shift_abstention"] = self.shift_abstention.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "StreamingConformal":
@@ -418,6 +456,8 @@ class StreamingConformal:
             external = Bool()(p.pop("external_monitor", False), "params.external_monitor")
             obj = cls(conf, **p, statistic=stat if kind == "SplitConformalClassifier" else "entropy")
             obj._external = external
+            if d.get("shift_abstention") is not None:
+                obj._bind_window(ShiftAwareAbstention.from_dict(d["shift_abstention"]))
             obj._restore(st)
         except StateError:
             raise
@@ -476,6 +516,10 @@ class StreamingConformal:
             self._slot_ids[i] = fid
             self._pending[fid] = i
         self._head = len(ids) % self.max_pending
+        if self._window is not None:
+            if "window" not in st:
+                raise StateError("saved field `state.window` is missing for a wrapper with `shift_abstention`")
+            self._window.set_state(st["window"])
 
     @classmethod
     def _upgrade_state(cls, version: int, payload: dict) -> dict:

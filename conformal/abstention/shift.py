@@ -43,7 +43,7 @@ from conformal.calibrators import _SCORE, SplitConformalClassifier
 from conformal.io import StateError, register_kind
 from conformal.quantile import sorted_quantile
 
-__all__ = ["ShiftAwareAbstention", "ESTIMATORS", "required_abstention"]
+__all__ = ["ShiftAwareAbstention", "ESTIMATORS", "required_abstention", "WindowState"]
 
 ESTIMATORS = ("atc", "regressor", "max")
 _N_BINS = 20  # clean quantile bins of the statistic for the miss-rate curve
@@ -338,3 +338,54 @@ class ShiftAwareAbstention(BaseEstimator):
         sets = self.calibrator_.predict_sets(p)
         return Decisions(sets=sets, abstain=abstain, prediction=np.argmax(p, axis=1).astype(np.int64),
                          statistic=stat)
+
+
+class WindowState:
+    """The trailing window of one stream for a fitted `ShiftAwareAbstention` (the per-frame path of
+    `adapters.StreamingConformal(shift_abstention=...)`): `update` adds a frame and says whether the window rule
+    abstains on it. Recomputes the window's estimate each frame: O(window) per frame."""
+
+    def __init__(self, estimator: ShiftAwareAbstention):
+        estimator._check_is_fitted()
+        self.estimator = estimator
+        w, k = estimator.window, estimator.calibrator_.n_classes_
+        self.probs = np.zeros((w, k))
+        self.shift = np.zeros(w)
+        self.reset()
+
+    def reset(self) -> None:
+        self.count, self.head = 0, 0
+
+    def update(self, probs_row, shift_value=None) -> tuple:
+        """Add one frame ((K,) probabilities; its shift statistic when the estimator was fitted with one).
+        Returns (abstain: bool, the estimator's decision as in `predict` (clean tau or window rule); r_hat:
+        float, NaN while the window holds fewer than min_window frames)."""
+        est = self.estimator
+        needs = est.shift_reference_ is not None
+        if needs and shift_value is None:
+            raise ValueError("the window rule was fitted with a shift statistic; pass the frame's value")
+        self.probs[self.head] = probs_row
+        self.shift[self.head] = 0.0 if shift_value is None else float(shift_value)
+        self.head = (self.head + 1) % self.probs.shape[0]
+        self.count = min(self.count + 1, self.probs.shape[0])
+        idx = np.arange(self.head - self.count, self.head) % self.probs.shape[0]  # oldest first
+        p = self.probs[idx]
+        stat = est.statistic_of(p)
+        clean = bool(stat[-1] > est.tau_)
+        if self.count < est.min_window:
+            return clean, math.nan
+        sh = self.shift[idx] if needs else None
+        r = float(est.abstention_level(p, shift_statistic=sh, window=False)[0])
+        return clean or bool(est._window_abstain(stat[-1], stat, r)), r
+
+    def state(self) -> dict:
+        return {"probs": self.probs.copy(), "shift": self.shift.copy(), "count": self.count, "head": self.head}
+
+    def set_state(self, st: dict) -> None:
+        probs, shift = np.asarray(st["probs"], np.float64), np.asarray(st["shift"], np.float64)
+        if probs.shape != self.probs.shape or shift.shape != self.shift.shape:
+            raise ValueError(f"saved window must have shapes {self.probs.shape} / {self.shift.shape}")
+        count, head = int(st["count"]), int(st["head"])
+        if not (0 <= count <= self.probs.shape[0] and 0 <= head < self.probs.shape[0]):
+            raise ValueError("saved window `count` / `head` out of range")
+        self.probs, self.shift, self.count, self.head = probs.copy(), shift.copy(), count, head

@@ -7,7 +7,7 @@ import pytest
 
 from adapters.shift import corrupted_cell_outputs, family, training_cells, window_training_set
 from conformal import ShiftAwareAbstention
-from conformal.abstention import STATISTICS
+from conformal.abstention import STATISTICS, KNNDistance
 from conformal.online import ShiftMonitor, detection_delay
 
 torch = pytest.importorskip("torch")
@@ -29,11 +29,8 @@ def _outputs(cam, images):
 
 
 def _knn(bank, feats, k=10):
-    """k-th nearest L2 distance of L2-normalised features to the bank (plain NumPy)."""
-    def norm(f):
-        return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
-    d2 = np.maximum(2 - 2 * norm(feats) @ norm(bank).T, 0)
-    return np.sqrt(np.partition(d2, k - 1, axis=1)[:, k - 1])
+    """The library's kNN statistic: k-th nearest L2 distance of L2-normalised features to the bank."""
+    return KNNDistance(k=k).fit(bank.astype(np.float32)).statistic(feats.astype(np.float32))
 
 
 @pytest.fixture(scope="module")

@@ -331,3 +331,34 @@ def test_external_statistic_monitor():
     assert s2.step(stream[0], monitor_value=0.0)["abstain"]  # still alarmed, still refusing
     with pytest.raises(ValueError, match="martingale"):
         StreamingConformal(cal, reference=p, martingale="bayes")
+
+
+def test_window_rule_inside_the_wrapper_equals_the_batch_rule():
+    """StreamingConformal(shift_abstention=...) abstains frame by frame exactly as ShiftAwareAbstention.predict on
+    the same stream (synthetic outputs; the window rule fitted with a synthetic shift statistic), and a snapshot
+    taken mid-stream continues identically."""
+    from conformal import ShiftAwareAbstention
+
+    rng = np.random.default_rng(23)
+    p, y = _data(rng, 1500)
+    shift_ref = rng.normal(size=1500)
+    est = ShiftAwareAbstention(window=60, min_window=20).fit(p, y, shift_statistic=shift_ref)
+    cal = SplitConformalClassifier(score="lac", alpha=0.1).fit(p, y)
+    stream = np.concatenate([_stream_entropy(rng, 150), _stream_entropy(rng, 150, sharp=1.0)])
+    dist = np.concatenate([rng.normal(size=150), rng.normal(size=150) + 2.0])
+    batch = est.predict(stream, shift_statistic=dist)
+    r = est.abstention_level(stream, shift_statistic=dist)
+    s = StreamingConformal(cal, reference_statistics=shift_ref, martingale="power_mixture", monitor_level=1e-12,
+                           shift_abstention=est)
+    outs = []
+    for i, (row, v) in enumerate(zip(stream, dist)):
+        if i == 200:
+            s = StreamingConformal.from_dict(s.to_dict())
+        outs.append(s.step(row, monitor_value=float(v)))
+    assert [o["abstain"] for o in outs] == batch.abstain.tolist()
+    np.testing.assert_allclose([o["window_abstention"] for o in outs], r, rtol=0, atol=1e-12)
+    assert batch.abstain[200:].mean() > batch.abstain[:150].mean() + 0.5
+    with pytest.raises(ValueError, match="reference_statistics"):
+        StreamingConformal(cal, shift_abstention=est)
+    with pytest.raises(TypeError, match="shift_abstention"):
+        StreamingConformal(cal, shift_abstention=ShiftAwareAbstention())

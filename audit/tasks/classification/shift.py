@@ -67,25 +67,13 @@ def validate(raw, modality) -> dict | None:
     return sh
 
 
-def _normalize(f):
-    f = np.asarray(f, dtype=np.float64).reshape(len(f), -1)
-    return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
-
-
-def knn_distance(bank_unit: np.ndarray, feats, k: int) -> np.ndarray:
-    """k-th nearest L2 distance of L2-normalised features to an L2-normalised bank."""
-    q = _normalize(feats)
-    k = min(k, bank_unit.shape[0])
-    out = np.empty(q.shape[0])
-    for lo in range(0, q.shape[0], 2048):
-        d2 = np.maximum(2.0 - 2.0 * q[lo:lo + 2048] @ bank_unit.T, 0.0)
-        out[lo:lo + 2048] = np.sqrt(np.partition(d2, k - 1, axis=1)[:, k - 1])
-    return out
+def _rows(f) -> np.ndarray:
+    return np.asarray(f, dtype=np.float32).reshape(len(f), -1)
 
 
 @dataclass
 class ShiftParts:
-    bank: np.ndarray
+    bank: object                 # conformal.abstention.KNNDistance fitted on the bank half
     reference: np.ndarray        # sorted clean kNN distances of the reference fold
     rule: object                 # fitted ShiftAwareAbstention or None
     clean_test: np.ndarray       # kNN distances of the clean cell's test part (for shift_auroc)
@@ -93,13 +81,14 @@ class ShiftParts:
 
 def fit(sh: dict, cfg: dict, probs, feats, labels, calibration, test, seed: int) -> ShiftParts:
     from conformal import ShiftAwareAbstention
+    from conformal.abstention import KNNDistance
 
     rng = np.random.default_rng([seed, 77])
     cal = rng.permutation(calibration)
     half = cal.shape[0] // 2
     bank_i, fold_i = cal[:half], cal[half:]
-    bank = _normalize(feats[bank_i])
-    ref = knn_distance(bank, feats[fold_i], sh["k"])
+    bank = KNNDistance(k=min(sh["k"], bank_i.shape[0]), normalize=True).fit(_rows(feats[bank_i]))
+    ref = bank.statistic(_rows(feats[fold_i]))
     rule = None
     if sh["window"] is not None:
         conf = cfg["conformal"]
@@ -109,7 +98,7 @@ def fit(sh: dict, cfg: dict, probs, feats, labels, calibration, test, seed: int)
                                     max_abstain=0.1, window=window, min_window=min(50, window),
                                     estimator=sh["estimator"])
         rule.fit(probs[fold_i], labels[fold_i], shift_statistic=ref)
-    return ShiftParts(bank, np.sort(ref), rule, knn_distance(bank, feats[test], sh["k"]))
+    return ShiftParts(bank, np.sort(ref), rule, bank.statistic(_rows(feats[test])))
 
 
 def safe(coverage_accepted: float, abstain_rate: float, alpha: float) -> float:
@@ -127,7 +116,7 @@ def metrics(sh: dict, parts: ShiftParts, probs, feats, labels, alpha: float, see
     from conformal.online import ShiftMonitor, detection_delay
 
     n = labels.shape[0]
-    kd = knn_distance(parts.bank, feats, sh["k"])
+    kd = parts.bank.statistic(_rows(feats))
     out = {}
     both = np.concatenate([parts.clean_test, kd])
     is_cell = np.concatenate([np.zeros(parts.clean_test.shape[0], bool), np.ones(n, bool)])
