@@ -67,42 +67,40 @@ def _outputs(adapter, images):
 
 
 def _quality(images):
-    """Per-image input quality (camera): mean intensity, log std, log variance of the 4-neighbour Laplacian."""
-    x = images.astype(np.float64)[..., 0] / (255.0 if images.dtype == np.uint8 else 1.0)
-    lap = (x[:, :-2, 1:-1] + x[:, 2:, 1:-1] + x[:, 1:-1, :-2] + x[:, 1:-1, 2:] - 4 * x[:, 1:-1, 1:-1])
-    return np.column_stack([x.mean((1, 2)), np.log(x.std((1, 2)) + 1e-6), np.log(lap.var((1, 2)) + 1e-9)])
+    """Per-image raw input-quality features of the library's `input_quality` statistic
+    (`conformal.abstention.quality_features`: mean intensity, log RMS contrast, log Laplacian variance)."""
+    from conformal.abstention import quality_features
+    return quality_features(images, modality="camera")
 
 
 def _cell(adapter, images, tag, corruption, severity, seed=0, quality=False):
     from perturbations import image as pim
     path = CACHE / f"{tag}_{corruption or 'clean'}_{severity}.npz"
     z = dict(np.load(path, allow_pickle=False)) if path.exists() else {}
-    if "probs" not in z or (quality and "quality" not in z):
+    if "probs" not in z or (quality and "libquality" not in z):
         x = images
         if corruption is not None:
             rng = np.random.default_rng([seed, zlib.crc32(f"{tag}-{corruption}-{severity}".encode())])
             x = pim.corrupt_batch(images, corruption, severity, rng=rng)
         if "probs" not in z:
             z["probs"], z["features"] = _outputs(adapter, x)
-        z["quality"] = _quality(x)
+        z["libquality"] = _quality(x)
         CACHE.mkdir(parents=True, exist_ok=True)
         np.savez(path, **z)
-    return (z["probs"], z["features"]) + ((z["quality"],) if quality else ())
+    return (z["probs"], z["features"]) + ((z["libquality"],) if quality else ())
 
 
 class Quality:
-    """Mahalanobis distance of the robust z-scores of the input-quality vector to a clean bank (NumPy helper; the
-    library's input_quality statistic replaces it once available)."""
+    """`conformal.abstention.InputQuality` fitted on the clean bank images, applied to cached raw quality features
+    (the same formula as its `statistic`, so the corrupted images need not be kept)."""
 
-    def __init__(self, bank):
-        self.med = np.median(bank, 0)
-        self.mad = 1.4826 * np.median(np.abs(bank - self.med), 0) + 1e-12
-        z = (bank - self.med) / self.mad
-        self.prec = np.linalg.inv(np.cov(z.T) + 1e-6 * np.eye(z.shape[1]))
+    def __init__(self, bank_images):
+        from conformal.abstention import InputQuality
+        self.iq = InputQuality(modality="camera").fit(bank_images)
 
-    def __call__(self, q):
-        z = (q - self.med) / self.mad
-        return np.sqrt(np.einsum("ij,jk,ik->i", z, self.prec, z))
+    def __call__(self, feats):
+        z = (feats - self.iq.center_) / self.iq.scale_
+        return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", z, self.iq.precision_, z), 0.0))
 
 
 class KNN:
@@ -184,7 +182,8 @@ def main():
 
     p_bank, f_bank = _cell(adapter, xt[bank_i], "bank", None, 0)
     p_fold, f_fold, q_fold_raw = _cell(adapter, xt[fold_i], "fold", None, 0, quality=True)
-    quality = Quality(_cell(adapter, xt[bank_i], "bank", None, 0, quality=True)[2])
+    quality = Quality(xt[bank_i])
+    assert np.allclose(quality(_quality(xt[fold_i][:50])), quality.iq.statistic(xt[fold_i][:50]))
     q_fold = np.sort(quality(q_fold_raw))
     knn_cls, knn_doc = _knn_statistic()
     knn_stat = knn_cls(f_bank)
@@ -394,7 +393,7 @@ def _write(rows, accuracy, delays, cp_delays, fa, step_cost, knn_doc, total, t_s
               "median inputs to alarm over 200 streams of 200 shifted inputs (detection rate); change point: 200 "
               "clean inputs then 200 shifted, 100 streams, median delay after the change (detection rate, false "
               "alarms before the change), power mixture and CUSUM (level 1e-4).", "",
-              "| cell | stationary: kNN | stationary: kNN + input quality (2 x level/2) | change point: power "
+              "| cell | stationary: kNN | stationary: kNN + input_quality (2 x level/2) | change point: power "
               "mixture | change point: CUSUM |",
               "|---|---|---|---|---|"]
     for cell, ((med, rate), (med2, rate2)) in delays.items():
