@@ -291,16 +291,71 @@ def elastic_transform(img, p, rng):
     return _cv(out, x)
 
 
+@lru_cache(maxsize=64)
+def _pil_box_windows(in_size: int, out_size: int) -> tuple:
+    """(start, stop, count, fixed-point weight) per output pixel of Pillow's BOX resize along one axis.
+
+    Pillow (``precompute_coeffs``) gives input pixel x weight 1 when (x + 0.5 - centre) / scale lies in
+    (-0.5, 0.5], centre = (out + 0.5) * scale, so every window has equal weights 1/n; for uint8 it uses
+    them as round(2^22 / n) (``normalize_coeffs_8bpc``).
+    """
+    scale = in_size / out_size
+    support = 0.5 * max(scale, 1.0)
+    centre = (np.arange(out_size) + 0.5) * scale
+    xmin = np.maximum((centre - support + 0.5).astype(np.int64), 0)
+    xmax = np.minimum((centre + support + 0.5).astype(np.int64), in_size)
+    starts, stops = np.empty(out_size, np.int64), np.empty(out_size, np.int64)
+    for i in range(out_size):
+        x = np.arange(xmin[i], xmax[i])
+        u = (x - centre[i] + 0.5) / max(scale, 1.0)
+        inside = x[(u > -0.5) & (u <= 0.5)]
+        starts[i], stops[i] = inside[0], inside[-1] + 1
+    counts = stops - starts
+    fixed = (0.5 + (1.0 / counts) * (1 << 22)).astype(np.int64)
+    for a in (starts, stops, counts, fixed):
+        a.setflags(write=False)
+    return starts, stops, counts, fixed
+
+
+def _pil_box_axis(x: np.ndarray, axis: int, out_size: int) -> np.ndarray:
+    """One pass of Pillow's BOX resize along `axis` of a float64 image (Pillow's float mode: no rounding)."""
+    starts, stops, counts, _ = _pil_box_windows(x.shape[axis], out_size)
+    csum = np.cumsum(x, axis=axis)
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (1, 0)
+    csum = np.pad(csum, pad)
+    sums = np.take(csum, stops, axis=axis) - np.take(csum, starts, axis=axis)
+    shape = [1] * x.ndim
+    shape[axis] = out_size
+    return sums / counts.reshape(shape)
+
+
 def pixelate(img, p, rng):
-    """Box-average down to `fraction` of the size, nearest-neighbour back up (imagecorruptions' choice)."""
+    """Box-average down to `fraction` of the size, nearest-neighbour back up (imagecorruptions' choice).
+
+    Both steps are Pillow's, as imagecorruptions calls them: ``BOX`` (equal weights over the input pixels
+    whose centres fall in the output pixel; horizontal pass first, each pass rounded to uint8) and
+    ``NEAREST`` (pixel centres, which ``cv2.INTER_NEAREST_EXACT`` reproduces; plain ``INTER_NEAREST``
+    maps top-left corners and shifts the blocks by half a block at fractions .6/.4/.3).
+    """
     h, w = img.shape[:2]
-    src = img if img.dtype == np.uint8 else img.astype(np.float32)  # two compiled signatures only
-    small = _k.box_downsample(src, max(1, int(h * p["fraction"])), max(1, int(w * p["fraction"])))
-    if img.dtype == np.uint8:
-        small = _k.to_uint8(small * (1 / 255))
+    oh, ow = max(1, int(h * p["fraction"])), max(1, int(w * p["fraction"]))
+    if img.dtype == np.uint8:  # Pillow's fixed-point passes, bit for bit (Pillow itself is not a dependency)
+        small = np.ascontiguousarray(img)
+        if ow != w:
+            starts, stops, _, fixed = _pil_box_windows(w, ow)
+            small = _k.pil_box_uint8(small, starts, stops, fixed)
+        if oh != h:
+            starts, stops, _, fixed = _pil_box_windows(h, oh)
+            small = _k.pil_box_uint8(small.reshape(1, h, -1), starts, stops, fixed).reshape(oh, ow, -1)
     else:
+        small = img.astype(np.float64)
+        if ow != w:
+            small = _pil_box_axis(small, 1, ow)
+        if oh != h:
+            small = _pil_box_axis(small, 0, oh)
         small = small.astype(np.float32)
-    return _cv(cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST), img)
+    return _cv(cv2.resize(np.ascontiguousarray(small), (w, h), interpolation=cv2.INTER_NEAREST_EXACT), img)
 
 
 def jpeg_compression(img, p, rng):

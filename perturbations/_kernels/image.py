@@ -246,3 +246,24 @@ def box_downsample(image, out_h, out_w):
                 for c in range(n_channels):
                     out[r, s, c] += wgt * rows[r, k * n_channels + c]
     return out
+
+
+@njit(cache=True, nogil=True)
+def pil_box_uint8(image, starts, stops, weights):
+    """Pillow's 8-bit BOX pass along axis 1 of a C-contiguous (A, B, C) uint8 array -> (A, len(starts), C).
+
+    Output j is (2^21 + weights[j] * sum(image[:, starts[j]:stops[j]])) >> 22, clipped to 0..255: Pillow's
+    fixed-point resampling (22 fractional bits, ``ResampleHorizontal_8bpc``) with its equal box weights.
+    """
+    a, _, n_channels = image.shape
+    n_out = starts.shape[0]
+    out = np.empty((a, n_out, n_channels), np.uint8)
+    for i in range(a):
+        for j in range(n_out):
+            for c in range(n_channels):
+                acc = 0
+                for k in range(starts[j], stops[j]):
+                    acc += np.int64(image[i, k, c])
+                v = (np.int64(2097152) + weights[j] * acc) >> 22
+                out[i, j, c] = np.uint8(min(max(v, 0), 255))
+    return out

@@ -198,3 +198,23 @@ def test_box_downsample_matches_exact_area_average(h, w, c, data):
         scale = 255.0 if src.dtype == np.uint8 else 1.0
         np.testing.assert_allclose(K.box_downsample(src, out_h, out_w) / scale, box_twin(src, out_h, out_w) / scale,
                                    atol=1e-5)
+
+
+def pil_box_uint8_twin(image, starts, stops, weights):
+    """Pillow's fixed-point BOX pass along axis 1, in plain NumPy integers."""
+    sums = np.stack([image[:, a:b].astype(np.int64).sum(axis=1) for a, b in zip(starts, stops)], axis=1)
+    return np.clip(((1 << 21) + weights[None, :, None] * sums) >> 22, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.twin("perturbations._kernels.image.pil_box_uint8", twin=pil_box_uint8_twin)
+@FAST
+@given(a=st.integers(1, 12), b=st.integers(1, 40), c=st.sampled_from([1, 3]), data=st.data())
+def test_pil_box_uint8_matches_integer_sums(a, b, c, data):
+    from perturbations._image_corruptions import _pil_box_windows
+
+    n_out = data.draw(st.integers(1, b))
+    image = np.random.default_rng(a * 97 + b).integers(0, 256, (a, b, c), dtype=np.uint8)
+    starts, stops, counts, fixed = _pil_box_windows(b, n_out)
+    assert np.all(counts >= 1) and starts[0] == 0 and stops[-1] <= b
+    np.testing.assert_array_equal(K.pil_box_uint8(image, starts, stops, fixed),
+                                  pil_box_uint8_twin(image, starts, stops, fixed))

@@ -1,0 +1,67 @@
+"""Image corruptions side by side with the references the published numbers were made with.
+
+The reference formulas are restated here from imagecorruptions 1.1.2 (`corruptions.py`) and Hendrycks'
+`make_imagenet_c.py` (no vendored code); the measurements behind docs/image_corruptions.md's agreement
+table are in the issue-19 notes. Inputs: real photos (scikit-learn's sample images).
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.datasets import load_sample_image
+
+from perturbations.image import corrupt, parameters
+
+
+@pytest.fixture(scope="module")
+def photos():
+    out = []
+    for name in ("china.jpg", "flower.jpg"):
+        image = load_sample_image(name)
+        for size in ((224, 224), (160, 213), (32, 32)):
+            out.append(np.ascontiguousarray(cv2.resize(image, size[::-1], interpolation=cv2.INTER_AREA)))
+    return out
+
+
+def psnr(a, b):
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 10 * np.log10(255.0**2 / mse)
+
+
+# ---------------------------------------------------------------------------------------------- pixelate
+def reference_pixelate(x: np.ndarray, fraction: float) -> np.ndarray:
+    """imagecorruptions.pixelate: PIL BOX down to int(side * c), PIL NEAREST back up."""
+    h, w = x.shape[:2]
+    im = Image.fromarray(x)
+    im = im.resize((int(w * fraction), int(h * fraction)), Image.BOX)
+    return np.asarray(im.resize((w, h), Image.NEAREST))
+
+
+@pytest.mark.parametrize("sev", [1, 2, 3, 4, 5])
+def test_pixelate_is_pil_box_then_nearest(photos, sev):
+    for image in photos:
+        fraction = parameters("pixelate", sev, image.shape)["fraction"]
+        ours = corrupt(image, "pixelate", sev)
+        ref = reference_pixelate(image, fraction)
+        np.testing.assert_array_equal(ours, ref, err_msg=f"severity {sev}, shape {image.shape}")
+
+
+@pytest.mark.parametrize("shape", [(224, 224, 3), (37, 53, 1), (17, 9, 3)])
+def test_pixelate_float_input_is_the_same_box_mean(shape):
+    image = np.random.default_rng(0).random(shape).astype(np.float32)
+    for sev in (1, 3):
+        fraction = parameters("pixelate", sev, shape)["fraction"]
+        out = corrupt(image, "pixelate", sev)
+        ref = reference_pixelate(np.rint(image * 255).astype(np.uint8)[..., 0] if shape[2] == 1 else
+                                 np.rint(image * 255).astype(np.uint8), fraction).reshape(shape)
+        assert out.dtype == np.float32 and out.shape == shape
+        # the reference rounds the input and each of its two passes to 8 bits: at most 1.5 levels apart
+        assert np.abs(out * 255 - ref).max() <= 1.5
+
+
+def test_pixelate_severity_1_is_weaker_than_2_as_in_the_reference(photos):
+    image = photos[0]
+    p = [psnr(image, corrupt(image, "pixelate", s)) for s in (1, 2)]
+    assert p[0] > p[1]
