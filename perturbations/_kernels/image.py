@@ -158,6 +158,27 @@ def glass_swap(image, max_delta, offsets):
 
 
 @njit(cache=True, nogil=True)
+def glass_copy(image, max_delta, offsets):
+    """glass_blur's loop as the references run it, in place on a uint8 (H, W, C) copy: (h, w) <- (h', w').
+
+    ImageNet-C's and imagecorruptions' line ``x[h, w], x[h', w'] = x[h', w'], x[h, w]`` assigns NumPy
+    views of the RGB pixels, so (h', w') is copied over (h, w) and (h', w') keeps its value: no swap.
+    Same loop order and offsets as `glass_swap`.
+    """
+    h_size, w_size, n_channels = image.shape
+    for p in range(offsets.shape[0]):
+        for i in range(offsets.shape[1]):
+            h = h_size - max_delta - i
+            for j in range(offsets.shape[2]):
+                w = w_size - max_delta - j
+                hp = h + offsets[p, i, j, 1]
+                wp = w + offsets[p, i, j, 0]
+                for c in range(n_channels):
+                    image[h, w, c] = image[hp, wp, c]
+    return image
+
+
+@njit(cache=True, nogil=True)
 def to_uint8(x):
     """round(255 * clip(x, 0, 1)) as uint8, in one pass (x is float32 or float64, any shape)."""
     flat = x.ravel()

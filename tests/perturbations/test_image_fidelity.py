@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from scipy.ndimage import gaussian_filter
 from sklearn.datasets import load_sample_image
 
 from perturbations.image import corrupt, parameters
@@ -65,3 +66,52 @@ def test_pixelate_severity_1_is_weaker_than_2_as_in_the_reference(photos):
     image = photos[0]
     p = [psnr(image, corrupt(image, "pixelate", s)) for s in (1, 2)]
     assert p[0] > p[1]
+
+
+# -------------------------------------------------------------------------------------------- glass_blur
+GLASS = [(0.7, 1, 2), (0.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2)]  # imagecorruptions' table
+
+
+def sk_gaussian(x, sigma):
+    """skimage.filters.gaussian(x, sigma, channel_axis=-1): truncate 4, mode 'nearest'."""
+    return gaussian_filter(x, sigma=(sigma, sigma, 0), mode="nearest", truncate=4.0)
+
+
+def reference_glass_blur(x, severity, offsets=None, seed=0):
+    """imagecorruptions.glass_blur restated (its swap line on views; np.uint8 truncation)."""
+    sigma, d, iters = GLASS[severity - 1]
+    rs = np.random.RandomState(seed)
+    x = np.uint8(sk_gaussian(x / 255.0, sigma) * 255)
+    for i in range(iters):
+        for h in range(x.shape[0] - d, d, -1):
+            for w in range(x.shape[1] - d, d, -1):
+                dx, dy = rs.randint(-d, d, size=(2,)) if offsets is None else offsets[i, x.shape[0] - d - h,
+                                                                                      x.shape[1] - d - w]
+                hp, wp = h + dy, w + dx
+                x[h, w], x[hp, wp] = x[hp, wp], x[h, w]
+    return np.clip(sk_gaussian(x / 255.0, sigma), 0, 1) * 255
+
+
+@pytest.fixture(scope="module")
+def china224(photos):
+    return photos[0]
+
+
+@pytest.mark.parametrize("sev", [1, 2, 3, 4, 5])
+def test_glass_blur_default_matches_the_published_behaviour(china224, sev):
+    """Mean PSNR over 3 seeds within 0.3 dB of imagecorruptions' (its own random draws)."""
+    ours = np.mean([psnr(china224, corrupt(china224, "glass_blur", sev, rng=s)) for s in range(3)])
+    ref = np.mean([psnr(china224, np.rint(reference_glass_blur(china224, sev, seed=s))) for s in range(3)])
+    assert abs(ours - ref) < 0.3, (ours, ref)
+
+
+def test_glass_blur_true_swap_is_the_corrected_line_and_weaker(china224):
+    sev = 3
+    ref = np.mean([psnr(china224, np.rint(reference_glass_blur(china224, sev, seed=s))) for s in range(3)])
+    fixed = np.mean([psnr(china224, corrupt(china224, "glass_blur", sev, rng=s, true_swap=True))
+                     for s in range(3)])
+    assert fixed > ref + 0.5  # the real swap keeps content in place: closer to the clean image
+    with pytest.raises(TypeError, match="true_swap"):
+        corrupt(china224, "glass_blur", sev, true_swap=1)
+    with pytest.raises(TypeError, match="does not accept"):
+        corrupt(china224, "pixelate", sev, true_swap=True)
