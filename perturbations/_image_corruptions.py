@@ -152,7 +152,7 @@ def zoom_blur(img, p, rng):
 
 
 def gaussian_blur(img, p, rng):
-    """Gaussian blur of std `sigma` px (kernel 2*ceil(4 sigma)+1, replicated border, as scikit-image)."""
+    """Gaussian blur of std `sigma` px (kernel 2*int(4 sigma + .5)+1, replicated border, as scikit-image)."""
     x = _float(img)
     return _cv(_tex.gaussian_blur(x, p["sigma"]), x)
 
@@ -163,7 +163,7 @@ def snow(img, p, rng):
     x = _float(img)
     h, w = x.shape[:2]
     layer = rng.standard_normal((h, w), dtype=np.float32) * np.float32(p["std"]) + np.float32(p["mean"])
-    layer = _tex.clipped_zoom(layer, p["zoom"])
+    layer = _tex.clipped_zoom_corners(layer, p["zoom"])  # scipy's corner alignment, as the reference
     layer[layer < p["threshold"]] = 0.0
     np.clip(layer, 0.0, 1.0, out=layer)
     angle = rng.uniform(-135.0, -45.0)  # drawn after the flake noise, so apply draws it and reports it

@@ -58,8 +58,12 @@ def filter2d(image: np.ndarray, kernel: np.ndarray, border: int = cv2.BORDER_REF
 
 
 def gaussian_ksize(sigma: float, truncate: float) -> tuple:
-    """The odd kernel size 2*ceil(truncate*sigma)+1 that SciPy/scikit-image use (truncate 4 or 3)."""
-    half = max(1, int(math.ceil(truncate * sigma)))
+    """The odd kernel size 2*int(truncate*sigma + 0.5)+1 that SciPy/scikit-image use (truncate 4 or 3).
+
+    SciPy's ``gaussian_filter1d`` rounds the radius (``int(truncate * sd + 0.5)``); a radius of 0 is the
+    identity there, and a 1 x 1 kernel here.
+    """
+    half = int(truncate * sigma + 0.5)
     return (2 * half + 1, 2 * half + 1)
 
 
@@ -112,6 +116,31 @@ def clipped_zoom(image: np.ndarray, zoom: float) -> np.ndarray:
     if out.ndim < image.ndim:
         out = out[..., None]
     return out[:h, :w]
+
+
+def clipped_zoom_corners(layer: np.ndarray, zoom: float) -> np.ndarray:
+    """imagecorruptions' clipped_zoom of a 2-D float layer, geometry included (snow's flakes).
+
+    The central ceil(H / z) x ceil(W / z) window is zoomed to round(side * z) with
+    ``scipy.ndimage.zoom(order=1)``'s corner-aligned mapping (output o samples input o (n - 1) / (m - 1))
+    by two exact linear passes, and the top-left H x W kept. `clipped_zoom` aligns pixel centres instead,
+    which moves the thresholded flake coverage by +28 % / -15 % at zooms 3 / 2.
+    """
+    h, w = layer.shape
+    out = layer[(h - int(math.ceil(h / zoom))) // 2:, (w - int(math.ceil(w / zoom))) // 2:]
+    out = out[:int(math.ceil(h / zoom)), :int(math.ceil(w / zoom))]
+    for axis, keep in ((0, h), (1, w)):
+        n = out.shape[axis]
+        m = int(round(n * zoom))
+        pos = np.arange(min(m, keep)) * ((n - 1) / (m - 1) if m > 1 else 0.0)
+        i0 = np.minimum(pos.astype(np.int64), max(n - 2, 0))
+        frac = (pos - i0).astype(layer.dtype)
+        i1 = np.minimum(i0 + 1, n - 1)
+        if axis == 0:
+            out = out[i0] * (1 - frac)[:, None] + out[i1] * frac[:, None]
+        else:
+            out = out[:, i0] * (1 - frac) + out[:, i1] * frac
+    return out
 
 
 def smooth_noise(h: int, w: int, cell: float, rng: np.random.Generator) -> np.ndarray:
