@@ -110,9 +110,29 @@ def fog_table(alpha: float, r0_top: float = 40.0, step: float = 0.1):
     return grid, r_fog, i_fog
 
 
-def fog(pts, rng, p, *, intensity_max=1.0):
-    """Two-way attenuation, loss below the detection threshold, and fog backscatter replacing weak returns."""
+FOG_PRESETS = ("dong2023", "robo3d")
+
+
+def _check_preset(preset) -> str:
+    if not isinstance(preset, str) or preset not in FOG_PRESETS:
+        raise ValueError(f"`preset` must be one of {', '.join(map(repr, FOG_PRESETS))}; got {preset!r}")
+    return preset
+
+
+def sample_fog(n, p, rng, *, preset="dong2023", **_):
+    """The backscatter of the preset: Dong et al.'s (Hahner's default 0.00092 /m) or Robo3D's span."""
+    return {"beta": p["robo3d_beta"] if _check_preset(preset) == "robo3d" else p["beta"]}
+
+
+def fog(pts, rng, p, *, intensity_max=1.0, preset="dong2023"):
+    """Two-way attenuation, loss below the detection threshold, and fog backscatter replacing weak returns.
+
+    The fog response is proportional to the return's own intensity (no reflectivity floor), as in
+    Hahner et al.'s code: a zero-intensity return never becomes a fog return. `preset` picks beta
+    ("dong2023", the default, or "robo3d"); its sampler has already put it in ``p["beta"]``.
+    """
     imax = _intensity_max(intensity_max)
+    _check_preset(preset)
     alpha, beta = p["alpha"], p["beta"]
     r = _ranges(pts)
     rho = _rho(pts, imax)
@@ -122,8 +142,11 @@ def fog(pts, rng, p, *, intensity_max=1.0):
     r_fog, i_fog = r_fog_t[k], i_fog_t[k]
     att = np.exp(-2.0 * alpha * r)
     hard = pts[:, 3] * att                                              # i' = i exp(-2 alpha R0)
-    soft = i_fog * rho * imax * r ** 2 * beta / LIDAR["beta0"]         # F = I_fog i R0^2 beta / beta0
-    scatter = (soft > hard) & (r_fog > 0) & (r_fog < r)
+    soft = i_fog * pts[:, 3] * r ** 2 * beta / LIDAR["beta0"]           # F = I_fog i R0^2 beta / beta0
+    # Hahner's code compares F with the attenuated intensity rounded to its 8-bit scale (P_R_fog_hard
+    # rounds i exp(-2 alpha R0) on 0..255): a dim return that rounds to 0 yields to any fog response > 0
+    quantum = imax / 255.0
+    scatter = (soft > np.rint(hard / quantum) * quantum) & (r_fog > 0) & (r_fog < r)
     detected = rho * att / r ** 2 >= p_min
     # small range jitter on fog returns: the peak of a noisy backscatter pulse is not sharp
     jitter = rng.normal(0.0, 0.1, len(pts))
@@ -331,5 +354,5 @@ FUNCTIONS = {
     "crosstalk": crosstalk, "incomplete_echo": incomplete_echo, "motion_distortion": motion_distortion,
     "beam_reduction": beam_reduction,
 }
-SAMPLERS = {"beam_missing": sample_beam_missing, "beam_reduction": sample_beam_reduction,
+SAMPLERS = {"fog": sample_fog, "beam_missing": sample_beam_missing, "beam_reduction": sample_beam_reduction,
             "motion_distortion": sample_motion_distortion}

@@ -146,7 +146,7 @@ def parameters(name: str, severity: int) -> dict:
     """A copy of the parameter row `corrupt` uses for `name` at `severity` (1..5).
 
     >>> parameters("fog", 5)
-    {'alpha': 0.06, 'beta': 0.2}
+    {'alpha': 0.06, 'beta': 0.00092, 'robo3d_beta': 0.2}
     """
     check_name(name, REGISTRY)
     return REGISTRY[name].row(check_severity(severity))
@@ -167,7 +167,8 @@ def corrupt(points: np.ndarray, name: str, severity: int, rng=None, **options) -
         The only source of randomness; the same seed gives the same output.
     **options
         Per-corruption options, an error when not accepted by `name` (see docs/pointcloud_corruptions.md):
-        ``mesh`` (occlusion, lidar); ``intensity_max``, ``ring``, ``n_rings``, ``fov_deg``, ``ground_mask``,
+        ``mesh`` (occlusion, lidar); ``preset`` (fog: "dong2023" or "robo3d"); ``intensity_max``, ``ring``,
+        ``n_rings``, ``fov_deg``, ``ground_mask``,
         ``object_mask`` (scene models that need them).
 
     Examples
