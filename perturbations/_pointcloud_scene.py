@@ -166,20 +166,22 @@ def particle_model(kind: str, rate: float):
     """(n_total per m^3, Lambda per mm, extinction alpha per m, particle reflectivity, max diameter mm).
 
     Exponential size distribution N(D) = N0 exp(-Lambda D) (D in mm, per m^3 per mm): Marshall-Palmer
-    for rain (N0 = 8000, Lambda = 4.1 R^-0.21), Gunn-Marshall for snow (N0 = 3800 R^-0.87,
+    for rain (N0 = 8000, Lambda = 4.1 R^-0.21), Gunn-Marshall for snow as LISA's code has it (N0 = 7600 R^-0.87,
     Lambda = 2.55 R^-0.48). Extinction alpha = int (pi/4) D^2 Q_ext N(D) dD with Q_ext = 2, the large-
     particle limit of Mie theory (size parameter pi D / 905 nm > 500 here): alpha = pi N0 / Lambda^3 * 1e-6.
     """
     if kind == "rain":
         n0, lam, n_idx, d_cap = 8000.0, 4.1 * rate ** -0.21, LIDAR["n_water"], 6.0
-    else:
-        n0, lam, n_idx, d_cap = 3800.0 * rate ** -0.87, 2.55 * rate ** -0.48, LIDAR["n_ice"], 20.0
+    else:  # 7600, not the textbook 3800: what LISA's code (marshall_gunn_Nd, run by Dong et al.) uses
+        n0, lam, n_idx, d_cap = 7600.0 * rate ** -0.87, 2.55 * rate ** -0.48, LIDAR["n_ice"], 20.0
     alpha = math.pi * n0 / lam ** 3 * 1e-6
     rho_p = ((n_idx - 1.0) / (n_idx + 1.0)) ** 2
     return n0 / lam, lam, alpha, rho_p, d_cap
 
 
 N_NEAREST_PARTICLES = 4
+LISA_R_MAX = 120.0            # LISA's default r_max (m): p_min = 0.9 / r_max^2
+LISA_RANGE_ACCURACY = 0.09    # LISA's default range accuracy (m)
 
 
 def _precipitation(pts, rng, p, kind, intensity_max):
@@ -189,8 +191,10 @@ def _precipitation(pts, rng, p, kind, intensity_max):
     n_tot, lam, alpha, rho_p, d_cap = particle_model(kind, rate)
     n = len(pts)
     r = _ranges(pts)
-    rho = _rho(pts, imax)
-    p_min = detection_threshold(rho, r)
+    # LISA's detection: the intensity itself (no floor) against its fixed p_min = 0.9 / r_max^2 with its
+    # r_max = 120 m, so returns already under it are lost at every rate, as in the reference
+    rho = np.clip(pts[:, 3] / imax, 0.0, None)
+    p_min = 0.9 / LISA_R_MAX ** 2
     half_div = LIDAR["divergence_rad"] / 2.0
     r_min = LIDAR["r_min"]
     # particle ranges in the cone: a Poisson process with intensity n_tot * pi * (half_div x)^2 dx, so
@@ -199,10 +203,9 @@ def _precipitation(pts, rng, p, kind, intensity_max):
     gaps = rng.standard_exponential((n, N_NEAREST_PARTICLES)) * scale
     diam = np.minimum(rng.standard_exponential((n, N_NEAREST_PARTICLES)) / lam, d_cap)
     noise = rng.standard_normal(n)
-    # Goodin et al. 2019 range noise for the returns that stay on their target: sigma = 0.02 R (1 - e^-rate)^2
-    sigma_rel = 0.02 * (1.0 - math.exp(-rate)) ** 2
+    # LISA's range noise for the returns that stay on their target: sigma = 0.09 m / sqrt(2 SNR)
     mode, new_r, trans, part_i = precipitation_kernel(r, rho, gaps, diam, noise, alpha, rho_p, half_div, r_min,
-                                                      p_min, sigma_rel)
+                                                      p_min, LISA_RANGE_ACCURACY)
     out = pts
     out[:, 3] = pts[:, 3] * trans
     moved = mode > 0

@@ -74,7 +74,7 @@ LIDAR = {
     "wavelength_nm": 905.0,
     "divergence_rad": 3e-3,        # beam divergence (LISA, Hahner snow)
     "r_max": 200.0,                # range at which a target of reflectivity 0.9 is just detectable
-    "r_min": 1.5,                  # scatterers closer than this are ignored (LISA)
+    "r_min": 0.9,                  # scatterers closer than this are ignored (LISA's default r_min)
     "tau_h": 20e-9,                # half-power pulse width, s (Hahner fog)
     "xi_r1": 0.9, "xi_r2": 1.0,    # transmitter/receiver overlap ramp, m (Hahner fog)
     "beta0": 1e-6 / math.pi,       # differential reflectivity of the reference hard target

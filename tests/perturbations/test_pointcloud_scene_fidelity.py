@@ -61,3 +61,60 @@ def test_dong2023_is_the_default_and_dark_returns_never_fog(scan):
     np.testing.assert_array_equal(a, pc.corrupt(scan, "fog", 3, rng=1, preset="dong2023"))
     with pytest.raises(ValueError, match="preset"):
         pc.corrupt(scan, "fog", 3, preset="hahner")
+
+
+# ------------------------------------------------------------------------------------------ LISA snow
+def lisa_gunn(pts, rate, rs, r_min=0.9, r_max=120.0, divergence=3e-3, d_min=0.05, accuracy=0.09):
+    """monte_carlo_lisa (mode 'gunn', strongest return) per point; extinction with Q_ext = 2 (no Mie table).
+
+    Returns (label 0 lost / 1 target / 2 particle, new range) per point.
+    """
+    n0, lam = 7.6e3 * rate**-0.87, 2.55 * rate**-0.48
+    alpha = np.pi * n0 / lam**3 * 1e-6
+    fresnel = ((1.3031 - 1) / (1.3031 + 1)) ** 2
+    p_min = 0.9 * r_max**-2
+    beam = lambda d: 1e3 * np.tan(divergence) * d  # noqa: E731 - the reference's lambda
+    labels, ranges = np.zeros(len(pts), np.int8), np.zeros(len(pts))
+    for k, (x, y, z, i) in enumerate(pts[:, :4].astype(np.float64)):
+        r = np.sqrt(x * x + y * y + z * z)
+        n = 0
+        if r > r_min:
+            nn = n0 * np.exp(-lam * d_min) / lam * (np.pi / 3) * r * (1e-3 * beam(r) / 2) ** 2
+            n = int(np.floor(nn) + (rs.rand() < nn - int(nn)))
+        pr = r * rs.rand(n) ** (1 / 3)
+        pr = pr[pr > r_min]
+        p_hard = i * np.exp(-2 * alpha * r) / r**2
+        if len(pr):
+            d = -np.log(1 - rs.rand(len(pr))) / lam + d_min
+            pp = fresnel * np.exp(-2 * alpha * pr) * np.minimum((d / beam(pr)) ** 2, 1) / pr**2
+            j = np.argmax(pp)
+            if p_hard < p_min and pp[j] < p_min:
+                continue
+            if p_hard < pp[j]:
+                labels[k], ranges[k] = 2, pr[j]
+                continue
+        elif p_hard < p_min:
+            continue
+        labels[k], ranges[k] = 1, r + rs.normal(0, accuracy / np.sqrt(2 * p_hard / p_min))
+    return labels, ranges
+
+
+def test_snow_matches_lisa(scan):
+    """Particle returns and lost returns within 1.5x of LISA's at every severity, range noise within 1.5x."""
+    sub = scan[::5]
+    r = np.linalg.norm(sub[:, :3].astype(np.float64), axis=1)
+    for s in range(1, 6):
+        rate = pc.parameters("snow", s)["rate"]
+        lab, new_r = lisa_gunn(sub, rate, np.random.RandomState(s))
+        ref_particles, ref_lost = (lab == 2).mean(), (lab == 0).mean()
+        ref_noise = np.std(new_r[lab == 1] - r[lab == 1])
+        parts, lost, noise = [], [], []
+        for seed in range(3):
+            out, idx = pc.corrupt_with_index(sub, "snow", s, rng=seed)
+            parts.append((idx < 0).mean() * len(out) / len(sub))
+            lost.append(1 - len(out) / len(sub))
+            kept = idx >= 0
+            noise.append(np.std(np.linalg.norm(out[kept, :3], axis=1) - r[idx[kept]]))
+        assert 1 / 1.5 < np.mean(parts) / ref_particles < 1.5, (s, np.mean(parts), ref_particles)
+        assert 1 / 1.5 < np.mean(lost) / ref_lost < 1.5, (s, np.mean(lost), ref_lost)
+        assert 1 / 1.5 < np.mean(noise) / ref_noise < 1.5, (s, np.mean(noise), ref_noise)
