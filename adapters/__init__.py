@@ -3,6 +3,7 @@
 `import adapters` is light: torch, OpenCV and open3d are imported only when a class that needs them is first used.
 
 - `CameraClassifier`, `LidarClassifier`: a torch model (or any callable) -> probabilities as NumPy (torch).
+- `TorchDetector`: a torch detector with torchvision-style output -> `conformal.detection` frames (torch).
 - `ConformalModel`: adapter + any `conformal` calibrator, fitted and applied in one call (torch).
 - `StreamingConformal`: per-frame decisions with adaptive conformal inference and a shift monitor
   (numpy + numba only).
@@ -12,12 +13,15 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["CameraClassifier", "LidarClassifier", "ConformalModel", "StreamingConformal", "ImagePreprocess"]
+__all__ = ["CameraClassifier", "TorchDetector", "LidarClassifier", "ConformalModel", "StreamingConformal",
+           "ImagePreprocess"]
 
-_LAZY = {"CameraClassifier": "adapters.camera", "LidarClassifier": "adapters.lidar",
-         "ConformalModel": "adapters.conformal_model", "StreamingConformal": "adapters.streaming",
+_LAZY = {"CameraClassifier": "adapters.camera", "TorchDetector": "adapters.detector",
+         "LidarClassifier": "adapters.lidar", "ConformalModel": "adapters.conformal_model",
+         "StreamingConformal": "adapters.streaming",
          "ImagePreprocess": "adapters.preprocess"}
-_SUBMODULES = ("reference", "datasets", "models", "train", "streaming", "camera", "lidar", "preprocess", "ros2")
+_SUBMODULES = ("reference", "datasets", "models", "train", "streaming", "camera", "lidar", "preprocess", "ros2",
+               "detector")
 
 
 def __getattr__(name):
