@@ -34,8 +34,8 @@ MIN_SIZE, MAX_SIZE = 16, 80
 # else a skimage.data function. Disjoint between splits.
 SPLIT_POOLS = {
     "train": {"objects": ("train", 0, 60000),
-              "backgrounds": ("astronaut", "coffee", "chelsea", "rocket", "brick", "grass", "camera",
-                              "sklearn:china.jpg")},
+              "backgrounds": ("astronaut", "coffee", "chelsea", "rocket", "brick", "grass", "camera", "cell",
+                              "text", "colorwheel", "sklearn:china.jpg")},
     "calibration": {"objects": ("test", 0, 5000),
                     "backgrounds": ("immunohistochemistry", "gravel", "moon", "sklearn:flower.jpg")},
     "test": {"objects": ("test", 5000, 10000),

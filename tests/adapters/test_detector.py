@@ -82,3 +82,11 @@ def test_small_centernet_through_the_adapter_feeds_conformal_detection():
         assert np.all(a["boxes"][:, 2:] >= a["boxes"][:, :2]) and a["boxes"].max() <= 64
     gts = [{"boxes": f["boxes"][:2] + 1.0, "labels": f["labels"][:2]} for f in one]
     ConformalDetector(alpha=0.2, alpha_cls=0.2).fit(one, gts).predict(one[0])  # the frames are valid input
+
+
+def test_docstring_example_runs():
+    import doctest
+
+    import adapters.detector
+
+    assert doctest.testmod(adapters.detector).failed == 0
