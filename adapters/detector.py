@@ -23,7 +23,7 @@ class TorchDetector(TorchAdapter):
         ``input_format="list"``, as torchvision's detectors do) and returns one dict per image: "boxes" (m, 4)
         xyxy in input pixels, "scores" (m,), "labels" (m,) and optionally "class_probs" (m, K) and "box_std"
         (m, 4). A Module is moved to `device` and put in eval mode at prediction time.
-    preprocess, device, batch_size, channels, progress : as in `CameraClassifier` (the same input checks and
+    preprocess, device, batch_size, channels, progress, layout : as in `CameraClassifier` (the same input checks and
         preprocessing). When `preprocess` resizes (it has a ``size``), boxes and box_std are scaled back to each
         image's own pixels.
     num_classes : int or None
@@ -45,19 +45,25 @@ class TorchDetector(TorchAdapter):
 
     def __init__(self, model, preprocess=None, device="cpu", batch_size: int = 64, channels: str = "rgb", *,
                  num_classes: int | None = None, label_offset: int = 0, input_format: str = "batch",
-                 progress="auto"):
+                 progress="auto", layout: str = "auto"):
         super().__init__(model, device=device, batch_size=batch_size, num_classes=num_classes, progress=progress)
         self.preprocess = preprocess
         self.channels = channels
         self.label_offset = label_offset
         self.input_format = input_format
+        self.layout = layout
 
     _check_inputs = CameraClassifier._check_inputs
+    _as_batch = CameraClassifier._as_batch
 
     def _scales(self, images, n):
         size = getattr(self.preprocess, "size", None)
-        if size is None or isinstance(images, torch.Tensor):
-            return np.ones((n, 2))
+        if size is None or (isinstance(images, torch.Tensor) and images.is_floating_point()):
+            return np.ones((n, 2))  # a ready float tensor goes to the model unchanged
+        if isinstance(images, torch.Tensor):
+            images = images.detach().cpu().numpy()
+        if isinstance(images, np.ndarray):
+            images = self._as_batch(images)
         return np.array([[im.shape[1] / size[1], im.shape[0] / size[0]] for im in images], np.float64)
 
     def _frame(self, out, i, scales):
