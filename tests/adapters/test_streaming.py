@@ -362,3 +362,41 @@ def test_window_rule_inside_the_wrapper_equals_the_batch_rule():
         StreamingConformal(cal, shift_abstention=est)
     with pytest.raises(TypeError, match="shift_abstention"):
         StreamingConformal(cal, shift_abstention=ShiftAwareAbstention())
+
+
+def test_several_monitored_statistics():
+    """reference_statistics as a mapping: one monitor per statistic at monitor_level / m (UnionShiftMonitor); the
+    alarm names the statistic that shifted (synthetic distances: only "quality" shifts), the frames match the
+    library monitor fed the same values and uniforms, and a snapshot continues identically."""
+    from conformal.online import UnionShiftMonitor
+
+    rng = np.random.default_rng(24)
+    p, y = _data(rng, 1000)
+    cal = SplitConformalClassifier(score="lac", alpha=0.1).fit(p, y)
+    ref = {"knn": rng.normal(size=1000), "quality": rng.normal(size=800)}
+    s = StreamingConformal(cal, reference_statistics=ref, martingale="power_mixture", monitor_level=0.01)
+    stream = _stream_entropy(rng, 400)
+    knn = rng.normal(size=400)
+    quality = np.concatenate([rng.normal(size=200), rng.normal(size=200) + 3.0])
+    twin = UnionShiftMonitor(ref, level=0.01)
+    u = np.random.default_rng(0).random(4096)  # the wrapper's uniforms for random_state=0
+    outs = []
+    for i in range(400):
+        if i == 250:
+            s = StreamingConformal.from_dict(s.to_dict())
+        value = {"quality": float(quality[i]), "knn": float(knn[i])} if i % 2 else (float(knn[i]), float(quality[i]))
+        outs.append(s.step(stream[i], monitor_value=value))
+        pv = twin.update((knn[i], quality[i]), u[i])
+        assert outs[-1]["monitor_pvalue"] == pv and outs[-1]["log10_martingale"] == twin.log10_value
+    first = [o["shift_alarm"] for o in outs].index(True)
+    assert 200 <= first < 230 and twin.alarm_step == first + 1
+    assert outs[first - 1]["alarm_statistic"] is None and outs[first]["alarm_statistic"] == "quality"
+    assert all(o["abstain"] for o in outs[first:]) and not any(o["abstain"] for o in outs[:first])
+    with pytest.raises(TypeError, match="monitor_value"):
+        s.step(stream[0], monitor_value=1.0)
+    with pytest.raises(ValueError, match="monitor_value"):
+        s.step(stream[0], monitor_value={"knn": 1.0})
+    with pytest.raises(TypeError, match="monitor_value"):
+        s.step(stream[0], monitor_value=(1.0, float("inf")))
+    with pytest.raises(ValueError, match=r"reference_statistics\['quality'\]"):
+        StreamingConformal(cal, reference_statistics={"knn": ref["knn"], "quality": np.arange(3.0)})
