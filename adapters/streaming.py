@@ -83,9 +83,10 @@ class StreamingConformal:
         the frame's value as ``monitor_value=``. A mapping monitors several statistics at once
         (`conformal.online.UnionShiftMonitor`: one monitor each at monitor_level / m, alarm when any fires; P(false
         alarm) <= monitor_level by the union bound): ``monitor_value=`` is then a mapping with the same names (or a
-        tuple in their order), outputs give "monitor_pvalue" as {name: p-value} and "alarm_statistic" (the name
-        that fired first, None before an alarm). After an alarm the abstention tau becomes the conservative one of
-        `reference` when that is given too, else -inf (abstain on every frame until `reset_monitor()`).
+        tuple in their order), outputs add "monitor_pvalues" ({name: p-value}; "monitor_pvalue" is their minimum)
+        and "alarm_statistic" (the name that fired first, None before an alarm). After an alarm the abstention tau
+        becomes the conservative one of `reference` when that is given too, else -inf (abstain on every frame until
+        `reset_monitor()`).
     monitor_level : float in (0, 1)
         Alarm when the monitor reaches 1 / monitor_level (`conformal.online.ShiftMartingale` /
         `conformal.online.ShiftMonitor`).
@@ -373,8 +374,8 @@ class StreamingConformal:
             self.n_steps_ += 1
             if mon is not None:
                 if self._multi:
-                    pval = mon.update(monitor_value, self._u[self._u_i])
-                    log10_m = mon.log10_value
+                    pvals = mon.update(monitor_value, self._u[self._u_i])
+                    pval, log10_m = min(pvals.values()), mon.log10_value
                 elif not self._fused:
                     pval = mon.update(monitor_value if self._external else stat, self._u[self._u_i])
                     log10_m = float(mon.state[-1])
@@ -404,7 +405,7 @@ class StreamingConformal:
             if self._window is not None:
                 out["window_abstention"] = r_hat
             if self._multi:
-                out["alarm_statistic"] = mon.alarm_statistic
+                out["monitor_pvalues"], out["alarm_statistic"] = pvals, mon.alarm_statistic
             return out
 
     # --- feedback --------------------------------------------------------------------------------------------

@@ -387,7 +387,8 @@ def test_several_monitored_statistics():
         value = {"quality": float(quality[i]), "knn": float(knn[i])} if i % 2 else (float(knn[i]), float(quality[i]))
         outs.append(s.step(stream[i], monitor_value=value))
         pv = twin.update((knn[i], quality[i]), u[i])
-        assert outs[-1]["monitor_pvalue"] == pv and outs[-1]["log10_martingale"] == twin.log10_value
+        assert outs[-1]["monitor_pvalues"] == pv and outs[-1]["monitor_pvalue"] == min(pv.values())
+        assert outs[-1]["log10_martingale"] == twin.log10_value
     first = [o["shift_alarm"] for o in outs].index(True)
     assert 200 <= first < 230 and twin.alarm_step == first + 1
     assert outs[first - 1]["alarm_statistic"] is None and outs[first]["alarm_statistic"] == "quality"
