@@ -160,7 +160,17 @@ class StreamingConformal:
         if not conformal.__sklearn_is_fitted__():
             raise NotFittedError("`conformal` is not fitted; call conformal.fit(probs, labels) first")
         self._frame_statistic = None  # a statistic the kernel cannot compute: the calibrator's own, per frame
-        if isinstance(conformal, DualThresholdConformal):
+        self._combined, self._side, self._names, self._taus = False, (), None, None
+        if isinstance(conformal, DualThresholdConformal) and conformal.statistics_ is not None:
+            # fitted and/or several statistics (conformal.abstention.combined): per frame through statistic_of,
+            # with the side inputs (features, logits, inputs) that `step` takes
+            cal, name = conformal.calibrator_, conformal.statistic_name_
+            self._combined, self._side = True, conformal.required_side_inputs()
+            if isinstance(conformal.statistic, tuple):
+                self._names = conformal.statistic_names_
+            self._taus = np.atleast_1d(np.asarray(conformal.tau_, dtype=np.float64)).copy()
+            self._tau, kernel = float(self._taus[0]), None
+        elif isinstance(conformal, DualThresholdConformal):
             cal, self._tau, name = conformal.calibrator_, float(conformal.tau_), conformal.statistic_name_
             registered = isinstance(conformal.statistic, str)
             if registered and name in online.STATISTIC_KINDS and name != "set_size":
@@ -203,6 +213,10 @@ class StreamingConformal:
         self._monitor, self._tau_alarm, self._fused, self._log10_alarm = None, self._tau, False, math.inf
         if reference is None and statistics is None:
             return
+        if reference is not None and self._combined:
+            raise ValueError(f"`reference` (model outputs) cannot feed the monitor of a calibrator with fitted or "
+                             f"several statistics ({self.statistic!r}); pass `reference_statistics=` (e.g. the kNN "
+                             f"statistic on clean inputs, or a mapping of several) and `monitor_value=` per step")
         if isinstance(statistics, Mapping):
             self._monitor = online.UnionShiftMonitor(statistics, method=self.martingale, level=self.monitor_level,
                                                      jump=self.jump)
@@ -230,7 +244,8 @@ class StreamingConformal:
             self._tau_alarm = min(self._tau, sorted_quantile(own, self.conservative_abstain))
         else:
             self._tau_alarm = -math.inf
-        self._fused = self._frame_statistic is None and self.martingale == "jumper" and not self._external
+        self._fused = self._frame_statistic is None and self.martingale == "jumper" and not self._external \
+            and not self._combined
         self._log10_alarm = self._monitor.log10_threshold
 
     def _bind_window(self, est) -> None:
@@ -307,13 +322,19 @@ class StreamingConformal:
             self.alarm_frame_ = None
 
     # --- hot path --------------------------------------------------------------------------------------------
-    def step(self, probs, frame_id=None, *, monitor_value=None) -> dict:
+    def step(self, probs, frame_id=None, *, monitor_value=None, features=None, logits=None, inputs=None) -> dict:
         """Decision for one frame from its (K,) probabilities (or logits, if the calibrator takes logits).
 
         `frame_id`: an int or str naming the frame for later `feedback` (default: a running integer).
         `monitor_value`: the frame's value of the caller's monitored statistic (required with
-        `reference_statistics`, refused otherwise). Returns a new dict; see docs/streaming.md. Never sees a label.
+        `reference_statistics`, refused otherwise). `features`, `logits`, `inputs`: the frame's side inputs
+        (a (D,) feature vector, (K,) logits, one raw image / point cloud) that a DualThresholdConformal with fitted
+        or several statistics needs (`required_side_inputs()`; refused when not needed); with several statistics
+        the output adds "statistics" and "taus" ({name: value}) and "reasons" (the names that exceeded their tau;
+        "statistic" and "tau" are the first statistic's). Returns a new dict; see docs/streaming.md. Never sees
+        a label.
         """
+        side = self._side_inputs(features, logits, inputs)
         if self._multi:
             if not isinstance(monitor_value, (Mapping, tuple, list)):
                 raise TypeError(f"`monitor_value` must be a mapping {{name: value}} (or a tuple in the order "
@@ -358,7 +379,11 @@ class StreamingConformal:
                 code, m, stat = self._frame(src, q, slot)
             if code != 0:
                 raise ValueError(f"`probs` {online.ERROR_MESSAGES.get(code, 'is invalid')}")
-            if self._frame_statistic is not None:
+            if self._combined:
+                row_stats = np.asarray(self.conformal.statistic_of(self._p2d.copy(), **side),
+                                       dtype=np.float64).reshape(-1)
+                stat = float(row_stats[0])
+            elif self._frame_statistic is not None:
                 stat = float(self._frame_statistic(self._p2d.copy())[0])
             # commit: from here on nothing can fail
             old = self._slot_ids[slot]
@@ -393,6 +418,10 @@ class StreamingConformal:
             members = self._order[:m]
             p = self._p2d[0]
             abstain = bool(stat > tau)
+            if self._names is not None:  # several statistics: abstain when any exceeds its own tau
+                taus = np.full(len(self._names), tau) if alarm else self._taus
+                hits = row_stats > taus
+                abstain = bool(hits.any())
             if self._window is not None:
                 extra, r_hat = self._window.update(p, monitor_value if self._external else None)
                 abstain = abstain or extra
@@ -406,7 +435,37 @@ class StreamingConformal:
                 out["window_abstention"] = r_hat
             if self._multi:
                 out["monitor_pvalues"], out["alarm_statistic"] = pvals, mon.alarm_statistic
+            if self._names is not None:
+                out["statistics"] = dict(zip(self._names, row_stats.tolist()))
+                out["taus"] = dict(zip(self._names, taus.tolist()))
+                out["reasons"] = [n for n, hit in zip(self._names, hits.tolist()) if hit]
             return out
+
+    def _side_inputs(self, features, logits, inputs) -> dict:
+        """One frame's side inputs as the one-row batch `statistic_of` takes; each is required exactly when the
+        calibrator's statistics need it."""
+        given = {"features": features, "logits": logits, "inputs": inputs}
+        side = {}
+        for name, value in given.items():
+            if name not in self._side:
+                if value is not None:
+                    need = ", ".join(f"`{s}=`" for s in self._side) or "none"
+                    raise ValueError(f"`{name}` is not used by this calibrator's statistic {self.statistic!r} "
+                                     f"(side inputs it needs: {need})")
+                continue
+            if value is None:
+                raise ValueError(f"statistic {self.statistic!r} needs `{name}=` in step (the frame's "
+                                 f"{'raw image or point cloud' if name == 'inputs' else name}); got None")
+            if name == "inputs":
+                side[name] = [value]
+                continue
+            if type(value) is not np.ndarray:
+                raise TypeError(f"`{name}` must be a numpy array of shape (D,) (one frame); got "
+                                f"{type(value).__name__}")
+            if value.ndim not in (1, 2) or (value.ndim == 2 and value.shape[0] != 1):
+                raise ValueError(f"`{name}` must have shape (D,) or (1, D) (one frame); got {value.shape}")
+            side[name] = value.reshape(1, -1)
+        return side
 
     # --- feedback --------------------------------------------------------------------------------------------
     def feedback(self, frame_id, label) -> bool:
