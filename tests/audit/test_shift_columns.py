@@ -67,3 +67,33 @@ def test_columns_present_sane_and_existing_ones_unchanged(runs):
 def test_bad_shift_keys_are_refused(tiny_config, bad, match):
     with pytest.raises(ConfigError, match=match):
         validate_config(tiny_config(shift={**SHIFT, **bad}))
+
+
+def test_abstention_statistic_as_a_list_runs_the_union_rule(tmp_path, tiny_config):
+    """`abstention.statistic: [entropy, knn]` (the union rule, budget 10 %, features = the logistic regression's
+    input vector): clean abstention within the budget (mean over the splits, + a tolerance for 20 splits of ~450),
+    heavy noise abstains far more than clean, the report names both statistics; and lists the audit cannot feed
+    are refused with errors naming them."""
+    rows = {}
+    for name, stat in (("union", ["entropy", "knn"]), ("entropy", "entropy")):
+        cfg = validate_config(tiny_config(abstention={"statistic": stat,
+                                                      "rule": {"name": "budget", "params": {"max_abstain": 0.1}}},
+                                          output={"plots": False, "report": True, "examples": 2}))
+        assert cfg["abstention"]["statistic"] == stat
+        run_audit(cfg, tmp_path / name, quiet=True)
+        with open(tmp_path / name / "results.csv") as f:
+            rows[name] = {r["cell"]: r for r in csv.DictReader(f)}
+    clean, heavy = rows["union"]["clean"], rows["union"]["audit_test_corruptions_noise_s3"]
+    assert float(clean["abstain_rate"]) <= 0.13, clean["abstain_rate"]
+    assert float(heavy["abstain_rate"]) > float(clean["abstain_rate"]) + 0.15, heavy["abstain_rate"]
+    # the kNN statistic adds abstention under the shift that entropy alone (same 10 % budget) does not give
+    alone = float(rows["entropy"]["audit_test_corruptions_noise_s3"]["abstain_rate"])
+    assert float(heavy["abstain_rate"]) > alone + 0.05, (heavy["abstain_rate"], alone)
+    assert "entropy + knn" in (tmp_path / "union" / "report.html").read_text()
+    for bad, match in ((["entropy", "energy"], "logits"), (["entropy", "input_quality"], "raw inputs"),
+                       (["entropy", "entropy"], "distinct"), ([], "non-empty"), (["entropy", "nll"], "'nll'")):
+        with pytest.raises(ConfigError, match=match):
+            validate_config(tiny_config(abstention={"statistic": bad, "rule": {"name": "budget",
+                                                                               "params": {"max_abstain": 0.1}}}))
+    with pytest.raises(ConfigError, match="rejected by the calibrator"):  # several statistics need budget or fpr
+        validate_config(tiny_config(abstention={"statistic": ["entropy", "knn"], "rule": "youden"}))

@@ -171,8 +171,8 @@ class ClassificationTask(Task):
         # The cache key covers everything that shapes a cell's outputs: config, weights bytes, the audit inputs
         # and labels themselves, the fitted in-process model, and the source of the corruption code.
         mkey = fingerprint(_model_key(cfg), labels, dataset.pool_inputs, _predictor_state(predictor))
-        features = cfg.get("shift") is not None
-        extra_key = ("features",) if features else ()  # configs without `shift` keep their cache keys
+        features = cfg.get("shift") is not None or config.needs_features(cfg)
+        extra_key = ("features",) if features else ()  # configs without features keep their cache keys
         keys = {t["cell"]: fingerprint(mkey, t["name"], t["severity"], t["params"], cfg["output"]["examples"],
                                        _corruption_code(t["name"]), *extra_key) for t in cells}
         context = {"inputs": dataset.pool_inputs, "modality": dataset.modality, "predictor": predictor,
@@ -221,7 +221,8 @@ class ClassificationTask(Task):
         labels = prepared.state["labels"]
         seed = cfg["seed"] + 1000 * r + 17
         model = config.make_calibrator(cfg, seed)
-        model.fit(clean.probs[calibration], labels[calibration])
+        side = {"features": clean.features[calibration]} if config.needs_features(cfg) else {}
+        model.fit(clean.probs[calibration], labels[calibration], **side)
         sh, parts = cfg.get("shift"), None
         if sh is not None and r < sh["repeats"]:
             test = np.setdiff1d(np.arange(labels.shape[0]), calibration)
@@ -234,9 +235,10 @@ class ClassificationTask(Task):
         target, allow_empty = cfg["abstention"]["target"], cfg["conformal"]["allow_empty"]
         alpha = cfg["conformal"]["alpha"]
         p = data.probs[test]
-        d = model.predict(p)
+        d = model.predict(p, **({"features": data.features[test]} if config.needs_features(cfg) else {}))
         m = evaluate.cell_metrics(d, p, labels, target, allow_empty)
-        m["qhat"], m["tau"] = float(np.max(model.qhat_)), float(model.tau_)
+        # several statistics: "tau" is the first one's (as d.statistic is its column)
+        m["qhat"], m["tau"] = float(np.max(model.qhat_)), float(np.atleast_1d(model.tau_)[0])
         m.update(evaluate.harm_metrics(d, p, labels, alpha, allow_empty))
         if split_model.shift is not None:
             m.update(shift_cols.metrics(cfg["shift"], split_model.shift, p, data.features[test], labels, alpha,
