@@ -215,3 +215,31 @@ def test_npz_layout_stores_a_large_bank_binary_and_checked(tmp_path):
     m.save(tmp_path / "m.npz")
     back = conformal.load(tmp_path / "m.npz")
     np.testing.assert_array_equal(back.predict(p, features=f).abstain, m.predict(p, features=f).abstain)
+
+
+def test_input_quality_from_precomputed_features_equals_the_input_path():
+    """fit_features / statistic_from_features on `quality_features` rows give fit / statistic's state and values
+    (for a pipeline that keeps the 3-5 quality numbers, not the images or clouds)."""
+    from conformal.abstention import quality_features
+
+    rng = np.random.default_rng(1)
+    clean = np.clip(rng.normal(128, 50, size=(120, 16, 16)), 0, 255).astype(np.uint8)  # synthetic textures
+    a = InputQuality().fit(clean[:80])
+    b = InputQuality(modality="camera").fit_features(quality_features(clean[:80], modality="camera"))
+    for name in ("center_", "scale_", "precision_"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    np.testing.assert_array_equal(b.statistic_from_features(quality_features(clean[80:], modality="camera")),
+                                  a.statistic(clean[80:]))
+    clouds = [rng.normal(size=(200, 3)) * [5, 5, 1] for _ in range(40)]
+    la, lb = InputQuality(modality="lidar").fit(clouds), InputQuality(modality="lidar").fit_features(
+        quality_features(clouds, modality="lidar"))
+    assert la.n_columns_ == lb.n_columns_ == 3
+    np.testing.assert_array_equal(la.precision_, lb.precision_)
+    with pytest.raises(ValueError, match="modality='camera' or 'lidar'"):
+        InputQuality().fit_features(np.zeros((10, 3)))
+    with pytest.raises(ValueError, match="3 columns"):
+        InputQuality(modality="camera").fit_features(np.zeros((10, 5)))
+    with pytest.raises(ValueError, match="must have 3 columns"):
+        b.statistic_from_features(np.zeros((2, 5)))
+    with pytest.raises(TypeError, match="feats"):
+        b.statistic_from_features([[0.0, 0.0, 0.0]])
