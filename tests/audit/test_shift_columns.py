@@ -97,3 +97,25 @@ def test_abstention_statistic_as_a_list_runs_the_union_rule(tmp_path, tiny_confi
                                                                                "params": {"max_abstain": 0.1}}}))
     with pytest.raises(ConfigError, match="rejected by the calibrator"):  # several statistics need budget or fpr
         validate_config(tiny_config(abstention={"statistic": ["entropy", "knn"], "rule": "youden"}))
+
+
+def test_shift_statistics_with_input_quality_monitor_both(runs, tmp_path, tiny_config):
+    """`shift.statistics: [knn, input_quality]`: the monitor watches both (UnionShiftMonitor, each at level / 2);
+    the columns other than the monitor's are those of the kNN-only run, the monitor still alarms on heavy noise,
+    and it catches the dimming that kNN alone misses."""
+    cfg = validate_config(tiny_config(shift={**SHIFT, "statistics": ["knn", "input_quality"]}))
+    run_audit(cfg, tmp_path / "iq", quiet=True)
+    with open(tmp_path / "iq" / "results.csv") as f:
+        rows = {r["cell"]: r for r in csv.DictReader(f)}
+    knn_only = {r["cell"]: r for r in runs["shift"][1]}
+    for cell, r in rows.items():
+        assert r["shift_auroc"] == knn_only[cell]["shift_auroc"] and r["harm"] == knn_only[cell]["harm"], cell
+    assert float(rows["audit_test_corruptions_noise_s3"]["monitor_alarm"]) == 1.0
+    assert float(rows["clean"]["monitor_alarm"]) <= 0.5
+    # dimming leaves L2-normalised pixel features almost unchanged (kNN alarms no more often than on clean
+    # streams) but moves the mean intensity: the union alarms on every split within a few inputs
+    for dim in ("audit_test_corruptions_dim_s2", "audit_test_corruptions_dim_s4"):
+        assert float(rows[dim]["monitor_alarm"]) == 1.0 and float(rows[dim]["monitor_delay"]) <= 5, rows[dim]
+        assert float(knn_only[dim]["monitor_alarm"]) < 1.0
+    with pytest.raises(ConfigError, match="includes knn"):
+        validate_config(tiny_config(shift={**SHIFT, "statistics": ["input_quality"]}))
