@@ -8,10 +8,12 @@ name               data (what it was trained on)                           adapt
 fashion_cnn        Fashion-MNIST train split, first 12 000 images (real)   CameraClassifier, 28 x 28 grey, mean/std .5
 digits_cnn         scikit-learn digits, `digits_split()` train half (real)  CameraClassifier, 28 x 28 grey, mean/std .5
 shapes_pointnet    `make_shapes` SYNTHETIC primitives, seed 0               LidarClassifier, 512 points, FPS, normalised
+lidar_detector     `load_lidar_scenes("train")` SYNTHETIC ray-cast scans   LidarDetector (BEV grid), frames of 3D boxes
 =================  ======================================================  =========================================
 
 Data a model never saw, for calibration and tests: the Fashion-MNIST test split (and train images 12 000+), the
-`digits_split()` held-out half, and `make_shapes` with any seed other than 0.
+`digits_split()` held-out half, `make_shapes` with any seed other than 0, and the "calibration" and "test" splits of
+`load_lidar_scenes` (disjoint seeds).
 """
 from __future__ import annotations
 
@@ -34,6 +36,9 @@ REFERENCE = {
     "shapes_pointnet": {"kind": "lidar", "file": "shapes_pointnet.pt", "net": "SmallPointNet",
                         "net_kwargs": {"in_dim": 3, "num_classes": 8},
                         "lidar": {"num_points": 512, "sampling": "fps", "normalize": True}},
+    "lidar_detector": {"kind": "lidar_detector", "file": "lidar_detector.pt", "net": "BEVCenterNet",
+                       "net_kwargs": {"num_classes": 4, "width": 32}, "task": "lidar_detector",
+                       "detector": {"num_classes": 4, "score_floor": 0.05, "max_detections": 100}},
 }
 
 
@@ -53,9 +58,11 @@ def weights_path(name: str) -> Path:
 
 def build_model(name: str):
     """The untrained network of reference model `name`."""
-    from adapters import models
-
     e = _entry(name)
+    if e["kind"] == "lidar_detector":
+        from adapters import lidar_detector as models
+    else:
+        from adapters import models
     return getattr(models, e["net"])(**e["net_kwargs"])
 
 
@@ -66,11 +73,11 @@ def load_model(name: str, weights=None):
     e = _entry(name)
     path = Path(weights) if weights is not None else weights_path(name)
     if not path.is_file():
+        task = e.get("task", name.split("_")[0].replace("fashion", "fashion_mnist"))
         raise FileNotFoundError(f"weights of {name!r} not found at {path}; train them with "
-                                f"`python -m adapters.train {name.split('_')[0].replace('fashion', 'fashion_mnist')}`")
+                                f"`python -m adapters.train {task}`")
     net = build_model(name)
     net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    del e
     return net.eval()
 
 
@@ -81,6 +88,10 @@ def make_adapter(name: str, net, **adapter_kwargs):
     from adapters.preprocess import ImagePreprocess
 
     e = _entry(name)
+    if e["kind"] == "lidar_detector":
+        from adapters.lidar_detector import LidarDetector
+
+        return LidarDetector(net, **{**e["detector"], **adapter_kwargs})
     if e["kind"] == "camera":
         kw = {"preprocess": ImagePreprocess(**e["preprocess"]), "num_classes": e["net_kwargs"]["num_classes"]}
         kw.update(adapter_kwargs)
@@ -91,7 +102,7 @@ def make_adapter(name: str, net, **adapter_kwargs):
 
 
 def load(name: str, weights=None, **adapter_kwargs):
-    """Reference model `name` wrapped in its adapter, ready for ``predict_proba``."""
+    """Reference model `name` wrapped in its adapter, ready for ``predict_proba`` (``predict`` for the detector)."""
     return make_adapter(name, load_model(name, weights), **adapter_kwargs)
 
 

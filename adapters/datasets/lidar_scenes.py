@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["CLASSES", "SEMANTIC", "SPLIT_SEEDS", "SPLIT_SIZES", "SENSOR_HEIGHT", "FOV_DEG", "make_lidar_scene",
-           "load_lidar_scenes", "points_in_boxes"]
+           "load_lidar_scenes", "points_in_boxes", "visible"]
 
 CLASSES = ("car", "truck", "pedestrian", "cyclist")
 SEMANTIC = {"ground": 0, "kerb": 1, "building": 2, "pole": 3, "vegetation": 4, "clutter": 5,
@@ -324,6 +324,15 @@ def points_in_boxes(xyz, boxes3d, margin: float = 1e-3) -> np.ndarray:
     v = -rel[..., 0] * s + rel[..., 1] * c
     return ((np.abs(u) <= b[:, 3] / 2 + margin) & (np.abs(v) <= b[:, 4] / 2 + margin)
             & (np.abs(rel[..., 2]) <= b[:, 5] / 2 + margin))
+
+
+def visible(frame: dict, min_points: int = 5) -> dict:
+    """The ground truth of the objects with at least `min_points` returns (``boxes3d``, ``labels``, ``n_points``):
+    what a labeller sees in the scan (objects without returns are not annotated in KITTI either)."""
+    if isinstance(min_points, bool) or not isinstance(min_points, (int, np.integer)) or min_points < 0:
+        raise ValueError(f"`min_points` must be a non-negative int; got {min_points!r}")
+    keep = frame["n_points"] >= min_points
+    return {"boxes3d": frame["boxes3d"][keep], "labels": frame["labels"][keep], "n_points": frame["n_points"][keep]}
 
 
 def load_lidar_scenes(split: str, n_scenes: int | None = None, *, n_rings: int = 32, start: int = 0):
