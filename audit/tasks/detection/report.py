@@ -140,6 +140,11 @@ def _draw_frame(ax, curves: dict, cell: str, dim: int, image_size) -> bool:
         ax.set_ylim(y1, y0)
         ax.set_aspect("equal")
     else:
+        pts = curves.get(f"{cell}__ex_points")
+        if pts is not None and len(pts):  # the scan the detector saw, bird's-eye view, shaded by intensity
+            ax.scatter(pts[:, 0], pts[:, 1], c=pts[:, 2], s=0.15, cmap="Greys", vmin=-0.3, vmax=1.0, lw=0,
+                       rasterized=True)
+
         def heading(b, **kw):  # a line from the centre to the front: a heading flip turns it around
             ax.plot([b[0], b[0] + 0.5 * b[3] * math.cos(b[6])], [b[1], b[1] + 0.5 * b[3] * math.sin(b[6])], **kw)
 
@@ -226,16 +231,18 @@ def draw_all(results: dict, curves: dict, plot_dir: Path) -> list:
 TABLE = [("box_coverage", "box cov."), ("class_coverage", "class-set cov."), ("joint_coverage", "joint cov."),
          ("recall_risk", "recall risk"), ("class_set_size", "set size"), ("interval_size", "interval size"),
          ("fp_per_frame", "FP / frame"), ("matched_objects", "matched")]
+EXTRA_COLUMNS = [("ap_bev", "BEV AP"), ("ap_3d", "3D AP")]  # sources' extra metrics, shown when present
 
 
 def summary_table(results: dict) -> str:
     conf = results["config"]["conformal"]
     targets = {m: t(conf) for m, _, t, _ in PANELS}
-    head = "".join(f"<th>{h}</th>" for _, h in TABLE)
+    table = TABLE + [(m, h) for m, h in EXTRA_COLUMNS if results["cells"] and m in results["cells"][0]]
+    head = "".join(f"<th>{h}</th>" for _, h in table)
     rows = []
     for r in results["cells"]:
         tds = []
-        for m, _ in TABLE:
+        for m, _ in table:
             t, v = targets.get(m), r[m]["mean"]
             bad = t is not None and math.isfinite(v) and (v < t - 0.02 if m != "recall_risk" else v > t + 0.02)
             tds.append(f"<td{' class=bad' if bad else ''}>{fmt(r[m], 1 if m == 'matched_objects' else 3)}</td>")
@@ -247,7 +254,7 @@ def summary_table(results: dict) -> str:
             return "<td></td>"
         return f"<td>{'&le;' if m == 'recall_risk' else '&ge;'} {targets[m]:.2f}</td>"
 
-    tgt = "".join(target_cell(m) for m, _ in TABLE)
+    tgt = "".join(target_cell(m) for m, _ in table)
     return (f"<table><tr><th class='l'>corruption</th><th>sev.</th>{head}</tr>"
             f"<tr><td class='l'><i>target (clean only)</i></td><td></td>{tgt}</tr>{''.join(rows)}</table>")
 
