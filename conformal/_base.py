@@ -123,6 +123,9 @@ def clone_params(obj):
 
 
 # --- the estimator base class --------------------------------------------------------------------------------
+_PARAM_NAMES: dict = {}  # class -> (its __init__, parameter names): inspect.signature costs ~20 us a call
+
+
 class BaseEstimator:
     """Base class of every estimator: parameters, validation, repr and the generic fitted-state persistence.
 
@@ -144,6 +147,10 @@ class BaseEstimator:
     # --- parameters -------------------------------------------------------------------------------------------
     @classmethod
     def _get_param_names(cls) -> list[str]:
+        """The __init__ parameters (inspected once per class: fit and get_params call this on hot paths)."""
+        cached = _PARAM_NAMES.get(cls)
+        if cached is not None and cached[0] is cls.__init__:
+            return list(cached[1])
         init = cls.__init__
         if init is object.__init__:
             return []
@@ -154,6 +161,7 @@ class BaseEstimator:
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
                 raise TypeError(f"{cls.__name__}.__init__ must not take *args or **kwargs (the estimator contract)")
             names.append(p.name)
+        _PARAM_NAMES[cls] = (init, tuple(names))
         return names
 
     def get_params(self, deep: bool = True) -> dict:
