@@ -48,6 +48,35 @@ def test_knn_kernel_matches_numpy_twin(n, m, d, seed, mean, ties, data):
     np.testing.assert_allclose(got, ref.mean(1) if mean else ref[:, -1], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.twin(KN + "normalize_rows", KN + "_normalize_row", KN + "knn_distance_one_raw",
+                  twin=twin_knn.normalize_rows)
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 8), m=st.integers(1, 700), d=st.integers(1, 70), seed=st.integers(0, 2**31 - 1),
+       f64=st.booleans(), zero=st.booleans(), normalize=st.booleans(), mean=st.booleans())
+def test_normalize_and_one_frame_kernels_match_numpy_twins(n, m, d, seed, f64, zero, normalize, mean):
+    """normalize_rows equals its twin bit for bit (float32 and float64 rows, zero rows); the fused one-frame
+    kernel equals twin normalisation + the batch twin, so KNNDistance.statistic gives one frame exactly the value
+    it gives that frame inside a batch."""
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=(n, d)) * rng.uniform(0.01, 100)).astype(np.float64 if f64 else np.float32)
+    if zero:
+        x[0] = 0.0
+    out = np.empty(x.shape, np.float32)
+    KK.normalize_rows(x, out)
+    np.testing.assert_array_equal(out, twin_knn.normalize_rows(x))
+    k = int(rng.integers(1, min(m, 12) + 1))
+    bank_t = np.ascontiguousarray(rng.normal(size=(d, m)).astype(np.float32))
+    acc, top, qbuf = np.empty(KK._BLOCK, np.float32), np.empty(k, np.float32), np.empty(d, np.float32)
+    q = twin_knn.normalize_rows(x) if normalize else x.astype(np.float32)
+    want = twin_knn.knn_distances(q, bank_t, k, mean)
+    got = [KK.knn_distance_one_raw(x[i:i + 1], normalize, bank_t, k, mean, acc, top, qbuf) for i in range(n)]
+    np.testing.assert_array_equal(got, want)
+    est = KNNDistance(k=k, normalize=normalize, aggregate="mean" if mean else "kth", backend="exact")
+    est.fit(rng.normal(size=(m, d)))
+    batch = est.statistic(x)
+    np.testing.assert_array_equal([est.statistic(x[i:i + 1])[0] for i in range(n)], batch)
+
+
 def _gauss(seed, n, d, shift=0.0):
     return np.random.default_rng(seed).normal(size=(n, d)) + shift
 
