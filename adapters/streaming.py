@@ -391,8 +391,13 @@ class StreamingConformal:
                 raise StateError("saved field `state.reference_stats` must be sorted ascending")
         self._bind_reference(None, ref)
         self._bind_frame()
-        self._threshold.set_state({**st, "alpha_t": Float(finite=True)(st["alpha_t"], "state.alpha_t"),
-                                   "q_t": Float()(st["q_t"], "state.q_t")})
+        try:
+            self._threshold.set_state({**st, "alpha_t": Float(finite=True)(st["alpha_t"], "state.alpha_t"),
+                                       "q_t": Float()(st["q_t"], "state.q_t")})
+        except StateError:
+            raise
+        except ValueError as exc:  # OnlineThreshold names its own fields
+            raise StateError(str(exc).replace("saved field `", "saved field `state.")) from None
         monitor = Array("f", 1, finite=True)(st["monitor"], "state.monitor")
         if monitor.shape != (4,):
             raise StateError(f"saved field `state.monitor` must have shape (4,); got {monitor.shape}")
@@ -400,9 +405,19 @@ class StreamingConformal:
             self._monitor.state[:] = monitor
             self._monitor.alarm = Bool()(st["alarm"], "state.alarm")
         self.alarm_, self.alarm_frame_ = Bool()(st["alarm"], "state.alarm"), st["alarm_frame"]
+        # the counters as the specs relate them: misses <= answers; answered + expired + pending <= steps
+        specs = {"n_steps": Int(0), "n_feedback": Int(0, maximum="n_steps"), "n_miss": Int(0, maximum="n_feedback"),
+                 "n_expired": Int(0, maximum="n_steps"), "next_id": Int(0, maximum="n_steps")}
+        counters = {name: spec(st[name], f"state.{name}") for name, spec in specs.items()}
+        for name, spec in specs.items():
+            spec.check_relations(counters[name], counters, f"state.{name}")
+        n_open = counters["n_feedback"] + counters["n_expired"] + len(st["pending_ids"])
+        if n_open > counters["n_steps"]:
+            raise StateError(f"saved fields `state.n_feedback` + `state.n_expired` + len(`state.pending_ids`) = "
+                             f"{n_open} must be <= `state.n_steps` = {counters['n_steps']}")
         for name in ("n_steps", "n_feedback", "n_miss", "n_expired"):
-            setattr(self, name + "_", Int(0)(st[name], f"state.{name}"))
-        self._next_id = Int(0)(st["next_id"], "state.next_id")
+            setattr(self, name + "_", counters[name])
+        self._next_id = counters["next_id"]
         self._rng.bit_generator.state = json.loads(st["rng_state"])
         self._u = Array("f", 1, finite=True)(st["uniforms"], "state.uniforms").copy()
         if self._u.shape != (_N_UNIFORMS,) or (self._u < 0).any() or (self._u > 1).any():

@@ -183,7 +183,8 @@ class SplitConformalClassifier(_ConformalClassifier):
     """
 
     _fitted_attributes = {"qhat_": Float(), "n_calibration_": Int(1), "n_classes_": Int(2),
-                          "calibration_scores_": Array("f", 1), "score_": Nested(Score)}
+                          "calibration_scores_": Array("f", 1, shape=("n_calibration",), ascending=True),
+                          "score_": Nested(Score)}
 
     def __init__(self, *, score="aps", score_params: dict | None = None, alpha: float = 0.1,
                  randomized: bool = False, random_state=None, allow_empty: bool = True, inputs: str = "probs",
@@ -253,9 +254,10 @@ class ClassConditionalConformalClassifier(_ConformalClassifier):
 
     _parameter_constraints = {**_ConformalClassifier._parameter_constraints,
                               "fallback": [Options(("full", "marginal"))]}
-    _fitted_attributes = {"qhat_": Array("f", 1), "n_calibration_": Int(1), "n_classes_": Int(2),
-                          "class_counts_": Array("i", 1), "fallback_classes_": Array("i", 1),
-                          "calibration_scores_": Array("f", 1), "score_": Nested(Score)}
+    _fitted_attributes = {"qhat_": Array("f", 1, shape=("n_classes",)), "n_calibration_": Int(1),
+                          "n_classes_": Int(2), "class_counts_": Array("i", 1, shape=("n_classes",), low=0),
+                          "fallback_classes_": Array("i", 1, low=0),
+                          "calibration_scores_": Array("f", 1, shape=("n_calibration",)), "score_": Nested(Score)}
     _derived_attributes = ("qhats_",)
 
     def __init__(self, *, score="aps", score_params: dict | None = None, alpha: float = 0.1,

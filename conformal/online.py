@@ -151,7 +151,11 @@ class OnlineThreshold:
         return out
 
     def set_state(self, state: dict) -> None:
+        """Restore `state()` output; values that no run of `update` could reach are refused (ValueError)."""
         self.alpha_t, self.q_t = float(state["alpha_t"]), float(state["q_t"])
+        if self.method != "aci" and self.alpha_t != self.alpha:
+            raise ValueError(f"saved field `alpha_t` must equal alpha={self.alpha!r} for method={self.method!r}; "
+                             f"got {self.alpha_t!r}")
         if self.window is not None:
             for name in ("win_sorted", "win_ring"):
                 arr = np.asarray(state[name], dtype=np.float64)
@@ -162,6 +166,22 @@ class OnlineThreshold:
                 raise ValueError("saved fields `win_sorted` / `win_ring` must hold the same scores, sorted / in ring "
                                  "order")
             self.win_head = 0
+        expected = self._expected_q()
+        if expected is not None and not (self.q_t == expected or (math.isnan(self.q_t) and math.isnan(expected))):
+            raise ValueError(f"saved field `q_t` ({self.q_t!r}) does not match `alpha_t` ({self.alpha_t!r}): "
+                             f"method={self.method!r} gives {expected!r}")
+
+    def _expected_q(self):
+        """The threshold that alpha_t (and the window) determine, or None where q_t is free (quantile tracking)."""
+        if self.method == "quantile":
+            return None
+        if self.method == "fixed":
+            return self.q_calibrated if self.window is None else sorted_quantile(self.win_sorted, self.alpha)
+        if self.alpha_t == self.alpha:  # never moved: the calibrated threshold
+            return self.q_calibrated if self.window is None else sorted_quantile(self.win_sorted, self.alpha)
+        scores = self.win_sorted if self.window is not None else self.calibration_scores
+        n, k = scores.shape[0], conformal_rank(scores.shape[0], self.alpha_t)
+        return math.inf if k > n else (-math.inf if k <= 0 else float(scores[k - 1]))
 
 
 class ShiftMartingale:

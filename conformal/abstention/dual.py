@@ -161,13 +161,17 @@ class DualThresholdConformal(BaseEstimator):
         "calibrator_": Nested(SplitConformalClassifier),
         "statistic_calibrator_": Optional(Nested(SplitConformalClassifier)),
         "tau_": Float(),
-        "n_calibration_": Int(4), "n_classes_": Int(2), "n_qhat_fold_": Int(2), "n_tau_fold_": Int(0),
-        "n_accepted_calibration_": Optional(Int(1)),
+        "n_calibration_": Int(4), "n_classes_": Int(2), "n_qhat_fold_": Int(2, maximum="n_calibration"),
+        "n_tau_fold_": Int(0, maximum="n_calibration"),
+        "n_accepted_calibration_": Optional(Int(1, maximum="n_qhat_fold")),
         "roc_": Optional(Nested(ROCCurve)),
-        "ltt_": Optional(Mapping({"taus": Array("f", 1), "n_accepted": Array("i", 1), "n_events": Array("i", 1),
-                                  "pvalues": Array("f", 1), "n_min": Int(1)})),
-        "tau_fold_abstention_rate_": Float(allow_nan=True),
-        "tau_fold_selective_risk_": Tuple(Float(allow_nan=True), Float(), Float(), Int(0)),
+        "ltt_": Optional(Mapping({"taus": Array("f", 1),
+                                  "n_accepted": Array("i", 1, shape=("taus",), low=0, high="n_tau_fold"),
+                                  "n_events": Array("i", 1, shape=("taus",), low=0, high="n_accepted"),
+                                  "pvalues": Array("f", 1, shape=("taus",), low=0.0, high=1.0), "n_min": Int(1)})),
+        "tau_fold_abstention_rate_": Float(allow_nan=True, low=0.0, high=1.0),
+        "tau_fold_selective_risk_": Tuple(Float(allow_nan=True, low=0.0, high=1.0), Float(low=0.0, high=1.0),
+                                          Float(low=0.0, high=1.0), Int(0, maximum="n_tau_fold")),
     }
     _derived_attributes = ("qhat_", "score_", "statistic_name_", "rule_params_")
 
