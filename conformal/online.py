@@ -123,9 +123,10 @@ class OnlineThreshold:
         else:
             self.q_t = self.q_calibrated
 
-    def update(self, score: float, q_used: float) -> bool:
-        """Feedback for one input: its true label's score and the threshold its set used. Returns the miss."""
-        err = score > q_used
+    def update(self, score: float, q_used: float, miss: bool | None = None) -> bool:
+        """Feedback for one input: its true label's score and the threshold its set used. Returns the miss
+        (`miss`, when given, is the published set's: e.g. a set that allow_empty=False filled with the top-1)."""
+        err = score > q_used if miss is None else bool(miss)
         if self.method == "aci":
             # aci_update and sorted_quantile, inlined: this runs once per feedback
             alpha_t = self.alpha_t = self.alpha_t + self.gamma * (self.alpha - err)
