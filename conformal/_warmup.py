@@ -100,7 +100,7 @@ def _frames(probs: np.ndarray, labels: np.ndarray) -> None:
 
     k = probs.shape[1]
     for name in score_names():
-        cal = SplitConformalClassifier(score=name, alpha=0.1).fit(probs, labels)
+        cal = SplitConformalClassifier(score=name, alpha=0.1, randomized=False).fit(probs, labels)
         for stat in list(online.STATISTIC_KINDS) + [None]:
             scorer = online.FrameScorer(cal, stat)
             buf, scores, order = np.empty((1, k)), np.empty((4, k)), np.empty(k, dtype=np.int64)

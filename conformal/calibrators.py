@@ -35,6 +35,20 @@ __all__ = ["conformal_quantile", "SplitConformalClassifier", "ClassConditionalCo
 
 _SCORE = [InstanceOf(str, Score, description="a score name or a Score object")]
 _SEED = [None, Interval(numbers.Integral, 0, None, closed="left")]
+_AUTO_BOOL = [Boolean(), Options(("auto",))]
+# scores whose papers randomize their sets (Romano et al. 2020; Angelopoulos et al. 2021; Huang et al. 2024):
+# randomized="auto" randomizes them and allow_empty="auto" then keeps every set non-empty (RAPS's code default)
+RANDOMIZED_BY_DEFAULT = ("aps", "raps", "saps")
+
+
+def resolve_set_mode(score, randomized, allow_empty) -> tuple[bool, bool]:
+    """(randomized, allow_empty) that "auto" means for `score`: randomized, never-empty sets for APS, RAPS and
+    SAPS; LAC and TopK non-randomized with empty sets allowed. Explicit booleans are kept; the TorchCP-identical
+    mode is ``randomized=False, allow_empty=True``."""
+    rank = getattr(score, "name", None) in RANDOMIZED_BY_DEFAULT
+    r = rank if randomized == "auto" else bool(randomized)
+    e = (not (rank and r)) if allow_empty == "auto" else bool(allow_empty)
+    return r, e
 
 
 class _ConformalClassifier(BaseEstimator):
@@ -44,14 +58,26 @@ class _ConformalClassifier(BaseEstimator):
         "score": _SCORE,
         "score_params": [None, InstanceOf(dict)],
         "alpha": [Interval(numbers.Real, 0, 1, closed="neither")],
-        "randomized": [Boolean()],
+        "randomized": _AUTO_BOOL,
         "random_state": _SEED,
-        "allow_empty": [Boolean()],
+        "allow_empty": _AUTO_BOOL,
         "inputs": [Options(("probs", "logits"))],
         "temperature": [Interval(numbers.Real, 0, None, closed="neither")],
     }
     _nested_params = {"score": "score_params"}
     _fitted_marker = "qhat_"
+
+    # what "auto" means for the fitted score, read from the current parameters (as predict always read them)
+    def randomized_for(self, score) -> bool:
+        return resolve_set_mode(score, self.randomized, self.allow_empty)[0]
+
+    @property
+    def randomized_(self) -> bool:
+        return resolve_set_mode(self.score_, self.randomized, self.allow_empty)[0]
+
+    @property
+    def allow_empty_(self) -> bool:
+        return resolve_set_mode(self.score_, self.randomized, self.allow_empty)[1]
 
     def _check_dependent_params(self) -> None:
         get_score(self.score, **(self.score_params or {}))  # unknown names and bad score parameters
@@ -71,14 +97,15 @@ class _ConformalClassifier(BaseEstimator):
         return check_random_state(self.random_state if rng is None else rng, "random_state" if rng is None else "rng")
 
     def _uniforms(self, n, rng):
-        return self._generator(rng).random(n) if self.randomized else None
+        return self._generator(rng).random(n) if self.randomized_ else None
 
     def _fit_scores(self, probs, labels):
         self.validate_params()
         score = self._make_score()
         p = check_scores_matrix(probs, "probs", inputs=self.inputs, values=False)
         y = check_labels(labels, p.shape[0], p.shape[1])
-        u = self._generator(None).random(p.shape[0]) if self.randomized and score.randomizable else None
+        randomized, _ = resolve_set_mode(score, self.randomized, self.allow_empty)
+        u = self._generator(None).random(p.shape[0]) if randomized and score.randomizable else None
         s = score.label_scores(p, y, u, inputs=self.inputs, temperature=self.temperature)
         return float(self.alpha), score, p, y, s
 
@@ -90,8 +117,8 @@ class _ConformalClassifier(BaseEstimator):
         p = self._validate(probs)
         gen = self._generator(rng)
         # Randomized rank scores carry their own uniform; LAC (no randomized score) smooths the p-value instead.
-        smooth = self.randomized and not self.score_.randomizable
-        u = gen.random(p.shape[0]) if (self.randomized and self.score_.randomizable) else None
+        smooth = self.randomized_ and not self.score_.randomizable
+        u = gen.random(p.shape[0]) if (self.randomized_ and self.score_.randomizable) else None
         scores = self.score_.all_scores(p, u, inputs=self.inputs, temperature=self.temperature)
         v = gen.random(p.shape[0])[:, None] if smooth else None
         return self._pvalues(scores, v)
@@ -187,7 +214,7 @@ class SplitConformalClassifier(_ConformalClassifier):
                           "score_": Nested(Score)}
 
     def __init__(self, *, score="aps", score_params: dict | None = None, alpha: float = 0.1,
-                 randomized: bool = False, random_state=None, allow_empty: bool = True, inputs: str = "probs",
+                 randomized="auto", random_state=None, allow_empty="auto", inputs: str = "probs",
                  temperature: float = 1.0):
         self.score = score
         self.score_params = score_params
@@ -207,6 +234,14 @@ class SplitConformalClassifier(_ConformalClassifier):
             warnings.warn(f"{p.shape[0]} calibration points are too few for alpha={alpha}: "
                           f"at least {min_calibration_size(alpha)} are needed; qhat is inf and every set holds "
                           f"every label", UserWarning, stacklevel=2)
+        else:
+            sets = None
+            if score.name in RANDOMIZED_BY_DEFAULT and not self.randomized_for(score):
+                sets = score.sets(p, qhat, None, inputs=self.inputs, allow_empty=True, temperature=self.temperature)
+            message = degenerate_calibration(s_sorted, qhat, p, score.name, self.inputs, self.randomized_for(score),
+                                             sets)
+            if message:
+                warnings.warn(message, UserWarning, stacklevel=2)
         self.score_ = score
         self.qhat_ = qhat
         self.n_calibration_ = int(p.shape[0])
@@ -218,14 +253,14 @@ class SplitConformalClassifier(_ConformalClassifier):
         """Boolean (n, K) prediction sets. Never modifies the calibrator (safe to share across threads)."""
         check_is_fitted(self)
         p = self._validate(probs)
-        if self.randomized and not self.score_.randomizable:
+        if self.randomized_ and not self.score_.randomizable:
             # LAC: smoothed p-values give exact coverage; the set is {y : p(x, y) > alpha}.
             sets = self.predict_pvalues(p, rng=rng) > self.alpha
-            if not self.allow_empty:
+            if not self.allow_empty_:
                 sets = _add_top1(sets, p)
             return sets
         u = self._uniforms(p.shape[0], rng)
-        return self.score_.sets(p, self.qhat_, u, inputs=self.inputs, allow_empty=self.allow_empty,
+        return self.score_.sets(p, self.qhat_, u, inputs=self.inputs, allow_empty=self.allow_empty_,
                                 temperature=self.temperature)
 
     def _pvalues(self, scores, v):
@@ -261,7 +296,7 @@ class ClassConditionalConformalClassifier(_ConformalClassifier):
     _derived_attributes = ("qhats_",)
 
     def __init__(self, *, score="aps", score_params: dict | None = None, alpha: float = 0.1,
-                 randomized: bool = False, random_state=None, allow_empty: bool = True, inputs: str = "probs",
+                 randomized="auto", random_state=None, allow_empty="auto", inputs: str = "probs",
                  temperature: float = 1.0, fallback: str = "full"):
         self.score = score
         self.score_params = score_params
@@ -312,7 +347,7 @@ class ClassConditionalConformalClassifier(_ConformalClassifier):
     def predict_sets(self, probs, rng=None) -> np.ndarray:
         check_is_fitted(self)
         p = self._validate(probs)
-        if self.randomized and not self.score_.randomizable:
+        if self.randomized_ and not self.score_.randomizable:
             sets = self.predict_pvalues(p, rng=rng) > self.alpha
             fb = self.fallback_classes_
             if self.fallback == "full" and fb.size:
@@ -324,7 +359,7 @@ class ClassConditionalConformalClassifier(_ConformalClassifier):
             u = self._uniforms(p.shape[0], rng)
             all_s = self.score_.all_scores(p, u, inputs=self.inputs, temperature=self.temperature)
             sets = all_s <= self.qhat_[None, :]
-        if not self.allow_empty:
+        if not self.allow_empty_:
             sets = _add_top1(sets, p, logits=self.inputs == "logits")
         return sets
 
@@ -362,6 +397,41 @@ class ClassConditionalConformalClassifier(_ConformalClassifier):
                              "`calibration_scores`")
         if not np.array_equal(np.asarray(fallback, np.int64), self.fallback_classes_):
             raise StateError("saved field `fallback_classes` does not match `class_counts` and alpha")
+
+
+SATURATED = 1.0 - 1e-6  # a top probability this close to 1 leaves the other labels' ranks to rounding
+
+
+def degenerate_calibration(s_sorted, qhat: float, probs, score_name: str, inputs: str, randomized: bool,
+                           sets=None) -> str:
+    """A warning (with numbers) when the calibration is degenerate, else "": qhat at the largest calibration score,
+    heavy ties at qhat (>= 5 % of the scores equal it), a saturated model (>= 25 % of the rows with top
+    probability > 1 - 1e-6) under a non-randomized rank score, or (`sets`: that score's sets on the calibration
+    inputs) >= 1 % empty sets, the most confident inputs, while the others are large."""
+    n = s_sorted.shape[0]
+    parts = []
+    if n > 1 and qhat == s_sorted[-1] and s_sorted[0] != s_sorted[-1]:
+        parts.append(f"qhat = {qhat:.6g} is the largest calibration score (n = {n})")
+    ties = int(np.count_nonzero(s_sorted == qhat))
+    if ties >= max(2, 0.05 * n):
+        parts.append(f"{ties} of {n} calibration scores ({ties / n:.1%}) equal qhat = {qhat:.6g}")
+    if inputs == "probs" and score_name in RANDOMIZED_BY_DEFAULT and not randomized:
+        sat = float(np.mean(probs.max(axis=1) > SATURATED))
+        if sat >= 0.25:
+            parts.append(f"{sat:.1%} of the calibration rows have a top probability > 1 - 1e-6 (saturated); "
+                         f"non-randomized {score_name.upper()} sets are then empty or hold most labels")
+    if sets is not None:
+        sizes = sets.sum(axis=1)
+        empty = float(np.mean(sizes == 0))
+        if empty >= 0.01:
+            parts.append(f"non-randomized {score_name.upper()} sets at qhat = {qhat:.6g} are empty for {empty:.1%} "
+                         f"of the calibration inputs (the most confident ones) and hold {sizes.mean():.2f} labels "
+                         f"on average")
+    if not parts:
+        return ""
+    return ("degenerate calibration: " + "; ".join(parts) + ". Sets may be empty or uninformative; use "
+            "randomized sets (randomized='auto', the default for APS/RAPS/SAPS), score='lac', or more / less "
+            "confident calibration data")
 
 
 def _add_top1(sets: np.ndarray, p: np.ndarray, logits: bool = False) -> np.ndarray:

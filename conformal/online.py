@@ -242,8 +242,8 @@ class FrameScorer:
     """Per-frame scores, set and statistic of a fitted, non-randomized marginal calibrator.
 
     Reads only the calibrator's public fitted state (`score_.kernel_params()`, `inputs`, `temperature`,
-    `allow_empty`, `qhat_`, `n_classes_`). `statistic` is one of `STATISTIC_KINDS` (computed in the same kernel
-    call) or None (the caller computes it; the kernel returns NaN).
+    `randomized_`, `allow_empty_`, `qhat_`, `n_classes_`). `statistic` is one of `STATISTIC_KINDS` (computed in
+    the same kernel call) or None (the caller computes it; the kernel returns NaN).
     """
 
     def __init__(self, calibrator, statistic: str | None = "entropy"):
@@ -251,15 +251,16 @@ class FrameScorer:
         if np.ndim(calibrator.qhat_) != 0:
             raise TypeError(f"`calibrator` must be a marginal calibrator (one threshold); got "
                             f"{type(calibrator).__name__}")
-        if calibrator.randomized:
-            raise ValueError("`calibrator` was fitted with randomized=True; per-frame sets need a non-randomized "
-                             "calibrator (refit with randomized=False)")
+        if calibrator.randomized_:
+            raise ValueError(f"`calibrator` makes randomized sets (randomized={calibrator.randomized!r}, the default "
+                             f"for APS, RAPS and SAPS); per-frame sets need a non-randomized calibrator: refit "
+                             f"with randomized=False (or use score='lac')")
         if statistic is not None and statistic not in STATISTIC_KINDS:
             raise ValueError(f"`statistic` must be one of {sorted(STATISTIC_KINDS)} or None; got {statistic!r}")
         self.kind, self.lam, self.k_reg, self.weight = calibrator.score_.kernel_params()
         self.logits = calibrator.inputs == "logits"
         self.temperature = float(calibrator.temperature)
-        self.allow_empty = bool(calibrator.allow_empty)
+        self.allow_empty = bool(calibrator.allow_empty_)
         self.q_calibrated = float(calibrator.qhat_)
         self.n_classes = int(calibrator.n_classes_)
         self.statistic = statistic

@@ -18,6 +18,7 @@ import numpy as np
 from conformal._base import (
     Array,
     BaseEstimator,
+    Boolean,
     Callable,
     Float,
     InstanceOf,
@@ -154,6 +155,8 @@ class DualThresholdConformal(BaseEstimator):
         "target": [Options(TARGETS)],
         "abstain_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
         "random_state": _SEED,
+        "randomized": [Boolean(), Options(("auto",))],
+        "allow_empty": [Boolean(), Options(("auto",))],
     }
     _nested_params = {"score": "score_params", "rule": "rule_params"}
     _fitted_marker = "tau_"
@@ -177,7 +180,7 @@ class DualThresholdConformal(BaseEstimator):
 
     def __init__(self, *, score="raps", score_params: dict | None = None, alpha: float = 0.1,
                  statistic="entropy", rule: str = "youden", rule_params: dict | None = None, target: str = "error",
-                 abstain_fraction: float = 0.5, random_state=None):
+                 abstain_fraction: float = 0.5, random_state=None, randomized="auto", allow_empty="auto"):
         self.score = score
         self.score_params = score_params
         self.alpha = alpha
@@ -187,6 +190,8 @@ class DualThresholdConformal(BaseEstimator):
         self.target = target
         self.abstain_fraction = abstain_fraction
         self.random_state = random_state
+        self.randomized = randomized
+        self.allow_empty = allow_empty
 
     # --- parameters ----------------------------------------------------------------------------------------
     def _resolved_rule_params(self) -> dict:
@@ -268,7 +273,9 @@ class DualThresholdConformal(BaseEstimator):
         return self
 
     def _calibrate(self, score, p, y) -> SplitConformalClassifier:
-        return SplitConformalClassifier(score=score, alpha=self.alpha).fit(p, y)
+        # the sets' mode and, for randomized sets, their seed (random_state) go to the set calibrator
+        return SplitConformalClassifier(score=score, alpha=self.alpha, randomized=self.randomized,
+                                        allow_empty=self.allow_empty, random_state=self.random_state).fit(p, y)
 
     def _fit_sets_then_tau(self, score, stat, params, p_q, y_q, p_t, y_t):
         """youden / fpr / budget / selective_risk: qhat on the qhat fold, then tau on the tau fold."""
@@ -387,8 +394,10 @@ class DualThresholdConformal(BaseEstimator):
         if cal.n_classes_ != self.n_classes_:
             raise StateError(f"saved field `calibrator` has {cal.n_classes_} classes; `n_classes` says "
                              f"{self.n_classes_}")
-        if cal.alpha != self.alpha or cal.score_ != get_score(self.score, **(self.score_params or {})):
-            raise StateError("saved field `calibrator` was not fitted with this estimator's score and alpha")
+        if cal.alpha != self.alpha or cal.score_ != get_score(self.score, **(self.score_params or {})) \
+                or (cal.randomized, cal.allow_empty) != (self.randomized, self.allow_empty):
+            raise StateError("saved field `calibrator` was not fitted with this estimator's score, alpha, "
+                             "randomized and allow_empty")
         if self.n_qhat_fold_ + self.n_tau_fold_ != self.n_calibration_:
             raise StateError("saved fields `n_qhat_fold` + `n_tau_fold` must equal `n_calibration`")
         accept = self.rule == "accept_coverage"
@@ -400,6 +409,18 @@ class DualThresholdConformal(BaseEstimator):
             raise StateError(f"saved field `statistic_calibrator` must be the `calibrator` for rule={self.rule!r}")
         if (self.ltt_ is not None) != (self.rule == "selective_risk"):
             raise StateError("saved field `ltt` must be present exactly for rule='selective_risk'")
+
+    @classmethod
+    def _from_state(cls, state, where: str):
+        """States saved before `randomized` / `allow_empty` were parameters take them from their set calibrator."""
+        try:
+            params, cal = state["params"], state["fitted"]["calibrator"]["params"]
+        except (KeyError, TypeError):
+            return super()._from_state(state, where)
+        missing = {k: cal[k] for k in ("randomized", "allow_empty") if k not in params and k in cal}
+        if missing:
+            state = {**state, "params": {**params, **missing}}
+        return super()._from_state(state, where)
 
     @classmethod
     def _upgrade_state(cls, version: int, payload: dict) -> dict:

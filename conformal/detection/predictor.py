@@ -251,7 +251,9 @@ class ConformalDetector(BaseEstimator):
             if pairs["class_probs"] is None:
                 raise ValueError("alpha_cls is set but the prediction frames have no 'class_probs' (M, K)")
             cls = ClassConditionalConformalClassifier if self.class_conditional else SplitConformalClassifier
-            self.classes_ = cls(score=self.class_score, alpha=self.alpha_cls).fit(pairs["class_probs"],
+            # class sets stay non-randomized (reproducible per detection), as before the calibrators' "auto" default
+            self.classes_ = cls(score=self.class_score, alpha=self.alpha_cls, randomized=False,
+                                allow_empty=True).fit(pairs["class_probs"],
                                                                                  pairs["true_labels"])
         self.boxes_ = self._box_calibrator().fit(
             pairs["pred_boxes"], pairs["true_boxes"], pairs["true_labels"], box_std=pairs["box_std"],
