@@ -2,7 +2,9 @@
 
 `import adapters` is light: torch, OpenCV and open3d are imported only when a class that needs them is first used.
 
-- `CameraClassifier`, `LidarClassifier`: a torch model (or any callable) -> probabilities as NumPy (torch).
+- `CameraClassifier`, `LidarClassifier`: a torch model (or any callable) -> probabilities as NumPy (torch);
+  `predict_outputs` gives logits, probabilities and penultimate features (`ModelOutputs`) from one pass.
+- `load_model`, `OnnxModel`, `NumpyModel`: models from TorchScript / ONNX / state_dict files, NumPy callables.
 - `ConformalModel`: adapter + any `conformal` calibrator, fitted and applied in one call (torch).
 - `StreamingConformal`: per-frame decisions with adaptive conformal inference and a shift monitor
   (numpy + numba only).
@@ -12,12 +14,15 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["CameraClassifier", "LidarClassifier", "ConformalModel", "StreamingConformal", "ImagePreprocess"]
+__all__ = ["CameraClassifier", "LidarClassifier", "ConformalModel", "StreamingConformal", "ImagePreprocess",
+           "ModelOutputs", "load_model", "OnnxModel", "NumpyModel"]
 
 _LAZY = {"CameraClassifier": "adapters.camera", "LidarClassifier": "adapters.lidar",
          "ConformalModel": "adapters.conformal_model", "StreamingConformal": "adapters.streaming",
-         "ImagePreprocess": "adapters.preprocess"}
-_SUBMODULES = ("reference", "datasets", "models", "train", "streaming", "camera", "lidar", "preprocess", "ros2")
+         "ImagePreprocess": "adapters.preprocess", "ModelOutputs": "adapters._base", "load_model": "adapters.loaders",
+         "OnnxModel": "adapters.loaders", "NumpyModel": "adapters.loaders"}
+_SUBMODULES = ("reference", "datasets", "models", "train", "streaming", "camera", "lidar", "preprocess", "ros2",
+               "loaders")
 
 
 def __getattr__(name):

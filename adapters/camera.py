@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from adapters._arrays import to_host
 from adapters._base import TorchAdapter
 from adapters.preprocess import ImagePreprocess
 
@@ -31,9 +32,18 @@ class CameraClassifier(TorchAdapter):
         If given, a model returning another number of classes is an error.
     progress : "auto", True or False
         tqdm progress bar ("auto": for 20 batches or more).
+    layout : "auto", "batch" or "image"
+        How a single uint8 array is read. "batch": its first axis indexes images, (n, H, W) or (n, H, W, C);
+        "image": it is one image, (H, W) or (H, W, C). "auto" (default): a 4-D array is a batch, a 3-D array whose
+        last axis is not 1, 3 or 4 is a batch of grey images; a 3-D array ending in 1, 3 or 4 (one H x W x 3 image,
+        or H grey images 3 px wide?) and a 2-D array are refused as ambiguous. Lists and tensors need no layout.
+    feature_layer : str or None
+        Module whose (flattened) output `predict_outputs` returns as features; None: the input of the last
+        ``nn.Linear`` (penultimate features).
 
     Inputs: a list/tuple of uint8 arrays (H x W, H x W x 1 or H x W x 3; sizes may differ if `preprocess`
-    resizes), an (n, H, W[, C]) uint8 array, or a ready float tensor (n, C, H, W) that goes to the model unchanged.
+    resizes), an (n, H, W[, C]) uint8 array (see `layout`), a uint8 torch tensor read like that array, or a ready
+    float tensor (n, C, H, W) that goes to the model unchanged. CUDA tensors are copied to the host first.
 
     Examples
     --------
@@ -46,10 +56,13 @@ class CameraClassifier(TorchAdapter):
     """
 
     def __init__(self, model, preprocess=None, device="cpu", batch_size: int = 256, channels: str = "rgb", *,
-                 num_classes: int | None = None, progress="auto"):
-        super().__init__(model, device=device, batch_size=batch_size, num_classes=num_classes, progress=progress)
+                 num_classes: int | None = None, progress="auto", feature_layer: str | None = None,
+                 layout: str = "auto"):
+        super().__init__(model, device=device, batch_size=batch_size, num_classes=num_classes, progress=progress,
+                         feature_layer=feature_layer)
         self.preprocess = preprocess
         self.channels = channels
+        self.layout = layout
 
     def _check_inputs(self, images):
         if self.channels not in ("rgb", "bgr"):
@@ -57,6 +70,10 @@ class CameraClassifier(TorchAdapter):
         if self.preprocess is not None and not callable(self.preprocess):
             raise TypeError(f"`preprocess` must be a callable (images, channels) -> array; got "
                             f"{type(self.preprocess).__name__}")
+        if self.layout not in ("auto", "batch", "image"):
+            raise ValueError(f"`layout` must be 'auto', 'batch' or 'image'; got {self.layout!r}")
+        if isinstance(images, torch.Tensor) and not images.is_floating_point():
+            images = images.detach().cpu().numpy()  # uint8 frames as a tensor: read like the same array
         if isinstance(images, torch.Tensor):
             if images.ndim != 4 or not images.is_floating_point():
                 raise ValueError(f"a tensor given as `images` must be float (n, C, H, W); got "
@@ -65,12 +82,9 @@ class CameraClassifier(TorchAdapter):
                 raise ValueError("`images` is empty")
             return images.shape[0], lambda lo, hi: images[lo:hi]
         if isinstance(images, np.ndarray):
-            if images.ndim not in (3, 4):
-                raise ValueError(f"an array given as `images` must be (n, H, W) or (n, H, W, C) uint8; got shape "
-                                 f"{images.shape}. For one image, pass images[None] or [image]")
-            items = images
+            items = self._as_batch(images)
         elif isinstance(images, (list, tuple)):
-            items = images
+            items = to_host(images)  # uint8 tensors in a list are read as the same arrays
         else:
             raise TypeError(f"`images` must be a list of uint8 H x W x C arrays, an (n, H, W[, C]) uint8 array or a "
                             f"float tensor (n, C, H, W); got {type(images).__name__}")
@@ -98,6 +112,23 @@ class CameraClassifier(TorchAdapter):
             return x
 
         return len(items), batch
+
+    def _as_batch(self, images: np.ndarray) -> np.ndarray:
+        """An array as a batch of images, by `layout`; never a guess."""
+        if self.layout == "image":
+            if images.ndim not in (2, 3):
+                raise ValueError(f"with layout='image', `images` must be one H x W or H x W x C array; got shape "
+                                 f"{images.shape}")
+            return images[None]
+        if images.ndim not in (3, 4) or (self.layout == "auto" and images.ndim == 2):
+            raise ValueError(f"an array given as `images` must be (n, H, W) or (n, H, W, C) uint8; got shape "
+                             f"{images.shape}. For one image, pass [image], images[None] or layout='image'")
+        if self.layout == "auto" and images.ndim == 3 and images.shape[2] in (1, 3, 4):
+            raise ValueError(f"an array of shape {images.shape} given as `images` is ambiguous: one H x W x "
+                             f"{images.shape[2]} image, or {images.shape[0]} grey images {images.shape[2]} px wide? "
+                             f"Pass layout='image' (or [image], images[None]) for one image, layout='batch' for a "
+                             f"batch")
+        return images
 
     def __repr__(self) -> str:
         return (f"CameraClassifier(model={type(self.model).__name__}, preprocess={self.preprocess!r}, "

@@ -6,6 +6,7 @@ import numbers
 
 import numpy as np
 
+from adapters._arrays import is_tensor, to_host
 from conformal._base import BaseEstimator, Int, Interval, Optional, Satisfies, clone_params
 from conformal.calibrators import _SEED
 from conformal.utils import check_random_state
@@ -19,6 +20,33 @@ def _is_adapter(obj) -> bool:
 
 def _is_calibrator(obj) -> bool:
     return hasattr(obj, "fit") and (hasattr(obj, "predict") or hasattr(obj, "predict_sets"))
+
+
+def _side_inputs_needed(calibrator) -> tuple:
+    """The side inputs ("features", "logits", "inputs") the calibrator's statistics need (DualThresholdConformal
+    with fitted statistics); () for anything else."""
+    need = getattr(calibrator, "required_side_inputs", None)
+    return tuple(need()) if callable(need) else ()
+
+
+def _outputs(adapter, inputs, need: tuple):
+    """(probs, side inputs): one forward pass with features when a statistic needs features or logits."""
+    side = {}
+    if "features" in need or "logits" in need:
+        if hasattr(adapter, "predict_outputs"):
+            out = adapter.predict_outputs(inputs)
+            probs, side["features"], side["logits"] = out.probs, out.features, out.logits
+        else:
+            missing = "features" if "features" in need else "logits"
+            raise TypeError(f"the calibrator's statistics need `{missing}`, but the adapter "
+                            f"{type(adapter).__name__} has no predict_outputs(inputs) (CameraClassifier and "
+                            f"LidarClassifier have one)")
+    else:
+        probs = adapter.predict_proba(inputs)
+    probs = np.asarray(to_host(probs))  # an adapter of your own may return torch
+    if "inputs" in need:
+        side["inputs"] = to_host(inputs)
+    return probs, {k: v for k, v in side.items() if k in need}
 
 
 def _copy(obj):
@@ -43,8 +71,11 @@ class ConformalModel(BaseEstimator):
         Seed of that split.
 
     `fit(inputs, labels)` must get data the model was not trained on; it never modifies `adapter` or `conformal`
-    (scikit-learn's rule): the fitted ones are `adapter_` and `conformal_`. `predict(inputs)` returns what the
-    calibrator's `predict` returns (`Decisions` for DualThresholdConformal), else its boolean sets.
+    (scikit-learn's rule): the fitted ones are `adapter_` and `conformal_`. When the calibrator's statistics read
+    side inputs (``DualThresholdConformal(statistic=("entropy", "knn"))``), fit and predict get the features and
+    logits from the adapter's `predict_outputs` (one forward pass) and pass them on, with the raw inputs.
+    `predict(inputs)` returns what the calibrator's `predict` returns (`Decisions` for DualThresholdConformal),
+    else its boolean sets.
 
     Attributes
     ----------
@@ -75,7 +106,7 @@ class ConformalModel(BaseEstimator):
     def fit(self, inputs, labels) -> "ConformalModel":
         self.validate_params()
         frac = float(self.temperature_fraction)
-        labels = np.asarray(labels)
+        labels = np.asarray(to_host(labels))  # torch labels, CUDA ones copied to the host
         n = len(inputs)
         if labels.shape != (n,):
             raise ValueError(f"`labels` must have shape ({n},), one per input; got {labels.shape}")
@@ -90,8 +121,8 @@ class ConformalModel(BaseEstimator):
             adapter.fit_temperature(_take(inputs, t_idx), labels[t_idx])
             inputs, labels = _take(inputs, c_idx), labels[c_idx]
             n_temperature = n_t
-        probs = adapter.predict_proba(inputs)
-        self.conformal_ = _copy(self.conformal).fit(probs, labels)
+        probs, side = _outputs(adapter, inputs, _side_inputs_needed(self.conformal))
+        self.conformal_ = _copy(self.conformal).fit(probs, labels, **side)
         self.adapter_ = adapter
         self.n_temperature_ = n_temperature
         self.n_calibration_ = int(len(labels))
@@ -99,17 +130,18 @@ class ConformalModel(BaseEstimator):
         return self
 
     def predict_proba(self, inputs) -> np.ndarray:
-        return (self.adapter_ if self.__sklearn_is_fitted__() else self.adapter).predict_proba(inputs)
+        return np.asarray(to_host((self.adapter_ if self.__sklearn_is_fitted__() else self.adapter)
+                                  .predict_proba(inputs)))
 
     def predict(self, inputs):
         """Sets (and abstention, for an abstaining calibrator) for new inputs. Never sees labels."""
         self._check_is_fitted()
-        probs = self.adapter_.predict_proba(inputs)
+        probs, side = _outputs(self.adapter_, inputs, _side_inputs_needed(self.conformal_))
         if probs.shape[1] != self.n_classes_:
             raise ValueError(f"the model returned {probs.shape[1]} classes; the calibrator was fitted with "
                              f"{self.n_classes_}")
         if hasattr(self.conformal_, "predict"):
-            return self.conformal_.predict(probs)
+            return self.conformal_.predict(probs, **side)
         return self.conformal_.predict_sets(probs)
 
     def streaming(self, **kwargs):
@@ -127,4 +159,8 @@ class ConformalModel(BaseEstimator):
 def _take(inputs, idx):
     if isinstance(inputs, (list, tuple)):
         return [inputs[i] for i in idx]
+    if is_tensor(inputs):  # index on the tensor's own device
+        import torch
+
+        return inputs[torch.as_tensor(idx, device=inputs.device)]
     return inputs[idx]

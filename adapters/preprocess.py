@@ -21,18 +21,22 @@ class ImagePreprocess:
     ----------
     size : (height, width) or None
         Output size; None keeps the input size (then all images must share it).
-    color : "rgb" or "gray"
-        What the model expects. Inputs are converted from the adapter's `channels` ("rgb", "bgr" or "gray").
-    mean, std : float or one per output channel
-        Applied after scaling to [0, 1]: (x / 255 - mean) / std. Defaults: ImageNet statistics for "rgb",
-        0 and 1 for "gray".
+    color : "rgb", "bgr" or "gray"
+        What the model expects (the channel order of its input). Inputs are converted from the adapter's
+        `channels` ("rgb" or "bgr"; greyscale inputs are repeated to 3 channels for "rgb" / "bgr").
+    mean, std : float or one per output channel, in the output's channel order
+        Applied after scaling to [0, 1]: (x / 255 - mean) / std. Defaults: ImageNet statistics for "rgb" (and
+        reversed for "bgr"), 0 and 1 for "gray".
+
+    The default, ``ImagePreprocess()``, is what `CameraClassifier` uses when given no `preprocess`: 3-channel RGB
+    (greyscale repeated), [0, 1], ImageNet mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225), no resize.
     interpolation : "area", "linear", "nearest" or "cubic"
         OpenCV interpolation for resizing.
     """
 
     def __init__(self, size=None, *, color: str = "rgb", mean=None, std=None, interpolation: str = "area"):
-        if color not in ("rgb", "gray"):
-            raise ValueError(f"`color` must be 'rgb' or 'gray'; got {color!r}")
+        if color not in ("rgb", "bgr", "gray"):
+            raise ValueError(f"`color` must be 'rgb', 'bgr' or 'gray'; got {color!r}")
         if size is not None:
             if (not isinstance(size, (tuple, list)) or len(size) != 2
                     or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0 for s in size)):
@@ -40,9 +44,10 @@ class ImagePreprocess:
             size = (int(size[0]), int(size[1]))
         if interpolation not in _INTERP:
             raise ValueError(f"`interpolation` must be one of {sorted(_INTERP)}; got {interpolation!r}")
-        nc = 3 if color == "rgb" else 1
-        mean = (IMAGENET_MEAN if nc == 3 else 0.0) if mean is None else mean
-        std = (IMAGENET_STD if nc == 3 else 1.0) if std is None else std
+        nc = 1 if color == "gray" else 3
+        order = slice(None, None, -1 if color == "bgr" else 1)
+        mean = (IMAGENET_MEAN[order] if nc == 3 else 0.0) if mean is None else mean
+        std = (IMAGENET_STD[order] if nc == 3 else 1.0) if std is None else std
         self.size, self.color, self.interpolation = size, color, interpolation
         self.mean = self._per_channel(mean, "mean", nc)
         self.std = self._per_channel(std, "std", nc)
@@ -60,7 +65,7 @@ class ImagePreprocess:
 
     @property
     def out_channels(self) -> int:
-        return 3 if self.color == "rgb" else 1
+        return 1 if self.color == "gray" else 3
 
     def __repr__(self) -> str:
         return (f"ImagePreprocess(size={self.size!r}, color={self.color!r}, mean={self.mean.tolist()!r}, "
@@ -80,8 +85,8 @@ class ImagePreprocess:
                 return im
             return cv2.cvtColor(im, cv2.COLOR_BGR2GRAY if src == "bgr" else cv2.COLOR_RGB2GRAY)
         if src == "gray":
-            return cv2.cvtColor(im, cv2.COLOR_GRAY2RGB)
-        return cv2.cvtColor(im, cv2.COLOR_BGR2RGB) if src == "bgr" else im
+            return cv2.cvtColor(im, cv2.COLOR_GRAY2RGB)  # equal channels: RGB and BGR are the same
+        return cv2.cvtColor(im, cv2.COLOR_BGR2RGB) if src != self.color else im
 
     def __call__(self, images, channels: str = "rgb") -> np.ndarray:
         """Checked uint8 images (a list or an (n, H, W[, C]) array) -> float32 (n, C, H', W'). Inputs are not

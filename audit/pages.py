@@ -12,17 +12,53 @@ from pathlib import Path
 from audit.files import write_text
 from audit.schema import dump
 
-__all__ = ["CSS", "fmt", "params_text", "img", "write_page", "find_chromium", "render_png"]
+__all__ = ["CSS", "FLAG_RULE", "fmt", "flag", "flagged_cell", "target_text", "params_text", "img", "write_page",
+           "find_chromium", "render_png"]
 
 CSS = """
 body{font-family:DejaVu Sans,Arial,sans-serif;margin:24px;max-width:1500px;color:#222}
 h1{font-size:22px} h2{font-size:17px;border-bottom:1px solid #ccc;padding-bottom:3px;margin-top:28px}
 table{border-collapse:collapse;font-size:12px} td,th{border:1px solid #ddd;padding:3px 6px;text-align:right}
 th{background:#f2f2f2} td.l,th.l{text-align:left} tr.clean td{background:#eef6ee}
-td.bad{color:#b00020;font-weight:bold} .ci{color:#777;font-size:10px}
+td.bad{color:#b00020;font-weight:bold;background:#fde8ec} td.warn{color:#a05a00;font-weight:bold}
+.ci{color:#777;font-size:10px}
 img{max-width:100%;border:1px solid #eee;margin:6px 0} pre{background:#f7f7f7;padding:8px;font-size:11px;overflow:auto}
 .caveat{background:#fff6e0;border-left:4px solid #e0a000;padding:8px 12px;font-size:13px}
 """
+
+
+FLAG_RULE = ("<b>Flag rule.</b> Every metric with a target shows it in the table's target row. A value is "
+             "<span style='color:#b00020;font-weight:bold'>red</span> when its whole 95% split interval lies on the "
+             "wrong side of the target (the miss is clear of split-to-split noise), and "
+             "<span style='color:#a05a00;font-weight:bold'>amber</span> when its mean is on the wrong side but the "
+             "interval still reaches the target. A flagged mean gets as many decimals as it takes never to print "
+             "as equal to its target. Targets are guarantees on the clean row only; on corrupted rows they "
+             "are the level a safe system would still need, and a flag there is a measured failure, not a "
+             "broken promise.")
+
+
+def flag(s: dict | None, target: float | None, higher: bool) -> str:
+    """The flag ("bad", "warn" or "") of a summary {mean, lo, hi} against a target (see FLAG_RULE)."""
+    if s is None or target is None or not isinstance(s.get("mean"), float) or not math.isfinite(s["mean"]):
+        return ""
+    mean, lo, hi = s["mean"], s.get("lo", math.nan), s.get("hi", math.nan)
+    worse = mean < target if higher else mean > target
+    if not worse:
+        return ""
+    far = (hi < target if higher else lo > target) if math.isfinite(lo) and math.isfinite(hi) else True
+    return "bad" if far else "warn"
+
+
+def flagged_cell(s: dict | None, target: float | None, higher: bool, digits: int = 3) -> str:
+    """One <td> of a summary table: the value with its interval, flagged against its target."""
+    f = flag(s, target, higher)
+    while f and digits < 6 and f"{s['mean']:.{digits}f}" == f"{target:.{digits}f}":
+        digits += 1  # a flagged mean never prints as its target (0.9798 against 0.98 shows as 0.9798)
+    return f"<td{f' class={f}' if f else ''}>{fmt(s, digits)}</td>"
+
+
+def target_text(target: float | None, higher: bool, digits: int = 3) -> str:
+    return "" if target is None else f"{'&ge;' if higher else '&le;'} {target:.{digits}f}"
 
 
 def fmt(s: dict, digits: int = 3) -> str:
@@ -52,9 +88,10 @@ def _plain(v) -> str:
 
 
 def write_page(out: Path, cfg: dict, results: dict, *, title: str, heading: str, head: str, caveat_lines: list,
-               tables: str, made: list) -> Path:
+               tables: str, made: list, appendix: str = "") -> Path:
     """The self-contained report.html every audit writes: heading, summary paragraph `head` (HTML), caveats,
-    `tables` (HTML), the plots `made` as (file, caption), the exact config and the versions; report.png if asked."""
+    `tables` (HTML), the plots `made` as (file, caption), `appendix` (HTML), the exact config and the versions;
+    report.png if asked."""
     plots = "".join(f"<h2>{html.escape(cap)}</h2>{img(out / 'plots' / f)}" for f, cap in made)
     cav = "".join(f"<li>{c}</li>" for c in caveat_lines)
     vers = ", ".join(f"{k} {html.escape(str(v))}" for k, v in results["versions"].items())
@@ -68,7 +105,8 @@ def write_page(out: Path, cfg: dict, results: dict, *, title: str, heading: str,
     doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
            f"<style>{CSS}</style></head><body><h1>{html.escape(heading)}</h1>{head}"
            f"<div class='caveat'><b>Read this first</b><ul>{cav}</ul></div>"
-           f"<h2>Summary (mean over splits, [95% split interval])</h2>{tables}{plots}"
+           f"<h2>Summary (mean over splits, [95% split interval])</h2><p style='font-size:12px'>{FLAG_RULE}</p>"
+           f"{tables}{plots}{appendix}"
            f"{warn_html}<h2>Exact config</h2><pre>{html.escape(dump(cfg))}</pre>"
            f"<h2>Provenance</h2><table>{prov_rows}</table>"
            f"<h2>Versions</h2><p style='font-size:12px'>{vers}</p></body></html>")

@@ -32,12 +32,13 @@ def grid(results: dict, metric: str):
     return corrs, sevs, grid, (clean[metric]["mean"] if clean else math.nan)
 
 
-def heatmap(ax, grid, rows, severities, cmap, norm, fmt):
-    """Draw a (corruption x severity) grid with each finite cell's value written in a colour that reads on it."""
+def heatmap(ax, grid, rows, severities, cmap, norm, fmt, *, columns=None):
+    """Draw a (corruption x severity) grid with each finite cell's value written in a colour that reads on it
+    (no values when `fmt` is None); `columns` labels the columns instead of the severities."""
     im = ax.imshow(grid, cmap=cmap, norm=norm, aspect="auto")
-    ax.set_xticks(range(len(severities)), [f"S{s}" for s in severities])
+    ax.set_xticks(range(grid.shape[1]), columns if columns is not None else [f"S{s}" for s in severities])
     ax.set_yticks(range(len(rows)), rows)
-    for i in range(grid.shape[0]):
+    for i in range(grid.shape[0] if fmt is not None else 0):
         for j in range(grid.shape[1]):
             if np.isfinite(grid[i, j]):
                 r, g, b, _ = im.cmap(im.norm(grid[i, j]))

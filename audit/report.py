@@ -41,4 +41,4 @@ def build(out, quiet: bool = False) -> Path:
     if not cfg["output"]["report"]:
         return plot_dir
     return write_page(out, cfg, results, title=parts.title, heading=parts.heading, head=parts.head,
-                      caveat_lines=parts.caveats, tables=parts.tables, made=parts.plots)
+                      caveat_lines=parts.caveats, tables=parts.tables, made=parts.plots, appendix=parts.appendix)

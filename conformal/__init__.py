@@ -11,13 +11,21 @@ from conformal._base import InvalidParameterError
 from conformal._validation import NotFittedError
 from conformal._version import __version__
 from conformal._warmup import warmup
-from conformal.abstention import Decisions, DualThresholdConformal
+from conformal.abstention import (
+    Decisions,
+    DualThresholdConformal,
+    Energy,
+    InputQuality,
+    KNNDistance,
+    Mahalanobis,
+)
 from conformal.calibrators import ClassConditionalConformalClassifier, SplitConformalClassifier
 from conformal.io import StateError, load
 from conformal.quantile import conformal_quantile, conformal_rank
 from conformal.scores import APS, LAC, RAPS, SAPS, TopK, get_score
 
-__all__ = ["APS", "ClassConditionalConformalClassifier", "Decisions", "DualThresholdConformal",
-           "InvalidParameterError", "LAC", "NotFittedError", "RAPS", "SAPS", "SplitConformalClassifier", "StateError",
-           "TopK", "__version__", "conformal_quantile", "conformal_rank", "get_score", "load", "metrics", "online",
-           "quantile", "scores", "stats", "utils", "warmup"]
+__all__ = ["APS", "ClassConditionalConformalClassifier", "Decisions", "DualThresholdConformal", "Energy",
+           "InputQuality", "InvalidParameterError", "KNNDistance", "LAC", "Mahalanobis", "NotFittedError", "RAPS",
+           "SAPS", "SplitConformalClassifier", "StateError", "TopK", "__version__", "conformal_quantile",
+           "conformal_rank", "get_score", "load", "metrics", "online", "quantile", "scores", "stats", "utils",
+           "warmup"]

@@ -123,6 +123,9 @@ def clone_params(obj):
 
 
 # --- the estimator base class --------------------------------------------------------------------------------
+_PARAM_NAMES: dict = {}  # class -> (its __init__, parameter names): inspect.signature costs ~20 us a call
+
+
 class BaseEstimator:
     """Base class of every estimator: parameters, validation, repr and the generic fitted-state persistence.
 
@@ -144,6 +147,10 @@ class BaseEstimator:
     # --- parameters -------------------------------------------------------------------------------------------
     @classmethod
     def _get_param_names(cls) -> list[str]:
+        """The __init__ parameters (inspected once per class: fit and get_params call this on hot paths)."""
+        cached = _PARAM_NAMES.get(cls)
+        if cached is not None and cached[0] is cls.__init__:
+            return list(cached[1])
         init = cls.__init__
         if init is object.__init__:
             return []
@@ -154,6 +161,7 @@ class BaseEstimator:
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
                 raise TypeError(f"{cls.__name__}.__init__ must not take *args or **kwargs (the estimator contract)")
             names.append(p.name)
+        _PARAM_NAMES[cls] = (init, tuple(names))
         return names
 
     def get_params(self, deep: bool = True) -> dict:
@@ -306,7 +314,9 @@ class BaseEstimator:
         # every field is loaded: the relations the specs declare between them (shapes, bounds by name)
         env = {key: getattr(obj, name) for key, name in want.items()}
         for key, name in want.items():
-            cls._fitted_attributes[name].check_relations(env[key], env, f"{prefix}{key}")
+            relations = getattr(cls._fitted_attributes[name], "check_relations", None)  # plain callables have none
+            if relations is not None:
+                relations(env[key], env, f"{prefix}{key}")
         try:
             obj._rebuild()
             obj._check_fitted_state()
@@ -364,7 +374,8 @@ class Record:
         for k, spec in cls._field_specs.items():
             values[k] = spec(values[k], f"{prefix}{k}")
         for k, spec in cls._field_specs.items():
-            spec.check_relations(values[k], values, f"{prefix}{k}")
+            if hasattr(spec, "check_relations"):
+                spec.check_relations(values[k], values, f"{prefix}{k}")
         try:
             return cls(**values)
         except (TypeError, ValueError) as exc:

@@ -79,6 +79,12 @@ def warmup(*, dtypes=(np.float32, np.float64), detection: bool = True, verbose: 
                                            rule_params={"max_abstain": 0.1}, random_state=0).fit(small, labels)
                 d.predict(small[:1])
                 d.predict(small)
+            # the union rule with the kNN kernels (one-frame and batch paths)
+            feats = np.log(small + 1e-6)
+            u = DualThresholdConformal(score="lac", alpha=0.1, statistic=("entropy", "knn"), rule="budget",
+                                       random_state=0).fit(small, labels, features=feats)
+            u.predict(small[:1], features=feats[:1])
+            u.predict(small, features=feats)
 
         def per_frame(small=small):
             _frames(small, labels)

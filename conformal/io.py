@@ -28,7 +28,7 @@ import numpy as np
 from conformal._version import __version__
 
 __all__ = ["SCHEMA_VERSION", "StateError", "dumps_state", "loads_state", "save_state", "load_state", "load",
-           "register_kind"]
+           "register_kind", "save_state_npz", "load_state_npz"]
 
 SCHEMA_VERSION = 2
 UPGRADABLE_VERSIONS = (1,)  # older schema versions that registered kinds can upgrade
@@ -144,8 +144,11 @@ def loads_state(text: str, kind: str) -> dict:
 
 
 def save_state(path, kind: str, payload: dict) -> Path:
-    """Write the state atomically (temp file + rename), so a crash never leaves half a file behind."""
+    """Write the state atomically (temp file + rename), so a crash never leaves half a file behind. A path ending
+    in ``.npz`` writes the NPZ layout (`save_state_npz`: arrays stored binary, for large feature banks)."""
     path = Path(os.fspath(path))
+    if path.suffix == ".npz":
+        return save_state_npz(path, kind, payload)
     text = dumps_state(kind, payload)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -157,6 +160,8 @@ def load_state(path, kind: str) -> dict:
     path = Path(os.fspath(path))
     if not path.is_file():
         raise FileNotFoundError(f"no saved state at {path}")
+    if path.suffix == ".npz":
+        return load_state_npz(path, kind)
     return loads_state(path.read_text(), kind)
 
 
@@ -179,6 +184,11 @@ def load(path):
     path = Path(os.fspath(path))
     if not path.is_file():
         raise FileNotFoundError(f"no saved state at {path}")
+    if path.suffix == ".npz":
+        kind = _npz_document(path)[0].get("kind")
+        if kind not in _KINDS:
+            raise StateError(f"unknown saved kind {kind!r}; known: {sorted(_KINDS)}")
+        return _KINDS[kind].from_dict(load_state_npz(path, kind))
     text = path.read_text()
     try:
         kind = json.loads(text).get("kind")
@@ -187,3 +197,95 @@ def load(path):
     if kind not in _KINDS:
         raise StateError(f"unknown saved kind {kind!r}; known: {sorted(_KINDS)}")
     return _KINDS[kind].from_dict(loads_state(text, kind))
+
+
+# --- NPZ layout: the same document, with every array stored binary -------------------------------------------
+# The JSON document (format, kind, schema_version, package_version, payload) is stored as the uint8 array
+# "__state__"; each payload array is replaced by {"__npz__": "a<i>"} and stored under that name. The sha256 covers
+# the document and every array's name, dtype, shape and bytes. np.load(allow_pickle=False): no pickle either way.
+
+
+def _npz_digest(doc: dict, arrays: dict) -> str:
+    h = hashlib.sha256(_canonical(doc))
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _split_arrays(obj, arrays: dict, where: str):
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.name not in _DTYPES:
+            raise TypeError(f"cannot save array `{where}` of dtype {obj.dtype}; allowed: {sorted(_DTYPES)}")
+        name = f"a{len(arrays)}"
+        arrays[name] = obj
+        return {"__npz__": name}
+    if isinstance(obj, dict):
+        return {k: _split_arrays(v, arrays, f"{where}.{k}") for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_split_arrays(v, arrays, f"{where}[{i}]") for i, v in enumerate(obj)]
+    return obj
+
+
+def _join_arrays(obj, arrays: dict):
+    if isinstance(obj, dict):
+        if set(obj) == {"__npz__"}:
+            name = obj["__npz__"]
+            if name not in arrays:
+                raise StateError(f"the NPZ state refers to a missing array {name!r}")
+            return arrays[name]
+        return {k: _join_arrays(v, arrays) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_join_arrays(v, arrays) for v in obj]
+    return obj
+
+
+def save_state_npz(path, kind: str, payload: dict) -> Path:
+    """`save_state` in the NPZ layout (atomic; checksummed; read back without pickle)."""
+    if not isinstance(kind, str) or not kind:
+        raise TypeError(f"`kind` must be a non-empty str; got {kind!r}")
+    path = Path(os.fspath(path))
+    arrays: dict = {}
+    split = _split_arrays(payload, arrays, "payload")
+    doc = {"format": FORMAT, "kind": kind, "schema_version": SCHEMA_VERSION, "package_version": __version__,
+           "payload": _encode(split, "payload")}
+    doc["sha256"] = _npz_digest(doc, arrays)
+    state = np.frombuffer(json.dumps(doc, sort_keys=True, allow_nan=False).encode(), dtype=np.uint8)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, __state__=state, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def _npz_document(path: Path):
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            files = dict(z.items())
+    except (OSError, ValueError) as exc:
+        raise StateError(f"not a saved NPZ state ({exc})") from None
+    if "__state__" not in files:
+        raise StateError("not a saved NPZ state (no __state__ document)")
+    try:
+        doc = json.loads(files.pop("__state__").tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StateError(f"the NPZ state document is corrupted ({exc})") from None
+    if not isinstance(doc, dict):
+        raise StateError("the NPZ state document is corrupted")
+    return doc, files
+
+
+def load_state_npz(path, kind: str) -> dict:
+    """Read and verify a file written by `save_state_npz`; return its payload (arrays rebuilt)."""
+    doc, arrays = _npz_document(Path(os.fspath(path)))
+    if doc.get("format") != FORMAT:
+        raise StateError(f"not a {FORMAT} state document")
+    if doc.get("kind") != kind:
+        raise StateError(f"this file holds a {doc.get('kind')!r}, not a {kind!r}")
+    if doc.get("schema_version") != SCHEMA_VERSION:
+        raise StateError(f"schema_version {doc.get('schema_version')!r} is not supported by this version "
+                         f"({__version__}, schema {SCHEMA_VERSION})")
+    stored = doc.pop("sha256", None)
+    if stored != _npz_digest(doc, arrays):
+        raise StateError("checksum mismatch: the saved state was modified or corrupted")
+    return _join_arrays(_decode(doc["payload"]), arrays)

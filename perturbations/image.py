@@ -225,7 +225,15 @@ def _finish(out: np.ndarray, dtype: np.dtype, shape: tuple) -> np.ndarray:
     return out.reshape(shape)
 
 
-def corrupt(image: np.ndarray, name: str, severity: int, rng=None, scale: str = "auto") -> np.ndarray:
+def _is_bgr(channels, x, channel_axis: int) -> bool:
+    """Whether `x` is a 3-channel BGR image (or batch) to corrupt through its RGB view."""
+    if channels not in ("rgb", "bgr"):
+        raise ValueError(f"`channels` must be 'rgb' or 'bgr'; got {channels!r}")
+    return channels == "bgr" and isinstance(x, np.ndarray) and x.ndim == channel_axis + 1 and x.shape[-1] == 3
+
+
+def corrupt(image: np.ndarray, name: str, severity: int, rng=None, scale: str = "auto", *,
+            channels: str = "rgb") -> np.ndarray:
     """Corrupt one image with `name` at `severity` (1..5); returns a new array of the same shape and dtype.
 
     Parameters
@@ -241,12 +249,17 @@ def corrupt(image: np.ndarray, name: str, severity: int, rng=None, scale: str = 
         Source of every random draw; an int seeds a fresh Generator (same seed, same output).
     scale : {"auto", "cifar", "imagenet"}
         Parameter table; "auto" uses cifar for a short side <= 64 px. See `parameters`.
+    channels : {"rgb", "bgr"}
+        Channel order of a 3-channel image; "bgr" (OpenCV's ``cv2.imread``) gives exactly the BGR view of what
+        the same RGB image gets (colour corruptions such as saturate and fog act on the right channels).
 
     Returns
     -------
     ndarray
         Same shape and dtype; uint8 results are rounded, float results clipped to [0, 1].
     """
+    if _is_bgr(channels, image, 2):
+        return np.ascontiguousarray(corrupt(image[..., ::-1], name, severity, rng, scale)[..., ::-1])
     name = check_name(name, REGISTRY)
     severity = check_severity(severity)
     img = _check_image(image)
@@ -257,16 +270,21 @@ def corrupt(image: np.ndarray, name: str, severity: int, rng=None, scale: str = 
     return out if out.shape == image.shape else out.reshape(image.shape)
 
 
-def corrupt_batch(images: np.ndarray, name: str, severity: int, rng=None, scale: str = "auto") -> np.ndarray:
-    """`corrupt` applied to each image of an (N, H, W, C) array, drawing from one Generator in order.
+def corrupt_batch(images: np.ndarray, name: str, severity: int, rng=None, scale: str = "auto", *,
+                  channels: str = "rgb") -> np.ndarray:
+    """`corrupt` applied to each image of an (N, H, W, C) array, or an (N, H, W) greyscale batch (as `corrupt`
+    takes (H, W)), drawing from one Generator in order; `channels="bgr"` for OpenCV frames (see `corrupt`).
 
     The same seed gives the same batch; image i of the batch differs from ``corrupt(images[i], ..., rng)``
     with the same seed (the draws of the earlier images come first). Returns a new array.
     """
     if not isinstance(images, np.ndarray):
         raise TypeError(f"`images` must be a numpy.ndarray; got {type(images).__name__}")
-    if images.ndim != 4 or images.shape[3] not in (1, 3):
-        raise ValueError(f"`images` must have shape (N, H, W, C) with C 1 or 3; got {images.shape}")
+    if not (images.ndim == 3 or (images.ndim == 4 and images.shape[3] in (1, 3))):
+        raise ValueError(f"`images` must have shape (N, H, W) (greyscale) or (N, H, W, C) with C 1 or 3; got "
+                         f"{images.shape}")
+    if _is_bgr(channels, images, 3):
+        return np.ascontiguousarray(corrupt_batch(images[..., ::-1], name, severity, rng, scale)[..., ::-1])
     if images.dtype not in _DTYPES:
         raise ValueError(f"`images` must have dtype uint8 (0..255) or float32/float64 (0..1); got {images.dtype}")
     if min(images.shape[1:3]) < MIN_SIDE:

@@ -1,4 +1,5 @@
 """Warm-up compiles (or loads) the kernels of the common paths and leaves no state behind."""
+import os
 import subprocess
 import sys
 
@@ -26,3 +27,16 @@ def test_cli_warmup(tmp_path):
                           timeout=900)
     assert proc.returncode == 0, proc.stderr
     assert "warm-up done" in proc.stdout and "scores and calibrators (float32)" in proc.stdout
+
+
+def test_numba_cache_dir_serves_read_only_installs(tmp_path):
+    # A read-only install cannot hold the cache beside the package; $NUMBA_CACHE_DIR (the documented knob, and
+    # where Numba's per-user fallback points) must receive the compiled kernels instead.
+    code = ("import numpy as np; from conformal import SplitConformalClassifier as S; "
+            "p = np.random.default_rng(0).dirichlet(np.ones(4), 50).astype(np.float32); "
+            "S(score='lac').fit(p, np.arange(50) % 4).predict_sets(p)")
+    cache = tmp_path / "numba-cache"
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert list(cache.rglob("*.nbi")) and list(cache.rglob("*.nbc"))

@@ -38,7 +38,8 @@ class Prepared:
 @dataclass
 class ReportParts:
     """A task's share of report.html: page title and heading, the summary paragraph (HTML), the caveats (HTML
-    strings), the tables (HTML) and the plots as [(file name in plots/, caption)]."""
+    strings), the tables (HTML), the plots as [(file name in plots/, caption)] and an appendix (HTML) that goes
+    after the plots (e.g. label-using research statistics, kept apart from the deployable metrics)."""
 
     title: str
     heading: str
@@ -46,6 +47,7 @@ class ReportParts:
     caveats: list
     tables: str
     plots: list
+    appendix: str = ""
 
 
 class Task:

@@ -21,13 +21,27 @@ class Decisions(Record):
     sets : bool (n, K)      Conformal prediction sets (computed for every input, abstained or not).
     abstain : bool (n,)     True where the statistic exceeds tau: hand the input to a fallback.
     prediction : int64 (n,) Top-1 label (argmax of the probabilities; the first on ties), also where abstaining.
-    statistic : float64 (n,) The label-free uncertainty statistic that was compared with tau.
+    statistic : float64 (n,) The label-free uncertainty statistic that was compared with tau (with several
+                             statistics: the first one; all of them are in `statistics`).
+    reasons : bool (n, m) or None    With several statistics (``statistic=(...)``): which statistic(s) exceeded
+                             their threshold, one column per name in `reason_names`; None for one statistic.
+    reason_names : tuple of str or None
+    statistics : float64 (n, m) or None   Every statistic's value, columns as `reason_names`.
     """
 
     sets: np.ndarray
     abstain: np.ndarray
     prediction: np.ndarray
     statistic: np.ndarray
+    reasons: np.ndarray | None = None
+    reason_names: tuple | None = None
+    statistics: np.ndarray | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = ""):
+        if isinstance(d, dict) and "reasons" not in d:  # saved before the union rule existed
+            d = {**d, "reasons": None, "reason_names": None, "statistics": None}
+        return super().from_dict(d, where)
 
     def __post_init__(self):
         sets, ab, pred, stat = self.sets, self.abstain, self.prediction, self.statistic
@@ -42,6 +56,18 @@ class Decisions(Record):
         for name, arr in (("abstain", ab), ("prediction", pred), ("statistic", stat)):
             if arr.shape != (n,):
                 raise ValueError(f"`{name}` must have shape ({n},); got {arr.shape}")
+        extra = (self.reasons, self.reason_names, self.statistics)
+        if any(v is None for v in extra) and not all(v is None for v in extra):
+            raise ValueError("`reasons`, `reason_names` and `statistics` must be given together (or all None)")
+        if self.reasons is not None:
+            names = self.reason_names
+            if not isinstance(names, tuple) or not names or not all(isinstance(x, str) for x in names):
+                raise TypeError(f"`reason_names` must be a non-empty tuple of str; got {names!r}")
+            for name, arr, kind in (("reasons", self.reasons, "b"), ("statistics", self.statistics, "f")):
+                if not isinstance(arr, np.ndarray) or arr.dtype.kind != kind:
+                    raise TypeError(f"`{name}` must be a numpy array of kind {kind!r}")
+                if arr.shape != (n, len(names)):
+                    raise ValueError(f"`{name}` must have shape ({n}, {len(names)}); got {arr.shape}")
 
     def __len__(self) -> int:
         return int(self.sets.shape[0])
@@ -54,8 +80,9 @@ class Decisions(Record):
         """One plain dict per input (JSON-ready, plain Python values only), in the schema of
         `adapters.StreamingConformal.step`: "frame_id" (with `frame_ids` only), "set" (labels; by
         decreasing probability, ties by label, when `probs` is given, as `step` lists them; else ascending),
-        "prediction", "abstain", "statistic" and, with `probs` (n, K), "set_probs" and "confidence". `step` adds its
-        online keys (alpha, qhat, tau, monitor) to the same schema."""
+        "prediction", "abstain", "statistic" and, with `probs` (n, K), "set_probs" and "confidence"; with several
+        statistics also "reasons" (names of the statistics that triggered abstention) and "statistics" (name ->
+        value). `step` adds its online keys (alpha, qhat, tau, monitor) to the same schema."""
         n = len(self)
         ids = [None] * n if frame_ids is None else list(frame_ids)
         if len(ids) != n:
@@ -81,4 +108,9 @@ class Decisions(Record):
             d["abstain"] = bool(self.abstain[i])
             d["statistic"] = float(self.statistic[i])
             out.append(d)
+        if self.reasons is not None:
+            names = self.reason_names
+            for row, why, vals in zip(out, self.reasons.tolist(), self.statistics.tolist()):
+                row["reasons"] = [nm for nm, hit in zip(names, why) if hit]
+                row["statistics"] = dict(zip(names, vals))
         return out

@@ -34,8 +34,10 @@ from conformal._base import (
 )
 from conformal._kernels import statistics as _k
 from conformal._validation import NotFittedError, as_array, check_is_fitted, check_labels, check_scores_matrix
+from conformal.abstention import combined as _comb
 from conformal.abstention import rules as _rules
 from conformal.abstention.decisions import Decisions
+from conformal.abstention.fitted import FittedStatistic
 from conformal.abstention.statistics import NEEDS_CONFORMAL, STATISTICS, compute_statistic, get_statistic
 from conformal.calibrators import _SCORE, _SEED, SplitConformalClassifier
 from conformal.io import StateError, register_kind
@@ -67,6 +69,30 @@ _KERNEL_STATS = {STATISTICS["max_prob"]: _k.MAX_PROB, STATISTICS["margin"]: _k.M
                  STATISTICS["entropy"]: _k.ENTROPY}
 _CONVERT = {"max_fpr": float, "max_abstain": float, "delta": float, "epsilon": float, "max_candidates": int,
             "tau": lambda t: None if t is None else float(t), "tau_rule": str}
+
+
+class _TauSpec:
+    """tau_: a float (one statistic) or a float64 (m,) array (a tuple of statistics)."""
+
+    def __call__(self, value, field):
+        if isinstance(value, np.ndarray):
+            return Array("f", 1)(value, field)
+        return Float()(value, field)
+
+
+class _FittedStatisticsSpec:
+    """statistics_: None, or a tuple with a fitted FittedStatistic (or None for a softmax statistic) each."""
+
+    def __call__(self, value, field):
+        if value is None:
+            return None
+        if not isinstance(value, (tuple, list)) or not all(v is None or isinstance(v, FittedStatistic)
+                                                           for v in value):
+            raise StateError(f"saved field `{field}` must be a list of saved fitted statistics or nulls")
+        for i, v in enumerate(value):
+            if v is not None and not v.__sklearn_is_fitted__():
+                raise StateError(f"saved field `{field}[{i}]` holds an unfitted {type(v).__name__}")
+        return tuple(value)
 
 
 def _validated_statistic(fn, name, p, conformal):
@@ -149,7 +175,10 @@ class DualThresholdConformal(BaseEstimator):
         "score": _SCORE,
         "score_params": [None, InstanceOf(dict)],
         "alpha": [Interval(numbers.Real, 0, 1, closed="neither")],
-        "statistic": [InstanceOf(str), Callable("a callable probs -> (n,) array")],
+        "statistic": [InstanceOf(str), Callable("a callable probs -> (n,) array"),
+                      InstanceOf(FittedStatistic, description="a fitted-statistic object (KNNDistance(), ...)"),
+                      InstanceOf(tuple, description="a tuple of statistics (the union rule)")],
+        "level_split": [None, InstanceOf(tuple, description="a tuple of weights summing to 1")],
         "rule": [Options(tuple(RULES), registry="rules")],
         "rule_params": [None, InstanceOf(dict)],
         "target": [Options(TARGETS)],
@@ -163,7 +192,8 @@ class DualThresholdConformal(BaseEstimator):
     _fitted_attributes = {
         "calibrator_": Nested(SplitConformalClassifier),
         "statistic_calibrator_": Optional(Nested(SplitConformalClassifier)),
-        "tau_": Float(),
+        "tau_": _TauSpec(),
+        "statistics_": _FittedStatisticsSpec(),
         "n_calibration_": Int(4), "n_classes_": Int(2), "n_qhat_fold_": Int(2, maximum="n_calibration"),
         "n_tau_fold_": Int(0, maximum="n_calibration"),
         "n_accepted_calibration_": Optional(Int(1, maximum="n_qhat_fold")),
@@ -176,11 +206,12 @@ class DualThresholdConformal(BaseEstimator):
         "tau_fold_selective_risk_": Tuple(Float(allow_nan=True, low=0.0, high=1.0), Float(low=0.0, high=1.0),
                                           Float(low=0.0, high=1.0), Int(0, maximum="n_tau_fold")),
     }
-    _derived_attributes = ("qhat_", "score_", "statistic_name_", "rule_params_")
+    _derived_attributes = ("qhat_", "score_", "statistic_name_", "statistic_names_", "rule_params_")
 
     def __init__(self, *, score="raps", score_params: dict | None = None, alpha: float = 0.1,
                  statistic="entropy", rule: str = "youden", rule_params: dict | None = None, target: str = "error",
-                 abstain_fraction: float = 0.5, random_state=None, randomized="auto", allow_empty="auto"):
+                 abstain_fraction: float = 0.5, random_state=None, level_split: tuple | None = None,
+                 randomized="auto", allow_empty="auto"):
         self.score = score
         self.score_params = score_params
         self.alpha = alpha
@@ -190,6 +221,7 @@ class DualThresholdConformal(BaseEstimator):
         self.target = target
         self.abstain_fraction = abstain_fraction
         self.random_state = random_state
+        self.level_split = level_split
         self.randomized = randomized
         self.allow_empty = allow_empty
 
@@ -212,8 +244,29 @@ class DualThresholdConformal(BaseEstimator):
 
     def _check_dependent_params(self) -> None:
         get_score(self.score, **(self.score_params or {}))
-        get_statistic(self.statistic)
+        if _comb.is_combined(self.statistic):
+            specs = _comb.resolve_statistics(self.statistic)
+            multi = isinstance(self.statistic, tuple) and len(specs) > 1
+            allowed = _comb.MULTI_RULES if multi else (*_comb.MULTI_RULES, "youden")
+            if self.rule not in allowed:
+                what = "several statistics" if multi else f"the fitted statistic {specs[0].name!r}"
+                raise ValueError(f"`rule` {self.rule!r} is not available with {what}; use one of "
+                                 f"{', '.join(map(repr, allowed))}")
+            if self.level_split is not None:
+                _comb.level_weights(self.level_split, len(specs))
+        else:
+            get_statistic(self.statistic)
+            if self.level_split is not None:
+                raise ValueError("`level_split` applies to a tuple of statistics only; got one statistic")
         self._resolved_rule_params()
+
+    def required_side_inputs(self) -> tuple:
+        """The side inputs ("features", "logits", "inputs") that fit and predict need for `statistic`."""
+        self.validate_params()
+        if not _comb.is_combined(self.statistic):
+            return ()
+        need = {spec.requires for spec in _comb.resolve_statistics(self.statistic)} - {None}
+        return tuple(s for s in _comb.SIDE_INPUTS if s in need)
 
     # --- fit -----------------------------------------------------------------------------------------------
     def _events(self, p, y, calibrator):
@@ -234,9 +287,14 @@ class DualThresholdConformal(BaseEstimator):
         perm = check_random_state(self.random_state, "random_state").permutation(n)
         return np.sort(perm[:n_tau]), np.sort(perm[n_tau:])
 
-    def fit(self, probs, labels) -> "DualThresholdConformal":
-        """Fit qhat and tau on calibration (probs, labels) that the model was not trained on; returns self."""
+    def fit(self, probs, labels, *, features=None, logits=None, inputs=None) -> "DualThresholdConformal":
+        """Fit qhat and tau on calibration (probs, labels) that the model was not trained on; returns self.
+
+        `features`, `logits`, `inputs`: the side inputs of fitted statistics (knn, mahalanobis: features;
+        energy: logits; input_quality: inputs), one row per row of `probs`; ignored by softmax statistics."""
         self.validate_params()
+        if _comb.is_combined(self.statistic):
+            return self._fit_combined(probs, labels, {"features": features, "logits": logits, "inputs": inputs})
         score = clone_params(get_score(self.score, **(self.score_params or {})))
         stat_name, stat_fn = get_statistic(self.statistic)
         params = self._resolved_rule_params()
@@ -260,6 +318,7 @@ class DualThresholdConformal(BaseEstimator):
         cal, stat_cal, tau, ltt, stat_t, events_t, n_acc = out
         self._stat_fn = stat_fn
         self.statistic_name_ = stat_name
+        self.statistic_names_ = (stat_name,)
         self.rule_params_ = params
         self.calibrator_ = cal
         self.statistic_calibrator_ = stat_cal
@@ -270,7 +329,58 @@ class DualThresholdConformal(BaseEstimator):
         self.ltt_ = ltt
         self._set_tau_fold_summary(stat_t, events_t, tau)
         self.tau_ = float(tau)
+        self.statistics_ = None
         return self
+
+    def _fit_combined(self, probs, labels, side) -> "DualThresholdConformal":
+        """Fitted and/or several statistics: the statistics are fitted on the qhat fold, each threshold is the
+        rule's conformal quantile on the tau fold at its share of the level (conformal.abstention.combined)."""
+        score = clone_params(get_score(self.score, **(self.score_params or {})))
+        specs = _comb.resolve_statistics(self.statistic)
+        params = self._resolved_rule_params()
+        p = check_scores_matrix(probs, "probs")
+        y = check_labels(labels, p.shape[0], p.shape[1])
+        _comb.check_side_inputs(specs, side, p.shape[0], "fit")
+        idx_tau, idx_q = self._folds(p.shape[0], True)
+        cal = self._calibrate(score, p[idx_q], y[idx_q])
+        fitted = _comb.fit_statistics(specs, side, idx_q, y[idx_q])
+        stats_t = _comb.statistic_matrix(specs, fitted, p, side, idx_tau,
+                                         lambda fn, name, rows: _validated_statistic(fn, name, rows, cal))
+        events_t = self._events(p[idx_tau], y[idx_tau], cal)
+        m = len(specs)
+        if self.rule == "youden":
+            taus = np.array([_rules.youden_tau(stats_t[:, 0], events_t)[0]])
+        else:
+            w = _comb.level_weights(self.level_split, m)
+            if self.rule == "budget":
+                taus = np.array([_rules.budget_tau(stats_t[:, j], w[j] * params["max_abstain"]) for j in range(m)])
+            else:
+                taus = np.array([_rules.fpr_tau(stats_t[:, j], events_t, w[j] * params["max_fpr"])
+                                 for j in range(m)])
+        self.rule_params_ = params
+        self.calibrator_ = cal
+        self.statistic_calibrator_ = cal
+        self._rebuild_from_calibrator()
+        self._set_names(specs)
+        self.n_calibration_, self.n_classes_ = int(p.shape[0]), int(p.shape[1])
+        self.n_qhat_fold_, self.n_tau_fold_ = int(idx_q.shape[0]), int(idx_tau.shape[0])
+        self.n_accepted_calibration_ = None
+        self.ltt_ = None
+        self.statistics_ = fitted
+        abstain_t = (stats_t > taus[None, :]).any(axis=1)
+        if m == 1:
+            self._set_tau_fold_summary(stats_t[:, 0], events_t, float(taus[0]))
+        else:
+            self.roc_ = None  # a union of thresholds is no single ROC curve
+            self.tau_fold_abstention_rate_ = float(abstain_t.mean())
+            self.tau_fold_selective_risk_ = selective_risk(events_t, abstain_t)
+        self.tau_ = taus.astype(np.float64) if isinstance(self.statistic, tuple) else float(taus[0])
+        return self
+
+    def _set_names(self, specs) -> None:
+        self._specs = specs
+        self.statistic_names_ = tuple(s.name for s in specs)
+        self.statistic_name_ = "|".join(self.statistic_names_)
 
     def _calibrate(self, score, p, y) -> SplitConformalClassifier:
         # the sets' mode and, for randomized sets, their seed (random_state) go to the set calibrator
@@ -358,16 +468,29 @@ class DualThresholdConformal(BaseEstimator):
             return _k.statistic(p, _KERNEL_STATS[fn])
         return compute_statistic(fn, self.statistic_name_, p, self.statistic_calibrator_)
 
-    def statistic_of(self, probs) -> np.ndarray:
-        """The fitted label-free statistic (n,) of new inputs, exactly as `predict` compares it with tau_."""
+    def _combined_matrix(self, p, side) -> np.ndarray:
+        _comb.check_side_inputs(self._specs, side, p.shape[0], "predict")
+        cal = self.statistic_calibrator_
+        return _comb.statistic_matrix(self._specs, self.statistics_, p, side, None,
+                                      lambda fn, name, rows: _validated_statistic(fn, name, rows, cal))
+
+    def statistic_of(self, probs, *, features=None, logits=None, inputs=None) -> np.ndarray:
+        """The fitted label-free statistic (n,) of new inputs, exactly as `predict` compares it with tau_
+        (a tuple of statistics: (n, m), one column per statistic)."""
         check_is_fitted(self, "tau_")
         p = check_scores_matrix(probs, "probs", n_classes=self.n_classes_)
+        if self.statistics_ is not None:
+            mat = self._combined_matrix(p, {"features": features, "logits": logits, "inputs": inputs})
+            return mat if isinstance(self.statistic, tuple) else mat[:, 0]
         return self._statistic(p, None)
 
-    def predict(self, probs) -> Decisions:
+    def predict(self, probs, *, features=None, logits=None, inputs=None) -> Decisions:
         """Decisions for new inputs: sets, abstain flags, top-1 predictions and the statistic. Takes no labels,
-        never modifies the estimator (one fitted object can serve several threads)."""
+        never modifies the estimator (one fitted object can serve several threads). `features`, `logits`,
+        `inputs`: the side inputs the fitted statistics need (see `fit`); ignored otherwise."""
         check_is_fitted(self, "tau_")
+        if self.statistics_ is not None:
+            return self._predict_combined(probs, {"features": features, "logits": logits, "inputs": inputs})
         # The calibrator validates probs (type, shape, class count, finiteness, range, row sums) once; the
         # statistic kernels then read the same validated view.
         sets = self.calibrator_.predict_sets(probs)
@@ -379,18 +502,68 @@ class DualThresholdConformal(BaseEstimator):
             arr.setflags(write=False)
         return Decisions(sets=sets, abstain=abstain, prediction=prediction, statistic=stat)
 
+    def _predict_combined(self, probs, side) -> Decisions:
+        sets = self.calibrator_.predict_sets(probs)
+        p = as_array(probs, "probs")
+        mat = self._combined_matrix(p, side)
+        taus = np.atleast_1d(np.asarray(self.tau_, dtype=np.float64))
+        hits = mat > taus[None, :]
+        abstain = hits.any(axis=1)
+        prediction = np.argmax(p, axis=1).astype(np.int64, copy=False)
+        stat = np.ascontiguousarray(mat[:, 0])
+        extra = {}
+        if isinstance(self.statistic, tuple):
+            extra = {"reasons": hits, "reason_names": self.statistic_names_, "statistics": mat}
+        for arr in (sets, abstain, prediction, stat, hits, mat):
+            arr.setflags(write=False)
+        return Decisions(sets=sets, abstain=abstain, prediction=prediction, statistic=stat, **extra)
+
     # --- persistence (the generic path of conformal._base) ---------------------------------------------------
     def _rebuild_from_calibrator(self) -> None:
         self.score_ = self.calibrator_.score_
         self.qhat_ = float(self.calibrator_.qhat_)
 
     def _rebuild(self) -> None:
-        self.statistic_name_, self._stat_fn = get_statistic(self.statistic)
+        if _comb.is_combined(self.statistic):
+            self._set_names(_comb.resolve_statistics(self.statistic))
+        else:
+            self.statistic_name_, self._stat_fn = get_statistic(self.statistic)
+            self.statistic_names_ = (self.statistic_name_,)
         self.rule_params_ = self._resolved_rule_params()
         self._rebuild_from_calibrator()
 
+    @classmethod
+    def _from_state(cls, state, where: str):
+        fitted = state.get("fitted") if isinstance(state, dict) else None
+        if isinstance(fitted, dict) and "statistics" not in fitted:  # saved before fitted statistics existed
+            state = {**state, "fitted": {**fitted, "statistics": None}}
+        # saved before `randomized` / `allow_empty` were parameters: take them from the set calibrator
+        try:
+            params, cal = state["params"], state["fitted"]["calibrator"]["params"]
+            missing = {k: cal[k] for k in ("randomized", "allow_empty") if k not in params and k in cal}
+        except (KeyError, TypeError):
+            missing = {}
+        if missing:
+            state = {**state, "params": {**params, **missing}}
+        return super()._from_state(state, where)
+
     def _check_fitted_state(self) -> None:
         cal = self.calibrator_
+        if _comb.is_combined(self.statistic):
+            specs, fitted = self._specs, self.statistics_
+            if fitted is None or len(fitted) != len(specs):
+                raise StateError(f"saved field `statistics` must hold {len(specs)} entries, one per statistic")
+            for spec, est in zip(specs, fitted):
+                if (spec.template is None) != (est is None) or (est is not None and (
+                        type(est) is not type(spec.template) or est.get_params() != spec.template.get_params())):
+                    raise StateError(f"saved field `statistics` does not match the statistic {spec.name!r}")
+            tau = self.tau_
+            if isinstance(self.statistic, tuple) != isinstance(tau, np.ndarray) or np.shape(tau) not in \
+                    ((), (len(specs),)):
+                want = f"an array of {len(specs)} thresholds" if isinstance(self.statistic, tuple) else "a number"
+                raise StateError(f"saved field `tau` must be {want}")
+        elif self.statistics_ is not None or not isinstance(self.tau_, float):
+            raise StateError("saved fields `statistics` must be null and `tau` a number for this statistic")
         if cal.n_classes_ != self.n_classes_:
             raise StateError(f"saved field `calibrator` has {cal.n_classes_} classes; `n_classes` says "
                              f"{self.n_classes_}")
@@ -409,18 +582,6 @@ class DualThresholdConformal(BaseEstimator):
             raise StateError(f"saved field `statistic_calibrator` must be the `calibrator` for rule={self.rule!r}")
         if (self.ltt_ is not None) != (self.rule == "selective_risk"):
             raise StateError("saved field `ltt` must be present exactly for rule='selective_risk'")
-
-    @classmethod
-    def _from_state(cls, state, where: str):
-        """States saved before `randomized` / `allow_empty` were parameters take them from their set calibrator."""
-        try:
-            params, cal = state["params"], state["fitted"]["calibrator"]["params"]
-        except (KeyError, TypeError):
-            return super()._from_state(state, where)
-        missing = {k: cal[k] for k in ("randomized", "allow_empty") if k not in params and k in cal}
-        if missing:
-            state = {**state, "params": {**params, **missing}}
-        return super()._from_state(state, where)
 
     @classmethod
     def _upgrade_state(cls, version: int, payload: dict) -> dict:

@@ -27,6 +27,10 @@ from conformal import (
     SAPS,
     ClassConditionalConformalClassifier,
     DualThresholdConformal,
+    Energy,
+    InputQuality,
+    KNNDistance,
+    Mahalanobis,
     NotFittedError,
     SplitConformalClassifier,
     TopK,
@@ -47,6 +51,10 @@ def _probs(n=600, k=6, seed=0):
 
 
 P, Y = _probs()
+# side inputs of the fitted statistics (synthetic): features, logits and small uint8 images, one per row of P
+FEATS = np.random.default_rng(5).normal(size=(P.shape[0], 8)) + np.log(P)[:, :1]
+LOGITS = np.log(P)
+IMAGES = np.random.default_rng(6).integers(0, 256, size=(P.shape[0], 12, 12), dtype=np.uint8)
 SCENES = make_scenes(160, rng=0, bias=2.0)
 _DETECTOR = {}
 
@@ -102,6 +110,33 @@ CASES = {
         lambda m: m.fit(P[:400], Y[:400]),
         lambda m: m.predict(P[400:]),
         ("rule_params", {"delta": 2.0})),
+    "DualThresholdConformal[union]": (
+        lambda: DualThresholdConformal(score="lac", alpha=0.1, statistic=("entropy", "knn", "energy"), rule="budget",
+                                       rule_params={"max_abstain": 0.2}, level_split=(0.5, 0.25, 0.25),
+                                       random_state=0),
+        lambda m: m.fit(P[:400], Y[:400], features=FEATS[:400], logits=LOGITS[:400]),
+        lambda m: m.predict(P[400:], features=FEATS[400:], logits=LOGITS[400:]),
+        ("level_split", (0.9, 0.9, 0.9))),
+    "KNNDistance": (
+        lambda: KNNDistance(k=4, aggregate="mean", normalize=True, backend="exact"),
+        lambda m: m.fit(FEATS[:300]),
+        lambda m: m.statistic(FEATS[300:]),
+        ("k", 0)),
+    "Mahalanobis": (
+        lambda: Mahalanobis(shrinkage="ledoit_wolf", normalize=False),
+        lambda m: m.fit(FEATS[:300], Y[:300]),
+        lambda m: m.statistic(FEATS[300:]),
+        ("shrinkage", 2.0)),
+    "Energy": (
+        lambda: Energy(temperature=2.0),
+        lambda m: m.fit(LOGITS[:300]),
+        lambda m: m.statistic(LOGITS[300:]),
+        ("temperature", 0.0)),
+    "InputQuality": (
+        lambda: InputQuality(modality="camera"),
+        lambda m: m.fit(IMAGES[:300]),
+        lambda m: m.statistic(IMAGES[300:]),
+        ("modality", "radar")),
     "BoxIntervalCalibrator": (
         lambda: BoxIntervalCalibrator(alpha=0.2, scale="size", class_conditional=True, sides="outer"),
         lambda m: m.fit(*_boxes()[:2], _boxes()[2], n_classes=3),
@@ -187,7 +222,8 @@ def test_every_public_estimator_is_covered():
                 found.add(name)
     found.add("ConformalModel")
     scores = {n for n in found if issubclass(getattr(conformal.scores, n, object), conformal.scores.Score)}
-    assert found - scores - {"Score"} == set(CASES), sorted(found - scores - {"Score"} ^ set(CASES))
+    classes = {name.split("[")[0] for name in CASES}  # "Class[variant]": another configuration of Class
+    assert found - scores - {"Score"} == classes, sorted(found - scores - {"Score"} ^ classes)
     assert scores - {"Score"} == set(SCORES)
 
 

@@ -177,3 +177,28 @@ def test_runs_without_scipy_skimage_pillow():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     assert out.returncode == 0, out.stderr
+
+
+def test_corrupt_batch_takes_greyscale_batches_and_bgr_frames():
+    """`corrupt_batch` takes (N, H, W) like `corrupt` takes (H, W); `channels="bgr"` corrupts an OpenCV frame
+    exactly as its RGB twin (colour corruptions act on the right channels)."""
+    from perturbations.image import corrupt, corrupt_batch
+
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 256, size=(3, 32, 32), dtype=np.uint8)
+    out = corrupt_batch(grey, "gaussian_noise", 3, rng=1)
+    assert out.shape == grey.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(out, corrupt_batch(grey[..., None], "gaussian_noise", 3, rng=1)[..., 0])
+    rgb = rng.integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8)
+    bgr = rgb[..., ::-1].copy()
+    for name in ("saturate", "fog", "contrast"):
+        a = corrupt_batch(rgb, name, 4, rng=2)
+        b = corrupt_batch(bgr, name, 4, rng=2, channels="bgr")
+        np.testing.assert_array_equal(b, a[..., ::-1])
+        np.testing.assert_array_equal(corrupt(bgr[0], name, 4, rng=3, channels="bgr"),
+                                      corrupt(rgb[0], name, 4, rng=3)[..., ::-1])
+    assert not np.array_equal(corrupt_batch(bgr, "saturate", 4, rng=2), b)  # the order matters for saturate
+    with pytest.raises(ValueError, match="channels"):
+        corrupt_batch(rgb, "fog", 1, channels="hsv")
+    with pytest.raises(ValueError, match=r"\(N, H, W\)"):
+        corrupt_batch(rgb[0, :, :, 0], "fog", 1)

@@ -21,7 +21,10 @@ __all__ = ["ClassificationTask"]
 
 def _model_key(cfg: dict) -> str:
     params = dict(cfg["model"]["params"])
-    digest = file_digest(params["weights"]) if "weights" in params else ""
+    files = [params[k] for k in ("weights", "path") if k in params]
+    files += [params["class"].rpartition(":")[0]] if str(params.get("class", "")).rpartition(":")[0].endswith(".py") \
+        else []  # a model class given as a file: its code shapes the outputs too
+    digest = "".join(file_digest(f) for f in files)
     return fingerprint(cfg["data"], cfg["model"], digest, cfg["seed"], cfg["split"]["train_fraction"],
                        cfg["split"]["max_samples"])
 
@@ -54,7 +57,8 @@ def _model_provenance(cfg: dict, predictor) -> dict:
     """The model the results rest on: the sha256 of its weights file, or a digest of the model fitted in-process."""
     import hashlib
 
-    weights = getattr(predictor, "weights", None) or cfg["model"]["params"].get("weights")
+    weights = (getattr(predictor, "weights", None) or cfg["model"]["params"].get("weights")
+               or cfg["model"]["params"].get("path"))
     if isinstance(weights, str) and Path(weights).is_file():
         return {"model_file": weights, "model_sha256": hashlib.sha256(Path(weights).read_bytes()).hexdigest()}
     return {"model_fitted_here": cfg["model"]["name"], "model_digest": fingerprint(_predictor_state(predictor))}
@@ -88,7 +92,7 @@ class ClassificationTask(Task):
     metrics = evaluate.METRICS
     csv_metrics = ("coverage", "set_size", "empty_rate", "accuracy", "abstain_rate", "selective_risk",
                    "coverage_accepted", "auroc", "auroc_miscoverage", "auroc_label_nll",
-                   "abstain_gridmean_label_nll", "qhat", "tau")
+                   "abstain_gridmean_label_nll", "qhat", "tau", "class_coverage_min")
     count_metric = "coverage"
 
     def validate(self, raw, *, base_dir=None, check_names=True):
@@ -209,7 +213,8 @@ class ClassificationTask(Task):
         err = np.asarray(d.prediction) != labels
         return m, {"statistic": np.asarray(d.statistic, dtype=np.float64),
                    "event": (err if target == "error" else ~covered),
-                   "set_size": sets.sum(1).astype(np.int64), "abstain": np.asarray(d.abstain, dtype=bool)}
+                   "set_size": sets.sum(1).astype(np.int64), "abstain": np.asarray(d.abstain, dtype=bool),
+                   "label": labels.astype(np.int64), "covered": covered}
 
     def results_extra(self, cfg, prepared):
         if prepared.ready:  # precomputed outputs: nothing was corrupted here

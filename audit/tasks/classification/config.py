@@ -80,7 +80,7 @@ def validate(raw: dict, *, base_dir=None, check_names: bool = True) -> dict:
     cfg = S.name_and_seed(raw, "audit")
     cfg["task"] = "classification"
     cfg["data"] = S.component(raw["data"], "data", data.DATA_SOURCES if check_names else None)
-    cfg["model"] = S.component(raw["model"], "model", models.MODELS if check_names else None)
+    cfg["model"] = S.component(models.shorthand(raw["model"]), "model", models.MODELS if check_names else None)
     if check_names:
         data.DATA_SOURCES[cfg["data"]["name"]].check_params(cfg["data"]["params"], "data.params", base_dir)
         models.MODELS[cfg["model"]["name"]].check_params(cfg["model"]["params"], "model.params", base_dir)
@@ -118,6 +118,8 @@ def validate(raw: dict, *, base_dir=None, check_names: bool = True) -> dict:
     _check_calibrator(cfg)
 
     modality = data.DATA_SOURCES[cfg["data"]["name"]].modality if check_names else None
+    if check_names and "adapter" in cfg["model"]["params"]:  # preprocessing and adapter options, checked now
+        models.adapter_kwargs(modality, cfg["model"]["params"]["adapter"], "model.params.adapter")
 
     def check(name, params, path):
         if check_names:

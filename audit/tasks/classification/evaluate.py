@@ -18,6 +18,8 @@ METRICS = {
     "abstain_rate": "fraction of test points the abstention threshold rejects",
     "selective_risk": "rate of the target event among accepted points",
     "coverage_accepted": "coverage among accepted points",
+    "class_coverage_min": "coverage of the worst-covered class (classes with test points); marginal calibrators do "
+                          "not promise it",
     "auroc": "AUROC of the label-free statistic for the target event",
     "auroc_miscoverage": "AUROC of the label-free statistic for 'label not in set' (the research's target)",
     "auroc_label_nll": "AUROC of -log p_y (USES THE LABEL, research's statistic) for 'label not in set'",
@@ -41,6 +43,14 @@ def auroc(scores: np.ndarray, positives: np.ndarray) -> float:
     if pos.all() or not pos.any():
         return math.nan
     return exact(np.asarray(scores, dtype=np.float64), pos)
+
+
+def class_coverage(covered: np.ndarray, labels: np.ndarray, n_classes: int):
+    """(classes with test points, their coverage): per-class mean of `covered`."""
+    counts = np.bincount(labels, minlength=n_classes)
+    hits = np.bincount(labels, weights=covered.astype(np.float64), minlength=n_classes)
+    present = np.flatnonzero(counts)
+    return present, hits[present] / counts[present]
 
 
 def nonempty(sets: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -74,6 +84,7 @@ def cell_metrics(decisions, probs: np.ndarray, labels: np.ndarray, target: str, 
         "abstain_rate": float(abstain.mean()),
         "selective_risk": float(event[accepted].mean()) if accepted.any() else math.nan,
         "coverage_accepted": float(covered[accepted].mean()) if accepted.any() else math.nan,
+        "class_coverage_min": float(class_coverage(covered, labels, probs.shape[1])[1].min()),
         "auroc": auroc(stat, event),
         "auroc_miscoverage": auroc(stat, ~covered),
         "auroc_label_nll": auroc(nll, ~covered),

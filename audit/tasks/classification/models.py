@@ -4,8 +4,6 @@ modules) lazily on first use, so nothing but arrays and plain specs crosses proc
 """
 from __future__ import annotations
 
-import importlib
-
 import numpy as np
 
 from audit.errors import ConfigError
@@ -87,30 +85,113 @@ class SklearnLogReg:
                              mean, scale)
 
 
-# ---------------------------------------------------------------- torch models
+# ---------------------------------------------------------------- models from files (torch, TorchScript, ONNX)
+
+ADAPTER_KEYS = {
+    "image": {"preprocess": "{size: [h, w], color: gray|rgb|bgr, mean, std, interpolation} (default: see "
+                            "DEFAULT_PREPROCESS)", "channels": "rgb|bgr: channel order of 3-channel inputs",
+              "batch_size": "images per model call", "device": "cpu, cuda, cuda:1, ..."},
+    "pointcloud": {"num_points": "points per cloud fed to the model", "sampling": "fps|random",
+                   "normalize": "true|false", "columns": "3 (xyz) or 4 (xyz + intensity)",
+                   "random_state": "seed of random sampling / padding", "batch_size": "clouds per model call",
+                   "device": "cpu, cuda, ..."},
+}
+DEFAULT_PREPROCESS = ("images converted to 3-channel RGB (greyscale repeated), scaled to [0, 1], normalised with "
+                      "the ImageNet mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225), not resized")
 
 
-def _import_object(spec: str, key: str):
-    if not isinstance(spec, str) or ":" not in spec:
-        raise ConfigError(f"config key `{key}` must be 'package.module:Name'; got {spec!r}")
-    mod_name, _, attr = spec.partition(":")
+def shorthand(value):
+    """`model: {name: torchscript, path: m.pt}` is short for `{name: torchscript, params: {path: m.pt}}`."""
+    if isinstance(value, dict) and set(value) - {"name", "params"}:
+        extra = {k: v for k, v in value.items() if k not in ("name", "params")}
+        params = value.get("params") or {}
+        if not isinstance(params, dict):
+            return value  # component() reports the bad params
+        both = sorted(set(extra) & set(params))
+        if both:
+            raise ConfigError(f"config key(s) {', '.join('model.' + k for k in both)} given both beside `name` and "
+                              "under `model.params`; give each once")
+        return {"name": value.get("name"), "params": {**params, **extra}}
+    return value
+
+
+def _build_preprocess(spec: dict, path: str):
+    from adapters.preprocess import ImagePreprocess
+
+    if not isinstance(spec, dict):
+        raise ConfigError(f"config key `{path}` must be a mapping {{size, color, mean, std, interpolation}}; got "
+                          f"{spec!r}")
+    allowed = ("size", "color", "mean", "std", "interpolation")
+    check_params(spec, dict.fromkeys(allowed, ""), path)
+    kw = dict(spec)
+    if isinstance(kw.get("size"), list):
+        kw["size"] = tuple(kw["size"])
+    for k in ("mean", "std"):
+        if isinstance(kw.get(k), bool) or (kw.get(k) is not None and not isinstance(kw[k], (int, float, list))):
+            raise ConfigError(f"config key `{path}.{k}` must be a number or a list of numbers; got {kw[k]!r}")
     try:
-        mod = importlib.import_module(mod_name)
-    except ImportError as exc:
-        raise ConfigError(f"config key `{key}`: cannot import module {mod_name!r} ({exc})") from None
-    if not hasattr(mod, attr):
-        raise ConfigError(f"config key `{key}`: module {mod_name!r} has no attribute {attr!r}")
-    return getattr(mod, attr)
+        return ImagePreprocess(**kw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"config key `{path}`: {exc}") from None
 
 
-class TorchPredictor:
-    """Builds the torch module and its adapter on first use in each process."""
+def adapter_kwargs(modality: str, adapter: dict, path: str) -> dict:
+    """The adapter options of a config as keyword arguments of CameraClassifier / LidarClassifier, checked."""
+    if not isinstance(adapter, dict):
+        raise ConfigError(f"config key `{path}` must be a mapping")
+    allowed = ADAPTER_KEYS.get(modality)
+    if allowed is None:
+        raise ConfigError(f"config key `{path}`: data of modality {modality!r} has no adapter")
+    check_params(adapter, allowed, path)
+    kw = dict(adapter)
+    if modality == "image":
+        if kw.get("preprocess") is not None:
+            kw["preprocess"] = _build_preprocess(kw["preprocess"], f"{path}.preprocess")
+        if kw.get("channels", "rgb") not in ("rgb", "bgr"):
+            raise ConfigError(f"config key `{path}.channels` must be 'rgb' or 'bgr'; got {kw['channels']!r}")
+    else:
+        if "num_points" in kw:
+            kw["num_points"] = integer(kw["num_points"], f"{path}.num_points", lo=1)
+        if kw.get("sampling", "fps") not in ("fps", "random"):
+            raise ConfigError(f"config key `{path}.sampling` must be 'fps' or 'random'; got {kw['sampling']!r}")
+        if not isinstance(kw.get("normalize", True), bool):
+            raise ConfigError(f"config key `{path}.normalize` must be true or false; got {kw['normalize']!r}")
+        if kw.get("columns", 3) not in (3, 4) or isinstance(kw.get("columns"), bool):
+            raise ConfigError(f"config key `{path}.columns` must be 3 or 4; got {kw['columns']!r}")
+        if kw.get("random_state") is not None:
+            kw["random_state"] = integer(kw["random_state"], f"{path}.random_state", lo=0)
+    if "batch_size" in kw:
+        kw["batch_size"] = integer(kw["batch_size"], f"{path}.batch_size", lo=1)
+    if "device" in kw:
+        from adapters._base import check_device
+
+        try:
+            check_device(kw["device"])
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"config key `{path}.device`: {exc}") from None
+    return kw
+
+
+def preprocess_text(cfg: dict) -> str | None:
+    """What the audited model's input preprocessing is, in words (image models from files), for the report."""
+    if cfg["model"]["name"] not in FILE_KINDS:
+        return None
+    spec = (cfg["model"]["params"].get("adapter") or {}).get("preprocess")
+    if spec is None:
+        return f"default ({DEFAULT_PREPROCESS})"
+    return repr(_build_preprocess(spec, "model.params.adapter.preprocess"))
+
+
+class FilePredictor:
+    """Builds the model from its file, and its adapter, on first use in each process (only the paths and plain
+    options cross process boundaries)."""
 
     needs_torch = True
 
-    def __init__(self, modality, module, weights, kwargs, adapter_kwargs, n_classes):
-        self.modality, self.module, self.weights = modality, module, weights
+    def __init__(self, kind, modality, path, cls, kwargs, adapter_kwargs, n_classes):
+        self.kind, self.modality, self.path, self.cls = kind, modality, path, cls
         self.kwargs, self.adapter_kwargs, self.n_classes = kwargs, adapter_kwargs, n_classes
+        self.weights = path  # provenance: the sha256 of this file goes into results.json
         self._adapter = None
 
     def __getstate__(self):
@@ -119,19 +200,27 @@ class TorchPredictor:
         return d
 
     def _build(self):
-        import torch
+        from adapters.loaders import load_model
 
-        cls = _import_object(self.module, "model.params.module")
-        net = cls(**self.kwargs)
-        state = torch.load(self.weights, map_location="cpu", weights_only=True)
-        net.load_state_dict(state)
-        net.eval()
-        return make_adapter(self.modality, net, self.adapter_kwargs)
+        # one ONNX Runtime thread per cell, like torch and BLAS (audit.runner.executors.cell_threads)
+        net = load_model(self.kind, self.path, cls=self.cls, kwargs=self.kwargs, threads=1)
+        return make_adapter(self.modality, net, adapter_kwargs(self.modality, self.adapter_kwargs,
+                                                               "model.params.adapter"))
 
     def predict_proba(self, inputs) -> np.ndarray:
         if self._adapter is None:
             self._adapter = self._build()
-        probs = np.asarray(self._adapter.predict_proba(inputs), dtype=np.float64)
+        try:
+            probs = np.asarray(self._adapter.predict_proba(inputs), dtype=np.float64)
+        except RuntimeError as exc:  # torch's shape errors: say what the model was fed
+            if self.modality != "image":
+                raise
+            from adapters.preprocess import ImagePreprocess
+
+            pre = self._adapter.preprocess or ImagePreprocess()
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise RuntimeError(f"{first} (the model was fed images preprocessed by {pre!r}; if it expects other "
+                               "input, set model.params.adapter.preprocess: {size, color, mean, std})") from exc
         if probs.ndim != 2 or probs.shape[1] != self.n_classes:
             raise ValueError(f"the model returned outputs of shape {probs.shape}; expected (n, {self.n_classes}) "
                              "for this data set's classes")
@@ -149,24 +238,62 @@ def make_adapter(modality, net, adapter_kwargs):
     return adapters.LidarClassifier(net, **kw)
 
 
-class TorchModel:
-    help = "your torch.nn.Module: `module: pkg.mod:Class`, `weights: file.pt` (a state_dict), optional `kwargs`"
-    params = {"module": "import path 'package.module:Class'", "weights": "state_dict file (torch.save)",
-              "kwargs": "constructor keyword arguments", "adapter": "keyword arguments of CameraClassifier / "
-              "LidarClassifier (e.g. preprocess options, num_points)"}
-    required = ("module", "weights")
+class FileModel:
+    """`torchscript`, `onnx` and `torch`: a model file (and for `torch` its class), resolved against the config
+    file's folder and loaded once at validation, so a missing file or a wrong format fails before any cell runs."""
+
+    def __init__(self, kind):
+        self.kind = kind
+        common = {"path": "the model file, relative to the config file",
+                  "adapter": "CameraClassifier / LidarClassifier options: preprocess {size, color, mean, std}, "
+                             "channels, batch_size, device; num_points, sampling, ... for point clouds"}
+        if kind == "torch":
+            self.help = ("your torch.nn.Module: `path: weights.pt` (a state_dict), `class: nets.py:Net` (a file "
+                         "next to the config, or package.module:Net), optional `kwargs`, `adapter`")
+            self.params = {**common, "class": "'file.py:Class' or 'package.module:Class' (relative to the config "
+                           "file)", "kwargs": "constructor keyword arguments", "weights": "old name of `path`",
+                           "module": "old name of `class`"}
+        elif kind == "torchscript":
+            self.help = "a TorchScript file (torch.jit.trace/script(...).save): `path: model.pt`, optional `adapter`"
+            self.params = common
+        else:
+            self.help = ("an ONNX file run by ONNX Runtime (pip install 'conformal-perception[onnx]'): `path: "
+                         "model.onnx`, optional `adapter`")
+            self.params = common
 
     def check_params(self, params, path, base_dir):
-        check_params(params, self.params, path, self.required)
-        params["weights"] = resolve_path(params["weights"], f"{path}.weights", base_dir, kind="file")
-        _import_object(params["module"], f"{path}.module")
+        for new, old in (("path", "weights"), ("class", "module")):
+            if old in params and self.kind == "torch":
+                if new in params:
+                    raise ConfigError(f"config keys `{path}.{new}` and `{path}.{old}` (its old name) are both "
+                                      "given; keep one")
+                params[new] = params.pop(old)
+        check_params(params, self.params, path, ("path", "class") if self.kind == "torch" else ("path",))
+        params["path"] = resolve_path(params["path"], f"{path}.path", base_dir, kind="file")
         for k in ("kwargs", "adapter"):
             if not isinstance(params.get(k, {}), dict):
                 raise ConfigError(f"config key `{path}.{k}` must be a mapping")
+        from adapters.loaders import load_model, resolve_class_spec
+
+        try:
+            if self.kind == "torch":
+                params["class"] = resolve_class_spec(params["class"], base_dir)
+            # Load once here: a wrong format or a state_dict that does not fit its class fails at validation.
+            load_model(self.kind, params["path"], cls=params.get("class"), kwargs=params.get("kwargs"), threads=1)
+        except ImportError as exc:
+            raise ConfigError(f"config key `{path}`: {exc}") from None
+        except (OSError, TypeError, ValueError) as exc:
+            raise ConfigError(f"config key `{path}`: {exc}") from None
+        except Exception as exc:  # the user's class itself failed to build
+            raise ConfigError(f"config key `{path}`: building the model failed: {type(exc).__name__}: {exc}") from None
 
     def prepare(self, params, dataset, seed, train_dir=None):
-        return TorchPredictor(dataset.modality, params["module"], params["weights"], params.get("kwargs", {}),
-                              params.get("adapter", {}), dataset.n_classes)
+        adapter_kwargs(dataset.modality, params.get("adapter", {}), "model.params.adapter")
+        return FilePredictor(self.kind, dataset.modality, params["path"], params.get("class"),
+                             params.get("kwargs", {}), params.get("adapter", {}), dataset.n_classes)
+
+
+FILE_KINDS = ("torch", "torchscript", "onnx")
 
 
 class ReferenceModel:
@@ -199,7 +326,9 @@ class PrecomputedModel:
 
 MODELS = {
     "sklearn_logreg": SklearnLogReg(),
-    "torch": TorchModel(),
+    "torch": FileModel("torch"),
+    "torchscript": FileModel("torchscript"),
+    "onnx": FileModel("onnx"),
     "reference": ReferenceModel(),
     "precomputed": PrecomputedModel(),
 }

@@ -2,17 +2,36 @@
 from __future__ import annotations
 
 import html
-import math
 
-from audit.pages import fmt, params_text
+from audit.pages import flagged_cell, fmt, params_text, target_text
 from audit.runner.task import ReportParts
+from audit.tasks.classification.models import preprocess_text
 from audit.tasks.classification.plots import draw_all
 
-__all__ = ["report_parts", "caveats", "summary_table"]
+__all__ = ["report_parts", "caveats", "summary_table", "targets", "research_appendix"]
 
 TABLE_METRICS = [("coverage", "coverage"), ("set_size", "set size"), ("abstain_rate", "abstain"),
-                 ("selective_risk", "sel. risk"), ("accuracy", "accuracy"), ("auroc", "AUROC"),
-                 ("empty_rate", "empty")]
+                 ("selective_risk", "sel. risk"), ("coverage_accepted", "cov. accepted"),
+                 ("class_coverage_min", "worst class cov."), ("accuracy", "accuracy"),
+                 ("auroc", "AUROC (label-free stat.)"), ("empty_rate", "empty")]
+# Label-using research columns: shown apart, in the appendix, never beside the deployable metrics.
+RESEARCH_METRICS = [("auroc_label_nll", "AUROC of -log p<sub>y</sub> for 'label not in set'"),
+                    ("abstain_gridmean_label_nll", "research 'abstention rate' (mean over its tau grid)")]
+
+
+def targets(cfg: dict) -> dict:
+    """{metric: (target, higher is better, clean row only)} for the metrics the config sets a target for."""
+    alpha = cfg["conformal"]["alpha"]
+    rule = cfg["abstention"]["rule"]
+    params = rule["params"]
+    out = {"coverage": (1 - alpha, True, False)}
+    if rule["name"] == "selective_risk":
+        out["selective_risk"] = (params.get("delta", 0.1), False, False)
+    if rule["name"] == "accept_coverage":
+        out["coverage_accepted"] = (1 - alpha, True, False)
+    if rule["name"] == "budget":  # the budget bounds clean abstention; abstaining more under shift is wanted
+        out["abstain_rate"] = (params.get("max_abstain", 0.1), False, True)
+    return out
 
 
 def caveats(results: dict) -> list:
@@ -26,9 +45,9 @@ def caveats(results: dict) -> list:
                "clean calibration data, i.e. for the 'clean' row. Corrupted rows are a stress test under covariate "
                "shift, where split conformal prediction gives no guarantee; their coverage is measured, not promised.")
     out.append("Both thresholds (conformal q-hat and abstention tau) are fitted on clean calibration data only; the "
-               f"abstention statistic '{cfg['abstention']['statistic']}' uses no label. The column 'AUROC -log p_y' "
-               "reproduces the research's label-using statistic for comparison only: it cannot be computed at "
-               "deployment.")
+               f"abstention statistic '{cfg['abstention']['statistic']}' uses no label. The research's label-using "
+               "statistic (-log p_y) is reported apart, in the research appendix at the end, for comparison only: "
+               "it cannot be computed at deployment.")
     rule = cfg["abstention"]["rule"]["name"]
     if rule in ("youden", "fpr", "budget"):
         out.append(f"The abstention rule '{rule}' is a heuristic operating point: it carries no guarantee on the "
@@ -48,21 +67,42 @@ def caveats(results: dict) -> list:
 
 
 def summary_table(results: dict) -> str:
-    alpha = results["config"]["conformal"]["alpha"]
+    tg = targets(results["config"])
     head = "".join(f"<th>{h}</th>" for _, h in TABLE_METRICS)
     rows = []
     for r in results["cells"]:
-        cls = " class='clean'" if r["cell"] == "clean" else ""
+        clean = r["cell"] == "clean"
         tds = []
         for m, _ in TABLE_METRICS:
-            bad = m == "coverage" and math.isfinite(r[m]["mean"]) and r[m]["mean"] < 1 - alpha - 0.02
-            tds.append(f"<td{' class=bad' if bad else ''}>{fmt(r[m])}</td>")
-        nll = fmt(r["auroc_label_nll"])
-        sev = "" if r["cell"] == "clean" else r["severity"]
-        rows.append(f"<tr{cls}><td class='l'>{html.escape(r['corruption'])}</td><td>{sev}</td>{''.join(tds)}"
-                    f"<td>{nll}</td></tr>")
-    return (f"<table><tr><th class='l'>corruption</th><th>sev.</th>{head}<th>AUROC -log p<sub>y</sub> "
-            f"(uses label)</th></tr>{''.join(rows)}</table>")
+            t, higher, clean_only = tg.get(m, (None, True, False))
+            tds.append(flagged_cell(r[m], None if clean_only and not clean else t, higher))
+        sev = "" if clean else r["severity"]
+        rows.append(f"<tr{' class=clean' if clean else ''}><td class='l'>{html.escape(r['corruption'])}</td>"
+                    f"<td>{sev}</td>{''.join(tds)}</tr>")
+    tgt = "".join(f"<td>{target_text(tg[m][0], tg[m][1])}{' (clean)' if tg[m][2] else ''}</td>" if m in tg
+                  else "<td></td>" for m, _ in TABLE_METRICS)
+    return (f"<table><tr><th class='l'>corruption</th><th>sev.</th>{head}</tr>"
+            f"<tr><td class='l'><i>target</i></td><td></td>{tgt}</tr>{''.join(rows)}</table>")
+
+
+def research_appendix(results: dict) -> str:
+    """The research's label-using numbers, apart from the deployable ones and marked as such."""
+    head = "".join(f"<th>{h}</th>" for _, h in RESEARCH_METRICS)
+    rows = "".join(f"<tr><td class='l'>{html.escape(r['corruption'])}</td>"
+                   f"<td>{'' if r['cell'] == 'clean' else r['severity']}</td>"
+                   + "".join(f"<td>{fmt(r[m])}</td>" for m, _ in RESEARCH_METRICS) + "</tr>"
+                   for r in results["cells"])
+    return ("<h2>Research appendix: statistics that USE THE LABEL (not available at deployment)</h2>"
+            "<p style='font-size:12px'>The research this project comes from thresholded -log p<sub>y</sub> of the "
+            "true label. These columns reproduce its numbers for comparison only; no deployed system can compute "
+            "them, and none of the thresholds above uses them. See docs/paper_comparison.md.</p>"
+            f"<table><tr><th class='l'>corruption</th><th>sev.</th>{head}</tr>{rows}</table>")
+
+
+def _preprocessing(results: dict) -> str:
+    """The audited model's input preprocessing, stated (the default too), for image models from files."""
+    text = preprocess_text(results["config"]) if results["data"]["modality"] == "image" else None
+    return f"<b>Preprocessing:</b> {html.escape(text)}. " if text else ""
 
 
 def report_parts(results: dict, curves: dict, plot_dir) -> ReportParts:
@@ -71,7 +111,8 @@ def report_parts(results: dict, curves: dict, plot_dir) -> ReportParts:
     clean = next(r for r in results["cells"] if r["cell"] == "clean")
     alpha = cfg["conformal"]["alpha"]
     head = (f"<p><b>Data:</b> {html.escape(results['data']['description'])}. <b>Model:</b> "
-            f"{html.escape(cfg['model']['name'])} {html.escape(params_text(cfg['model']['params']))}. <b>Score:</b> "
+            f"{html.escape(cfg['model']['name'])} {html.escape(params_text(cfg['model']['params']))}. "
+            f"{_preprocessing(results)}<b>Score:</b> "
             f"{html.escape(cfg['conformal']['score']['name'])}, "
             f"alpha = {alpha}. <b>Abstention:</b> statistic {html.escape(cfg['abstention']['statistic'])}, rule "
             f"{html.escape(cfg['abstention']['rule']['name'])}, target {html.escape(cfg['abstention']['target'])}. "
@@ -79,4 +120,5 @@ def report_parts(results: dict, curves: dict, plot_dir) -> ReportParts:
             f"<b>clean abstention:</b> {clean['abstain_rate']['mean']:.3f}. {len(results['cells'])} cells x "
             f"{cfg['split']['repeats']} splits in {results['wall_seconds']:.1f} s.</p>")
     return ReportParts(title=f"Audit: {cfg['name']}", heading=f"Robustness audit: {cfg['name']}", head=head,
-                       caveats=caveats(results), tables=summary_table(results), plots=made)
+                       caveats=caveats(results), tables=summary_table(results), plots=made,
+                       appendix=research_appendix(results))

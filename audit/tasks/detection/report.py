@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audit.pages import fmt
+from audit.pages import flagged_cell, target_text
 from audit.plotting import grid as _grid
 from audit.plotting import heatmap, save_figure
 from audit.plotting import plt as _plt
@@ -230,26 +230,18 @@ TABLE = [("box_coverage", "box cov."), ("class_coverage", "class-set cov."), ("j
 
 def summary_table(results: dict) -> str:
     conf = results["config"]["conformal"]
-    targets = {m: t(conf) for m, _, t, _ in PANELS}
+    targets = {m: (t(conf), higher) for m, _, t, higher in PANELS}
     head = "".join(f"<th>{h}</th>" for _, h in TABLE)
     rows = []
     for r in results["cells"]:
-        tds = []
-        for m, _ in TABLE:
-            t, v = targets.get(m), r[m]["mean"]
-            bad = t is not None and math.isfinite(v) and (v < t - 0.02 if m != "recall_risk" else v > t + 0.02)
-            tds.append(f"<td{' class=bad' if bad else ''}>{fmt(r[m], 1 if m == 'matched_objects' else 3)}</td>")
+        tds = "".join(flagged_cell(r[m], *targets.get(m, (None, True)), 1 if m == "matched_objects" else 3)
+                      for m, _ in TABLE)
         cls = " class='clean'" if r["cell"] == "clean" else ""
         sev = "" if r["cell"] == "clean" else r["severity"]
-        rows.append(f"<tr{cls}><td class='l'>{html.escape(r['corruption'])}</td><td>{sev}</td>{''.join(tds)}</tr>")
-    def target_cell(m):
-        if targets.get(m) is None:
-            return "<td></td>"
-        return f"<td>{'&le;' if m == 'recall_risk' else '&ge;'} {targets[m]:.2f}</td>"
-
-    tgt = "".join(target_cell(m) for m, _ in TABLE)
+        rows.append(f"<tr{cls}><td class='l'>{html.escape(r['corruption'])}</td><td>{sev}</td>{tds}</tr>")
+    tgt = "".join(f"<td>{target_text(*targets.get(m, (None, True)))}</td>" for m, _ in TABLE)
     return (f"<table><tr><th class='l'>corruption</th><th>sev.</th>{head}</tr>"
-            f"<tr><td class='l'><i>target (clean only)</i></td><td></td>{tgt}</tr>{''.join(rows)}</table>")
+            f"<tr><td class='l'><i>target</i></td><td></td>{tgt}</tr>{''.join(rows)}</table>")
 
 
 def caveats(results: dict) -> list:

@@ -41,8 +41,11 @@ def _fit(p, y, **kw):
 
 
 def test_predict_takes_no_labels():
-    params = list(inspect.signature(DualThresholdConformal.predict).parameters)
-    assert params == ["self", "probs"]
+    # issue 14 added keyword-only side inputs (features, logits, inputs); still no label, nothing positional
+    sig = inspect.signature(DualThresholdConformal.predict).parameters
+    assert list(sig)[:2] == ["self", "probs"]
+    assert {n: p.kind for n, p in list(sig.items())[2:]} == dict.fromkeys(("features", "logits", "inputs"),
+                                                                           inspect.Parameter.KEYWORD_ONLY)
     for name, fn in STATISTICS.items():
         assert list(inspect.signature(fn).parameters) == ["probs", "conformal"], name
 
