@@ -22,9 +22,10 @@ from conformal._base import (
     Interval,
     Nested,
     Options,
+    Satisfies,
     clone_params,
 )
-from conformal._validation import NotFittedError, check_is_fitted, check_labels, check_scores_matrix
+from conformal._validation import NotFittedError, as_array, check_is_fitted, check_labels, check_scores_matrix
 from conformal.io import StateError, register_kind
 from conformal.quantile import conformal_quantile, min_calibration_size  # noqa: F401 (re-exported)
 from conformal.scores import get_score
@@ -51,6 +52,69 @@ def resolve_set_mode(score, randomized, allow_empty) -> tuple[bool, bool]:
     return r, e
 
 
+def _is_class_list(c) -> bool:
+    if not isinstance(c, (list, tuple)) or len(c) < 2:
+        return False
+    ok = all(isinstance(v, str) for v in c) or all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                                                   for v in c)
+    return ok and len(set(c)) == len(c)
+
+
+def labels_to_index(labels, n: int, k: int, classes=None) -> tuple[list, np.ndarray]:
+    """(classes_, column indices (n,) int64) of the user's labels. Without `classes`: integer labels are the column
+    indices (classes_ = [0, ..., K-1]); other labels (e.g. str) must hold exactly K distinct values, sorted into
+    the columns. With `classes` (one label per column, in column order) every label must be one of them."""
+    if classes is None:
+        try:
+            return list(range(k)), check_labels(labels, n, k)
+        except TypeError as exc:
+            not_int = exc
+            if not isinstance(labels, (list, tuple, np.ndarray)):
+                raise
+        arr = np.asarray(labels, dtype=object)
+        if arr.ndim != 1 or arr.shape[0] != n:
+            raise ValueError(f"`labels` must be 1-D with one entry per row of probs ({n}); got shape {arr.shape}")
+        values = arr.tolist()
+        if not all(isinstance(v, str) for v in values):
+            if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+                return list(range(k)), check_labels(np.asarray(values, np.int64), n, k)  # a list of ints
+            raise TypeError(f"{not_int} (or str labels, or pass classes=[...] for other labels)") from None
+        found = sorted(set(values))
+        if len(found) != k:
+            raise ValueError(f"`labels` hold {len(found)} distinct labels but probs have {k} columns; pass "
+                             f"classes=[...] (one label per column, in column order)")
+        classes = found
+    classes = [c.item() if isinstance(c, np.generic) else c for c in classes]
+    if len(classes) != k:
+        raise ValueError(f"`classes` has {len(classes)} labels but probs have {k} columns")
+    index = {c: i for i, c in enumerate(classes)}
+    arr = labels if isinstance(labels, (list, tuple)) else as_array(labels, "labels")
+    values = list(arr) if isinstance(arr, (list, tuple)) else arr.tolist()
+    if len(values) != n:
+        raise ValueError(f"`labels` must have one entry per row of probs ({n}); got {len(values)}")
+    out = np.empty(n, np.int64)
+    for i, v in enumerate(values):
+        j = index.get(v.item() if isinstance(v, np.generic) else v)
+        if j is None:
+            raise ValueError(f"`labels` index {i} holds {v!r}, which is not in `classes` ({classes[:10]}...)")
+        out[i] = j
+    return classes, out
+
+
+class _Classes:
+    """Fitted-state spec of `classes_`: distinct str or int labels, one per class (len == n_classes)."""
+
+    def __call__(self, value, field):
+        if not _is_class_list(value):
+            raise StateError(f"saved field `{field}` must be a list of distinct str or int labels; got "
+                             f"{str(value)[:100]}")
+        return list(value)
+
+    def check_relations(self, value, env, field):
+        if len(value) != env["n_classes"]:
+            raise StateError(f"saved field `{field}` has {len(value)} labels; `n_classes` = {env['n_classes']}")
+
+
 class _ConformalClassifier(BaseEstimator):
     """What the marginal and class-conditional calibrators share: parameters, scores, p-values, persistence."""
 
@@ -63,6 +127,8 @@ class _ConformalClassifier(BaseEstimator):
         "allow_empty": _AUTO_BOOL,
         "inputs": [Options(("probs", "logits"))],
         "temperature": [Interval(numbers.Real, 0, None, closed="neither")],
+        "classes": [None, Satisfies(lambda c: _is_class_list(c), "a list of distinct str or int labels, one per "
+                                                                 "column of probs")],
     }
     _nested_params = {"score": "score_params"}
     _fitted_marker = "qhat_"
@@ -103,7 +169,7 @@ class _ConformalClassifier(BaseEstimator):
         self.validate_params()
         score = self._make_score()
         p = check_scores_matrix(probs, "probs", inputs=self.inputs, values=False)
-        y = check_labels(labels, p.shape[0], p.shape[1])
+        self.classes_, y = labels_to_index(labels, p.shape[0], p.shape[1], self.classes)
         randomized, _ = resolve_set_mode(score, self.randomized, self.allow_empty)
         u = self._generator(None).random(p.shape[0]) if randomized and score.randomizable else None
         s = score.label_scores(p, y, u, inputs=self.inputs, temperature=self.temperature)
@@ -122,6 +188,21 @@ class _ConformalClassifier(BaseEstimator):
         scores = self.score_.all_scores(p, u, inputs=self.inputs, temperature=self.temperature)
         v = gen.random(p.shape[0])[:, None] if smooth else None
         return self._pvalues(scores, v)
+
+    def predict_labels(self, probs, rng=None) -> list[list]:
+        """The prediction sets as lists of the user's labels (`classes_`, e.g. strings), one list per row; column j
+        of `predict_sets` is label ``classes_[j]``."""
+        sets = self.predict_sets(probs, rng=rng)
+        classes = self.classes_
+        return [[classes[j] for j in np.flatnonzero(row)] for row in sets]
+
+    @classmethod
+    def _from_state(cls, state, where: str):
+        fitted = state.get("fitted") if isinstance(state, dict) else None
+        if isinstance(fitted, dict) and "classes" not in fitted and isinstance(fitted.get("n_classes"), int):
+            # saved before `classes_` existed: the labels were the column indices
+            state = {**state, "fitted": {**fitted, "classes": list(range(fitted["n_classes"]))}}
+        return super()._from_state(state, where)
 
     @staticmethod
     def _pvalues_against(cal_sorted, s, v):
@@ -168,14 +249,17 @@ class SplitConformalClassifier(_ConformalClassifier):
         "lac", "aps", "raps", "saps", "topk", or a score object from `conformal.scores`.
     alpha : float in (0, 1)
         Miscoverage level: sets contain the true label with probability >= 1 - alpha.
-    randomized : bool
+    randomized : bool or "auto"
         Randomized scores (APS, RAPS, SAPS, TopK: one u ~ U[0, 1] per input, as in their papers) or, for LAC,
         smoothed p-values; gives coverage close to exactly 1 - alpha and smaller sets, at the price of
-        randomness in the output. Draws come from `rng` (predict) or `random_state`.
+        randomness in the output. Draws come from `rng` (predict) or `random_state`. "auto" (default): True for
+        APS, RAPS and SAPS (informative sets on confident models), False for LAC and TopK.
+        ``randomized=False, allow_empty=True`` is the TorchCP-identical mode.
     random_state : int or None
         Seed for the uniforms at fit, and at predict when no `rng` is passed (so repeated calls agree).
-    allow_empty : bool
-        With False, an empty set is replaced by the top-1 label (coverage can only rise).
+    allow_empty : bool or "auto"
+        With False, an empty set is replaced by the top-1 label (coverage can only rise). "auto" (default): False
+        for randomized APS, RAPS and SAPS (their sets are never empty, as RAPS's reference code), True otherwise.
     inputs : "probs" or "logits"
         What the model outputs are; logits are soft-maxed in float64 inside the kernels.
     temperature : float > 0
@@ -184,12 +268,16 @@ class SplitConformalClassifier(_ConformalClassifier):
     score_params : dict or None
         Parameters of the score when `score` is a name: RAPS(lam, k_reg), SAPS(weight); None for the defaults.
         (A Score object carries its own; ``set_params(score__lam=...)`` reaches either.)
+    classes : list or None
+        The label of each column of probs, in column order (str or int). None: integer labels are the column
+        indices, str labels are sorted into the columns (they must hold exactly K distinct values).
 
     Attributes
     ----------
     qhat_ : float            The conformal threshold (inf when the calibration set is too small for alpha).
     n_calibration_ : int     Number of calibration points.
     n_classes_ : int
+    classes_ : list          The label of each column (see `classes`); `predict_labels` returns sets in these labels.
     score_ : Score
     calibration_scores_ : ndarray (n,)  Sorted calibration scores.
 
@@ -209,13 +297,13 @@ class SplitConformalClassifier(_ConformalClassifier):
     (500, 5)
     """
 
-    _fitted_attributes = {"qhat_": Float(), "n_calibration_": Int(1), "n_classes_": Int(2),
+    _fitted_attributes = {"qhat_": Float(), "n_calibration_": Int(1), "n_classes_": Int(2), "classes_": _Classes(),
                           "calibration_scores_": Array("f", 1, shape=("n_calibration",), ascending=True),
                           "score_": Nested(Score)}
 
     def __init__(self, *, score="aps", score_params: dict | None = None, alpha: float = 0.1,
                  randomized="auto", random_state=None, allow_empty="auto", inputs: str = "probs",
-                 temperature: float = 1.0):
+                 temperature: float = 1.0, classes=None):
         self.score = score
         self.score_params = score_params
         self.alpha = alpha
@@ -224,6 +312,7 @@ class SplitConformalClassifier(_ConformalClassifier):
         self.allow_empty = allow_empty
         self.inputs = inputs
         self.temperature = temperature
+        self.classes = classes
 
     def fit(self, probs, labels):
         """Calibrate on held-out (probs, labels) that the model was not trained on; returns self."""
@@ -290,14 +379,15 @@ class ClassConditionalConformalClassifier(_ConformalClassifier):
     _parameter_constraints = {**_ConformalClassifier._parameter_constraints,
                               "fallback": [Options(("full", "marginal"))]}
     _fitted_attributes = {"qhat_": Array("f", 1, shape=("n_classes",)), "n_calibration_": Int(1),
-                          "n_classes_": Int(2), "class_counts_": Array("i", 1, shape=("n_classes",), low=0),
+                          "n_classes_": Int(2), "classes_": _Classes(),
+                          "class_counts_": Array("i", 1, shape=("n_classes",), low=0),
                           "fallback_classes_": Array("i", 1, low=0),
                           "calibration_scores_": Array("f", 1, shape=("n_calibration",)), "score_": Nested(Score)}
     _derived_attributes = ("qhats_",)
 
     def __init__(self, *, score="aps", score_params: dict | None = None, alpha: float = 0.1,
                  randomized="auto", random_state=None, allow_empty="auto", inputs: str = "probs",
-                 temperature: float = 1.0, fallback: str = "full"):
+                 temperature: float = 1.0, fallback: str = "full", classes=None):
         self.score = score
         self.score_params = score_params
         self.alpha = alpha
@@ -306,6 +396,7 @@ class ClassConditionalConformalClassifier(_ConformalClassifier):
         self.allow_empty = allow_empty
         self.inputs = inputs
         self.temperature = temperature
+        self.classes = classes
         self.fallback = fallback
 
     def _class_thresholds(self, sorted_blocks, all_scores, alpha):

@@ -81,6 +81,8 @@ def test_tampered_fields_are_refused_naming_them(name):
                 continue
             if what == "short" and path[-1] in FREE_LENGTH:
                 continue
+            if isinstance(path[-1], int) and "classes" in path:  # user labels: any int or str is a label
+                continue
             broken = copy.deepcopy(state)
             _set(broken["fitted"], path, bad)
             with pytest.raises(StateError) as info:
@@ -171,3 +173,17 @@ def test_streaming_short_pending_arrays_are_refused():
         with pytest.raises(StateError, match=field):
             _load_stream(broken)
     assert math.isfinite(_load_stream(_stream_state()).q_t_)
+
+
+def test_classes_must_match_n_classes():
+    """`classes_` (the user's labels) and `n_classes` are checked against each other (a lone n_classes + 1 in a
+    SplitConformalClassifier file loaded before `classes_` existed)."""
+    p, y = _probs(400)
+    state = SplitConformalClassifier(score="lac", alpha=0.1).fit(p, y).to_dict()
+    state["fitted"]["n_classes"] = 6
+    with pytest.raises(StateError, match="`classes` has 5 labels; `n_classes` = 6"):
+        _round_trip_through_json(SplitConformalClassifier, state)
+    state = SplitConformalClassifier(score="lac", alpha=0.1).fit(p, y).to_dict()
+    state["fitted"]["classes"] = [0, 1, 2, 3, 3]
+    with pytest.raises(StateError, match="distinct"):
+        _round_trip_through_json(SplitConformalClassifier, state)
