@@ -5,6 +5,11 @@ REAL data (``adapters.datasets.real``), read from local files:
 * `load_fashion_mnist` -- Fashion-MNIST images (Debian's ``dataset-fashion-mnist`` package).
 * `load_digits_images` -- scikit-learn's 8 x 8 handwritten digits, upscaled.
 
+REAL parts, SYNTHETIC composition (``.composite``):
+
+* `load_composite_scenes` -- detection scenes: real Fashion-MNIST objects pasted on crops of real photographs
+  (scikit-learn / scikit-image), exact boxes and labels, disjoint pools per split.
+
 SYNTHETIC data, generated (use it to exercise code paths and to test guarantees with a known truth, not to
 claim accuracy on real sensors):
 
@@ -18,10 +23,11 @@ the functions that use them.
 """
 from __future__ import annotations
 
+from .composite import load_composite_scenes
 from .detection import CLASS_SIZES_3D, make_scenes
 from .real import FASHION_MNIST_CLASSES, load_digits_images, load_fashion_mnist
 from .shapes import SHAPE_CLASSES, make_shapes
 from .street import street_scan
 
 __all__ = ["FASHION_MNIST_CLASSES", "SHAPE_CLASSES", "CLASS_SIZES_3D", "load_fashion_mnist", "load_digits_images",
-           "make_shapes", "make_scenes", "street_scan"]
+           "load_composite_scenes", "make_shapes", "make_scenes", "street_scan"]

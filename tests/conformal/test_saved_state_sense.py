@@ -22,8 +22,8 @@ from tests.conformal import test_contract as contract
 # fields that may legitimately hold NaN (rates of an empty class, a risk with nothing accepted)
 NAN_ALLOWED = {"roc.fields.fpr", "roc.fields.tpr", "roc.fields.auc", "tau_fold_abstention_rate",
                "tau_fold_selective_risk.__tuple__.0"}
-# arrays whose length is free (a k-NN feature bank of any size >= k is a valid state)
-FREE_LENGTH = {"bank"}
+# arrays whose length is free (a k-NN feature bank, a reference sample: any size is a valid state)
+FREE_LENGTH = {"bank", "statistic_reference", "shift_reference"}
 
 
 def _leaves(d, path=()):

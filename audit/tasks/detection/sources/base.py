@@ -39,6 +39,9 @@ class Source:
         """ConfigError when `name` is not a corruption this source can apply."""
         raise NotImplementedError
 
+    def check_cells(self, corruptions: list, data: dict) -> None:
+        """ConfigError when a listed corruption / severity cannot be made (checked after the list is parsed)."""
+
     def describe(self, cfg: dict) -> str:
         raise NotImplementedError
 
@@ -69,6 +72,10 @@ class Source:
         JSON-able record per frame of what its corruption applied (`perturbations.registry.corrupt_logged`), or
         [] for the clean cell."""
         raise NotImplementedError
+
+    def cell_metrics(self, context: dict, preds: list, gts: list) -> dict:
+        """Metrics of a cell's whole pool that need no calibration (e.g. {"ap50", "ap"}); {} if none."""
+        return {}
 
     def train(self, cfg: dict):
         """`conformal-audit train CONFIG`: train the config's detector; returns the weights path."""
