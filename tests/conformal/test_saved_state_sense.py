@@ -23,7 +23,8 @@ from tests.conformal import test_contract as contract
 NAN_ALLOWED = {"roc.fields.fpr", "roc.fields.tpr", "roc.fields.auc", "tau_fold_abstention_rate",
                "tau_fold_selective_risk.__tuple__.0"}
 # arrays whose length is free (a k-NN feature bank, a reference sample: any size is a valid state)
-FREE_LENGTH = {"bank", "statistic_reference", "shift_reference"}
+FREE_LENGTH = {"bank", "statistic_reference", "shift_reference", "train_features",
+               "train_targets"}
 
 
 def _leaves(d, path=()):
