@@ -167,8 +167,9 @@ def corrupt(points: np.ndarray, name: str, severity: int, rng=None, **options) -
         The only source of randomness; the same seed gives the same output.
     **options
         Per-corruption options, an error when not accepted by `name` (see docs/pointcloud_corruptions.md):
-        ``mesh`` (occlusion, lidar); ``preset`` (fog: "dong2023" or "robo3d"); ``intensity_max``, ``ring``,
-        ``n_rings``, ``fov_deg``, ``ground_mask``,
+        ``mesh`` (occlusion, lidar); ``preset`` (fog: "dong2023" or "robo3d";
+        crosstalk: "dong2023" or "uniform"; motion_distortion: "rolling_shutter" or "robo3d");
+        ``intensity_max``, ``ring``, ``n_rings``, ``fov_deg``, ``ground_mask``,
         ``object_mask`` (scene models that need them).
 
     Examples
