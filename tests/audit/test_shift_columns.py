@@ -67,3 +67,14 @@ def test_columns_present_sane_and_existing_ones_unchanged(runs):
 def test_bad_shift_keys_are_refused(tiny_config, bad, match):
     with pytest.raises(ConfigError, match=match):
         validate_config(tiny_config(shift={**SHIFT, **bad}))
+
+
+def test_shift_table_flags_harm_against_alpha(runs):
+    out, rows = runs["shift"]
+    page = (out / "report.html").read_text()
+    table = page.split("Shift-aware abstention", 1)[1].split("</table>", 1)[0]
+    alpha = 0.1  # the tiny config's
+    assert f"&le; {alpha:.3f}" in table and f"&ge; {1 - alpha:.3f}" in table  # the target row
+    heavy = next(r for r in rows if r["cell"] == "audit_test_corruptions_noise_s3")
+    assert float(heavy["harm"]) > alpha  # heavy noise harms beyond alpha here, so its harm cell must be flagged
+    assert "class=bad" in table or "class=warn" in table

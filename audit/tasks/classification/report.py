@@ -80,14 +80,19 @@ def shift_table(results: dict) -> str:
             f"{html.escape(results['config']['abstention']['statistic'])} only</th><th colspan=4>shift-aware (window "
             "rule + monitor)</th><th colspan=3>label-free shift detection</th><th rowspan=2>oracle abstain "
             "(USES LABEL)</th></tr><tr>" + "".join(f"<th>{h}</th>" for _, h in SHIFT_TABLE[:-1]) + "</tr>")
-    rows = []
+    alpha = results["config"]["conformal"]["alpha"]
+    # harm <= alpha: on exchangeable data the accepted misses are at most the misses, P(miss) <= alpha
+    tg = {"harm": (alpha, False), "shift_harm": (alpha, False), "shift_accepted_coverage": (1 - alpha, True)}
+    rows = ["<tr><td class='l'><i>target</i></td><td></td>"
+            + "".join(f"<td>{target_text(*tg[m]) if m in tg else ''}</td>" for m, _ in SHIFT_TABLE) + "</tr>"]
     for r in results["cells"]:
         sev = "" if r["cell"] == "clean" else r["severity"]
-        tds = "".join(f"<td>{fmt(r[m])}</td>" for m, _ in SHIFT_TABLE)
+        tds = "".join(flagged_cell(r[m], *tg.get(m, (None, True))) for m, _ in SHIFT_TABLE)
         rows.append(f"<tr><td class='l'>{html.escape(r['corruption'])}</td><td>{sev}</td>{tds}</tr>")
     n = results["config"]["shift"]["repeats"]
     return (f"<h3>Shift-aware abstention (first {n} splits)</h3><table>{head}{''.join(rows)}</table>"
-            "<p>harm = share of all test points accepted with a set that misses the label; safe = share of splits "
+            "<p>harm = share of all test points accepted with a set that misses the label (target <= alpha: on "
+            "exchangeable data accepted misses are at most all misses, P(miss) <= alpha); safe = share of splits "
             "with coverage among accepted >= 1 - alpha - 0.02 or abstention >= 0.95. The shift-aware rule "
             "(conformal.ShiftAwareAbstention, fitted on clean calibration data only) abstains on the most uncertain "
             "inputs of a trailing window as far as its label-free estimate of the coverage loss asks, and refuses "
