@@ -599,3 +599,149 @@ def check_rows(src, logits, errs):
     """Error code of every row (see `_row_check`), for validation outside the score kernels."""
     for i in prange(src.shape[0]):
         errs[i] = _row_check(src, i, logits)
+
+
+# ---- the sorted-prefix set kernel for small K (every score kind) ---------------------------------------------------
+# At small K the bucket machinery of `set_rows` (two 322-entry tables zeroed and walked per row) costs more than
+# sorting the row: gather, insertion-sort, walk the tie groups exactly as `tie_group_scores` does. Scratch is
+# allocated once per chunk of rows, never per row. `cut` lets a caller sort only the labels that can enter a set
+# (exact for any cut, see `_prefix_v_star`); measured at K = 80-1000 with the APS/RAPS mass bound it lost to the
+# bucket walk, so the set kernel sorts every label.
+SMALL_K = 32
+
+
+@njit(cache=True, nogil=True)
+def _check_copy_row(src, i, logits, temp, p):
+    """Check row i and copy it into `p` as float64 probabilities in one pass; returns (error code, row sum, max).
+    The flags and the four-lane sum are those of `_row_check`, so a row fails here exactly when it fails there."""
+    k = src.shape[1]
+    if logits:
+        code = _row_check(src, i, logits)
+        if code != OK:
+            return code, 0.0, 0.0
+        _row_probs(src, i, logits, temp, p)
+        s = 0.0
+        pmax = p[0]
+        for j in range(k):
+            s += p[j]
+            pmax = max(pmax, p[j])
+        return OK, s, pmax
+    bad = False
+    out = False
+    pmax = -np.inf
+    k4 = k - k % 4
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    for j in range(0, k4, 4):
+        v0 = np.float64(src[i, j])
+        v1 = np.float64(src[i, j + 1])
+        v2 = np.float64(src[i, j + 2])
+        v3 = np.float64(src[i, j + 3])
+        p[j] = v0
+        p[j + 1] = v1
+        p[j + 2] = v2
+        p[j + 3] = v3
+        s0 += v0
+        s1 += v1
+        s2 += v2
+        s3 += v3
+        bad |= not ((v0 - v0 == 0.0) & (v1 - v1 == 0.0) & (v2 - v2 == 0.0) & (v3 - v3 == 0.0))
+        out |= (min(min(v0, v1), min(v2, v3)) < 0.0) | (max(max(v0, v1), max(v2, v3)) > 1.0)
+        pmax = max(pmax, max(max(v0, v1), max(v2, v3)))
+    s = (s0 + s1) + (s2 + s3)
+    for j in range(k4, k):
+        v = np.float64(src[i, j])
+        p[j] = v
+        s += v
+        bad |= not (v - v == 0.0)
+        out |= (v < 0.0) | (v > 1.0)
+        pmax = max(pmax, v)
+    if bad:
+        return NONFINITE, 0.0, 0.0
+    if out:
+        return OUT_OF_RANGE, 0.0, 0.0
+    if abs(s - 1.0) > ROW_SUM_TOL:
+        return BAD_SUM, s, 0.0
+    return OK, s, pmax
+
+
+@njit(cache=True, nogil=True)
+def _sort_desc(vals, n):
+    """Sort vals[:n] in decreasing order: insertion sort for a few values (no call, no allocation), else numba's."""
+    if n <= SMALL_K:
+        for a in range(1, n):
+            v = vals[a]
+            b = a - 1
+            while b >= 0 and vals[b] < v:
+                vals[b + 1] = vals[b]
+                b -= 1
+            vals[b + 1] = v
+    else:
+        for a in range(n):
+            vals[a] = -vals[a]
+        vals[:n].sort()
+        for a in range(n):
+            vals[a] = -vals[a]
+
+
+@njit(cache=True, nogil=True)
+def _prefix_v_star(p, cut, pmax, u, qhat, kind, randomized, lam, k_reg, weight, vals):
+    """Smallest probability in the set (inf for an empty set) from the labels with p >= cut, sorted; NaN when the
+    candidates do not decide it (all of them entered and some label lies below `cut`): the caller then retries
+    with every label. Exact for any cut: tie groups lie wholly above or below it, and every label above a
+    candidate is a candidate, so the masses and ranks walked are those of the full row."""
+    k = p.shape[0]
+    n = 0
+    for j in range(k):
+        vals[n] = p[j]
+        n += 1 if p[j] >= cut else 0
+    _sort_desc(vals, n)
+    v_star = np.inf
+    m_above = np.int64(0)
+    start = 0
+    while start < n:
+        v = vals[start]
+        stop = start
+        m_group = np.int64(0)
+        while stop < n and vals[stop] == v:
+            m_group += _fixed(v)
+            stop += 1
+        if _score(kind, m_above, m_group, stop, pmax, u, randomized, lam, k_reg, weight) > qhat:
+            return v_star
+        v_star = v
+        m_above += m_group
+        start = stop
+    return v_star if n == k else np.nan
+
+
+@njit(cache=True, nogil=True)
+def sorted_set_rows(src, u, qhat, logits, temp, kind, randomized, lam, k_reg, weight, allow_empty, lo, hi, out,
+                    errs):
+    """Boolean prediction sets for rows lo..hi-1, as `set_rows` bit for bit, by sorting each row (for K <= SMALL_K:
+    measured faster than the bucket walk there, slower above; see docs/benchmarks.md). Validation, copy and max
+    in one pass, then the sort and walk of `_prefix_v_star` over every label."""
+    k = src.shape[1]
+    p = np.empty(k, dtype=np.float64)
+    vals = np.empty(k, dtype=np.float64)
+    for i in range(lo, hi):
+        code, row_sum, pmax = _check_copy_row(src, i, logits, temp, p)
+        errs[i] = code
+        if code != OK:
+            continue
+        ui = u[i] if randomized else 0.0
+        v_star = _prefix_v_star(p, -np.inf, pmax, ui, qhat, kind, randomized, lam, k_reg, weight, vals)
+        if v_star == np.inf and not allow_empty:
+            v_star = pmax
+        for j in range(k):
+            out[i, j] = p[j] >= v_star
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def sorted_predict_sets(src, u, qhat, logits, temp, kind, randomized, lam, k_reg, weight, allow_empty, chunk, out,
+                        errs):
+    n = src.shape[0]
+    for c in prange((n + chunk - 1) // chunk):
+        sorted_set_rows(src, u, qhat, logits, temp, kind, randomized, lam, k_reg, weight, allow_empty, c * chunk,
+                        min(n, (c + 1) * chunk), out, errs)
