@@ -601,12 +601,11 @@ def check_rows(src, logits, errs):
         errs[i] = _row_check(src, i, logits)
 
 
-# ---- the sorted-prefix set kernel for small K (every score kind) ---------------------------------------------------
+# ---- the set kernel for small K (every score kind) ---------------------------------------------------------------
 # At small K the bucket machinery of `set_rows` (two 322-entry tables zeroed and walked per row) costs more than
-# sorting the row: gather, insertion-sort, walk the tie groups exactly as `tie_group_scores` does. Scratch is
-# allocated once per chunk of rows, never per row. `cut` lets a caller sort only the labels that can enter a set
-# (exact for any cut, see `_prefix_v_star`); measured at K = 80-1000 with the APS/RAPS mass bound it lost to the
-# bucket walk, so the set kernel sorts every label.
+# the row itself, and so does sorting it (insertion sort: branch mispredictions, measured ~9x slower than this at
+# K = 10). Instead every label's mass above, tie-group mass and rank come from comparing it with every other label:
+# K^2 branch-free compares that LLVM vectorises, no sort, no allocation per row (scratch per chunk of rows).
 SMALL_K = 32
 
 
@@ -668,80 +667,59 @@ def _check_copy_row(src, i, logits, temp, p):
 
 
 @njit(cache=True, nogil=True)
-def _sort_desc(vals, n):
-    """Sort vals[:n] in decreasing order: insertion sort for a few values (no call, no allocation), else numba's."""
-    if n <= SMALL_K:
-        for a in range(1, n):
-            v = vals[a]
-            b = a - 1
-            while b >= 0 and vals[b] < v:
-                vals[b + 1] = vals[b]
-                b -= 1
-            vals[b + 1] = v
-    else:
-        for a in range(n):
-            vals[a] = -vals[a]
-        vals[:n].sort()
-        for a in range(n):
-            vals[a] = -vals[a]
-
-
-@njit(cache=True, nogil=True)
-def _prefix_v_star(p, cut, pmax, u, qhat, kind, randomized, lam, k_reg, weight, vals):
-    """Smallest probability in the set (inf for an empty set) from the labels with p >= cut, sorted; NaN when the
-    candidates do not decide it (all of them entered and some label lies below `cut`): the caller then retries
-    with every label. Exact for any cut: tie groups lie wholly above or below it, and every label above a
-    candidate is a candidate, so the masses and ranks walked are those of the full row."""
+def _pairwise_row_sets(p, fx, pmax, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, out, i):
+    """Row i of `out`: {y : s(x, y) <= qhat} with each label's score from `_label_mass` sums over the row, taken
+    from the fixed-point masses `fx` (the same integers, summed exactly in any order, so the same scores as
+    `tie_group_scores`); an empty set becomes the labels at p_max when not `allow_empty`."""
     k = p.shape[0]
-    n = 0
+    any_in = False
     for j in range(k):
-        vals[n] = p[j]
-        n += 1 if p[j] >= cut else 0
-    _sort_desc(vals, n)
-    v_star = np.inf
-    m_above = np.int64(0)
-    start = 0
-    while start < n:
-        v = vals[start]
-        stop = start
+        pj = p[j]
+        m_above = np.int64(0)
         m_group = np.int64(0)
-        while stop < n and vals[stop] == v:
-            m_group += _fixed(v)
-            stop += 1
-        if _score(kind, m_above, m_group, stop, pmax, u, randomized, lam, k_reg, weight) > qhat:
-            return v_star
-        v_star = v
-        m_above += m_group
-        start = stop
-    return v_star if n == k else np.nan
+        c_above = 0
+        c_group = 0
+        for t in range(k):
+            pt = p[t]
+            f = fx[t]
+            above = pt > pj
+            tied = pt == pj
+            m_above += f if above else 0
+            m_group += f if tied else 0
+            c_above += 1 if above else 0
+            c_group += 1 if tied else 0
+        inside = _score(kind, m_above, m_group, c_above + c_group, pmax, u, randomized, lam, k_reg, weight) <= qhat
+        out[i, j] = inside
+        any_in |= inside
+    if not any_in and not allow_empty:
+        for j in range(k):
+            out[i, j] = p[j] >= pmax
 
 
 @njit(cache=True, nogil=True)
-def sorted_set_rows(src, u, qhat, logits, temp, kind, randomized, lam, k_reg, weight, allow_empty, lo, hi, out,
-                    errs):
-    """Boolean prediction sets for rows lo..hi-1, as `set_rows` bit for bit, by sorting each row (for K <= SMALL_K:
-    measured faster than the bucket walk there, slower above; see docs/benchmarks.md). Validation, copy and max
-    in one pass, then the sort and walk of `_prefix_v_star` over every label."""
+def small_set_rows(src, u, qhat, logits, temp, kind, randomized, lam, k_reg, weight, allow_empty, lo, hi, out,
+                   errs):
+    """Boolean prediction sets for rows lo..hi-1, as `set_rows` bit for bit, for K <= SMALL_K (measured faster
+    than the bucket walk there; docs/benchmarks.md, `small_k`): check, copy and max in one pass, then the K^2
+    compares of `_pairwise_row_sets`."""
     k = src.shape[1]
     p = np.empty(k, dtype=np.float64)
-    vals = np.empty(k, dtype=np.float64)
+    fx = np.empty(k, dtype=np.int64)
     for i in range(lo, hi):
         code, row_sum, pmax = _check_copy_row(src, i, logits, temp, p)
         errs[i] = code
         if code != OK:
             continue
-        ui = u[i] if randomized else 0.0
-        v_star = _prefix_v_star(p, -np.inf, pmax, ui, qhat, kind, randomized, lam, k_reg, weight, vals)
-        if v_star == np.inf and not allow_empty:
-            v_star = pmax
         for j in range(k):
-            out[i, j] = p[j] >= v_star
+            fx[j] = _fixed(p[j])
+        ui = u[i] if randomized else 0.0
+        _pairwise_row_sets(p, fx, pmax, ui, qhat, kind, randomized, lam, k_reg, weight, allow_empty, out, i)
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def sorted_predict_sets(src, u, qhat, logits, temp, kind, randomized, lam, k_reg, weight, allow_empty, chunk, out,
-                        errs):
+def small_predict_sets(src, u, qhat, logits, temp, kind, randomized, lam, k_reg, weight, allow_empty, chunk, out,
+                       errs):
     n = src.shape[0]
     for c in prange((n + chunk - 1) // chunk):
-        sorted_set_rows(src, u, qhat, logits, temp, kind, randomized, lam, k_reg, weight, allow_empty, c * chunk,
-                        min(n, (c + 1) * chunk), out, errs)
+        small_set_rows(src, u, qhat, logits, temp, kind, randomized, lam, k_reg, weight, allow_empty, c * chunk,
+                       min(n, (c + 1) * chunk), out, errs)

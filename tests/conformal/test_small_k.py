@@ -1,4 +1,4 @@
-"""The small-K set kernel (sort each row, K <= SMALL_K) against the NumPy twin and the bucket kernel, bit for bit."""
+"""The small-K set kernel (pairwise compares, K <= SMALL_K) against the NumPy twin and the bucket kernel, exactly."""
 import numpy as np
 import pytest
 
@@ -38,10 +38,10 @@ def _run(kernel, p, u, qhat, score, allow_empty, logits=False):
     return out, errs
 
 
-@_twin("_check_copy_row", "_sort_desc", "_prefix_v_star", "sorted_set_rows", twin=naive.sets)
+@_twin("_check_copy_row", "_pairwise_row_sets", "small_set_rows", twin=naive.sets)
 @pytest.mark.parametrize("k", KS)
 @pytest.mark.parametrize("score", RANK_SCORES, ids=lambda s: s.name)
-def test_sorted_kernel_equals_twin_and_bucket_kernel(score, k):
+def test_small_k_kernel_equals_twin_and_bucket_kernel(score, k):
     rng = np.random.default_rng(k)
     for ties in (False, True):
         for dtype in (np.float32, np.float64):
@@ -52,47 +52,24 @@ def test_sorted_kernel_equals_twin_and_bucket_kernel(score, k):
                 for q in [*rng.choice(flat, size=4), np.nextafter(flat[0], -1), flat[-1], 0.0, 0.9, np.inf, -1.0]:
                     for allow_empty in (True, False):
                         want = naive.sets(score.name, p, q, u, allow_empty=allow_empty, **PARAMS.get(score.name, {}))
-                        got, errs = _run(K.sorted_set_rows, p, u, q, score, allow_empty)
+                        got, errs = _run(K.small_set_rows, p, u, q, score, allow_empty)
                         assert not errs.any()
                         np.testing.assert_array_equal(got, want, err_msg=f"K={k} q={q} ties={ties}")
                         bucket, _ = _run(K.set_rows, p, u, q, score, allow_empty)
                         np.testing.assert_array_equal(got, bucket)
 
 
-@_twin("_prefix_v_star", "_sort_desc", twin=naive.sets)
-@pytest.mark.parametrize("score", RANK_SCORES, ids=lambda s: s.name)
-def test_prefix_v_star_is_exact_for_any_cut_or_says_it_cannot(score):
-    """Sorting only the labels with p >= cut gives the full sort's answer, or NaN when the candidates all enter."""
-    rng = np.random.default_rng(7)
-    kind, lam, k_reg, weight = score.kernel_params()
-    vals = np.empty(33)
-    for ties in (False, True):
-        p = _rows(33, 30, ties, np.float64, rng)
-        for i in range(p.shape[0]):
-            row = p[i]
-            for q in (0.3, 0.8, 0.95, 2.0, 5.0):
-                want = naive.sets(score.name, row[None], q, None, **PARAMS.get(score.name, {}))[0]
-                v_full = K._prefix_v_star(row, -np.inf, row.max(), 0.0, q, kind, False, lam, k_reg, weight, vals)
-                np.testing.assert_array_equal(row >= v_full, want)
-                for cut in np.unique(row)[::4]:
-                    v = K._prefix_v_star(row, cut, row.max(), 0.0, q, kind, False, lam, k_reg, weight, vals)
-                    if np.isnan(v):  # every candidate entered: then the set reaches the cut
-                        assert want[row >= cut].all()
-                    else:
-                        assert v == v_full
-
-
-@_twin("sorted_predict_sets", "sorted_set_rows", twin=naive.sets)
+@_twin("small_predict_sets", "small_set_rows", twin=naive.sets)
 @pytest.mark.parametrize("score", RANK_SCORES, ids=lambda s: s.name)
 def test_small_k_parallel_path_and_public_dispatch(score):
-    """`Score.sets` takes the sorted kernel for K <= SMALL_K, in parallel chunks for large inputs."""
+    """`Score.sets` takes the small-K kernel for K <= SMALL_K, in parallel chunks for large inputs."""
     rng = np.random.default_rng(8)
     p = rng.dirichlet(np.full(10, 0.3), size=5000).astype(np.float32)
     assert p.size > base._SERIAL_MAX and p.shape[1] <= K.SMALL_K
     u = rng.random(5000)
     for uu in (None, u):
         got = score.sets(p, 0.8, uu)
-        serial, _ = _run(K.sorted_set_rows, p, uu, 0.8, score, True)
+        serial, _ = _run(K.small_set_rows, p, uu, 0.8, score, True)
         bucket, _ = _run(K.set_rows, p, uu, 0.8, score, True)
         np.testing.assert_array_equal(got, serial)
         np.testing.assert_array_equal(got, bucket)
@@ -110,14 +87,14 @@ def test_small_k_kernel_flags_rows_as_the_row_check_does(score, dtype):
         q = p.copy()
         q[5, 3] = bad
         q[9, 0] = q[9, 0] + 0.01  # a bad sum
-        _, errs = _run(K.sorted_set_rows, q, None, 0.5, score, True)
+        _, errs = _run(K.small_set_rows, q, None, 0.5, score, True)
         want = np.empty(20, dtype=np.int8)
         K.check_rows_serial(q, False, want)
         np.testing.assert_array_equal(errs, want)
         with pytest.raises(ValueError, match="row 5"):
             score.sets(q, 0.5)
     z = rng.normal(size=(20, 7)).astype(dtype)  # logits
-    got, errs = _run(K.sorted_set_rows, z, None, 0.5, score, True, logits=True)
+    got, errs = _run(K.small_set_rows, z, None, 0.5, score, True, logits=True)
     np.testing.assert_array_equal(got, score.sets(z, 0.5, inputs="logits"))
     np.testing.assert_array_equal(got, naive.sets(score.name, np.array([naive.softmax_row(r) for r in z]), 0.5,
                                                   **PARAMS.get(score.name, {})))
