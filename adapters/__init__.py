@@ -5,6 +5,7 @@
 - `CameraClassifier`, `LidarClassifier`: a torch model (or any callable) -> probabilities as NumPy (torch);
   `predict_outputs` gives logits, probabilities and penultimate features (`ModelOutputs`) from one pass.
 - `load_model`, `OnnxModel`, `NumpyModel`: models from TorchScript / ONNX / state_dict files, NumPy callables.
+- `TorchDetector`: a torch detector with torchvision-style output -> `conformal.detection` frames (torch).
 - `ConformalModel`: adapter + any `conformal` calibrator, fitted and applied in one call (torch).
 - `StreamingConformal`: per-frame decisions with adaptive conformal inference and a shift monitor
   (numpy + numba only).
@@ -14,15 +15,16 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["CameraClassifier", "LidarClassifier", "ConformalModel", "StreamingConformal", "ImagePreprocess",
-           "ModelOutputs", "load_model", "OnnxModel", "NumpyModel"]
+__all__ = ["CameraClassifier", "TorchDetector", "LidarClassifier", "ConformalModel", "StreamingConformal",
+           "ImagePreprocess", "ModelOutputs", "load_model", "OnnxModel", "NumpyModel"]
 
-_LAZY = {"CameraClassifier": "adapters.camera", "LidarClassifier": "adapters.lidar",
-         "ConformalModel": "adapters.conformal_model", "StreamingConformal": "adapters.streaming",
+_LAZY = {"CameraClassifier": "adapters.camera", "TorchDetector": "adapters.detector",
+         "LidarClassifier": "adapters.lidar", "ConformalModel": "adapters.conformal_model",
+         "StreamingConformal": "adapters.streaming",
          "ImagePreprocess": "adapters.preprocess", "ModelOutputs": "adapters._base", "load_model": "adapters.loaders",
          "OnnxModel": "adapters.loaders", "NumpyModel": "adapters.loaders"}
 _SUBMODULES = ("reference", "datasets", "models", "train", "streaming", "camera", "lidar", "preprocess", "ros2",
-               "loaders")
+               "loaders", "detector")
 
 
 def __getattr__(name):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["SmallCNN", "SmallPointNet"]
+__all__ = ["SmallCNN", "SmallPointNet", "SmallCenterNet"]
 
 
 class SmallCNN(nn.Module):
@@ -51,3 +51,79 @@ class SmallPointNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.point_mlp(x.transpose(1, 2))  # (n, 128, num_points)
         return self.head(feats.max(dim=2).values)
+
+
+class SmallCenterNet(nn.Module):
+    """A single-stage CenterNet-style detector (Zhou, Wang & Krähenbühl, "Objects as Points", 2019) on a tiny CNN.
+
+    Backbone: strided 3x3 conv-BN-ReLU blocks to strides 4, 8 and 16, a two-level top-down path (nearest
+    upsampling + lateral 1x1 convs) back to stride 4. Heads at stride 4, per cell: one centre-heatmap logit, K
+    class logits, two centre offsets (sigmoid, in cells) and two log sizes (box width / height = 16 px x exp).
+
+    ``heads(x)`` gives the raw maps (n, 1 + K + 4, H / 4, W / 4) for training. ``forward(x)`` decodes them the
+    torchvision way into ``list[dict(boxes (m, 4) xyxy px, scores (m,), labels (m,), class_probs (m, K))]``:
+    peaks of the sigmoid heatmap (3 x 3 max-pool suppression, no box NMS), the top `max_detections` with
+    heatmap >= `score_threshold`; score = heatmap x the top class probability, class_probs = softmax of the class
+    logits at the peak (taken before any suppression by class). Input (n, 3, H, W) float, H and W multiples of 16.
+    """
+
+    stride = 4
+
+    def __init__(self, num_classes: int = 10, width: int = 32, score_threshold: float = 0.05,
+                 max_detections: int = 50):
+        super().__init__()
+        w = width
+
+        def block(cin, cout, stride=1):
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout),
+                                 nn.ReLU(inplace=True))
+
+        self.num_classes = num_classes
+        self.score_threshold = score_threshold
+        self.max_detections = max_detections
+        self.c2 = nn.Sequential(block(3, w // 2, 2), block(w // 2, w, 2), block(w, w))          # stride 4
+        self.c3 = nn.Sequential(block(w, 2 * w, 2), block(2 * w, 2 * w))                      # stride 8
+        self.c4 = nn.Sequential(block(2 * w, 3 * w, 2), block(3 * w, 3 * w))                  # stride 16
+        self.lat4, self.lat3, self.lat2 = nn.Conv2d(3 * w, w, 1), nn.Conv2d(2 * w, w, 1), nn.Conv2d(w, w, 1)
+        self.smooth3, self.smooth2 = block(w, w), block(w, w)
+        self.head = nn.Sequential(block(w, w), nn.Conv2d(w, 1 + num_classes + 4, 1))
+        with torch.no_grad():  # start the heatmap at a low prior (CenterNet / focal-loss initialisation)
+            self.head[-1].bias[0] = -2.19
+
+    def heads(self, x: torch.Tensor) -> torch.Tensor:
+        f2 = self.c2(x)
+        f3 = self.c3(f2)
+        f4 = self.c4(f3)
+        up = nn.functional.interpolate
+        p3 = self.smooth3(self.lat3(f3) + up(self.lat4(f4), size=f3.shape[-2:], mode="nearest"))
+        p2 = self.smooth2(self.lat2(f2) + up(p3, size=f2.shape[-2:], mode="nearest"))
+        return self.head(p2)
+
+    def decode(self, maps: torch.Tensor, image_size) -> list:
+        k = self.num_classes
+        heat = torch.sigmoid(maps[:, 0])
+        peaks = heat * (nn.functional.max_pool2d(heat[:, None], 3, stride=1, padding=1)[:, 0] == heat)
+        n, gh, gw = heat.shape
+        probs = torch.softmax(maps[:, 1:1 + k], dim=1)
+        off = torch.sigmoid(maps[:, 1 + k:3 + k])
+        size = 16.0 * torch.exp(maps[:, 3 + k:5 + k].clamp(-4.0, 4.0))
+        top = min(self.max_detections, gh * gw)
+        vals, idx = peaks.reshape(n, -1).topk(top, dim=1)
+        h_img, w_img = image_size
+        out = []
+        for i in range(n):
+            keep = vals[i] >= self.score_threshold
+            cell = idx[i][keep]
+            gy, gx = cell // gw, cell % gw
+            cx = (gx + off[i, 0].reshape(-1)[cell]) * self.stride
+            cy = (gy + off[i, 1].reshape(-1)[cell]) * self.stride
+            bw, bh = size[i, 0].reshape(-1)[cell], size[i, 1].reshape(-1)[cell]
+            boxes = torch.stack([(cx - bw / 2).clamp(0, w_img), (cy - bh / 2).clamp(0, h_img),
+                                 (cx + bw / 2).clamp(0, w_img), (cy + bh / 2).clamp(0, h_img)], dim=1)
+            cp = probs[i].reshape(k, -1)[:, cell].T
+            pmax, labels = cp.max(dim=1)
+            out.append({"boxes": boxes, "scores": vals[i][keep] * pmax, "labels": labels, "class_probs": cp})
+        return out
+
+    def forward(self, x: torch.Tensor) -> list:
+        return self.decode(self.heads(x), x.shape[-2:])

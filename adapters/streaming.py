@@ -27,10 +27,12 @@ import numpy as np
 
 from conformal import online
 from conformal._base import Array, Bool, Float, InstanceOf, Int, Interval, Options, check_constraints
-from conformal._validation import NotFittedError, check_scores_matrix
-from conformal.abstention import STATISTICS, DualThresholdConformal
+from conformal._validation import NotFittedError, as_array, check_scores_matrix
+from conformal.abstention import STATISTICS, DualThresholdConformal, ShiftAwareAbstention
+from conformal.abstention.shift import WindowState
 from conformal.calibrators import SplitConformalClassifier
 from conformal.io import StateError, dumps_state, load_state, register_kind, save_state
+from conformal.quantile import sorted_quantile
 from conformal.utils import check_random_state, softmax
 
 __all__ = ["StreamingConformal", "METHODS"]
@@ -44,6 +46,7 @@ _PARAMETER_CONSTRAINTS = {
     "window": [None, Interval(numbers.Integral, 2, None, closed="left")],
     "statistic": [InstanceOf(str)],
     "monitor_level": _PROB, "jump": _PROB, "conservative_abstain": _PROB,
+    "martingale": [Options(tuple(online.MONITORS))],
     "max_pending": [Interval(numbers.Integral, 1, None, closed="left")],
     "random_state": [None, Interval(numbers.Integral, 0, None, closed="left")],
     "calibration_version": [None, InstanceOf(str)],
@@ -73,10 +76,26 @@ class StreamingConformal:
     reference : array (n, K) or None
         Label-free model outputs on in-distribution data (e.g. the calibration probabilities) for the shift
         monitor. None: no monitor.
+    reference_statistics : 1-D array or None
+        Monitor a statistic the caller computes per frame instead (any fitted label-free statistic, e.g. the kNN
+        feature distance of `conformal.abstention`): its values on clean reference inputs. Each `step` then takes
+        the frame's value as ``monitor_value=``. After an alarm the abstention tau becomes the conservative one of
+        `reference` when that is given too, else -inf (abstain on every frame until `reset_monitor()`).
     monitor_level : float in (0, 1)
-        Alarm when the martingale reaches 1 / monitor_level (`conformal.online.ShiftMartingale`).
+        Alarm when the monitor reaches 1 / monitor_level (`conformal.online.ShiftMartingale` /
+        `conformal.online.ShiftMonitor`).
+    martingale : "jumper" (default), "power_mixture" or "cusum"
+        The monitor: today's Simple Jumper (fused into the frame kernel), or `conformal.online.ShiftMonitor`'s
+        one-sided power-mixture martingale (recommended: valid with conservative p-values, alarms in a few inputs
+        on strong shifts) or CUSUM e-detector (faster after a long clean prefix; average run length to a false
+        alarm >= 1 / monitor_level, no Ville bound).
     jump : float in (0, 1)
         Simple Jumper's switching rate.
+    shift_abstention : fitted conformal.ShiftAwareAbstention or None
+        Also abstain by its window rule over the trailing window of frames (`conformal.abstention.shift.
+        WindowState`); a rule fitted with a shift statistic reads each frame's `monitor_value` (so it needs
+        `reference_statistics`). No guarantee under shift (docs/abstention.md). Outputs gain "window_abstention"
+        (the window's estimated abstention level, NaN until min_window frames).
     conservative_abstain : float in (0, 1)
         After an alarm, also abstain when the statistic exceeds its (1 - conservative_abstain) reference quantile.
     max_pending : int
@@ -98,13 +117,17 @@ class StreamingConformal:
     def __init__(self, conformal, method: str = "aci", gamma: float = 0.005, window: int | None = None, *,
                  statistic: str = "entropy", reference=None, monitor_level: float = 0.01, jump: float = 0.01,
                  conservative_abstain: float = 0.5, max_pending: int = 10000, random_state: int | None = 0,
-                 calibration_version: str | None = None):
+                 calibration_version: str | None = None, martingale: str = "jumper", reference_statistics=None,
+                 shift_abstention=None):
         self._set_params(method=method, gamma=gamma, window=window, statistic=statistic,
                          monitor_level=monitor_level, jump=jump, conservative_abstain=conservative_abstain,
-                         max_pending=max_pending, random_state=random_state, calibration_version=calibration_version)
+                         max_pending=max_pending, random_state=random_state, calibration_version=calibration_version,
+                         martingale=martingale)
         self._bind_calibrator(conformal)
         self.calibration_version = self._version(calibration_version)
-        self._bind_reference(reference)
+        self._external = reference_statistics is not None
+        self._bind_reference(reference, reference_statistics)
+        self._bind_window(shift_abstention)
         self._allocate()
         self._reset_state()
 
@@ -118,6 +141,7 @@ class StreamingConformal:
         self.monitor_level, self.jump = float(params["monitor_level"]), float(params["jump"])
         self.conservative_abstain = float(params["conservative_abstain"])
         self.max_pending, self.random_state = int(params["max_pending"]), params["random_state"]
+        self.martingale = params["martingale"]
         self._statistic_param = params["statistic"]
 
     def _bind_calibrator(self, conformal) -> None:
@@ -167,15 +191,47 @@ class StreamingConformal:
         return STATISTICS[self.statistic](ref if cal.inputs != "logits" else softmax(ref, cal.temperature))
 
     def _bind_reference(self, reference, statistics=None) -> None:
-        """The shift monitor on the reference outputs (or on saved reference `statistics`); None: no monitor."""
+        """The shift monitor on the reference outputs (or on reference `statistics`: saved, or the caller's own
+        statistic when `self._external`); None: no monitor."""
         self._monitor, self._tau_alarm, self._fused, self._log10_alarm = None, self._tau, False, math.inf
         if reference is None and statistics is None:
             return
-        stats = self._reference_statistics(reference) if statistics is None else statistics
-        self._monitor = online.ShiftMartingale(stats, jump=self.jump, level=self.monitor_level)
-        self._tau_alarm = min(self._tau, self._monitor.quantile(self.conservative_abstain))
-        self._fused = self._frame_statistic is None
+        if statistics is None:
+            stats = self._reference_statistics(reference)
+        else:
+            stats = as_array(statistics, "reference_statistics")
+            if stats.ndim != 1 or not np.issubdtype(stats.dtype, np.number):
+                raise ValueError(f"`reference_statistics` must be a 1-D numeric array; got shape {stats.shape}")
+        if self.martingale == "jumper":
+            self._monitor = online.ShiftMartingale(stats, jump=self.jump, level=self.monitor_level)
+        else:
+            self._monitor = online.ShiftMonitor(stats, method=self.martingale, level=self.monitor_level,
+                                                jump=self.jump)
+        if not self._external:
+            self._tau_alarm = min(self._tau, sorted_quantile(self._monitor.reference, self.conservative_abstain))
+        elif reference is not None:
+            own = np.sort(self._reference_statistics(reference))
+            self._tau_alarm = min(self._tau, sorted_quantile(own, self.conservative_abstain))
+        else:
+            self._tau_alarm = -math.inf
+        self._fused = self._frame_statistic is None and self.martingale == "jumper" and not self._external
         self._log10_alarm = self._monitor.log10_threshold
+
+    def _bind_window(self, est) -> None:
+        self.shift_abstention, self._window = est, None
+        if est is None:
+            return
+        if not isinstance(est, ShiftAwareAbstention) or not est.__sklearn_is_fitted__():
+            raise TypeError(f"`shift_abstention` must be a fitted ShiftAwareAbstention; got {type(est).__name__}")
+        if est.calibrator_.n_classes_ != self.n_classes_:
+            raise ValueError(f"`shift_abstention` was fitted on {est.calibrator_.n_classes_} classes; the calibrator "
+                             f"has {self.n_classes_}")
+        if est.shift_reference_ is not None and not self._external:
+            raise ValueError("`shift_abstention` was fitted with a shift statistic: build the wrapper with "
+                             "`reference_statistics=` (that statistic on clean inputs) and pass `monitor_value=`")
+        if self._cal.inputs == "logits":
+            raise ValueError("`shift_abstention` takes probabilities; the calibrator takes logits")
+        self._window = WindowState(est)
 
     def _allocate(self) -> None:
         """Scratch and ring buffers, allocated once; the hot path only writes into them."""
@@ -206,6 +262,8 @@ class StreamingConformal:
             self._monitor.reset()
         self.alarm_ = False
         self.alarm_frame_ = None
+        if self._window is not None:
+            self._window.reset()
         self.n_steps_ = 0
         self.n_feedback_ = 0
         self.n_miss_ = 0
@@ -230,12 +288,20 @@ class StreamingConformal:
             self.alarm_frame_ = None
 
     # --- hot path --------------------------------------------------------------------------------------------
-    def step(self, probs, frame_id=None) -> dict:
+    def step(self, probs, frame_id=None, *, monitor_value=None) -> dict:
         """Decision for one frame from its (K,) probabilities (or logits, if the calibrator takes logits).
 
-        `frame_id`: an int or str naming the frame for later `feedback` (default: a running integer). Returns a
-        new dict; see docs/streaming.md. Never sees a label.
+        `frame_id`: an int or str naming the frame for later `feedback` (default: a running integer).
+        `monitor_value`: the frame's value of the caller's monitored statistic (required with
+        `reference_statistics`, refused otherwise). Returns a new dict; see docs/streaming.md. Never sees a label.
         """
+        if self._external:
+            if monitor_value is None or isinstance(monitor_value, bool) or \
+                    not isinstance(monitor_value, numbers.Real) or not math.isfinite(monitor_value):
+                raise TypeError(f"`monitor_value` must be a finite real number (the frame's value of the statistic "
+                                f"given as `reference_statistics`); got {monitor_value!r}")
+        elif monitor_value is not None:
+            raise ValueError("`monitor_value` is only taken when the wrapper was built with `reference_statistics`")
         if type(probs) is not np.ndarray:
             raise TypeError(f"`probs` must be a numpy array of shape ({self.n_classes_},); got {type(probs).__name__}")
         k = self.n_classes_
@@ -280,8 +346,8 @@ class StreamingConformal:
             self.n_steps_ += 1
             if mon is not None:
                 if not self._fused:
-                    pval = mon.update(stat, self._u[self._u_i])
-                    log10_m = float(mon.state[3])
+                    pval = mon.update(monitor_value if self._external else stat, self._u[self._u_i])
+                    log10_m = float(mon.state[-1])
                 self._u_i += 1
                 if self._u_i == _N_UNIFORMS:  # refill after use, so a frame never starts with an empty buffer
                     self._u = self._rng.random(_N_UNIFORMS)
@@ -295,12 +361,19 @@ class StreamingConformal:
             tau = self._tau_alarm if alarm else self._tau
             members = self._order[:m]
             p = self._p2d[0]
-            return {"frame_id": fid, "set": members.tolist(), "set_probs": p[members].tolist(),
-                    "prediction": int(np.argmax(p)), "confidence": float(p.max()), "abstain": bool(stat > tau),
+            abstain = bool(stat > tau)
+            if self._window is not None:
+                extra, r_hat = self._window.update(p, monitor_value if self._external else None)
+                abstain = abstain or extra
+            out = {"frame_id": fid, "set": members.tolist(), "set_probs": p[members].tolist(),
+                    "prediction": int(np.argmax(p)), "confidence": float(p.max()), "abstain": abstain,
                     "statistic": float(stat), "alpha": thr.alpha_t, "qhat": q, "tau": tau,
                     "shift_alarm": alarm, "mode": "conservative" if alarm else "normal", "monitor_pvalue": pval,
                     "log10_martingale": log10_m, "calibration_version": self.calibration_version,
                     "n_feedback": self.n_feedback_}
+            if self._window is not None:
+                out["window_abstention"] = r_hat
+            return out
 
     # --- feedback --------------------------------------------------------------------------------------------
     def feedback(self, frame_id, label) -> bool:
@@ -354,15 +427,21 @@ class StreamingConformal:
                      "n_feedback": self.n_feedback_, "n_miss": self.n_miss_, "n_expired": self.n_expired_,
                      "next_id": self._next_id, "pending_ids": [fid for fid, _ in slots],
                      "pending_scores": self._scores[idx].copy(), "pending_q": self._q_used[idx].copy(),
-                     "reference_stats": None if mon is None else mon.reference,
+                     "reference_stats": None if mon is None else mon.reference, "tau_alarm": self._tau_alarm,
                      "rng_state": json.dumps(self._rng.bit_generator.state), "uniforms": self._u.copy(),
                      "uniforms_used": self._u_i}
+            if self._window is not None:
+                state["window"] = self._window.state()
         params = {"method": self.method, "gamma": self.gamma, "window": self.window, "statistic": self.statistic,
                   "monitor_level": self.monitor_level, "jump": self.jump,
                   "conservative_abstain": self.conservative_abstain, "max_pending": self.max_pending,
-                  "random_state": self.random_state, "calibration_version": self.calibration_version}
-        return {"params": params, "calibrator_kind": type(self.conformal).__name__,
-                "calibrator": self.conformal.to_dict(), "state": state}
+                  "random_state": self.random_state, "calibration_version": self.calibration_version,
+                  "martingale": self.martingale, "external_monitor": self._external}
+        out = {"params": params, "calibrator_kind": type(self.conformal).__name__,
+               "calibrator": self.conformal.to_dict(), "state": state}
+        if self._window is not None:
+            out["shift_abstention"] = self.shift_abstention.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "StreamingConformal":
@@ -374,7 +453,11 @@ class StreamingConformal:
             conf = _KINDS[kind].from_dict(d["calibrator"])
             p, st = dict(d["params"]), d["state"]
             stat = p.pop("statistic")
+            external = Bool()(p.pop("external_monitor", False), "params.external_monitor")
             obj = cls(conf, **p, statistic=stat if kind == "SplitConformalClassifier" else "entropy")
+            obj._external = external
+            if d.get("shift_abstention") is not None:
+                obj._bind_window(ShiftAwareAbstention.from_dict(d["shift_abstention"]))
             obj._restore(st)
         except StateError:
             raise
@@ -389,13 +472,18 @@ class StreamingConformal:
             ref = Array("f", 1, finite=True)(ref, "state.reference_stats")
             if np.any(np.diff(ref) < 0):
                 raise StateError("saved field `state.reference_stats` must be sorted ascending")
+        if self._external and ref is None:
+            raise StateError("saved field `state.reference_stats` is missing for a wrapper with an external monitor")
         self._bind_reference(None, ref)
+        if self._external:
+            self._tau_alarm = Float()(st["tau_alarm"], "state.tau_alarm")
         self._bind_frame()
         self._threshold.set_state({**st, "alpha_t": Float(finite=True)(st["alpha_t"], "state.alpha_t"),
                                    "q_t": Float()(st["q_t"], "state.q_t")})
         monitor = Array("f", 1, finite=True)(st["monitor"], "state.monitor")
-        if monitor.shape != (4,):
-            raise StateError(f"saved field `state.monitor` must have shape (4,); got {monitor.shape}")
+        want = (4,) if self._monitor is None else self._monitor.state.shape
+        if monitor.shape != want:
+            raise StateError(f"saved field `state.monitor` must have shape {want}; got {monitor.shape}")
         if self._monitor is not None:
             self._monitor.state[:] = monitor
             self._monitor.alarm = Bool()(st["alarm"], "state.alarm")
@@ -428,6 +516,10 @@ class StreamingConformal:
             self._slot_ids[i] = fid
             self._pending[fid] = i
         self._head = len(ids) % self.max_pending
+        if self._window is not None:
+            if "window" not in st:
+                raise StateError("saved field `state.window` is missing for a wrapper with `shift_abstention`")
+            self._window.set_state(st["window"])
 
     @classmethod
     def _upgrade_state(cls, version: int, payload: dict) -> dict:

@@ -12,6 +12,10 @@
   Gammerman 2021): smoothed p-values of a label-free statistic against reference statistics feed the Simple
   Jumper; Ville's inequality bounds the false-alarm probability by `level` when the martingale is compared
   with 1 / level (exact given exchangeable reference and stream, see `ShiftMartingale`).
+* `ShiftMonitor` -- the one-sided monitors on the same p-values, of any label-free statistic (softmax or fitted:
+  kNN distance, input quality, ...): a power-mixture test martingale (default; bets only on small p-values, so
+  conservative p-values never raise it) and a CUSUM e-detector for change points; `detection_delay` reads the
+  delay off a monitor's path.
 
 `OnlineThreshold`, `ShiftMartingale` and `FrameScorer` hold the state of one stream; `adapters.StreamingConformal`
 wraps them per frame (frame ids, delayed feedback, threads, snapshots). The rank is the exact one of
@@ -32,7 +36,8 @@ from conformal._validation import as_array, check_is_fitted
 from conformal.quantile import conformal_rank, sorted_quantile
 
 __all__ = ["METHODS", "STATISTIC_KINDS", "aci_update", "quantile_tracking_update", "aci_bound", "conformal_pvalue",
-           "simple_jumper_update", "OnlineThreshold", "ShiftMartingale", "FrameScorer"]
+           "simple_jumper_update", "OnlineThreshold", "ShiftMartingale", "FrameScorer", "MONITORS", "ShiftMonitor",
+           "detection_delay"]
 
 METHODS = ("aci", "quantile", "fixed")
 # statistics a frame computes inside the kernel; "set_size" is the set size at the calibrated threshold
@@ -42,6 +47,7 @@ ERROR_MESSAGES = {1: "contains NaN or inf", 2: "has probabilities outside [0, 1]
                   3: "does not sum to 1 (tolerance 1e-3); pass softmax outputs, or a calibrator fitted with "
                      "inputs='logits'"}
 _PROB = [Interval(numbers.Real, 0, 1, closed="neither")]
+MONITORS = {"power_mixture": _k.MON_POWER_MIXTURE, "cusum": _k.MON_CUSUM, "jumper": _k.MON_JUMPER}
 
 
 def aci_update(alpha_t: float, alpha: float, gamma: float, miss: bool) -> float:
@@ -267,3 +273,126 @@ class FrameScorer:
             raise ValueError("a monitored frame needs a statistic computed in the kernel (`statistic` is None)")
         return functools.partial(_k.monitored_frame_step, *self._constants, probs, scores, order,
                                  martingale.reference, martingale.jump, martingale.state)
+
+
+class ShiftMonitor:
+    """A one-sided sequential test of "the stream is exchangeable with the reference", on conformal p-values.
+
+    Each input's label-free statistic (larger = more suspicious: entropy, a kNN feature distance, an input-quality
+    distance, ...) gets the smoothed conformal p-value p_t against the reference statistics (the same statistic on
+    clean calibration inputs that the stream's are compared with); the monitor alarms when its value reaches
+    1 / level.
+
+    Parameters
+    ----------
+    reference_statistics : 1-D array (n >= 20) of the statistic on clean reference inputs.
+    method : "power_mixture" (default), "cusum" or "jumper"
+        * "power_mixture": M_t = mean over a grid eps_g = (g + 1/2) / n_grid of prod_i eps_g p_i^(eps_g - 1)
+          (Vovk et al. 2021's power martingales, mixed). Every factor is decreasing in p, so it bets only on
+          small p-values: p-values that are uniform or conservative (stochastically larger) keep E[M_t] <= 1.
+          Ville's inequality: P(sup_t M_t >= 1 / level) <= level, over an unbounded stream.
+        * "cusum": the CUSUM e-detector C_t = max(C_{t-1}, 1) f(p_t) with the mixture calibrator
+          f(p) = (1 - p + p log p) / (p log^2 p) (Shin, Ramdas & Rinaldo 2022). It does not accumulate evidence
+          from before a change point, so it reacts faster after a long clean prefix. No Ville bound: under no shift
+          its average run length to a false alarm is >= 1 / level (so pick a small level, e.g. 1e-4).
+        * "jumper": the Simple Jumper of `ShiftMartingale` (two-sided: it also bets on large p-values, which makes
+          it alarm on conservative p-values; kept for comparison).
+    level : float in (0, 1)   Alarm at 1 / level.
+    jump : float in (0, 1)    "jumper" only: its switching rate.
+    n_grid : int >= 1         "power_mixture" only: grid points of the mixture.
+
+    Attributes: state (float64; state[-1] is log10 of the monitor), log10_value, alarm, n_steps, alarm_step (the
+    1-based number of updates at the first alarm, None before).
+
+    Notes
+    -----
+    The bound is exact when the p-values are i.i.d. uniform, which they are given an infinitely large reference.
+    Against a fixed reference of n inputs the p-values are i.i.d. *given the reference* with a distribution that
+    is uniform only on average over reference draws (they are exchangeable with it only conditionally): a stream
+    of T inputs sees the reference's own sampling error, of order 1 / sqrt(n) in each quantile, T times, so the
+    false-alarm rate over T inputs grows with T / n. Measured in benchmarks/bench_shift.py (docs/benchmarks.md):
+    keep the reference at least as long as the horizon between resets, or refresh it. Detection delay: the number
+    of shifted inputs until the alarm (`alarm_step` minus the clean prefix; `detection_delay` on a path).
+    """
+
+    def __init__(self, reference_statistics, *, method: str = "power_mixture", level: float = 0.01,
+                 jump: float = 0.01, n_grid: int = 50):
+        if method not in MONITORS:
+            raise ValueError(f"`method` must be one of {sorted(MONITORS)}; got {method!r}")
+        check_constraints("level", level, _PROB)
+        check_constraints("jump", jump, _PROB)
+        check_constraints("n_grid", n_grid, [Interval(numbers.Integral, 1, None, closed="left")])
+        stats = np.asarray(reference_statistics)
+        if stats.ndim != 1 or stats.shape[0] < 20 or not np.issubdtype(stats.dtype, np.number) \
+                or not np.isfinite(stats).all():
+            raise ValueError(f"`reference_statistics` must be a 1-D array of at least 20 finite numbers; got shape "
+                             f"{stats.shape}")
+        self.reference = np.sort(stats.astype(np.float64))
+        self.method, self.level, self.jump, self.n_grid = method, float(level), float(jump), int(n_grid)
+        self._code = MONITORS[method]
+        self.log10_threshold = math.log10(1.0 / self.level)
+        self.eps = (np.arange(self.n_grid) + 0.5) / self.n_grid
+        self.log_eps = np.log(self.eps)
+        self.state = np.empty({"jumper": 4, "power_mixture": self.n_grid + 1, "cusum": 1}[method])
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to M = 1 (C = 1 for CUSUM), no alarm."""
+        if self.method == "jumper":
+            self.state[:] = (1 / 3, 1 / 3, 1 / 3, 0.0)
+        else:
+            self.state[:] = 0.0
+        self.alarm, self.n_steps, self.alarm_step = False, 0, None
+
+    @property
+    def log10_value(self) -> float:
+        return float(self.state[-1])
+
+    def note(self, log10_value: float) -> bool:
+        """Record the monitor's current log10 value: the alarm, once 1 / level is reached, stays until `reset`."""
+        if not self.alarm and log10_value >= self.log10_threshold:
+            self.alarm, self.alarm_step = True, self.n_steps
+        return self.alarm
+
+    def quantile(self, level: float) -> float:
+        """The conformal (1 - level) quantile of the reference statistics."""
+        return sorted_quantile(self.reference, level)
+
+    def pvalue(self, statistic: float, u: float) -> float:
+        """The smoothed conformal p-value of one statistic (no state change)."""
+        return float(_k.smoothed_pvalue(self.reference, float(statistic), float(u)))
+
+    def update(self, statistic: float, u: float) -> float:
+        """One input's statistic and its tie-breaking uniform u ~ U[0, 1]; returns its p-value."""
+        pv = _k.monitor_step(self.reference, float(statistic), float(u), self._code, self.jump, self.eps,
+                             self.log_eps, self.state)
+        self.n_steps += 1
+        if not self.alarm and self.state[-1] >= self.log10_threshold:
+            self.alarm, self.alarm_step = True, self.n_steps
+        return float(pv)
+
+    def run(self, statistics, rng=None) -> np.ndarray:
+        """Feed a whole stream (1-D statistics, uniforms drawn from `rng`); returns log10 of the monitor after each
+        input (the state, `alarm` and `alarm_step` continue from where they were)."""
+        x = np.ascontiguousarray(statistics, dtype=np.float64)
+        if x.ndim != 1 or not np.isfinite(x).all():
+            raise ValueError(f"`statistics` must be a 1-D array of finite numbers; got shape {x.shape}")
+        u = np.random.default_rng(rng).random(x.shape[0])
+        out = np.empty(x.shape[0])
+        _k.monitor_path(self.reference, x, u, self._code, self.jump, self.eps, self.log_eps, self.state, out)
+        if not self.alarm:
+            hit = np.flatnonzero(out >= self.log10_threshold)
+            if hit.size:
+                self.alarm, self.alarm_step = True, self.n_steps + int(hit[0]) + 1
+        self.n_steps += x.shape[0]
+        return out
+
+
+def detection_delay(log10_path, level: float, start: int = 0):
+    """Inputs after `start` (the change point, 0-based) until the path first reaches log10(1 / level): 1 when the
+    first shifted input alarms; None if it never does. An alarm before `start` is a false alarm: returns 0."""
+    path = np.asarray(log10_path, dtype=np.float64)
+    hit = np.flatnonzero(path >= math.log10(1.0 / level))
+    if hit.size == 0:
+        return None
+    return max(int(hit[0]) - start + 1, 0)

@@ -2,9 +2,11 @@
 Recognition Against Common Corruptions", 2022), re-implemented from the formulas in
 docs/pointcloud_corruptions.md (no PyGeM, no ModelNet40-C code).
 
-Every function here works in the *unit frame*: the caller (`pointcloud.corrupt`) has moved the cloud so
-its bounding box is centred at 0 with the longest side 2, exactly ModelNet40-C's normalisation, and maps
-the result back to the input's centre and scale afterwards. Each takes (pts, rng, p) with pts a float64
+Every function here works in ModelNet40-C's input frame: the caller (`pointcloud.corrupt`) has moved the
+cloud into the unit sphere (centroid at 0, farthest point at 1, as the ModelNet40 h5 files ship) and maps
+the result back by the same centre and radius afterwards. Magnitudes are absolute in that frame; the
+functions that call `renormalize` end, as ModelNet40-C's do, in the bounding-box frame (longest side 2).
+Each takes (pts, rng, p) with pts a float64
 (N, C) copy it may modify, rng a Generator and p the sampled params (the severity row plus the scalar draws
 of its sampler in `SAMPLERS`; arrays, or the lists of a JSON record), and returns (out, index, applied):
 `index[j]` is the source row of output row

@@ -1,14 +1,14 @@
 """ModelNet40-C's Occlusion and LiDAR corruptions, ray-cast headless with open3d's RaycastingScene.
 
-ModelNet40-C renders the object's mesh to a depth image in an OpenGL window, which needs a display. Here
-each input point is tested for visibility instead: a ray from the viewpoint to the point is cast against
-either the given mesh or, when there is none, a mesh built from the points themselves: one square
-"splat" per point in its tangent plane (normal from PCA of its 10 nearest neighbours), half-side 2 x the
-median nearest-neighbour spacing. A point is kept when nothing lies in front of it by more than half a
-splat (1e-2 for a given mesh). So the output rows are input rows (labels
-follow them), and only points hidden from the viewpoint are removed.
+ModelNet40-C renders the object's mesh to a depth image in an OpenGL window, which needs a display, and
+resamples N points from it. Here the same camera (pose, 1080 x 720 window, f = 365 px) casts one ray per
+pixel against either the given mesh or, when there is none, a mesh built from the points themselves: one
+square "splat" per point in its tangent plane (normal from PCA of its 10 nearest neighbours), half-side
+2 x the median nearest-neighbour spacing. The hits are resampled to N as ``occlusion_1`` does; each
+output row carries the extra columns of the input point it came from (its splat's point, or the nearest
+input point for a given mesh). `visible_mask` (per-point visibility) remains as a helper.
 
-open3d is imported inside `visible_mask` only.
+open3d is imported inside `visible_mask` and `depth_resample` only.
 """
 from __future__ import annotations
 
@@ -102,14 +102,34 @@ def visible_mask(xyz: np.ndarray, eye: np.ndarray, mesh=None) -> tuple[np.ndarra
 
 LIDAR_POLAR = math.pi - 5 * math.pi / 8
 
+# ModelNet40-C's renderer: a 1080 x 720 window, pinhole focal length 365 px, principal point at the centre
+WINDOW = (1080, 720)
+FOCAL = 365.0
+# ModelNet40-C rotates its z-up renders into ModelNet40's y-up frame with pts @ Rx(-pi/2) @ Rz(pi)
+Y_UP_TO_Z_UP = np.array([[-1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, -1.0, 0.0]])  # = (Rx(-pi/2) Rz(pi)).T
+
+
+def _check_up(up) -> str:
+    if up not in ("z", "y"):
+        raise ValueError(f"`up` must be 'z' (z-up clouds) or 'y' (ModelNet40's h5 clouds are y-up); got {up!r}")
+    return up
+
 
 def _azimuth(rng, p):
     return rng.uniform(p["azimuth_centre"] - math.pi / 5, p["azimuth_centre"] + math.pi / 5)
 
 
+def camera_rotation(polar: float, azimuth: float) -> np.ndarray:
+    """ModelNet40-C's camera rotation R = Rz(azimuth) Rx(pi - polar); the camera looks along R[:, 2]."""
+    ax = math.pi - polar
+    rx = np.array([[1.0, 0.0, 0.0], [0.0, math.cos(ax), -math.sin(ax)], [0.0, math.sin(ax), math.cos(ax)]])
+    rz = np.array([[math.cos(azimuth), -math.sin(azimuth), 0.0], [math.sin(azimuth), math.cos(azimuth), 0.0],
+                   [0.0, 0.0, 1.0]])
+    return rz @ rx
+
+
 def _eye(p, polar, azimuth):
-    direction = np.array([math.sin(polar) * math.cos(azimuth), math.sin(polar) * math.sin(azimuth), math.cos(polar)])
-    return p["distance"] * direction
+    return -camera_rotation(polar, azimuth)[:, 2] * p["distance"]
 
 
 def sample_occlusion(n, p, rng, **_):
@@ -122,46 +142,140 @@ def sample_lidar(n, p, rng, **_):
     return {"azimuth": _azimuth(rng, p)}
 
 
-def occlusion(pts, rng, p, mesh=None):
-    """Keep the points visible from a camera 3 half-extents away, 30-60 degrees above the xy-plane."""
+def _surface_mesh(xyz, mesh):
+    """(vertices, triangles, source of each triangle or None) of the given mesh or of per-point splats."""
+    if mesh is not None:
+        return mesh[0], mesh[1], None
+    n = len(xyz)
+    k = min(NORMAL_NEIGHBOURS, n - 1)
+    neighbours, nn = knn_kernel(np.ascontiguousarray(xyz), k)
+    half = SPLAT_FACTOR * max(float(np.median(nn)), 1e-9)
+    normals = pca_normals(xyz, np.concatenate([np.arange(n)[:, None], neighbours], axis=1))
+    verts, tris = splat_mesh(xyz, normals, half)
+    return verts, tris, np.concatenate([np.arange(n), np.arange(n)])
+
+
+def depth_resample(xyz, polar, azimuth, distance, n_points, rng, mesh=None):
+    """ModelNet40-C's depth-image resampling: surface points seen by its camera, resampled to `n_points`.
+
+    The camera (pose of `camera_rotation`, 1080 x 720 px, f = 365 px) casts one ray per pixel against the
+    mesh (or the splats of the points); the hits are shuffled, every int(hits / n)-th kept, topped up by a
+    draw with replacement when fewer than n remain, and the first n returned, as ``occlusion_1`` does.
+    Returns (points (n, 3), the input row each came from: its splat's point, or the nearest input point
+    for a given mesh).
+    """
+    o3d = _import_open3d()
+    if len(xyz) < 4:
+        return xyz.copy(), np.arange(len(xyz))
+    rot = camera_rotation(polar, azimuth)
+    eye = -rot[:, 2] * distance
+    verts, tris, source = _surface_mesh(xyz, mesh)
+    # only the pixels the object can cover: project the vertices, cast rays inside that box
+    cam = (verts - eye) @ rot
+    w, h = WINDOW
+    cx, cy = w / 2 - 0.5, h / 2 - 0.5
+    front = cam[:, 2] > 1e-9
+    u = FOCAL * cam[front, 0] / cam[front, 2] + cx
+    v = FOCAL * cam[front, 1] / cam[front, 2] + cy
+    u0, u1 = max(int(np.floor(u.min())), 0), min(int(np.ceil(u.max())), w - 1)
+    v0, v1 = max(int(np.floor(v.min())), 0), min(int(np.ceil(v.max())), h - 1)
+    gu, gv = np.meshgrid(np.arange(u0, u1 + 1, dtype=np.float64), np.arange(v0, v1 + 1, dtype=np.float64))
+    d = np.stack([(gu.ravel() - cx) / FOCAL, (gv.ravel() - cy) / FOCAL, np.ones(gu.size)], axis=1) @ rot.T
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(verts.astype(np.float32)), o3d.core.Tensor(tris.astype(np.uint32)))
+    rays = np.concatenate([np.broadcast_to(eye, d.shape), d], axis=1).astype(np.float32)
+    hit = scene.cast_rays(o3d.core.Tensor(rays))
+    t = hit["t_hit"].numpy()
+    ok = np.isfinite(t)
+    if not ok.any():
+        return xyz[:0].copy(), np.empty(0, dtype=np.int64)
+    pts = eye + d[ok] * t[ok, None]
+    prim = hit["primitive_ids"].numpy()[ok].astype(np.int64)
+    ratio = int(len(pts) / n_points)
+    if ratio > 0:
+        order = rng.permutation(len(pts))[::ratio]
+        pts, prim = pts[order], prim[order]
+    if len(pts) < n_points:
+        pick = rng.integers(len(pts), size=n_points)
+        pts, prim = pts[pick], prim[pick]
+    pts, prim = pts[:n_points], prim[:n_points]
+    if source is not None:
+        src = source[prim]
+    else:  # nearest input point, in blocks to bound memory
+        src = np.concatenate([((xyz[None, :, :] - b[:, None, :]) ** 2).sum(-1).argmin(1)
+                              for b in np.array_split(pts, max(1, len(pts) // 256))])
+    return pts, src.astype(np.int64)
+
+
+def _to_z_up(pts, up):
+    if up == "y":
+        pts = pts.copy()
+        pts[:, :3] = pts[:, :3] @ Y_UP_TO_Z_UP
+    return pts
+
+
+def _from_z_up(out, up):
+    if up == "y":
+        out[:, :3] = out[:, :3] @ Y_UP_TO_Z_UP.T
+    return out
+
+
+def _rotate_mesh(mesh, up):
+    return mesh if mesh is None or up == "z" else (mesh[0] @ Y_UP_TO_Z_UP, mesh[1])
+
+
+def occlusion(pts, rng, p, mesh=None, up="z"):
+    """ModelNet40-C's occlusion: the surface seen by a camera 3 half-extents away, 30-60 degrees above
+    the horizon, resampled to N points from its depth image and renormalised.
+
+    Rows are surface samples, each carrying the extra columns of the input point it came from (its
+    splat, or the nearest point for a given mesh). ``up="y"`` for y-up clouds (ModelNet40's h5 files).
+    """
+    _check_up(up)
     polar, azimuth = p["polar"], p["azimuth"]
-    eye = _eye(p, polar, azimuth)
-    vis, _ = visible_mask(pts[:, :3], eye, mesh)
-    keep = np.flatnonzero(vis)
-    out = pts[keep]
+    work = _to_z_up(pts, up)
+    surf, src = depth_resample(work[:, :3], polar, azimuth, p["distance"], len(pts), rng, _rotate_mesh(mesh, up))
+    out = pts[src].copy()
+    out[:, :3] = surf
     if len(out):
         renormalize(out[:, :3])
-    return out, keep, {"eye": eye, "azimuth": azimuth, "polar": polar}
+    eye = _eye(p, polar, azimuth)
+    return _from_z_up(out, up), src, {"eye": _from_z_up(eye[None].copy(), up)[0], "azimuth": azimuth,
+                                      "polar": polar}
 
 
-def lidar(pts, rng, p, mesh=None):
-    """Visible points, binned into 1-degree elevation bands as seen from a sensor 5 half-extents away.
+def lidar(pts, rng, p, mesh=None, up="z"):
+    """ModelNet40-C's LiDAR: N depth-image samples as seen from a sensor 5 half-extents away, binned into
+    1-degree elevation bands.
 
-    Only points in the middle half of their band are kept, snapped to the band centre (range and
+    Only samples in the middle half of their band are kept, snapped to the band centre (range and
     azimuth unchanged); then round(0.75 N) of them are drawn with replacement (ModelNet40-C: 768 of
     1,024). Not renormalised, as in ModelNet40-C.
     """
+    _check_up(up)
     polar, azimuth = LIDAR_POLAR, p["azimuth"]
     eye = _eye(p, polar, azimuth)
-    vis, _ = visible_mask(pts[:, :3], eye, mesh)
-    cand = np.flatnonzero(vis)
-    rel = pts[cand, :3] - eye
+    work = _to_z_up(pts, up)
+    surf, src = depth_resample(work[:, :3], polar, azimuth, p["distance"], len(pts), rng, _rotate_mesh(mesh, up))
+    rel = surf - eye
     r = np.linalg.norm(rel, axis=1)
-    theta = np.degrees(np.arccos(np.clip(rel[:, 2] / r, -1.0, 1.0)))  # polar angle from +z
+    theta = np.degrees(np.arccos(np.clip(rel[:, 2] / np.maximum(r, 1e-12), -1.0, 1.0)))  # polar angle from +z
     band = p["band_deg"]
     frac = theta / band - np.floor(theta / band)
     in_mid = (frac >= 0.25) & (frac <= 0.75)
-    cand, rel, r, theta = cand[in_mid], rel[in_mid], r[in_mid], theta[in_mid]
+    src, rel, r, theta = src[in_mid], rel[in_mid], r[in_mid], theta[in_mid]
     m = int(round(p["output_fraction"] * len(pts)))
-    if len(cand) == 0 or m == 0:
-        return pts[:0], np.empty(0, dtype=np.int64), {"eye": eye, "azimuth": azimuth}
+    info = {"eye": _from_z_up(eye[None].copy(), up)[0], "azimuth": azimuth, "polar": polar}
+    if len(src) == 0 or m == 0:
+        return pts[:0], np.empty(0, dtype=np.int64), info
     snapped = np.radians((np.floor(theta / band) + 0.5) * band)
     phi = np.arctan2(rel[:, 1], rel[:, 0])
-    moved = pts[cand].copy()
+    moved = pts[src].copy()
     moved[:, :3] = eye + r[:, None] * np.stack(
         [np.sin(snapped) * np.cos(phi), np.sin(snapped) * np.sin(phi), np.cos(snapped)], axis=1)
-    pick = rng.integers(len(cand), size=m)
-    return moved[pick], cand[pick], {"eye": eye, "azimuth": azimuth, "polar": polar}
+    pick = rng.integers(len(src), size=m)
+    return _from_z_up(moved[pick], up), src[pick], info
 
 
 FUNCTIONS = {"occlusion": occlusion, "lidar": lidar}

@@ -110,9 +110,29 @@ def fog_table(alpha: float, r0_top: float = 40.0, step: float = 0.1):
     return grid, r_fog, i_fog
 
 
-def fog(pts, rng, p, *, intensity_max=1.0):
-    """Two-way attenuation, loss below the detection threshold, and fog backscatter replacing weak returns."""
+FOG_PRESETS = ("dong2023", "robo3d")
+
+
+def _check_preset(preset) -> str:
+    if not isinstance(preset, str) or preset not in FOG_PRESETS:
+        raise ValueError(f"`preset` must be one of {', '.join(map(repr, FOG_PRESETS))}; got {preset!r}")
+    return preset
+
+
+def sample_fog(n, p, rng, *, preset="dong2023", **_):
+    """The backscatter of the preset: Dong et al.'s (Hahner's default 0.00092 /m) or Robo3D's span."""
+    return {"beta": p["robo3d_beta"] if _check_preset(preset) == "robo3d" else p["beta"]}
+
+
+def fog(pts, rng, p, *, intensity_max=1.0, preset="dong2023"):
+    """Two-way attenuation, loss below the detection threshold, and fog backscatter replacing weak returns.
+
+    The fog response is proportional to the return's own intensity (no reflectivity floor), as in
+    Hahner et al.'s code: a zero-intensity return never becomes a fog return. `preset` picks beta
+    ("dong2023", the default, or "robo3d"); its sampler has already put it in ``p["beta"]``.
+    """
     imax = _intensity_max(intensity_max)
+    _check_preset(preset)
     alpha, beta = p["alpha"], p["beta"]
     r = _ranges(pts)
     rho = _rho(pts, imax)
@@ -122,8 +142,11 @@ def fog(pts, rng, p, *, intensity_max=1.0):
     r_fog, i_fog = r_fog_t[k], i_fog_t[k]
     att = np.exp(-2.0 * alpha * r)
     hard = pts[:, 3] * att                                              # i' = i exp(-2 alpha R0)
-    soft = i_fog * rho * imax * r ** 2 * beta / LIDAR["beta0"]         # F = I_fog i R0^2 beta / beta0
-    scatter = (soft > hard) & (r_fog > 0) & (r_fog < r)
+    soft = i_fog * pts[:, 3] * r ** 2 * beta / LIDAR["beta0"]           # F = I_fog i R0^2 beta / beta0
+    # Hahner's code compares F with the attenuated intensity rounded to its 8-bit scale (P_R_fog_hard
+    # rounds i exp(-2 alpha R0) on 0..255): a dim return that rounds to 0 yields to any fog response > 0
+    quantum = imax / 255.0
+    scatter = (soft > np.rint(hard / quantum) * quantum) & (r_fog > 0) & (r_fog < r)
     detected = rho * att / r ** 2 >= p_min
     # small range jitter on fog returns: the peak of a noisy backscatter pulse is not sharp
     jitter = rng.normal(0.0, 0.1, len(pts))
@@ -143,20 +166,22 @@ def particle_model(kind: str, rate: float):
     """(n_total per m^3, Lambda per mm, extinction alpha per m, particle reflectivity, max diameter mm).
 
     Exponential size distribution N(D) = N0 exp(-Lambda D) (D in mm, per m^3 per mm): Marshall-Palmer
-    for rain (N0 = 8000, Lambda = 4.1 R^-0.21), Gunn-Marshall for snow (N0 = 3800 R^-0.87,
+    for rain (N0 = 8000, Lambda = 4.1 R^-0.21), Gunn-Marshall for snow as LISA's code has it (N0 = 7600 R^-0.87,
     Lambda = 2.55 R^-0.48). Extinction alpha = int (pi/4) D^2 Q_ext N(D) dD with Q_ext = 2, the large-
     particle limit of Mie theory (size parameter pi D / 905 nm > 500 here): alpha = pi N0 / Lambda^3 * 1e-6.
     """
     if kind == "rain":
         n0, lam, n_idx, d_cap = 8000.0, 4.1 * rate ** -0.21, LIDAR["n_water"], 6.0
-    else:
-        n0, lam, n_idx, d_cap = 3800.0 * rate ** -0.87, 2.55 * rate ** -0.48, LIDAR["n_ice"], 20.0
+    else:  # 7600, not the textbook 3800: what LISA's code (marshall_gunn_Nd, run by Dong et al.) uses
+        n0, lam, n_idx, d_cap = 7600.0 * rate ** -0.87, 2.55 * rate ** -0.48, LIDAR["n_ice"], 20.0
     alpha = math.pi * n0 / lam ** 3 * 1e-6
     rho_p = ((n_idx - 1.0) / (n_idx + 1.0)) ** 2
     return n0 / lam, lam, alpha, rho_p, d_cap
 
 
 N_NEAREST_PARTICLES = 4
+LISA_R_MAX = 120.0            # LISA's default r_max (m): p_min = 0.9 / r_max^2
+LISA_RANGE_ACCURACY = 0.09    # LISA's default range accuracy (m)
 
 
 def _precipitation(pts, rng, p, kind, intensity_max):
@@ -166,8 +191,10 @@ def _precipitation(pts, rng, p, kind, intensity_max):
     n_tot, lam, alpha, rho_p, d_cap = particle_model(kind, rate)
     n = len(pts)
     r = _ranges(pts)
-    rho = _rho(pts, imax)
-    p_min = detection_threshold(rho, r)
+    # LISA's detection: the intensity itself (no floor) against its fixed p_min = 0.9 / r_max^2 with its
+    # r_max = 120 m, so returns already under it are lost at every rate, as in the reference
+    rho = np.clip(pts[:, 3] / imax, 0.0, None)
+    p_min = 0.9 / LISA_R_MAX ** 2
     half_div = LIDAR["divergence_rad"] / 2.0
     r_min = LIDAR["r_min"]
     # particle ranges in the cone: a Poisson process with intensity n_tot * pi * (half_div x)^2 dx, so
@@ -176,10 +203,9 @@ def _precipitation(pts, rng, p, kind, intensity_max):
     gaps = rng.standard_exponential((n, N_NEAREST_PARTICLES)) * scale
     diam = np.minimum(rng.standard_exponential((n, N_NEAREST_PARTICLES)) / lam, d_cap)
     noise = rng.standard_normal(n)
-    # Goodin et al. 2019 range noise for the returns that stay on their target: sigma = 0.02 R (1 - e^-rate)^2
-    sigma_rel = 0.02 * (1.0 - math.exp(-rate)) ** 2
+    # LISA's range noise for the returns that stay on their target: sigma = 0.09 m / sqrt(2 SNR)
     mode, new_r, trans, part_i = precipitation_kernel(r, rho, gaps, diam, noise, alpha, rho_p, half_div, r_min,
-                                                      p_min, sigma_rel)
+                                                      p_min, LISA_RANGE_ACCURACY)
     out = pts
     out[:, 3] = pts[:, 3] * trans
     moved = mode > 0
@@ -331,5 +357,5 @@ FUNCTIONS = {
     "crosstalk": crosstalk, "incomplete_echo": incomplete_echo, "motion_distortion": motion_distortion,
     "beam_reduction": beam_reduction,
 }
-SAMPLERS = {"beam_missing": sample_beam_missing, "beam_reduction": sample_beam_reduction,
+SAMPLERS = {"fog": sample_fog, "beam_missing": sample_beam_missing, "beam_reduction": sample_beam_reduction,
             "motion_distortion": sample_motion_distortion}

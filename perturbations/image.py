@@ -80,19 +80,38 @@ def _with_draws(name, p, shape, rng):
     return p
 
 
-def _sample(name, severity, img, rng, scale="auto"):
+# per-corruption options beyond `scale`: name -> {option: (type, default)}
+_OPTIONS = {"glass_blur": {"true_swap": (bool, False)}}
+
+
+def _check_extra(name, options) -> dict:
+    """The corruption-specific options of `name`, type-checked; unknown ones are refused by name."""
+    allowed = _OPTIONS.get(name, {})
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise TypeError(f"`{name}` does not accept the option(s) {', '.join(unknown)}; it accepts: "
+                        f"{', '.join(('scale',) + tuple(allowed))}")
+    for k, v in options.items():
+        if not isinstance(v, allowed[k][0]):
+            raise TypeError(f"`{k}` must be {allowed[k][0].__name__}; got {type(v).__name__}")
+    return dict(options)
+
+
+def _sample(name, severity, img, rng, scale="auto", **extra):
+    # the extra options change what `apply` does, not what is sampled
     return _with_draws(name, parameters(name, severity, img.shape, scale), img.shape, rng)
 
 
-def _apply(function, img, params, rng, scale="auto"):
+def _apply(function, img, params, rng, scale="auto", **extra):
     # `scale` is already resolved into params (their "scale" and lengths); accepted as every option is
-    out = function(img, params, rng)
+    out = function(img, {**params, **extra} if extra else params, rng)
     out, info = out if isinstance(out, tuple) else (out, {})
     return _finish(out, img.dtype, img.shape), info
 
 
 def _prepare(image, entry, options):
     check_options(entry, options)
+    _check_extra(entry.name, {k: v for k, v in options.items() if k != "scale"})
     img = _check_image(image)
     resolve_scale(options.get("scale", "auto"), img.shape)
     return img, options
@@ -122,7 +141,8 @@ def _entry(name, group, subset):
     fn = getattr(_functions, name)
     return Corruption(
         name=name, modality="image", group=group, table=TABLES[name], sample=partial(_sample, name),
-        apply=partial(_apply, fn), options=("scale",), tags=(subset,), doc=fn.__doc__.strip().split("\n")[0],
+        apply=partial(_apply, fn), options=("scale", *_OPTIONS.get(name, ())), tags=(subset,),
+        doc=fn.__doc__.strip().split("\n")[0],
         rule="lengths in px (SPATIAL) scale with min(1, short side / reference size); see `parameters`",
         reference=_REFERENCE[subset], units={f"{s}.{k}": "px" for s in REFERENCE_SIZE for k in SPATIAL.get(name, ())})
 
@@ -233,7 +253,7 @@ def _is_bgr(channels, x, channel_axis: int) -> bool:
 
 
 def corrupt(image: np.ndarray, name: str, severity: int, rng=None, scale: str = "auto", *,
-            channels: str = "rgb") -> np.ndarray:
+            channels: str = "rgb", **options) -> np.ndarray:
     """Corrupt one image with `name` at `severity` (1..5); returns a new array of the same shape and dtype.
 
     Parameters
@@ -252,6 +272,9 @@ def corrupt(image: np.ndarray, name: str, severity: int, rng=None, scale: str = 
     channels : {"rgb", "bgr"}
         Channel order of a 3-channel image; "bgr" (OpenCV's ``cv2.imread``) gives exactly the BGR view of what
         the same RGB image gets (colour corruptions such as saturate and fog act on the right channels).
+    **options
+        Corruption-specific options: glass_blur's ``true_swap`` (bool, default False: copy pixels as
+        ImageNet-C's published code does; True: exchange them, as its swap line was meant to).
 
     Returns
     -------
@@ -259,19 +282,20 @@ def corrupt(image: np.ndarray, name: str, severity: int, rng=None, scale: str = 
         Same shape and dtype; uint8 results are rounded, float results clipped to [0, 1].
     """
     if _is_bgr(channels, image, 2):
-        return np.ascontiguousarray(corrupt(image[..., ::-1], name, severity, rng, scale)[..., ::-1])
+        return np.ascontiguousarray(corrupt(image[..., ::-1], name, severity, rng, scale, **options)[..., ::-1])
     name = check_name(name, REGISTRY)
     severity = check_severity(severity)
+    extra = _check_extra(name, options) if options else {}
     img = _check_image(image)
     params = parameters(name, severity, img.shape, scale)  # validates `scale` before `rng`, as it always did
     gen = as_generator(rng)
     # REGISTRY[name].sample and .apply, called directly (no partials on the per-image path)
-    out, _ = _apply(_FUNCTIONS[name], img, _with_draws(name, params, img.shape, gen), gen)
+    out, _ = _apply(_FUNCTIONS[name], img, _with_draws(name, params, img.shape, gen), gen, **extra)
     return out if out.shape == image.shape else out.reshape(image.shape)
 
 
 def corrupt_batch(images: np.ndarray, name: str, severity: int, rng=None, scale: str = "auto", *,
-                  channels: str = "rgb") -> np.ndarray:
+                  channels: str = "rgb", **options) -> np.ndarray:
     """`corrupt` applied to each image of an (N, H, W, C) array, or an (N, H, W) greyscale batch (as `corrupt`
     takes (H, W)), drawing from one Generator in order; `channels="bgr"` for OpenCV frames (see `corrupt`).
 
@@ -284,19 +308,20 @@ def corrupt_batch(images: np.ndarray, name: str, severity: int, rng=None, scale:
         raise ValueError(f"`images` must have shape (N, H, W) (greyscale) or (N, H, W, C) with C 1 or 3; got "
                          f"{images.shape}")
     if _is_bgr(channels, images, 3):
-        return np.ascontiguousarray(corrupt_batch(images[..., ::-1], name, severity, rng, scale)[..., ::-1])
+        return np.ascontiguousarray(corrupt_batch(images[..., ::-1], name, severity, rng, scale, **options)[..., ::-1])
     if images.dtype not in _DTYPES:
         raise ValueError(f"`images` must have dtype uint8 (0..255) or float32/float64 (0..1); got {images.dtype}")
     if min(images.shape[1:3]) < MIN_SIDE:
         raise ValueError(f"`images` must be at least {MIN_SIDE} x {MIN_SIDE} px; got {images.shape[1:3]}")
     name = check_name(name, REGISTRY)
     severity = check_severity(severity)
+    _check_extra(name, options)
     resolve_scale(scale, images.shape[1:3])
     gen = as_generator(rng)
     out = np.empty_like(images)
     for i in range(images.shape[0]):
         try:
-            out[i] = corrupt(images[i], name, severity, gen, scale)
+            out[i] = corrupt(images[i], name, severity, gen, scale, **options)
         except ValueError as err:  # name the image of the batch
             raise ValueError(f"`images[{i}]`: {err}") from None
     return out

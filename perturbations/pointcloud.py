@@ -3,8 +3,12 @@
 Two levels:
 
 - ``"object"``: the 15 ModelNet40-C corruptions for object clouds (about 1k points, any C >= 3 columns).
-  They act in the cloud's own normalised frame (bounding box centred, longest side 2) and the result is
-  mapped back to the input's centre and scale, so a cloud already normalised gets ModelNet40-C's numbers.
+  They act in ModelNet40-C's frame, the unit sphere ModelNet40 ships its clouds in (centroid at 0,
+  farthest point at 1), with its absolute magnitudes; the nine that renormalise there (uniform, impulse,
+  upsampling, background, rotation, shear, ffd, rbf, inv_rbf) bounding-box-normalise the result (longest
+  side 2), as ModelNet40-C does. The result is mapped back by the input's centroid and radius, so a
+  ModelNet40 cloud gets ModelNet40-C's output, scale included, and any other cloud the same up to a
+  similarity.
 - ``"scene"``: 9 LiDAR weather and sensor models for driving scans (N x C, C >= 4: x, y, z, intensity,
   sensor at the origin, z up).
 
@@ -66,8 +70,7 @@ def _apply(name, points, params, rng, **options):
     if name in SCENE_CORRUPTIONS:
         out, idx, applied = function(work, rng, params, **options)
     else:
-        lo, hi = work[:, :3].min(axis=0), work[:, :3].max(axis=0)
-        centre, half = (lo + hi) / 2.0, float((hi - lo).max()) / 2.0
+        centre, half = _object_frame(name, work[:, :3])
         if half <= 0.0:
             raise ValueError("`points` has zero extent (every point is the same); object-level corruptions "
                              "need a cloud with a non-degenerate bounding box")
@@ -80,6 +83,21 @@ def _apply(name, points, params, rng, **options):
         if "eye" in applied:  # report the viewpoint in the input's frame
             applied["eye"] = applied["eye"] * half + centre
     return (out.astype(points.dtype, copy=False), np.asarray(idx, dtype=np.int64)), applied
+
+
+def _object_frame(name, xyz):
+    """(centre, scale) of the frame an object-level corruption works in, ModelNet40-C's own.
+
+    ModelNet40-C corrupts the ModelNet40 clouds as shipped, normalised into the unit sphere (centroid at
+    0, farthest point at distance 1), with absolute magnitudes, and bounding-box-normalises the result of
+    the nine corruptions that renormalise. So: the centroid and the largest distance to it. occlusion and
+    lidar ray-cast in the bounding-box frame (centre, half the longest side).
+    """
+    if name in _pointcloud_raycast.FUNCTIONS:
+        lo, hi = xyz.min(axis=0), xyz.max(axis=0)
+        return (lo + hi) / 2.0, float((hi - lo).max()) / 2.0
+    centre = xyz.mean(axis=0)
+    return centre, float(np.sqrt(((xyz - centre) ** 2).sum(axis=1).max()))
 
 
 def _prepare(points, entry, options):
@@ -128,7 +146,7 @@ def parameters(name: str, severity: int) -> dict:
     """A copy of the parameter row `corrupt` uses for `name` at `severity` (1..5).
 
     >>> parameters("fog", 5)
-    {'alpha': 0.06, 'beta': 0.2}
+    {'alpha': 0.06, 'beta': 0.00092, 'robo3d_beta': 0.2}
     """
     check_name(name, REGISTRY)
     return REGISTRY[name].row(check_severity(severity))
@@ -149,7 +167,8 @@ def corrupt(points: np.ndarray, name: str, severity: int, rng=None, **options) -
         The only source of randomness; the same seed gives the same output.
     **options
         Per-corruption options, an error when not accepted by `name` (see docs/pointcloud_corruptions.md):
-        ``mesh`` (occlusion, lidar); ``intensity_max``, ``ring``, ``n_rings``, ``fov_deg``, ``ground_mask``,
+        ``mesh`` (occlusion, lidar); ``preset`` (fog: "dong2023" or "robo3d"); ``intensity_max``, ``ring``,
+        ``n_rings``, ``fov_deg``, ``ground_mask``,
         ``object_mask`` (scene models that need them).
 
     Examples

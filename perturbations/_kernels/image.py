@@ -158,6 +158,27 @@ def glass_swap(image, max_delta, offsets):
 
 
 @njit(cache=True, nogil=True)
+def glass_copy(image, max_delta, offsets):
+    """glass_blur's loop as the references run it, in place on a uint8 (H, W, C) copy: (h, w) <- (h', w').
+
+    ImageNet-C's and imagecorruptions' line ``x[h, w], x[h', w'] = x[h', w'], x[h, w]`` assigns NumPy
+    views of the RGB pixels, so (h', w') is copied over (h, w) and (h', w') keeps its value: no swap.
+    Same loop order and offsets as `glass_swap`.
+    """
+    h_size, w_size, n_channels = image.shape
+    for p in range(offsets.shape[0]):
+        for i in range(offsets.shape[1]):
+            h = h_size - max_delta - i
+            for j in range(offsets.shape[2]):
+                w = w_size - max_delta - j
+                hp = h + offsets[p, i, j, 1]
+                wp = w + offsets[p, i, j, 0]
+                for c in range(n_channels):
+                    image[h, w, c] = image[hp, wp, c]
+    return image
+
+
+@njit(cache=True, nogil=True)
 def to_uint8(x):
     """round(255 * clip(x, 0, 1)) as uint8, in one pass (x is float32 or float64, any shape)."""
     flat = x.ravel()
@@ -245,4 +266,25 @@ def box_downsample(image, out_h, out_w):
             for r in range(out_h):
                 for c in range(n_channels):
                     out[r, s, c] += wgt * rows[r, k * n_channels + c]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def pil_box_uint8(image, starts, stops, weights):
+    """Pillow's 8-bit BOX pass along axis 1 of a C-contiguous (A, B, C) uint8 array -> (A, len(starts), C).
+
+    Output j is (2^21 + weights[j] * sum(image[:, starts[j]:stops[j]])) >> 22, clipped to 0..255: Pillow's
+    fixed-point resampling (22 fractional bits, ``ResampleHorizontal_8bpc``) with its equal box weights.
+    """
+    a, _, n_channels = image.shape
+    n_out = starts.shape[0]
+    out = np.empty((a, n_out, n_channels), np.uint8)
+    for i in range(a):
+        for j in range(n_out):
+            for c in range(n_channels):
+                acc = 0
+                for k in range(starts[j], stops[j]):
+                    acc += np.int64(image[i, k, c])
+                v = (np.int64(2097152) + weights[j] * acc) >> 22
+                out[i, j, c] = np.uint8(min(max(v, 0), 255))
     return out

@@ -58,8 +58,12 @@ def filter2d(image: np.ndarray, kernel: np.ndarray, border: int = cv2.BORDER_REF
 
 
 def gaussian_ksize(sigma: float, truncate: float) -> tuple:
-    """The odd kernel size 2*ceil(truncate*sigma)+1 that SciPy/scikit-image use (truncate 4 or 3)."""
-    half = max(1, int(math.ceil(truncate * sigma)))
+    """The odd kernel size 2*int(truncate*sigma + 0.5)+1 that SciPy/scikit-image use (truncate 4 or 3).
+
+    SciPy's ``gaussian_filter1d`` rounds the radius (``int(truncate * sd + 0.5)``); a radius of 0 is the
+    identity there, and a 1 x 1 kernel here.
+    """
+    half = int(truncate * sigma + 0.5)
     return (2 * half + 1, 2 * half + 1)
 
 
@@ -114,6 +118,31 @@ def clipped_zoom(image: np.ndarray, zoom: float) -> np.ndarray:
     return out[:h, :w]
 
 
+def clipped_zoom_corners(layer: np.ndarray, zoom: float) -> np.ndarray:
+    """imagecorruptions' clipped_zoom of a 2-D float layer, geometry included (snow's flakes).
+
+    The central ceil(H / z) x ceil(W / z) window is zoomed to round(side * z) with
+    ``scipy.ndimage.zoom(order=1)``'s corner-aligned mapping (output o samples input o (n - 1) / (m - 1))
+    by two exact linear passes, and the top-left H x W kept. `clipped_zoom` aligns pixel centres instead,
+    which moves the thresholded flake coverage by +28 % / -15 % at zooms 3 / 2.
+    """
+    h, w = layer.shape
+    out = layer[(h - int(math.ceil(h / zoom))) // 2:, (w - int(math.ceil(w / zoom))) // 2:]
+    out = out[:int(math.ceil(h / zoom)), :int(math.ceil(w / zoom))]
+    for axis, keep in ((0, h), (1, w)):
+        n = out.shape[axis]
+        m = int(round(n * zoom))
+        pos = np.arange(min(m, keep)) * ((n - 1) / (m - 1) if m > 1 else 0.0)
+        i0 = np.minimum(pos.astype(np.int64), max(n - 2, 0))
+        frac = (pos - i0).astype(layer.dtype)
+        i1 = np.minimum(i0 + 1, n - 1)
+        if axis == 0:
+            out = out[i0] * (1 - frac)[:, None] + out[i1] * frac[:, None]
+        else:
+            out = out[:, i0] * (1 - frac) + out[:, i1] * frac
+    return out
+
+
 def smooth_noise(h: int, w: int, cell: float, rng: np.random.Generator) -> np.ndarray:
     """Value noise in [0, 1]: uniform values on a grid with spacing `cell` px, bicubically upsampled."""
     gh, gw = int(math.ceil(h / cell)) + 3, int(math.ceil(w / cell)) + 3
@@ -128,43 +157,69 @@ FROST_TINT = np.array([0.80, 0.90, 1.0], np.float32)
 
 
 def frost_texture(h: int, w: int, scale: float, rng: np.random.Generator) -> np.ndarray:
-    """A procedural ice-crystal texture (H, W) in [0, 1]: dense fern-like feathers over a patchy haze.
+    """A procedural ice texture (H, W) in [0, 1] that looks like photographed window frost.
 
-    Feathers: a spine of length 1.5..5 `scale` at a random angle, with 8 barbs per side at 45..70 degrees
-    that shorten towards the tip, drawn anti-aliased with cv2.polylines (sub-pixel coordinates, shift 4);
-    a wide blur of them adds the glow of dense ice. The haze and a patchiness mask are value noise at a
-    few `scale`s. This stands in for the ImageNet-C frost photographs (not shipped: their provenance is
-    unstated); its mean (about 0.6) and spread (about 0.1) are close to theirs.
+    Dense needle crystals, about 22 per (3 `scale`)^2: each a tapered blade (a wide faint root over its
+    first 55 %, a bright 1 px edge to the tip) of log-normal length (median 1.8 `scale`), growing along a
+    locally coherent direction field (crystals in one patch grow alike, as on a pane) with a patchy
+    density; a third carry 2-6 short side needles at 55-70 degrees (dendrites). Brighter crystals lie on
+    top. Then a soft glow of the crystal mass, a faint relief lit from the upper left (the glassy sheen of
+    ice), film grain and a haze. Drawn anti-aliased with cv2.polylines (1/16 px), batched by brightness.
+    This stands in for the ImageNet-C frost photographs (not shipped: their provenance is unstated); its
+    mean (about 0.65, as the previous fern texture, which matched their statistics within 0.1 dB) and
+    spread (about 0.14) are close to theirs (0.48-0.84, 0.09-0.17).
     """
     scale = max(float(scale), 1.0)
-    haze = 0.6 * smooth_noise(h, w, 6 * scale, rng) + 0.4 * smooth_noise(h, w, 2 * scale, rng)
-    n_feathers = max(3, int(round(6.0 * h * w / (3.5 * scale) ** 2)))
-    n_barbs = 8
-    y0 = rng.uniform(-2 * scale, h + 2 * scale, n_feathers)
-    x0 = rng.uniform(-2 * scale, w + 2 * scale, n_feathers)
-    angle = rng.uniform(0.0, 2 * np.pi, n_feathers)
-    spread = rng.uniform(np.pi / 4, 7 * np.pi / 18, n_feathers)[:, None]
-    length = scale * rng.uniform(1.5, 5.0, n_feathers)
-    y1, x1 = y0 + length * np.sin(angle), x0 + length * np.cos(angle)
-    t = (np.arange(1, n_barbs + 1) / (n_barbs + 1))[None, :]  # barb positions along the spine
-    by, bx = y0[:, None] + t * (y1 - y0)[:, None], x0[:, None] + t * (x1 - x0)[:, None]
-    blen = (1.0 - t) * 0.5 * length[:, None] * rng.uniform(0.6, 1.3, (n_feathers, n_barbs))
-    segs = [np.stack([np.stack([x0, y0], -1), np.stack([x1, y1], -1)], 1)]
-    for side in (-1.0, 1.0):
-        ba = angle[:, None] + side * spread
-        ey, ex = by + blen * np.sin(ba), bx + blen * np.cos(ba)
-        segs.append(np.stack([np.stack([bx, by], -1), np.stack([ex, ey], -1)], 2).reshape(-1, 2, 2))
-    segs = np.concatenate(segs, 0)
-    pts = np.round(segs * 16).astype(np.int32)  # shift=4: 1/16 px precision
-    order = rng.permutation(len(pts))
-    crystals = np.zeros((h, w), np.float32)
-    for group, level in zip(np.array_split(order, 3), (0.4, 0.7, 1.0)):
-        cv2.polylines(crystals, list(pts[group]), False, float(level), 1, cv2.LINE_AA, 4)
-    np.clip(crystals, 0.0, 1.0, out=crystals)
-    glow = gaussian_blur(crystals, 0.8 * scale)
-    patch = smooth_noise(h, w, 8 * scale, rng)
-    ice = np.clip(0.6 * crystals + 1.2 * glow, 0.0, 1.0) * (0.4 + 0.6 * patch)
-    return np.clip(0.38 + 0.2 * haze + 0.5 * ice, 0.0, 1.0)
+    direction = 4 * np.pi * smooth_noise(h, w, 10 * scale, rng)
+    density = smooth_noise(h, w, 7 * scale, rng)
+    n = max(8, int(round(22.0 * h * w / (3.0 * scale) ** 2)))
+    ys, xs = rng.uniform(0, h, n), rng.uniform(0, w, n)
+    iy, ix = ys.astype(np.int64).clip(0, h - 1), xs.astype(np.int64).clip(0, w - 1)
+    keep = rng.random(n) < 0.25 + 0.75 * density[iy, ix]
+    ys, xs, iy, ix = ys[keep], xs[keep], iy[keep], ix[keep]
+    n = len(ys)
+    ang = direction[iy, ix] + rng.normal(0.0, 0.35, n)
+    length = scale * rng.lognormal(math.log(1.8), 0.55, n)
+    level = rng.uniform(0.25, 1.0, n) ** 1.5
+    thick = rng.choice(np.array([1, 1, 1, 2, 2, 3]), n)
+    x1, y1 = xs + length * np.cos(ang), ys + length * np.sin(ang)
+    xm, ym = xs + 0.55 * (x1 - xs), ys + 0.55 * (y1 - ys)
+    # side needles of the dendrites: up to 6 per crystal, on the thick ones and 40 % of the others
+    k = rng.integers(2, 7, n)
+    branched = (thick > 1) | (rng.random(n) < 0.4)
+    t = rng.uniform(0.15, 0.9, (n, 6))
+    side = rng.choice(np.array([-1.0, 1.0]), (n, 6))
+    b_ang = ang[:, None] + side * rng.uniform(0.95, 1.25, (n, 6))
+    b_len = (1 - t) * length[:, None] * rng.uniform(0.2, 0.5, (n, 6))
+    bx, by = xs[:, None] + t * (x1 - xs)[:, None], ys[:, None] + t * (y1 - ys)[:, None]
+    use = branched[:, None] & (np.arange(6)[None, :] < k[:, None])
+
+    def seg(ax, ay, bx_, by_):
+        return np.round(np.stack([np.stack([ax, ay], -1), np.stack([bx_, by_], -1)], -2) * 16).astype(np.int32)
+
+    roots, edges = seg(xs, ys, xm, ym), seg(xs, ys, x1, y1)
+    needles = seg(bx, by, bx + b_len * np.cos(b_ang), by + b_len * np.sin(b_ang))
+    height = np.zeros((h, w), np.float32)
+    bins = np.minimum((level * 8).astype(np.int64), 7)
+    for b in range(8):  # dimmer batches first, so brighter crystals end on top
+        lv = (b + 0.5) / 8
+        for th in (1, 2, 3):
+            sel = (bins == b) & (thick == th)
+            if sel.any():
+                cv2.polylines(height, list(roots[sel]), False, 0.7 * lv, th + 1, cv2.LINE_AA, 4)
+        sel = bins == b
+        nd = needles[sel][use[sel]]
+        if len(nd):
+            cv2.polylines(height, list(nd), False, 0.85 * lv, 1, cv2.LINE_AA, 4)
+        if sel.any():
+            cv2.polylines(height, list(edges[sel]), False, lv, 1, cv2.LINE_AA, 4)
+    np.clip(height, 0.0, 1.0, out=height)
+    gy, gx = np.gradient(gaussian_blur(height, 0.6))
+    sheen = np.clip(-(gx + gy), -0.12, 0.12)
+    glow = gaussian_blur(height, 2.0 * scale)
+    grain = rng.standard_normal((h, w), dtype=np.float32) * np.float32(0.025)
+    haze = smooth_noise(h, w, 5 * scale, rng)
+    return np.clip(0.365 + 0.14 * haze + 0.32 * height + 0.55 * glow + sheen + grain, 0.0, 1.0)
 
 
 FROST_BANK_SIZE = 512

@@ -219,11 +219,12 @@ def knn_kernel(xyz, k):
 
 
 @njit(cache=True, nogil=True)
-def precipitation_kernel(r, rho, gaps, diam, noise, alpha, rho_p, half_div, r_min, p_min, sigma_rel):
+def precipitation_kernel(r, rho, gaps, diam, noise, alpha, rho_p, half_div, r_min, p_min, range_accuracy):
     """LISA strongest-return Monte-Carlo per beam with the K nearest particles (pre-drawn values).
 
     r, rho: (N,) range and apparent reflectivity; gaps: (N, K) exponential gaps of x^3 - r_min^3
-    (already scaled); diam: (N, K) particle diameters in mm; noise: (N,) standard normals.
+    (already scaled); diam: (N, K) particle diameters in mm; noise: (N,) standard normals. A return that
+    stays on its target gets LISA's range noise sigma = range_accuracy / sqrt(2 SNR), SNR = P / p_min.
     Returns mode (N,) int8 (0 lost, 1 target, 2 particle), new range (N,), transmission factor of the
     target (N,) and particle intensity factor (N,) (imax * rho_p * share * exp(-2 alpha x) / imax).
     """
@@ -266,7 +267,7 @@ def precipitation_kernel(r, rho, gaps, diam, noise, alpha, rho_p, half_div, r_mi
             part_i[a] = rho_p * best_share * np.exp(-2.0 * alpha * best_x)
         elif p_target >= p_min:
             mode[a] = 1
-            nr = ra + noise[a] * sigma_rel * ra
+            nr = ra + noise[a] * range_accuracy / np.sqrt(2.0 * p_target / p_min)
             new_r[a] = nr if nr > 0.05 else 0.05
         else:
             new_r[a] = ra

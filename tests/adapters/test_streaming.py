@@ -272,3 +272,93 @@ def test_schema_1_snapshot_loads_and_continues_like_a_fresh_run():
         a.pop("calibration_version"), b.pop("calibration_version")  # a hash of the state's (older) layout
         assert a == b
         assert old.feedback(f"f{t - 5}", int(y[300 + t - 5])) == fresh.feedback(f"f{t - 5}", int(y[300 + t - 5]))
+
+
+# --- the one-sided monitors of conformal.online.ShiftMonitor -------------------------------------------------
+@pytest.mark.parametrize("martingale,level", [("power_mixture", 0.01), ("cusum", 1e-4)])
+def test_one_sided_monitor_option_alarms_on_shift_quiet_on_clean(martingale, level):
+    rng = np.random.default_rng(20)
+    p, y = _data(rng, 2000)
+    d = DualThresholdConformal(score="raps", alpha=0.1, statistic="entropy", rule="budget",
+                               rule_params={"max_abstain": 0.1}, random_state=0).fit(p, y)
+    s = StreamingConformal(d, reference=_stream_entropy(rng, 2000), monitor_level=level, martingale=martingale)
+    outs = [s.step(r) for r in _stream_entropy(rng, 1000)]
+    assert not any(o["shift_alarm"] for o in outs)
+    outs2 = [s.step(r) for r in _stream_entropy(rng, 300, sharp=1.0)]
+    first = next(i for i, o in enumerate(outs2) if o["shift_alarm"])
+    assert first < 60, first
+    assert all(o["mode"] == "conservative" and o["tau"] <= d.tau_ for o in outs2[first:])
+    # the log10 value reported is the monitor's own, and a snapshot continues it exactly
+    s2 = StreamingConformal.from_dict(s.to_dict())
+    row = _stream_entropy(rng, 1)[0]
+    a, b = s.step(row), s2.step(row)
+    assert a == b and s2.martingale == martingale
+
+
+def test_default_monitor_is_still_the_fused_jumper():
+    rng = np.random.default_rng(21)
+    p, y = _data(rng, 600)
+    cal = SplitConformalClassifier(score="lac", alpha=0.1).fit(p, y)
+    ref = _stream_entropy(rng, 500)
+    a = StreamingConformal(cal, reference=ref)
+    b = StreamingConformal(cal, reference=ref, martingale="jumper")
+    stream = _stream_entropy(rng, 200, sharp=1.5)
+    for r in stream:
+        oa, ob = a.step(r), b.step(r)
+        assert oa == ob
+    assert a.martingale == "jumper" and a.to_dict()["state"]["monitor"].shape == (4,)
+
+
+def test_external_statistic_monitor():
+    """The monitor on a statistic the caller computes (here a synthetic feature distance): it needs
+    `monitor_value` per step, alarms on a shift of that statistic alone, and then abstains on every frame."""
+    rng = np.random.default_rng(22)
+    p, y = _data(rng, 1000)
+    cal = SplitConformalClassifier(score="lac", alpha=0.1).fit(p, y)
+    s = StreamingConformal(cal, reference_statistics=rng.normal(size=1000), martingale="power_mixture")
+    stream = _stream_entropy(rng, 600)
+    dist = np.concatenate([rng.normal(size=300), rng.normal(size=300) + 3.0])
+    outs = [s.step(r, monitor_value=float(v)) for r, v in zip(stream, dist)]
+    alarm = [o["shift_alarm"] for o in outs]
+    first = alarm.index(True)
+    assert 300 <= first < 340  # the mixture pays for its 300 clean inputs first (a CUSUM would not)
+    assert all(o["abstain"] for o in outs[first:]) and not any(o["abstain"] for o in outs[:first])
+    with pytest.raises(TypeError, match="monitor_value"):
+        s.step(stream[0])
+    with pytest.raises(ValueError, match="monitor_value"):
+        StreamingConformal(cal, reference=p).step(stream[0], monitor_value=1.0)
+    s2 = StreamingConformal.from_dict(s.to_dict())
+    assert s2.step(stream[0], monitor_value=0.0)["abstain"]  # still alarmed, still refusing
+    with pytest.raises(ValueError, match="martingale"):
+        StreamingConformal(cal, reference=p, martingale="bayes")
+
+
+def test_window_rule_inside_the_wrapper_equals_the_batch_rule():
+    """StreamingConformal(shift_abstention=...) abstains frame by frame exactly as ShiftAwareAbstention.predict on
+    the same stream (synthetic outputs; the window rule fitted with a synthetic shift statistic), and a snapshot
+    taken mid-stream continues identically."""
+    from conformal import ShiftAwareAbstention
+
+    rng = np.random.default_rng(23)
+    p, y = _data(rng, 1500)
+    shift_ref = rng.normal(size=1500)
+    est = ShiftAwareAbstention(window=60, min_window=20).fit(p, y, shift_statistic=shift_ref)
+    cal = SplitConformalClassifier(score="lac", alpha=0.1).fit(p, y)
+    stream = np.concatenate([_stream_entropy(rng, 150), _stream_entropy(rng, 150, sharp=1.0)])
+    dist = np.concatenate([rng.normal(size=150), rng.normal(size=150) + 2.0])
+    batch = est.predict(stream, shift_statistic=dist)
+    r = est.abstention_level(stream, shift_statistic=dist)
+    s = StreamingConformal(cal, reference_statistics=shift_ref, martingale="power_mixture", monitor_level=1e-12,
+                           shift_abstention=est)
+    outs = []
+    for i, (row, v) in enumerate(zip(stream, dist)):
+        if i == 200:
+            s = StreamingConformal.from_dict(s.to_dict())
+        outs.append(s.step(row, monitor_value=float(v)))
+    assert [o["abstain"] for o in outs] == batch.abstain.tolist()
+    np.testing.assert_allclose([o["window_abstention"] for o in outs], r, rtol=0, atol=1e-12)
+    assert batch.abstain[200:].mean() > batch.abstain[:150].mean() + 0.5
+    with pytest.raises(ValueError, match="reference_statistics"):
+        StreamingConformal(cal, shift_abstention=est)
+    with pytest.raises(TypeError, match="shift_abstention"):
+        StreamingConformal(cal, shift_abstention=ShiftAwareAbstention())

@@ -198,3 +198,54 @@ def test_box_downsample_matches_exact_area_average(h, w, c, data):
         scale = 255.0 if src.dtype == np.uint8 else 1.0
         np.testing.assert_allclose(K.box_downsample(src, out_h, out_w) / scale, box_twin(src, out_h, out_w) / scale,
                                    atol=1e-5)
+
+
+def pil_box_uint8_twin(image, starts, stops, weights):
+    """Pillow's fixed-point BOX pass along axis 1, in plain NumPy integers."""
+    sums = np.stack([image[:, a:b].astype(np.int64).sum(axis=1) for a, b in zip(starts, stops)], axis=1)
+    return np.clip(((1 << 21) + weights[None, :, None] * sums) >> 22, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.twin("perturbations._kernels.image.pil_box_uint8", twin=pil_box_uint8_twin)
+@FAST
+@given(a=st.integers(1, 12), b=st.integers(1, 40), c=st.sampled_from([1, 3]), data=st.data())
+def test_pil_box_uint8_matches_integer_sums(a, b, c, data):
+    from perturbations._image_corruptions import _pil_box_windows
+
+    n_out = data.draw(st.integers(1, b))
+    image = np.random.default_rng(a * 97 + b).integers(0, 256, (a, b, c), dtype=np.uint8)
+    starts, stops, counts, fixed = _pil_box_windows(b, n_out)
+    assert np.all(counts >= 1) and starts[0] == 0 and stops[-1] <= b
+    np.testing.assert_array_equal(K.pil_box_uint8(image, starts, stops, fixed),
+                                  pil_box_uint8_twin(image, starts, stops, fixed))
+
+
+def glass_copy_twin(image, max_delta, offsets):
+    """The references' line run literally on NumPy views of RGB pixels (it copies; it does not swap)."""
+    x = image.copy()
+    h_size, w_size = x.shape[:2]
+    for p in range(offsets.shape[0]):
+        for h in range(h_size - max_delta, max_delta, -1):
+            for w in range(w_size - max_delta, max_delta, -1):
+                dx, dy = offsets[p, h_size - max_delta - h, w_size - max_delta - w]
+                hp, wp = h + dy, w + dx
+                x[h, w], x[hp, wp] = x[hp, wp], x[h, w]
+    return x
+
+
+@pytest.mark.twin("perturbations._kernels.image.glass_copy", twin=glass_copy_twin)
+@FAST
+@given(h=st.integers(3, 12), w=st.integers(3, 12), c=st.sampled_from([1, 3]), d=st.integers(1, 3),
+       iters=st.integers(1, 2), seed=st.integers(0, 2**16))
+def test_glass_copy_matches_the_references_view_assignment(h, w, c, d, iters, seed):
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (h, w, c), dtype=np.uint8)
+    offsets = rng.integers(-d, d, (iters, max(h - 2 * d, 0), max(w - 2 * d, 0), 2), dtype=np.int32)
+    np.testing.assert_array_equal(K.glass_copy(image.copy(), d, offsets), glass_copy_twin(image, d, offsets))
+
+
+def test_the_references_swap_line_copies_on_views():
+    x = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
+    x[0, 0], x[1, 1] = x[1, 1], x[0, 0]
+    np.testing.assert_array_equal(x[0, 0], [9, 10, 11])
+    np.testing.assert_array_equal(x[1, 1], [9, 10, 11])

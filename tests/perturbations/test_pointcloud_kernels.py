@@ -99,7 +99,7 @@ def test_fog_kernel_matches_numpy_and_physics():
     assert np.all(thick[1:] < thin[1:])  # per unit beta, denser fog attenuates its own backscatter more
 
 
-def precipitation_reference(r, rho, gaps, diam, noise, alpha, rho_p, half_div, r_min, p_min, sigma_rel):
+def precipitation_reference(r, rho, gaps, diam, noise, alpha, rho_p, half_div, r_min, p_min, range_accuracy):
     """Vectorised NumPy twin of precipitation_kernel."""
     n, k = gaps.shape
     x = np.cbrt(np.cumsum(gaps, axis=1) + r_min ** 3)
@@ -113,7 +113,8 @@ def precipitation_reference(r, rho, gaps, diam, noise, alpha, rho_p, half_div, r
     to_part = (pp[rows, best] > p_target) & (pp[rows, best] >= p_min)
     keep = ~to_part & (p_target >= p_min)
     mode = np.where(to_part, 2, np.where(keep, 1, 0)).astype(np.int8)
-    new_r = np.where(to_part, x[rows, best], np.where(keep, np.maximum(r + noise * sigma_rel * r, 0.05), r))
+    sigma = range_accuracy / np.sqrt(2 * np.maximum(p_target, 1e-300) / p_min)  # LISA's Eq. 7
+    new_r = np.where(to_part, x[rows, best], np.where(keep, np.maximum(r + noise * sigma, 0.05), r))
     part_i = np.where(to_part, rho_p * share[rows, best] * np.exp(-2 * alpha * x[rows, best]), 0.0)
     return mode, new_r, trans, part_i
 
@@ -126,7 +127,7 @@ def test_precipitation_kernel_matches_numpy(n, k, seed, scale, p_min):
     from perturbations._kernels.pointcloud import precipitation_kernel
     rng = np.random.default_rng(seed)
     args = (rng.uniform(1.0, 80.0, n), rng.uniform(0.02, 1.0, n), rng.exponential(scale, (n, k)),
-            rng.exponential(1.0, (n, k)), rng.normal(size=n), 0.003, 0.02, 1.5e-3, 1.5, p_min, 0.02)
+            rng.exponential(1.0, (n, k)), rng.normal(size=n), 0.003, 0.02, 1.5e-3, 1.5, p_min, 0.09)
     got = precipitation_kernel(*args)
     ref = precipitation_reference(*args)
     np.testing.assert_array_equal(got[0], ref[0])

@@ -6,7 +6,7 @@ import inspect
 
 from audit import schema as S
 from audit.errors import ConfigError
-from audit.tasks.classification import corrupt, data, models
+from audit.tasks.classification import corrupt, data, models, shift
 
 __all__ = ["TOP_KEYS", "SPLIT_DEFAULTS", "CONFORMAL_DEFAULTS", "ABSTENTION_DEFAULTS", "SCORES", "STATISTICS",
            "RULES", "TARGETS", "validate", "make_calibrator"]
@@ -23,6 +23,8 @@ TOP_KEYS = {
     "corruptions": "list of {name, severities, params}",
     "executor": "{name: local|ray, workers, address}",
     "output": "{plots, report, examples, render_png}",
+    "shift": "{statistics, k, window, estimator, monitor, monitor_level, repeats}: shift-aware abstention columns "
+             "(optional; docs/audit.md)",
 }
 
 SPLIT_DEFAULTS = {"train_fraction": 0.5, "calibration_fraction": 0.5, "repeats": 20, "max_samples": None}
@@ -126,6 +128,8 @@ def validate(raw: dict, *, base_dir=None, check_names: bool = True) -> dict:
             corrupt.check_corruption(name, modality, cfg["data"]["name"], path, params)
 
     cfg["corruptions"] = S.corruption_list(raw["corruptions"], check)
+    if raw.get("shift") is not None:  # absent: no key, so configs without it keep their exact expanded form
+        cfg["shift"] = shift.validate(raw["shift"], modality)
     cfg["executor"] = S.executor(raw.get("executor"))
     cfg["output"] = S.output(raw.get("output"))
     return cfg

@@ -8,11 +8,15 @@ Pipeline:
   2. for r in 1..R (audit.runner): the frame pool is split at random (seeded by (seed, r)) into calibration and
      test frames; a `ConformalDetector` is fitted on the CLEAN cell's calibration frames only;
   3. the fitted detector predicts, without labels, on the test frames of every cell; `evaluate_detector` then
-     scores the predictions against the ground truth.
+     scores the predictions against the ground truth, and the symmetric box-wise baseline, fitted on the same
+     calibration detections, is scored on the same test detections beside it.
 """
 from __future__ import annotations
 
+import math
 import warnings
+
+import numpy as np
 
 from audit.runner.cache import fingerprint, pack_records
 from audit.runner.cells import cell_list
@@ -64,6 +68,8 @@ class DetectionTask(Task):
     def compute_cell(self, context, cell):
         preds, gts, records = SOURCES[context["source"]].frames(context, cell)
         arrays = frames.pack(preds, gts, context["dim"])
+        for k, v in SOURCES[context["source"]].cell_metrics(context, preds, gts).items():
+            arrays[f"metric_{k}"] = np.array(v, np.float64)
         if records:
             arrays["applied"] = pack_records(records)
         return arrays
@@ -75,28 +81,44 @@ class DetectionTask(Task):
         return SOURCES[context["source"]].subset_context(context, n)
 
     def load_cell(self, prepared, arrays):
-        return frames.unpack(arrays, prepared.state["dim"])
+        preds, gts = frames.unpack(arrays, prepared.state["dim"])
+        extra = {k[len("metric_"):]: float(arrays[k]) for k in arrays if k.startswith("metric_")}
+        return preds, gts, extra
 
     def fit_split(self, cfg, prepared, clean, calibration, r):
-        preds, gts = clean
+        preds, gts = clean[0], clean[1]
         det = config.make_detector(cfg, cfg["seed"] + 1000 * r + 17)
-        return det.fit([preds[i] for i in calibration], [gts[i] for i in calibration])  # CLEAN frames only
+        cal_p, cal_g = [preds[i] for i in calibration], [gts[i] for i in calibration]
+        det.fit(cal_p, cal_g)  # CLEAN frames only
+        # the baseline sees the detections the fitted detector keeps, on the box-calibration frames alike
+        return det, evaluate.symmetric_margins(det, cal_p, cal_g)
 
-    def score_cell(self, cfg, prepared, det, frames, test, first, cell):
+    def score_cell(self, cfg, prepared, model, frames, test, first, cell):
         from conformal.detection import evaluate_detector
 
-        preds, gts = frames
+        det, margins = model
+        preds, gts, cell_metrics = frames
         dim = prepared.state["dim"]
+        test_p, test_g = [preds[i] for i in test], [gts[i] for i in test]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = evaluate_detector(det, [preds[i] for i in test], [gts[i] for i in test])
+            res = evaluate_detector(det, test_p, test_g)
         m = evaluate.metrics(res, dim)
+        m["box_coverage_symmetric"], m["interval_size_symmetric"] = evaluate.symmetric_coverage(det, margins, test_p,
+                                                                                               test_g)
+        m["ap50"], m["ap"] = cell_metrics.get("ap50", math.nan), cell_metrics.get("ap", math.nan)
         m["score_threshold"] = det.score_threshold_
+        source = SOURCES[cfg["data"]["name"]]
+        m.update(source.extra_metrics([preds[i] for i in test], [gts[i] for i in test]))
         extra = None
         if first and cfg["output"]["examples"] > 0:
             # every cell holds the same scenes and ground truth, so every cell shows the same frame
-            ex = evaluate.example_index(gts, test, cfg["data"]["params"]["mean_objects"])
+            ex = evaluate.example_index(gts, test, cfg["data"]["params"].get("mean_objects", 3.0))
             extra = evaluate.example(det, preds[ex], gts[ex], dim, ex)
+            spec = next(t for t in cell_list(cfg["corruptions"]) if t["cell"] == cell)
+            points = source.example_points(prepared.context, spec, ex)
+            if points is not None:
+                extra["ex_points"] = points
         return m, extra
 
     def results_extra(self, cfg, prepared):

@@ -12,8 +12,8 @@ TOP_KEYS = {
     "name": "a label for the report (default: the config file's stem)",
     "seed": "integer seed of the scenes, the simulated detector and the splits",
     "task": "'detection' for this audit ('classification' is the default)",
-    "data": "{name, params}: the data source (e.g. synthetic_scenes)",
-    "model": "{name, params}: the detector (e.g. simulated_detector)",
+    "data": "{name, params}: the data source (synthetic_scenes, composite_scenes or coco)",
+    "model": "{name, params}: the detector (simulated_detector, scenes_detector or precomputed)",
     "split": "{calibration_fraction, repeats}",
     "conformal": "the ConformalDetector settings (alpha, alpha_cls, recall_alpha, ...)",
     "corruptions": "list of {name, severities}: the source's corruptions (e.g. detector degradations)",
@@ -48,6 +48,7 @@ def validate(raw: dict, *, base_dir=None, check_names: bool = True) -> dict:
 
     cfg["corruptions"] = S.corruption_list(raw["corruptions"], check, what=source.corruption_kind,
                                            allow_params=False)
+    source.check_cells(cfg["corruptions"], cfg["data"])
     cfg["executor"] = S.executor(raw.get("executor"))
     cfg["output"] = S.output(raw.get("output"))
     return cfg

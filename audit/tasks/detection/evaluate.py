@@ -1,11 +1,12 @@
-"""Metrics of one detection cell under one split's ConformalDetector, and the split-0 example frame."""
+"""Metrics of one detection cell under one split's ConformalDetector, the symmetric box-wise baseline on the same
+detections, and the split-0 example frame."""
 from __future__ import annotations
 
 import math
 
 import numpy as np
 
-__all__ = ["METRICS", "metrics", "example_index", "example"]
+__all__ = ["METRICS", "metrics", "example_index", "example", "symmetric_margins", "symmetric_coverage"]
 
 METRICS = {
     "box_coverage": "matched kept detections whose every box side lies inside its interval (target 1 - alpha)",
@@ -17,6 +18,13 @@ METRICS = {
     "interval_size": "2D: outer-box area / predicted-box area; 3D: mean interval width of l, w, h / predicted size",
     "fp_per_frame": "kept detections matching no true object, per frame",
     "matched_objects": "matched kept detections in the test frames (the n behind the coverages)",
+    "box_coverage_symmetric": "box coverage of the symmetric box-wise baseline on the same kept detections: "
+                              "pred +- the conformal quantile of |true - pred| / scale per coordinate at alpha / D "
+                              "(Bonferroni; puncc's SplitBoxWise), valid only if residuals are symmetric",
+    "interval_size_symmetric": "interval_size of the symmetric baseline (same definition, same detections)",
+    "ap50": "COCO AP@0.5 of the detector's raw output on the cell's whole pool (pycocotools; NaN if the source "
+            "gives none); the same in every split",
+    "ap": "COCO AP@[.5:.95] likewise",
     "score_threshold": "confidence threshold (fitted on clean calibration frames)",
 }
 
@@ -38,6 +46,49 @@ def metrics(res: dict, dim: int) -> dict:
             "recall_risk": res["recall_risk"], "class_set_size": res.get("mean_class_set_size", nan),
             "interval_size": size, "fp_per_frame": res["n_false_positives"] / max(res["n_frames"], 1),
             "matched_objects": float(res["n_matched"])}
+
+
+def _pairs(det, preds, gts):
+    from conformal._validation import check_frame_pairs, check_match_params
+    from conformal.detection.intervals import box_scales, residuals
+    from conformal.detection.predictor import matched_pairs
+
+    _, metric, thr, method = check_match_params(det.dim, det.match_metric, det.match_threshold, det.match_method)
+    p, g = check_frame_pairs(preds, gts, det.dim)
+    mp = matched_pairs(p, g, metric, thr, method, score_threshold=det.score_threshold_)
+    d = 4 if det.dim == 2 else 7
+    if mp["pred_boxes"] is None or mp["pred_boxes"].shape[0] == 0:
+        return np.zeros((0, d)), np.zeros((0, d)), np.ones((0, d))
+    scale = box_scales(mp["pred_boxes"], det.dim, det.scale, mp["box_std"])
+    return residuals(mp["pred_boxes"], mp["true_boxes"], det.dim, det.yaw_period) / scale, mp["pred_boxes"], scale
+
+
+def symmetric_margins(det, preds: list, gts: list) -> np.ndarray:
+    """The symmetric box-wise baseline fitted on the same calibration frames and kept detections as `det`:
+    per coordinate, the conformal quantile of |residual| / scale at alpha / D (Bonferroni over the D
+    coordinates). Valid when residuals are symmetric about 0; a biased detector breaks it."""
+    from conformal.quantile import conformal_quantile
+
+    e = np.abs(_pairs(det, preds, gts)[0])
+    d = e.shape[1]
+    return np.array([conformal_quantile(e[:, j], det.alpha / d) if e.shape[0] else np.inf for j in range(d)])
+
+
+def symmetric_coverage(det, margins: np.ndarray, preds: list, gts: list) -> tuple[float, float]:
+    """(coverage, size) of the baseline on the matched kept test detections: the share whose every coordinate
+    lies within pred +- margin * scale, and the interval size defined as `interval_size` is for ours (2D: mean
+    outer-box area / predicted-box area; 3D: mean interval width of l, w, h / predicted size)."""
+    e, pred, scale = _pairs(det, preds, gts)
+    if not e.shape[0]:
+        return math.nan, math.nan
+    cover = float(np.all(np.abs(e) <= margins, axis=1).mean())
+    half = margins * scale
+    if det.dim == 2:
+        w, h = np.maximum(pred[:, 2] - pred[:, 0], 1e-12), np.maximum(pred[:, 3] - pred[:, 1], 1e-12)
+        size = float(np.mean((w + half[:, 0] + half[:, 2]) * (h + half[:, 1] + half[:, 3]) / (w * h)))
+    else:
+        size = float(np.mean(2 * half[:, 3:6] / np.maximum(pred[:, 3:6], 1e-12)))
+    return cover, size
 
 
 def example(det, pred: dict, gt: dict, dim: int, index: int) -> dict:

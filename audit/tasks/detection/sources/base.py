@@ -39,6 +39,9 @@ class Source:
         """ConfigError when `name` is not a corruption this source can apply."""
         raise NotImplementedError
 
+    def check_cells(self, corruptions: list, data: dict) -> None:
+        """ConfigError when a listed corruption / severity cannot be made (checked after the list is parsed)."""
+
     def describe(self, cfg: dict) -> str:
         raise NotImplementedError
 
@@ -69,6 +72,20 @@ class Source:
         JSON-able record per frame of what its corruption applied (`perturbations.registry.corrupt_logged`), or
         [] for the clean cell."""
         raise NotImplementedError
+
+    def example_points(self, context: dict, cell: dict, index: int):
+        """(K, 3) x, y, intensity of the sensor points behind example frame `index` in `cell` (drawn under the
+        bird's-eye view of 3D examples), or None when the source has no points."""
+        return None
+
+    def extra_metrics(self, preds: list, gts: list) -> dict:
+        """Source-specific metrics of one cell's test frames (raw detections; e.g. AP), {name: float}; they are
+        summarised over splits like the others (results.json) and shown in the report's table."""
+        return {}
+
+    def cell_metrics(self, context: dict, preds: list, gts: list) -> dict:
+        """Metrics of a cell's whole pool that need no calibration (e.g. {"ap50", "ap"}); {} if none."""
+        return {}
 
     def train(self, cfg: dict):
         """`conformal-audit train CONFIG`: train the config's detector; returns the weights path."""
