@@ -56,8 +56,9 @@ class Decisions(Record):
         for name, arr in (("abstain", ab), ("prediction", pred), ("statistic", stat)):
             if arr.shape != (n,):
                 raise ValueError(f"`{name}` must have shape ({n},); got {arr.shape}")
-        extra = (self.reasons, self.reason_names, self.statistics)
-        if any(v is None for v in extra) and not all(v is None for v in extra):
+        if self.reasons is None and self.reason_names is None and self.statistics is None:
+            return  # one statistic (the per-frame common case): nothing more to check
+        if self.reasons is None or self.reason_names is None or self.statistics is None:
             raise ValueError("`reasons`, `reason_names` and `statistics` must be given together (or all None)")
         if self.reasons is not None:
             names = self.reason_names
