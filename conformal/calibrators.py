@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 
+from conformal import _tensor
 from conformal._base import (
     Array,
     BaseEstimator,
@@ -341,6 +342,8 @@ class SplitConformalClassifier(_ConformalClassifier):
     def predict_sets(self, probs, rng=None) -> np.ndarray:
         """Boolean (n, K) prediction sets. Never modifies the calibrator (safe to share across threads)."""
         check_is_fitted(self)
+        if _tensor.is_tensor(probs):  # a torch tensor: a bool tensor on its device (conformal/_tensor.py)
+            return _tensor.split_predict_sets(self, probs, rng)
         p = self._validate(probs)
         if self.randomized_ and not self.score_.randomizable:
             # LAC: smoothed p-values give exact coverage; the set is {y : p(x, y) > alpha}.
@@ -437,6 +440,8 @@ class ClassConditionalConformalClassifier(_ConformalClassifier):
 
     def predict_sets(self, probs, rng=None) -> np.ndarray:
         check_is_fitted(self)
+        if _tensor.is_tensor(probs):
+            return _tensor.class_conditional_predict_sets(self, probs, rng)
         p = self._validate(probs)
         if self.randomized_ and not self.score_.randomizable:
             sets = self.predict_pvalues(p, rng=rng) > self.alpha

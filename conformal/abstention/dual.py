@@ -493,8 +493,8 @@ class DualThresholdConformal(BaseEstimator):
             return self._predict_combined(probs, {"features": features, "logits": logits, "inputs": inputs})
         # The calibrator validates probs (type, shape, class count, finiteness, range, row sums) once; the
         # statistic kernels then read the same validated view.
-        sets = self.calibrator_.predict_sets(probs)
-        p = as_array(probs, "probs")
+        p = as_array(probs, "probs")  # a host view: decisions are NumPy (tensor sets: calibrator.predict_sets)
+        sets = self.calibrator_.predict_sets(p)
         stat = self._statistic(p, sets)
         abstain = stat > self.tau_
         prediction = np.argmax(p, axis=1).astype(np.int64, copy=False)
@@ -503,8 +503,8 @@ class DualThresholdConformal(BaseEstimator):
         return Decisions(sets=sets, abstain=abstain, prediction=prediction, statistic=stat)
 
     def _predict_combined(self, probs, side) -> Decisions:
-        sets = self.calibrator_.predict_sets(probs)
         p = as_array(probs, "probs")
+        sets = self.calibrator_.predict_sets(p)
         mat = self._combined_matrix(p, side)
         taus = np.atleast_1d(np.asarray(self.tau_, dtype=np.float64))
         hits = mat > taus[None, :]
