@@ -272,9 +272,12 @@ class StreamingConformal:
         k = self.n_classes_
         self._p2d = np.empty((1, k))
         self._order = np.empty(k, dtype=np.int64)
-        self._scores = np.empty((self.max_pending, k))
+        # one scratch row after the ring: a frame is scored there and copied into its slot only once nothing can
+        # fail, so a failed step never overwrites a pending frame's scores
+        self._scores = np.empty((self.max_pending + 1, k))
         self._q_used = np.empty(self.max_pending)
         self._slot_ids = [None] * self.max_pending
+        self._filled = {}  # slot -> labels of a published set that allow_empty=False filled with the top-1 group
         self._lock = threading.Lock()
         self._bind_frame()
 
@@ -289,6 +292,8 @@ class StreamingConformal:
         self._u = rng.random(_N_UNIFORMS)
         self._u_i = 0
         self._pending = {}
+        self._filled = {}
+        self._slot_ids = [None] * self.max_pending
         self._head = 0
         self._next_id = 0
         self._threshold.reset(rng)
@@ -325,14 +330,18 @@ class StreamingConformal:
     def step(self, probs, frame_id=None, *, monitor_value=None, features=None, logits=None, inputs=None) -> dict:
         """Decision for one frame from its (K,) probabilities (or logits, if the calibrator takes logits).
 
-        `frame_id`: an int or str naming the frame for later `feedback` (default: a running integer).
-        `monitor_value`: the frame's value of the caller's monitored statistic (required with
-        `reference_statistics`, refused otherwise). `features`, `logits`, `inputs`: the frame's side inputs
-        (a (D,) feature vector, (K,) logits, one raw image / point cloud) that a DualThresholdConformal with fitted
-        or several statistics needs (`required_side_inputs()`; refused when not needed); with several statistics
-        the output adds "statistics" and "taus" ({name: value}) and "reasons" (the names that exceeded their tau;
-        "statistic" and "tau" are the first statistic's). Returns a new dict; see docs/streaming.md. Never sees
-        a label.
+        `probs`: a float32/float64 NumPy array or a torch tensor (CPU; a CUDA tensor is copied to the
+        host first: a synchronising copy of K values per frame). `frame_id`: names the frame for later
+        `feedback`: an int, a str, a finite float or a ROS stamp ``(sec, nanosec)`` (returned as that tuple of
+        ints); default: a running integer, the next one not waiting for feedback (automatic ids skip explicit ones,
+        so two pending frames never share an id). `monitor_value`: the frame's value of the caller's monitored
+        statistic (required with `reference_statistics`, refused otherwise). `features`, `logits`, `inputs`: the
+        frame's side inputs (a (D,) feature vector, (K,) logits, one raw image / point cloud) that a
+        DualThresholdConformal with fitted or several statistics needs (`required_side_inputs()`; refused when not
+        needed); with several statistics the output adds "statistics" and "taus" ({name: value}) and "reasons"
+        (the names that exceeded their tau; "statistic" and "tau" are the first statistic's). Returns a new dict
+        of plain Python values (see docs/streaming.md). Never sees a label. A call that raises leaves the state as
+        it was.
         """
         side = self._side_inputs(features, logits, inputs)
         if self._multi:
@@ -351,51 +360,59 @@ class StreamingConformal:
                                 f"given as `reference_statistics`); got {monitor_value!r}")
         elif monitor_value is not None:
             raise ValueError("`monitor_value` is only taken when the wrapper was built with `reference_statistics`")
-        if type(probs) is not np.ndarray:
-            raise TypeError(f"`probs` must be a numpy array of shape ({self.n_classes_},); got {type(probs).__name__}")
         k = self.n_classes_
+        probs = _host_array(probs, k)
         if probs.shape != (k,) and probs.shape != (1, k):
             raise ValueError(f"`probs` must have shape ({k},) (one frame, K = {k} classes); got {probs.shape}")
         if probs.dtype != np.float64 and probs.dtype != np.float32:
             raise TypeError(f"`probs` must be float32 or float64; got dtype {probs.dtype}")
         src = probs.reshape(1, k)
+        explicit = None if frame_id is None else _frame_key(frame_id)
         with self._lock:
-            if frame_id is None:
+            if explicit is None:
                 fid = self._next_id
+                while fid in self._pending:  # an explicit id took it: skip (ids stay unique among pending frames)
+                    fid += 1
             else:
-                if isinstance(frame_id, bool) or not isinstance(frame_id, (int, str)):
-                    raise TypeError(f"`frame_id` must be an int or a str; got {type(frame_id).__name__}")
-                if frame_id in self._pending:
+                if explicit in self._pending:
                     raise ValueError(f"`frame_id` {frame_id!r} is already waiting for feedback; frame ids must be "
                                      f"unique among pending frames")
-                fid = frame_id
+                fid = explicit
             slot = self._head
+            row = self.max_pending  # the scratch row
             thr = self._threshold
             q = thr.q_t
             mon = self._monitor
-            if self._fused:  # set, statistic and monitor in one kernel call
-                code, m, stat, pval, log10_m = self._frame(src, q, slot, self._u[self._u_i])
+            if self._fused:  # set, statistic and monitor in one kernel call (the monitor moves on valid rows only)
+                code, m, stat, pval, log10_m = self._frame(src, q, row, self._u[self._u_i])
             else:
-                code, m, stat = self._frame(src, q, slot)
+                code, m, stat = self._frame(src, q, row)
             if code != 0:
                 raise ValueError(f"`probs` {online.ERROR_MESSAGES.get(code, 'is invalid')}")
             if self._combined:
                 row_stats = np.asarray(self.conformal.statistic_of(self._p2d.copy(), **side),
                                        dtype=np.float64).reshape(-1)
+                if not np.isfinite(row_stats).all():
+                    raise ValueError(f"the calibrator's statistics are not finite on this frame: {row_stats!r}")
                 stat = float(row_stats[0])
             elif self._frame_statistic is not None:
-                stat = float(self._frame_statistic(self._p2d.copy())[0])
+                stat = _checked_statistic(self._frame_statistic, self._p2d.copy())
             # commit: from here on nothing can fail
             old = self._slot_ids[slot]
             if old is not None:
                 del self._pending[old]
+                self._filled.pop(slot, None)
                 self.n_expired_ += 1
+            self._scores[slot] = self._scores[row]
+            members = self._order[:m]
+            if m and self._scores[slot, members[0]] > q:  # allow_empty=False published the top-1 group
+                self._filled[slot] = members.tolist()
             self._slot_ids[slot] = fid
             self._pending[fid] = slot
             self._q_used[slot] = q
             self._head = slot + 1 if slot + 1 < self.max_pending else 0
-            if frame_id is None:
-                self._next_id += 1
+            if explicit is None:
+                self._next_id = fid + 1
             self.n_steps_ += 1
             if mon is not None:
                 if self._multi:
@@ -415,7 +432,6 @@ class StreamingConformal:
                 pval, log10_m = math.nan, 0.0
             alarm = self.alarm_
             tau = self._tau_alarm if alarm else self._tau
-            members = self._order[:m]
             p = self._p2d[0]
             abstain = bool(stat > tau)
             if self._names is not None:  # several statistics: abstain when any exceeds its own tau
@@ -424,15 +440,15 @@ class StreamingConformal:
                 abstain = bool(hits.any())
             if self._window is not None:
                 extra, r_hat = self._window.update(p, monitor_value if self._external else None)
-                abstain = abstain or extra
+                abstain = bool(abstain or extra)
             out = {"frame_id": fid, "set": members.tolist(), "set_probs": p[members].tolist(),
-                    "prediction": int(np.argmax(p)), "confidence": float(p.max()), "abstain": abstain,
-                    "statistic": float(stat), "alpha": thr.alpha_t, "qhat": q, "tau": tau,
-                    "shift_alarm": alarm, "mode": "conservative" if alarm else "normal", "monitor_pvalue": pval,
-                    "log10_martingale": log10_m, "calibration_version": self.calibration_version,
-                    "n_feedback": self.n_feedback_}
+                   "prediction": int(np.argmax(p)), "confidence": float(p.max()), "abstain": abstain,
+                   "statistic": float(stat), "alpha": float(thr.alpha_t), "qhat": float(q), "tau": float(tau),
+                   "shift_alarm": bool(alarm), "mode": "conservative" if alarm else "normal",
+                   "monitor_pvalue": float(pval), "log10_martingale": float(log10_m),
+                   "calibration_version": self.calibration_version, "n_feedback": int(self.n_feedback_)}
             if self._window is not None:
-                out["window_abstention"] = r_hat
+                out["window_abstention"] = float(r_hat)
             if self._multi:
                 out["monitor_pvalues"], out["alarm_statistic"] = pvals, mon.alarm_statistic
             if self._names is not None:
@@ -469,19 +485,29 @@ class StreamingConformal:
 
     # --- feedback --------------------------------------------------------------------------------------------
     def feedback(self, frame_id, label) -> bool:
-        """Ground truth for an earlier frame (any delay, any order). Returns True if that frame's set missed the
-        label. Unknown, already answered or expired frame ids and bad labels raise, leaving the state unchanged."""
-        if isinstance(label, bool) or not isinstance(label, numbers.Integral):
+        """Ground truth for an earlier frame (any delay, any order). Returns True if that frame's published set
+        missed the label. Unknown, already answered or expired frame ids and bad labels raise, leaving the state
+        unchanged."""
+        if isinstance(label, (bool, np.bool_)) or not isinstance(label, numbers.Integral):
             raise TypeError(f"`label` must be an int class index; got {type(label).__name__}")
         if not 0 <= label < self.n_classes_:
             raise ValueError(f"`label` must be in 0..{self.n_classes_ - 1}; got {label}")
+        label = int(label)
+        try:
+            key = _frame_key(frame_id)
+        except (TypeError, ValueError):
+            key = None
         with self._lock:
-            slot = self._pending.get(frame_id) if isinstance(frame_id, (int, str)) else None
+            slot = self._pending.get(key) if key is not None else None
             if slot is None:
                 raise ValueError(f"`frame_id` {frame_id!r} is not waiting for feedback (unknown, already answered, "
                                  f"or expired after {self.max_pending} newer frames)")
-            err = self._update(float(self._scores[slot, label]), self._q_used[slot])
-            del self._pending[frame_id]
+            filled = self._filled.get(slot)
+            # the published set is judged: with allow_empty=False a set filled with the top-1 group holds its labels
+            miss = None if filled is None else label not in filled
+            err = self._update(float(self._scores[slot, label]), self._q_used[slot], miss)
+            del self._pending[key]
+            self._filled.pop(slot, None)
             self._slot_ids[slot] = None
             self.n_feedback_ += 1
             self.n_miss_ += int(err)
@@ -501,6 +527,7 @@ class StreamingConformal:
     def pending_frames(self) -> list:
         with self._lock:
             return list(self._pending)
+
 
     # --- persistence -----------------------------------------------------------------------------------------
     @classmethod
@@ -523,6 +550,9 @@ class StreamingConformal:
                      "alarm": self.alarm_, "alarm_frame": self.alarm_frame_, "n_steps": self.n_steps_,
                      "n_feedback": self.n_feedback_, "n_miss": self.n_miss_, "n_expired": self.n_expired_,
                      "next_id": self._next_id, "pending_ids": [fid for fid, _ in slots],
+                     # the ring as it is (slots, head, filled sets), so a restored stream expires the same frames
+                     "pending_slots": idx.copy(), "head": self._head,
+                     "pending_filled": [self._filled.get(int(s), []) for s in idx],
                      "pending_scores": self._scores[idx].copy(), "pending_q": self._q_used[idx].copy(),
                      "reference_stats": ref_stats, "tau_alarm": self._tau_alarm,
                      "rng_state": json.dumps(self._rng.bit_generator.state), "uniforms": self._u.copy(),
@@ -630,12 +660,27 @@ class StreamingConformal:
     def _restore_common(self, st: dict) -> None:
         """Everything of a snapshot but the monitor's own state."""
         self._bind_frame()
-        self._threshold.set_state({**st, "alpha_t": Float(finite=True)(st["alpha_t"], "state.alpha_t"),
-                                   "q_t": Float()(st["q_t"], "state.q_t")})
+        try:
+            self._threshold.set_state({**st, "alpha_t": Float(finite=True)(st["alpha_t"], "state.alpha_t"),
+                                       "q_t": Float()(st["q_t"], "state.q_t")})
+        except StateError:
+            raise
+        except ValueError as exc:  # OnlineThreshold names its own fields
+            raise StateError(str(exc).replace("saved field `", "saved field `state.")) from None
         self.alarm_, self.alarm_frame_ = Bool()(st["alarm"], "state.alarm"), st["alarm_frame"]
+        # the counters as the specs relate them: misses <= answers; answered + expired + pending <= steps
+        specs = {"n_steps": Int(0), "n_feedback": Int(0, maximum="n_steps"), "n_miss": Int(0, maximum="n_feedback"),
+                 "n_expired": Int(0, maximum="n_steps"), "next_id": Int(0, maximum="n_steps")}
+        counters = {name: spec(st[name], f"state.{name}") for name, spec in specs.items()}
+        for name, spec in specs.items():
+            spec.check_relations(counters[name], counters, f"state.{name}")
+        n_open = counters["n_feedback"] + counters["n_expired"] + len(st["pending_ids"])
+        if n_open > counters["n_steps"]:
+            raise StateError(f"saved fields `state.n_feedback` + `state.n_expired` + len(`state.pending_ids`) = "
+                             f"{n_open} must be <= `state.n_steps` = {counters['n_steps']}")
         for name in ("n_steps", "n_feedback", "n_miss", "n_expired"):
-            setattr(self, name + "_", Int(0)(st[name], f"state.{name}"))
-        self._next_id = Int(0)(st["next_id"], "state.next_id")
+            setattr(self, name + "_", counters[name])
+        self._next_id = counters["next_id"]
         self._rng.bit_generator.state = json.loads(st["rng_state"])
         self._u = Array("f", 1, finite=True)(st["uniforms"], "state.uniforms").copy()
         if self._u.shape != (_N_UNIFORMS,) or (self._u < 0).any() or (self._u > 1).any():
@@ -646,7 +691,10 @@ class StreamingConformal:
         if self._u_i == _N_UNIFORMS:  # schema-1 snapshots refilled lazily, before the next frame
             self._u = self._rng.random(_N_UNIFORMS)
             self._u_i = 0
-        ids = list(st["pending_ids"])
+        try:
+            ids = [_frame_key(tuple(f) if isinstance(f, list) else f) for f in st["pending_ids"]]
+        except (TypeError, ValueError) as exc:
+            raise StateError(f"saved field `state.pending_ids` holds an invalid frame id: {exc}") from None
         if len(ids) > self.max_pending or len(set(ids)) != len(ids):
             raise StateError(f"saved field `state.pending_ids` must hold at most max_pending={self.max_pending} "
                              f"distinct ids; got {len(ids)}")
@@ -655,12 +703,28 @@ class StreamingConformal:
         if scores.shape != (len(ids), self.n_classes_) or q_used.shape != (len(ids),):
             raise StateError(f"saved fields `state.pending_scores` / `state.pending_q` must have shapes "
                              f"({len(ids)}, {self.n_classes_}) / ({len(ids)},); got {scores.shape} / {q_used.shape}")
+        if "pending_slots" in st:  # the ring as saved
+            slots = Array("i", 1, low=0, high=self.max_pending - 1)(st["pending_slots"], "state.pending_slots")
+            Array("i", 1, low=0, high=self.max_pending - 1).check_relations(slots, {}, "state.pending_slots")
+            if slots.shape != (len(ids),) or np.unique(slots).size != slots.size:
+                raise StateError(f"saved field `state.pending_slots` must hold {len(ids)} distinct slots")
+            head = Int(0, maximum=self.max_pending - 1)(st["head"], "state.head")
+            filled = st["pending_filled"]
+            if not isinstance(filled, list) or len(filled) != len(ids) or not all(
+                    isinstance(f, list) and all(isinstance(c, int) and 0 <= c < self.n_classes_ for c in f)
+                    for f in filled):
+                raise StateError(f"saved field `state.pending_filled` must hold {len(ids)} lists of class indices")
+        else:  # snapshots of 0.1: compact layout, oldest first
+            slots, head, filled = np.arange(len(ids)), len(ids) % self.max_pending, [[]] * len(ids)
         for i, fid in enumerate(ids):
-            self._scores[i] = scores[i]
-            self._q_used[i] = q_used[i]
-            self._slot_ids[i] = fid
-            self._pending[fid] = i
-        self._head = len(ids) % self.max_pending
+            s = int(slots[i])
+            self._scores[s] = scores[i]
+            self._q_used[s] = q_used[i]
+            self._slot_ids[s] = fid
+            self._pending[fid] = s
+            if filled[i]:
+                self._filled[s] = list(filled[i])
+        self._head = head
         if self._window is not None:
             if "window" not in st:
                 raise StateError("saved field `state.window` is missing for a wrapper with `shift_abstention`")
@@ -688,3 +752,47 @@ class StreamingConformal:
     def __repr__(self) -> str:
         return (f"StreamingConformal({type(self.conformal).__name__}, method={self.method!r}, gamma={self.gamma!r}, "
                 f"window={self.window!r})")
+
+
+def _host_array(probs, k: int) -> np.ndarray:
+    """`probs` as a NumPy array: arrays as they are (the hot path), torch tensors (no torch import here) detached
+    and copied to the host; anything else refused (a list too: one frame is a model output, never typed in)."""
+    if type(probs) is np.ndarray:
+        return probs
+    if type(probs).__module__.startswith("torch") and hasattr(probs, "detach"):
+        return probs.detach().cpu().numpy()  # a CUDA tensor: one synchronising device-to-host copy of K values
+    raise TypeError(f"`probs` must be a numpy array or a torch tensor of shape ({k},); got "
+                    f"{type(probs).__name__}")
+
+
+def _frame_key(frame_id):
+    """A frame id as a hashable plain Python value: int, str, finite float, or a (sec, nanosec) stamp."""
+    if isinstance(frame_id, (bool, np.bool_)):
+        raise TypeError("`frame_id` must be an int, a str, a float or a (sec, nanosec) stamp; got bool")
+    if isinstance(frame_id, (numbers.Integral,)):
+        return int(frame_id)
+    if isinstance(frame_id, str):
+        return frame_id
+    if isinstance(frame_id, numbers.Real):
+        if not math.isfinite(frame_id):
+            raise ValueError(f"`frame_id` must be finite; got {frame_id!r}")
+        return float(frame_id)
+    if isinstance(frame_id, (tuple, list)) or hasattr(frame_id, "sec") and hasattr(frame_id, "nanosec"):
+        stamp = (frame_id.sec, frame_id.nanosec) if hasattr(frame_id, "sec") else tuple(frame_id)
+        if (len(stamp) != 2 or any(isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral)
+                                   for v in stamp) or not 0 <= stamp[1] < 10 ** 9 or stamp[0] < 0):
+            raise ValueError(f"a stamp `frame_id` must be (sec >= 0, 0 <= nanosec < 1e9) ints; got {frame_id!r}")
+        return (int(stamp[0]), int(stamp[1]))
+    raise TypeError(f"`frame_id` must be an int, a str, a float or a (sec, nanosec) stamp; got "
+                    f"{type(frame_id).__name__}")
+
+
+def _checked_statistic(fn, p2d) -> float:
+    """A custom statistic of one frame: a finite number, or a ValueError naming it (the state is untouched)."""
+    try:
+        out = np.asarray(fn(p2d), dtype=np.float64).reshape(-1)
+    except Exception as exc:  # user code: report it as a bad statistic, the stream stays consistent
+        raise ValueError(f"the calibrator's statistic raised on this frame: {type(exc).__name__}: {exc}") from exc
+    if out.shape != (1,) or not np.isfinite(out[0]):
+        raise ValueError(f"the calibrator's statistic must give one finite value per frame; got {out!r}")
+    return float(out[0])

@@ -78,6 +78,8 @@ def check_scores_matrix(x, name: str = "probs", *, inputs: str = "probs", n_clas
 
 def raise_row_error(errs: np.ndarray, x: np.ndarray, name: str = "probs") -> None:
     """Raise the ValueError for the first row a kernel flagged (codes from conformal._kernels.scores)."""
+    if errs.shape[0] <= 256 and not errs.tobytes().strip(b"\x00"):  # per-frame calls: no flatnonzero
+        return
     bad = np.flatnonzero(errs)
     if bad.size == 0:
         return
@@ -314,6 +316,9 @@ def check_frame(frame, dim: int, *, kind: str = "prediction", index: int | None 
                                  f"shape {cp.shape}")
             if n_classes is not None and cp.shape[1] != n_classes:
                 raise ValueError(f"{where}`class_probs` has {cp.shape[1]} classes; expected {n_classes}")
+            if not np.isfinite(cp).all():
+                r = int(np.flatnonzero(~np.isfinite(cp).all(axis=1))[0])
+                raise ValueError(f"{where}`class_probs` must be finite; row {r} holds NaN or inf")
             out["class_probs"] = cp
     if frame.get("box_std") is not None:
         std = _float_array(frame["box_std"], "box_std", (BOX_DIM[dim],), where)

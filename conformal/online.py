@@ -133,9 +133,10 @@ class OnlineThreshold:
         else:
             self.q_t = self.q_calibrated
 
-    def update(self, score: float, q_used: float) -> bool:
-        """Feedback for one input: its true label's score and the threshold its set used. Returns the miss."""
-        err = score > q_used
+    def update(self, score: float, q_used: float, miss: bool | None = None) -> bool:
+        """Feedback for one input: its true label's score and the threshold its set used. Returns the miss
+        (`miss`, when given, is the published set's: e.g. a set that allow_empty=False filled with the top-1)."""
+        err = score > q_used if miss is None else bool(miss)
         if self.method == "aci":
             # aci_update and sorted_quantile, inlined: this runs once per feedback
             alpha_t = self.alpha_t = self.alpha_t + self.gamma * (self.alpha - err)
@@ -161,7 +162,11 @@ class OnlineThreshold:
         return out
 
     def set_state(self, state: dict) -> None:
+        """Restore `state()` output; values that no run of `update` could reach are refused (ValueError)."""
         self.alpha_t, self.q_t = float(state["alpha_t"]), float(state["q_t"])
+        if self.method != "aci" and self.alpha_t != self.alpha:
+            raise ValueError(f"saved field `alpha_t` must equal alpha={self.alpha!r} for method={self.method!r}; "
+                             f"got {self.alpha_t!r}")
         if self.window is not None:
             for name in ("win_sorted", "win_ring"):
                 arr = np.asarray(state[name], dtype=np.float64)
@@ -172,6 +177,22 @@ class OnlineThreshold:
                 raise ValueError("saved fields `win_sorted` / `win_ring` must hold the same scores, sorted / in ring "
                                  "order")
             self.win_head = 0
+        expected = self._expected_q()
+        if expected is not None and not (self.q_t == expected or (math.isnan(self.q_t) and math.isnan(expected))):
+            raise ValueError(f"saved field `q_t` ({self.q_t!r}) does not match `alpha_t` ({self.alpha_t!r}): "
+                             f"method={self.method!r} gives {expected!r}")
+
+    def _expected_q(self):
+        """The threshold that alpha_t (and the window) determine, or None where q_t is free (quantile tracking)."""
+        if self.method == "quantile":
+            return None
+        if self.method == "fixed":
+            return self.q_calibrated if self.window is None else sorted_quantile(self.win_sorted, self.alpha)
+        if self.alpha_t == self.alpha:  # never moved: the calibrated threshold
+            return self.q_calibrated if self.window is None else sorted_quantile(self.win_sorted, self.alpha)
+        scores = self.win_sorted if self.window is not None else self.calibration_scores
+        n, k = scores.shape[0], conformal_rank(scores.shape[0], self.alpha_t)
+        return math.inf if k > n else (-math.inf if k <= 0 else float(scores[k - 1]))
 
 
 class ShiftMartingale:
@@ -231,8 +252,8 @@ class FrameScorer:
     """Per-frame scores, set and statistic of a fitted, non-randomized marginal calibrator.
 
     Reads only the calibrator's public fitted state (`score_.kernel_params()`, `inputs`, `temperature`,
-    `allow_empty`, `qhat_`, `n_classes_`). `statistic` is one of `STATISTIC_KINDS` (computed in the same kernel
-    call) or None (the caller computes it; the kernel returns NaN).
+    `randomized_`, `allow_empty_`, `qhat_`, `n_classes_`). `statistic` is one of `STATISTIC_KINDS` (computed in
+    the same kernel call) or None (the caller computes it; the kernel returns NaN).
     """
 
     def __init__(self, calibrator, statistic: str | None = "entropy"):
@@ -240,15 +261,16 @@ class FrameScorer:
         if np.ndim(calibrator.qhat_) != 0:
             raise TypeError(f"`calibrator` must be a marginal calibrator (one threshold); got "
                             f"{type(calibrator).__name__}")
-        if calibrator.randomized:
-            raise ValueError("`calibrator` was fitted with randomized=True; per-frame sets need a non-randomized "
-                             "calibrator (refit with randomized=False)")
+        if calibrator.randomized_:
+            raise ValueError(f"`calibrator` makes randomized sets (randomized={calibrator.randomized!r}, the default "
+                             f"for APS, RAPS and SAPS); per-frame sets need a non-randomized calibrator: refit "
+                             f"with randomized=False (or use score='lac')")
         if statistic is not None and statistic not in STATISTIC_KINDS:
             raise ValueError(f"`statistic` must be one of {sorted(STATISTIC_KINDS)} or None; got {statistic!r}")
         self.kind, self.lam, self.k_reg, self.weight = calibrator.score_.kernel_params()
         self.logits = calibrator.inputs == "logits"
         self.temperature = float(calibrator.temperature)
-        self.allow_empty = bool(calibrator.allow_empty)
+        self.allow_empty = bool(calibrator.allow_empty_)
         self.q_calibrated = float(calibrator.qhat_)
         self.n_classes = int(calibrator.n_classes_)
         self.statistic = statistic

@@ -32,7 +32,7 @@ def _data(rng, n, k=K, noise=0.0):
 def test_step_equals_batch_sets_without_feedback(score):
     rng = np.random.default_rng(0)
     p, y = _data(rng, 1500)
-    cal = SplitConformalClassifier(score=score, alpha=0.1).fit(p[:1000], y[:1000])
+    cal = SplitConformalClassifier(randomized=False, allow_empty=True, score=score, alpha=0.1).fit(p[:1000], y[:1000])
     s = StreamingConformal(cal, reference=p[:1000])
     sets = cal.predict_sets(p[1000:])
     for i in range(500):
@@ -47,7 +47,8 @@ def test_step_matches_dual_threshold_decisions():
     rng = np.random.default_rng(1)
     p, y = _data(rng, 3000)
     for stat in ["entropy", "max_prob", "margin", "set_size", "credibility"]:
-        d = DualThresholdConformal(score="lac" if stat == "credibility" else "raps", alpha=0.1, statistic=stat,
+        d = DualThresholdConformal(randomized=False, allow_empty=True,
+                                   score="lac" if stat == "credibility" else "raps", alpha=0.1, statistic=stat,
                                    rule="budget", rule_params={"max_abstain": 0.2},
                                    random_state=0).fit(p[:2000], y[:2000])
         dec = d.predict(p[2000:2400])
@@ -60,7 +61,7 @@ def test_step_matches_dual_threshold_decisions():
 
 def _drift_run(method, rng, T=20000, gamma=0.01, delay=7, window=None):
     p, y = _data(rng, 2000)
-    cal = SplitConformalClassifier(score="aps", alpha=0.1).fit(p, y)
+    cal = SplitConformalClassifier(randomized=False, allow_empty=True, score="aps", alpha=0.1).fit(p, y)
     s = StreamingConformal(cal, method=method, gamma=gamma, window=window)
     covered = np.empty(T, dtype=bool)
     queue = []
@@ -102,7 +103,8 @@ def _stream_entropy(rng, n, sharp=2.5):
 def test_monitor_alarms_on_shift_and_switches_to_conservative():
     rng = np.random.default_rng(4)
     p, y = _data(rng, 2000)
-    d = DualThresholdConformal(score="raps", alpha=0.1, statistic="entropy", rule="budget",
+    d = DualThresholdConformal(randomized=False, allow_empty=True,
+                               score="raps", alpha=0.1, statistic="entropy", rule="budget",
                                rule_params={"max_abstain": 0.1},
                                random_state=0).fit(p, y)
     s = StreamingConformal(d, reference=_stream_entropy(rng, 2000), monitor_level=0.01)
@@ -124,7 +126,7 @@ def test_monitor_false_alarm_rate_on_exchangeable_streams():
     level, n_streams = 0.05, 200
     rng = np.random.default_rng(5)
     p, y = _data(rng, 500)
-    cal = SplitConformalClassifier(score="lac", alpha=0.1).fit(p, y)
+    cal = SplitConformalClassifier(randomized=False, allow_empty=True, score="lac", alpha=0.1).fit(p, y)
     alarms = 0
     for _ in range(n_streams):
         s = StreamingConformal(cal, reference=_stream_entropy(rng, 2000), monitor_level=level,
@@ -140,7 +142,7 @@ def test_threaded_run_equals_single_threaded_replay():
     rng = np.random.default_rng(6)
     p, y = _data(rng, 1000)
     stream, labels = _data(rng, 3000, noise=0.3)
-    cal = SplitConformalClassifier(score="aps", alpha=0.1).fit(p, y)
+    cal = SplitConformalClassifier(randomized=False, allow_empty=True, score="aps", alpha=0.1).fit(p, y)
     s = StreamingConformal(cal, gamma=0.02, reference=p)
     outs, ready = [], threading.Semaphore(0)
 
@@ -178,7 +180,8 @@ def test_snapshot_round_trip_continues_identically(tmp_path):
     rng = np.random.default_rng(7)
     p, y = _data(rng, 1000)
     stream, labels = _data(rng, 400, noise=0.2)
-    d = DualThresholdConformal(score="aps", alpha=0.1, rule="budget", rule_params={"max_abstain": 0.2},
+    d = DualThresholdConformal(randomized=False, allow_empty=True,
+                               score="aps", alpha=0.1, rule="budget", rule_params={"max_abstain": 0.2},
                                random_state=0).fit(p, y)
     a = StreamingConformal(d, window=100, gamma=0.02, reference=p)
     for t in range(200):
@@ -197,7 +200,7 @@ def test_snapshot_round_trip_continues_identically(tmp_path):
 def test_bad_inputs_leave_state_unchanged():
     rng = np.random.default_rng(8)
     p, y = _data(rng, 500)
-    cal = SplitConformalClassifier(score="aps", alpha=0.1).fit(p, y)
+    cal = SplitConformalClassifier(randomized=False, allow_empty=True, score="aps", alpha=0.1).fit(p, y)
     s = StreamingConformal(cal, reference=p)
     s.step(p[0], frame_id=1)
     s.feedback(1, 3)
@@ -239,7 +242,8 @@ def test_bad_inputs_leave_state_unchanged():
 def test_expired_frames_are_dropped_and_reported():
     rng = np.random.default_rng(9)
     p, y = _data(rng, 300)
-    s = StreamingConformal(SplitConformalClassifier(alpha=0.1).fit(p, y), max_pending=5)
+    s = StreamingConformal(SplitConformalClassifier(randomized=False, allow_empty=True,
+                                                    alpha=0.1).fit(p, y), max_pending=5)
     for r in p[:8]:
         s.step(r)
     assert s.n_expired_ == 3 and s.pending_frames == [3, 4, 5, 6, 7]
@@ -257,7 +261,8 @@ def test_schema_1_snapshot_loads_and_continues_like_a_fresh_run():
     p = np.exp(z - z.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
     y = np.minimum((p.cumsum(1) > rng.random((600, 1))).argmax(1), 5).astype(np.int64)
-    d = DualThresholdConformal(score="aps", alpha=0.1, rule="budget", rule_params={"max_abstain": 0.2},
+    d = DualThresholdConformal(randomized=False, allow_empty=True,
+                               score="aps", alpha=0.1, rule="budget", rule_params={"max_abstain": 0.2},
                                random_state=0).fit(p[:300], y[:300])
     fresh = StreamingConformal(d, window=50, gamma=0.02, reference=p[:300])
     for t in range(60):
@@ -279,7 +284,8 @@ def test_schema_1_snapshot_loads_and_continues_like_a_fresh_run():
 def test_one_sided_monitor_option_alarms_on_shift_quiet_on_clean(martingale, level):
     rng = np.random.default_rng(20)
     p, y = _data(rng, 2000)
-    d = DualThresholdConformal(score="raps", alpha=0.1, statistic="entropy", rule="budget",
+    d = DualThresholdConformal(randomized=False, allow_empty=True, score="raps", alpha=0.1, statistic="entropy",
+                               rule="budget",
                                rule_params={"max_abstain": 0.1}, random_state=0).fit(p, y)
     s = StreamingConformal(d, reference=_stream_entropy(rng, 2000), monitor_level=level, martingale=martingale)
     outs = [s.step(r) for r in _stream_entropy(rng, 1000)]

@@ -100,7 +100,8 @@ CASES = {
         lambda m: (m.predict_sets(P[300:]), m.predict_pvalues(P[300:])),
         ("alpha", 1.5)),
     "ClassConditionalConformalClassifier": (
-        lambda: ClassConditionalConformalClassifier(score=SAPS(weight=0.3), alpha=0.2, fallback="marginal"),
+        lambda: ClassConditionalConformalClassifier(score=SAPS(weight=0.3), alpha=0.2, fallback="marginal",
+                                                    random_state=0),
         lambda m: m.fit(P[:300], Y[:300]),
         lambda m: (m.predict_sets(P[300:]), m.predict_pvalues(P[300:])),
         ("fallback", "sometimes")),
