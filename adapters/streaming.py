@@ -361,7 +361,7 @@ class StreamingConformal:
         elif monitor_value is not None:
             raise ValueError("`monitor_value` is only taken when the wrapper was built with `reference_statistics`")
         k = self.n_classes_
-        probs = _host_array(probs, k)
+        probs = _host_array(probs)
         if probs.shape != (k,) and probs.shape != (1, k):
             raise ValueError(f"`probs` must have shape ({k},) (one frame, K = {k} classes); got {probs.shape}")
         if probs.dtype != np.float64 and probs.dtype != np.float32:
@@ -754,15 +754,12 @@ class StreamingConformal:
                 f"window={self.window!r})")
 
 
-def _host_array(probs, k: int) -> np.ndarray:
-    """`probs` as a NumPy array: arrays as they are (the hot path), torch tensors (no torch import here) detached
-    and copied to the host; anything else refused (a list too: one frame is a model output, never typed in)."""
+def _host_array(probs) -> np.ndarray:
+    """`probs` as a NumPy array: arrays as they are (the hot path); torch tensors (CPU shared, CUDA copied to the
+    host: one synchronising device-to-host copy of K values) and lists of numbers through the core's `as_array`."""
     if type(probs) is np.ndarray:
         return probs
-    if type(probs).__module__.startswith("torch") and hasattr(probs, "detach"):
-        return probs.detach().cpu().numpy()  # a CUDA tensor: one synchronising device-to-host copy of K values
-    raise TypeError(f"`probs` must be a numpy array or a torch tensor of shape ({k},); got "
-                    f"{type(probs).__name__}")
+    return as_array(probs, "probs")
 
 
 def _frame_key(frame_id):

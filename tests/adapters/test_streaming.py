@@ -207,7 +207,7 @@ def test_bad_inputs_leave_state_unchanged():
     s.step(p[1], frame_id=2)
     before = s.to_dict()
     bad_rows = [(p[0][:5], ValueError, "shape"), (p[0].astype(np.int64), TypeError, "float"),
-                (list(p[0]), TypeError, "numpy"), (np.full(K, np.nan), ValueError, "NaN"),
+                ([str(v) for v in p[0]], TypeError, "numbers"), (np.full(K, np.nan), ValueError, "NaN"),
                 (p[0] * 2, ValueError, "outside|sum")]
     for row, exc, msg in bad_rows:
         with pytest.raises(exc, match=msg):
@@ -470,3 +470,12 @@ def test_union_rule_in_the_wrapper_refuses_missing_or_unneeded_side_inputs():
     plain = SplitConformalClassifier(score="lac", alpha=0.1).fit(model.predict_proba(x), np.zeros(len(x), int))
     with pytest.raises(ValueError, match="`features` is not used"):
         StreamingConformal(plain).step(p, features=x[0])
+
+
+def test_step_accepts_a_list_like_the_array():
+    rng = np.random.default_rng(11)
+    p, y = _data(rng, 400)
+    cal = SplitConformalClassifier(randomized=False, allow_empty=True, score="aps", alpha=0.1).fit(p, y)
+    a, b = StreamingConformal(cal, reference=p), StreamingConformal(cal, reference=p)
+    for row in p[:5]:
+        assert a.step(row.tolist()) == b.step(row)

@@ -213,8 +213,15 @@ def test_bad_inputs_are_named():
         SplitConformalClassifier(inputs="softmax").fit(probs, labels)
     with pytest.raises(TypeError, match="`probs` must be a float32 or float64"):
         cp.fit(probs.astype(np.float16), labels)
-    with pytest.raises(TypeError, match="wrap it with numpy.asarray"):
-        cp.fit(probs.tolist(), labels)
+    # lists are accepted where arrays are (issue 18): the same fit as the array; ragged or non-numeric refused
+    from_list = SplitConformalClassifier(random_state=0).fit(probs.tolist(), labels.tolist())
+    assert from_list.qhat_ == SplitConformalClassifier(random_state=0).fit(probs.astype(np.float64), labels).qhat_
+    np.testing.assert_array_equal(from_list.predict_sets(probs.tolist()),
+                                  from_list.predict_sets(probs.astype(np.float64)))
+    with pytest.raises(ValueError, match="`probs` given as a list must be rectangular"):
+        cp.fit([[0.5, 0.5], [1.0]], [0, 1])
+    with pytest.raises(TypeError, match="`probs` given as a list must hold numbers"):
+        cp.fit([["0.5", "0.5"]] * 2, [0, 1])
     with pytest.raises(ValueError, match="`labels` must have one entry per row"):
         cp.fit(probs, labels[:-1])
     with pytest.raises(ValueError, match=r"`labels` must lie in \[0, 4\)"):

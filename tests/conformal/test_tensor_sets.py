@@ -124,10 +124,10 @@ def test_abstention_on_cpu_tensors_still_returns_numpy_decisions():
     from conformal import DualThresholdConformal
     from conformal.abstention.statistics import set_size
     p, y = _data(6, 1200, False, np.float32, seed=8)
-    d = DualThresholdConformal(score="aps", statistic="set_size", alpha=0.1).fit(p[:800], y[:800])
+    d = DualThresholdConformal(score="aps", statistic="set_size", alpha=0.1, random_state=0).fit(p[:800], y[:800])
     a, b = d.predict(torch.from_numpy(p[800:])), d.predict(p[800:])
     assert isinstance(a.sets, np.ndarray)
     np.testing.assert_array_equal(a.sets, b.sets)
     np.testing.assert_array_equal(a.abstain, b.abstain)
-    cp = SplitConformalClassifier(score="aps").fit(p[:800], y[:800])
+    cp = SplitConformalClassifier(score="aps", random_state=0).fit(p[:800], y[:800])
     np.testing.assert_array_equal(set_size(torch.from_numpy(p[800:]), cp), set_size(p[800:], cp))

@@ -250,8 +250,12 @@ def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="accepts none"):
         DualThresholdConformal(randomized=False, allow_empty=True,
                                rule="accept_coverage", rule_params={"tau": -1.0}).fit(p, y)
-    with pytest.raises(TypeError, match="probs"):
-        DualThresholdConformal().fit(p.tolist(), y)
+    # lists are accepted where arrays are (issue 18): the same fit as the float64 array
+    a = DualThresholdConformal(random_state=0).fit(p.tolist(), y.tolist())
+    b = DualThresholdConformal(random_state=0).fit(p.astype(np.float64), y)
+    assert a.qhat_ == b.qhat_ and a.tau_ == b.tau_
+    with pytest.raises(TypeError, match="`probs` given as a list must hold numbers"):
+        DualThresholdConformal().fit([[str(v) for v in row] for row in p.tolist()], y)
     np.testing.assert_array_equal(p, p0)
     np.testing.assert_array_equal(y, y0)
 
