@@ -18,7 +18,7 @@ TOP_KEYS = {
     "data": "{name, params}: where the inputs and labels come from",
     "split": "{train_fraction, calibration_fraction, repeats, max_samples}",
     "model": "{name, params}: the classifier to audit",
-    "conformal": "{score, alpha, allow_empty}",
+    "conformal": "{score, alpha, allow_empty, randomized}",
     "abstention": "{statistic (a name or a list of names: the union rule), rule, target, abstain_fraction}",
     "corruptions": "list of {name, severities, params}",
     "executor": "{name: local|ray, workers, address}",
@@ -28,7 +28,8 @@ TOP_KEYS = {
 }
 
 SPLIT_DEFAULTS = {"train_fraction": 0.5, "calibration_fraction": 0.5, "repeats": 20, "max_samples": None}
-CONFORMAL_DEFAULTS = {"score": {"name": "raps", "params": {}}, "alpha": 0.1, "allow_empty": True}
+CONFORMAL_DEFAULTS = {"score": {"name": "raps", "params": {}}, "alpha": 0.1, "allow_empty": True,
+                      "randomized": "auto"}
 ABSTENTION_DEFAULTS = {"statistic": "entropy", "rule": {"name": "youden", "params": {}}, "target": "error",
                        "abstain_fraction": 0.5}
 
@@ -100,7 +101,11 @@ def make_calibrator(cfg: dict, seed: int):
     return DualThresholdConformal(score=get_score(conf["score"]["name"], **conf["score"]["params"]),
                                   alpha=conf["alpha"], statistic=abstention_statistic(cfg), rule=abst["rule"]["name"],
                                   rule_params=dict(abst["rule"]["params"]), target=abst["target"],
-                                  abstain_fraction=abst["abstain_fraction"], random_state=seed)
+                                  abstain_fraction=abst["abstain_fraction"], random_state=seed,
+                                  # the library's default sets ("auto": randomized APS / RAPS / SAPS); empty sets are
+                                  # kept so that `empty_rate` counts them, and `allow_empty: false` adds the top-1
+                                  # class afterwards (evaluate.nonempty), as it always did
+                                  randomized=conf["randomized"], allow_empty=True)
 
 
 def _check_calibrator(cfg: dict) -> None:
@@ -144,6 +149,8 @@ def validate(raw: dict, *, base_dir=None, check_names: bool = True) -> dict:
     S.check_keys(conf["score"]["params"], SCORES[conf["score"]["name"]], "conformal.score.params")
     conf["alpha"] = S.fraction(conf["alpha"], "conformal.alpha")
     conf["allow_empty"] = S.boolean(conf["allow_empty"], "conformal.allow_empty")
+    if conf["randomized"] != "auto":
+        conf["randomized"] = S.boolean(conf["randomized"], "conformal.randomized")
     cfg["conformal"] = conf
 
     abst = S.merged(raw.get("abstention"), ABSTENTION_DEFAULTS, "abstention")
