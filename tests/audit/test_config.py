@@ -25,6 +25,7 @@ def test_defaults_filled_and_input_untouched(tiny_config):
     (lambda c: c.update(conformal={"score": {"name": "raps", "params": {"lambda": 1}}}),
      r"conformal.score.params.lambda; allowed keys .*k_reg, lam"),
     (lambda c: c.update(conformal={"alpha": 1.5}), r"conformal.alpha` must be in \(0, 1\)"),
+    (lambda c: c.update(conformal={"randomized": "yes"}), r"conformal.randomized` must be true or false"),
     (lambda c: c.update(abstention={"statistic": "nll"}), r"abstention.statistic` is 'nll'; allowed values"),
     (lambda c: c.update(abstention={"rule": "roc"}), r"abstention.rule.name` is 'roc'; allowed values"),
     (lambda c: c.update(abstention={"rule": {"name": "budget", "params": {"max_abstain": 2.0}}}),
