@@ -22,6 +22,7 @@ import math
 import numbers
 import os
 import threading
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -76,11 +77,16 @@ class StreamingConformal:
     reference : array (n, K) or None
         Label-free model outputs on in-distribution data (e.g. the calibration probabilities) for the shift
         monitor. None: no monitor.
-    reference_statistics : 1-D array or None
+    reference_statistics : 1-D array, mapping name -> 1-D array, or None
         Monitor a statistic the caller computes per frame instead (any fitted label-free statistic, e.g. the kNN
         feature distance of `conformal.abstention`): its values on clean reference inputs. Each `step` then takes
-        the frame's value as ``monitor_value=``. After an alarm the abstention tau becomes the conservative one of
-        `reference` when that is given too, else -inf (abstain on every frame until `reset_monitor()`).
+        the frame's value as ``monitor_value=``. A mapping monitors several statistics at once
+        (`conformal.online.UnionShiftMonitor`: one monitor each at monitor_level / m, alarm when any fires; P(false
+        alarm) <= monitor_level by the union bound): ``monitor_value=`` is then a mapping with the same names (or a
+        tuple in their order), outputs add "monitor_pvalues" ({name: p-value}; "monitor_pvalue" is their minimum)
+        and "alarm_statistic" (the name that fired first, None before an alarm). After an alarm the abstention tau
+        becomes the conservative one of `reference` when that is given too, else -inf (abstain on every frame until
+        `reset_monitor()`).
     monitor_level : float in (0, 1)
         Alarm when the monitor reaches 1 / monitor_level (`conformal.online.ShiftMartingale` /
         `conformal.online.ShiftMonitor`).
@@ -126,6 +132,7 @@ class StreamingConformal:
         self._bind_calibrator(conformal)
         self.calibration_version = self._version(calibration_version)
         self._external = reference_statistics is not None
+        self._multi = isinstance(reference_statistics, Mapping)
         self._bind_reference(reference, reference_statistics)
         self._bind_window(shift_abstention)
         self._allocate()
@@ -153,7 +160,17 @@ class StreamingConformal:
         if not conformal.__sklearn_is_fitted__():
             raise NotFittedError("`conformal` is not fitted; call conformal.fit(probs, labels) first")
         self._frame_statistic = None  # a statistic the kernel cannot compute: the calibrator's own, per frame
-        if isinstance(conformal, DualThresholdConformal):
+        self._combined, self._side, self._names, self._taus = False, (), None, None
+        if isinstance(conformal, DualThresholdConformal) and conformal.statistics_ is not None:
+            # fitted and/or several statistics (conformal.abstention.combined): per frame through statistic_of,
+            # with the side inputs (features, logits, inputs) that `step` takes
+            cal, name = conformal.calibrator_, conformal.statistic_name_
+            self._combined, self._side = True, conformal.required_side_inputs()
+            if isinstance(conformal.statistic, tuple):
+                self._names = conformal.statistic_names_
+            self._taus = np.atleast_1d(np.asarray(conformal.tau_, dtype=np.float64)).copy()
+            self._tau, kernel = float(self._taus[0]), None
+        elif isinstance(conformal, DualThresholdConformal):
             cal, self._tau, name = conformal.calibrator_, float(conformal.tau_), conformal.statistic_name_
             registered = isinstance(conformal.statistic, str)
             if registered and name in online.STATISTIC_KINDS and name != "set_size":
@@ -196,6 +213,19 @@ class StreamingConformal:
         self._monitor, self._tau_alarm, self._fused, self._log10_alarm = None, self._tau, False, math.inf
         if reference is None and statistics is None:
             return
+        if reference is not None and self._combined:
+            raise ValueError(f"`reference` (model outputs) cannot feed the monitor of a calibrator with fitted or "
+                             f"several statistics ({self.statistic!r}); pass `reference_statistics=` (e.g. the kNN "
+                             f"statistic on clean inputs, or a mapping of several) and `monitor_value=` per step")
+        if isinstance(statistics, Mapping):
+            self._monitor = online.UnionShiftMonitor(statistics, method=self.martingale, level=self.monitor_level,
+                                                     jump=self.jump)
+            self._tau_alarm = -math.inf
+            if reference is not None:
+                own = np.sort(self._reference_statistics(reference))
+                self._tau_alarm = min(self._tau, sorted_quantile(own, self.conservative_abstain))
+            self._log10_alarm = self._monitor.log10_threshold
+            return
         if statistics is None:
             stats = self._reference_statistics(reference)
         else:
@@ -214,7 +244,8 @@ class StreamingConformal:
             self._tau_alarm = min(self._tau, sorted_quantile(own, self.conservative_abstain))
         else:
             self._tau_alarm = -math.inf
-        self._fused = self._frame_statistic is None and self.martingale == "jumper" and not self._external
+        self._fused = self._frame_statistic is None and self.martingale == "jumper" and not self._external \
+            and not self._combined
         self._log10_alarm = self._monitor.log10_threshold
 
     def _bind_window(self, est) -> None:
@@ -226,6 +257,9 @@ class StreamingConformal:
         if est.calibrator_.n_classes_ != self.n_classes_:
             raise ValueError(f"`shift_abstention` was fitted on {est.calibrator_.n_classes_} classes; the calibrator "
                              f"has {self.n_classes_}")
+        if est.shift_reference_ is not None and self._multi:
+            raise ValueError("`shift_abstention` fitted with a shift statistic reads one `monitor_value` per frame; "
+                             "give `reference_statistics` as one 1-D array, not a mapping")
         if est.shift_reference_ is not None and not self._external:
             raise ValueError("`shift_abstention` was fitted with a shift statistic: build the wrapper with "
                              "`reference_statistics=` (that statistic on clean inputs) and pass `monitor_value=`")
@@ -293,7 +327,7 @@ class StreamingConformal:
             self.alarm_frame_ = None
 
     # --- hot path --------------------------------------------------------------------------------------------
-    def step(self, probs, frame_id=None, *, monitor_value=None) -> dict:
+    def step(self, probs, frame_id=None, *, monitor_value=None, features=None, logits=None, inputs=None) -> dict:
         """Decision for one frame from its (K,) probabilities (or logits, if the calibrator takes logits).
 
         `probs`: a float32/float64 NumPy array or a torch tensor (CPU; a CUDA tensor is copied to the
@@ -301,10 +335,25 @@ class StreamingConformal:
         `feedback`: an int, a str, a finite float or a ROS stamp ``(sec, nanosec)`` (returned as that tuple of
         ints); default: a running integer, the next one not waiting for feedback (automatic ids skip explicit ones,
         so two pending frames never share an id). `monitor_value`: the frame's value of the caller's monitored
-        statistic (required with `reference_statistics`, refused otherwise). Returns a new dict of plain Python
-        values (see docs/streaming.md). Never sees a label. A call that raises leaves the state as it was.
+        statistic (required with `reference_statistics`, refused otherwise). `features`, `logits`, `inputs`: the
+        frame's side inputs (a (D,) feature vector, (K,) logits, one raw image / point cloud) that a
+        DualThresholdConformal with fitted or several statistics needs (`required_side_inputs()`; refused when not
+        needed); with several statistics the output adds "statistics" and "taus" ({name: value}) and "reasons"
+        (the names that exceeded their tau; "statistic" and "tau" are the first statistic's). Returns a new dict
+        of plain Python values (see docs/streaming.md). Never sees a label. A call that raises leaves the state as
+        it was.
         """
-        if self._external:
+        side = self._side_inputs(features, logits, inputs)
+        if self._multi:
+            if not isinstance(monitor_value, (Mapping, tuple, list)):
+                raise TypeError(f"`monitor_value` must be a mapping {{name: value}} (or a tuple in the order "
+                                f"{list(self._monitor.names)}) of the statistics given as `reference_statistics`; "
+                                f"got {type(monitor_value).__name__}")
+            monitor_value = self._monitor._values(monitor_value, "monitor_value")
+            for v in monitor_value:
+                if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+                    raise TypeError(f"`monitor_value` must hold finite real numbers; got {v!r}")
+        elif self._external:
             if monitor_value is None or isinstance(monitor_value, bool) or \
                     not isinstance(monitor_value, numbers.Real) or not math.isfinite(monitor_value):
                 raise TypeError(f"`monitor_value` must be a finite real number (the frame's value of the statistic "
@@ -340,7 +389,13 @@ class StreamingConformal:
                 code, m, stat = self._frame(src, q, row)
             if code != 0:
                 raise ValueError(f"`probs` {online.ERROR_MESSAGES.get(code, 'is invalid')}")
-            if self._frame_statistic is not None:
+            if self._combined:
+                row_stats = np.asarray(self.conformal.statistic_of(self._p2d.copy(), **side),
+                                       dtype=np.float64).reshape(-1)
+                if not np.isfinite(row_stats).all():
+                    raise ValueError(f"the calibrator's statistics are not finite on this frame: {row_stats!r}")
+                stat = float(row_stats[0])
+            elif self._frame_statistic is not None:
                 stat = _checked_statistic(self._frame_statistic, self._p2d.copy())
             # commit: from here on nothing can fail
             old = self._slot_ids[slot]
@@ -360,7 +415,10 @@ class StreamingConformal:
                 self._next_id = fid + 1
             self.n_steps_ += 1
             if mon is not None:
-                if not self._fused:
+                if self._multi:
+                    pvals = mon.update(monitor_value, self._u[self._u_i])
+                    pval, log10_m = min(pvals.values()), mon.log10_value
+                elif not self._fused:
                     pval = mon.update(monitor_value if self._external else stat, self._u[self._u_i])
                     log10_m = float(mon.state[-1])
                 self._u_i += 1
@@ -368,7 +426,7 @@ class StreamingConformal:
                     self._u = self._rng.random(_N_UNIFORMS)
                     self._u_i = 0
                 if log10_m >= self._log10_alarm and not self.alarm_:
-                    self.alarm_ = mon.note(log10_m)
+                    self.alarm_ = mon.alarm if self._multi else mon.note(log10_m)
                     self.alarm_frame_ = fid
             else:
                 pval, log10_m = math.nan, 0.0
@@ -376,6 +434,10 @@ class StreamingConformal:
             tau = self._tau_alarm if alarm else self._tau
             p = self._p2d[0]
             abstain = bool(stat > tau)
+            if self._names is not None:  # several statistics: abstain when any exceeds its own tau
+                taus = np.full(len(self._names), tau) if alarm else self._taus
+                hits = row_stats > taus
+                abstain = bool(hits.any())
             if self._window is not None:
                 extra, r_hat = self._window.update(p, monitor_value if self._external else None)
                 abstain = bool(abstain or extra)
@@ -387,7 +449,39 @@ class StreamingConformal:
                    "calibration_version": self.calibration_version, "n_feedback": int(self.n_feedback_)}
             if self._window is not None:
                 out["window_abstention"] = float(r_hat)
+            if self._multi:
+                out["monitor_pvalues"], out["alarm_statistic"] = pvals, mon.alarm_statistic
+            if self._names is not None:
+                out["statistics"] = dict(zip(self._names, row_stats.tolist()))
+                out["taus"] = dict(zip(self._names, taus.tolist()))
+                out["reasons"] = [n for n, hit in zip(self._names, hits.tolist()) if hit]
             return out
+
+    def _side_inputs(self, features, logits, inputs) -> dict:
+        """One frame's side inputs as the one-row batch `statistic_of` takes; each is required exactly when the
+        calibrator's statistics need it."""
+        given = {"features": features, "logits": logits, "inputs": inputs}
+        side = {}
+        for name, value in given.items():
+            if name not in self._side:
+                if value is not None:
+                    need = ", ".join(f"`{s}=`" for s in self._side) or "none"
+                    raise ValueError(f"`{name}` is not used by this calibrator's statistic {self.statistic!r} "
+                                     f"(side inputs it needs: {need})")
+                continue
+            if value is None:
+                raise ValueError(f"statistic {self.statistic!r} needs `{name}=` in step (the frame's "
+                                 f"{'raw image or point cloud' if name == 'inputs' else name}); got None")
+            if name == "inputs":
+                side[name] = [value]
+                continue
+            if type(value) is not np.ndarray:
+                raise TypeError(f"`{name}` must be a numpy array of shape (D,) (one frame); got "
+                                f"{type(value).__name__}")
+            if value.ndim not in (1, 2) or (value.ndim == 2 and value.shape[0] != 1):
+                raise ValueError(f"`{name}` must have shape (D,) or (1, D) (one frame); got {value.shape}")
+            side[name] = value.reshape(1, -1)
+        return side
 
     # --- feedback --------------------------------------------------------------------------------------------
     def feedback(self, frame_id, label) -> bool:
@@ -446,8 +540,13 @@ class StreamingConformal:
             slots = list(self._pending.items())
             idx = np.array([s for _, s in slots], dtype=np.int64)
             mon = self._monitor
-            state = {**self._threshold.state(),
-                     "monitor": (mon.state.copy() if mon is not None else np.array([1 / 3, 1 / 3, 1 / 3, 0.0])),
+            if self._multi:  # several statistics: one state and reference each, by name
+                mon_state = {n: m.state.copy() for n, m in mon.monitors.items()}
+                ref_stats = {n: m.reference for n, m in mon.monitors.items()}
+            else:
+                mon_state = mon.state.copy() if mon is not None else np.array([1 / 3, 1 / 3, 1 / 3, 0.0])
+                ref_stats = None if mon is None else mon.reference
+            state = {**self._threshold.state(), "monitor": mon_state,
                      "alarm": self.alarm_, "alarm_frame": self.alarm_frame_, "n_steps": self.n_steps_,
                      "n_feedback": self.n_feedback_, "n_miss": self.n_miss_, "n_expired": self.n_expired_,
                      "next_id": self._next_id, "pending_ids": [fid for fid, _ in slots],
@@ -455,11 +554,15 @@ class StreamingConformal:
                      "pending_slots": idx.copy(), "head": self._head,
                      "pending_filled": [self._filled.get(int(s), []) for s in idx],
                      "pending_scores": self._scores[idx].copy(), "pending_q": self._q_used[idx].copy(),
-                     "reference_stats": None if mon is None else mon.reference, "tau_alarm": self._tau_alarm,
+                     "reference_stats": ref_stats, "tau_alarm": self._tau_alarm,
                      "rng_state": json.dumps(self._rng.bit_generator.state), "uniforms": self._u.copy(),
                      "uniforms_used": self._u_i}
             if self._window is not None:
                 state["window"] = self._window.state()
+            if self._multi:
+                state["alarm_statistic"] = mon.alarm_statistic
+                state["monitor_steps"] = mon.n_steps
+                state["monitor_names"] = list(mon.names)  # the JSON keeps keys sorted; tuples follow this order
         params = {"method": self.method, "gamma": self.gamma, "window": self.window, "statistic": self.statistic,
                   "monitor_level": self.monitor_level, "jump": self.jump,
                   "conservative_abstain": self.conservative_abstain, "max_pending": self.max_pending,
@@ -496,6 +599,10 @@ class StreamingConformal:
     def _restore(self, st: dict) -> None:
         """Set the online state from a snapshot, checking each field (errors name it)."""
         ref = st["reference_stats"]
+        self._multi = isinstance(ref, dict)
+        if self._multi:
+            self._restore_union(st)
+            return
         if ref is not None:
             ref = Array("f", 1, finite=True)(ref, "state.reference_stats")
             if np.any(np.diff(ref) < 0):
@@ -505,6 +612,53 @@ class StreamingConformal:
         self._bind_reference(None, ref)
         if self._external:
             self._tau_alarm = Float()(st["tau_alarm"], "state.tau_alarm")
+        self._restore_common(st)
+        monitor = Array("f", 1, finite=True)(st["monitor"], "state.monitor")
+        want = (4,) if self._monitor is None else self._monitor.state.shape
+        if monitor.shape != want:
+            raise StateError(f"saved field `state.monitor` must have shape {want}; got {monitor.shape}")
+        if self._monitor is not None:
+            self._monitor.state[:] = monitor
+            self._monitor.alarm = Bool()(st["alarm"], "state.alarm")
+
+    def _restore_union(self, st: dict) -> None:
+        """The several-statistics monitor of a snapshot: references and states by name, the alarm and its name."""
+        if not self._external:
+            raise StateError("saved field `state.reference_stats` is a mapping for a wrapper without an external "
+                             "monitor")
+        refs, states, names = st["reference_stats"], st["monitor"], st["monitor_names"]
+        if not isinstance(names, list) or len(set(names)) != len(names) or set(names) != set(refs):
+            raise StateError(f"saved field `state.monitor_names` must list the names of `state.reference_stats` "
+                             f"({sorted(refs)}) once each; got {names!r}")
+        if not isinstance(states, dict) or set(states) != set(refs):
+            raise StateError(f"saved field `state.monitor` must map the names {sorted(refs)} to monitor states")
+        ref = {}
+        for name in names:
+            values = refs[name]
+            ref[name] = Array("f", 1, finite=True)(values, f"state.reference_stats.{name}")
+            if np.any(np.diff(ref[name]) < 0):
+                raise StateError(f"saved field `state.reference_stats.{name}` must be sorted ascending")
+        self._bind_reference(None, ref)
+        self._tau_alarm = Float()(st["tau_alarm"], "state.tau_alarm")
+        self._restore_common(st)
+        mon = self._monitor
+        for name, sub in mon.monitors.items():
+            values = Array("f", 1, finite=True)(states[name], f"state.monitor.{name}")
+            if values.shape != sub.state.shape:
+                raise StateError(f"saved field `state.monitor.{name}` must have shape {sub.state.shape}; got "
+                                 f"{values.shape}")
+            sub.state[:] = values
+        fired = st["alarm_statistic"]
+        if fired is not None and fired not in mon.monitors:
+            raise StateError(f"saved field `state.alarm_statistic` must be one of {list(mon.names)} or None; got "
+                             f"{fired!r}")
+        mon.alarm, mon.alarm_statistic = self.alarm_, fired
+        mon.n_steps = Int(0)(st["monitor_steps"], "state.monitor_steps")
+        if fired is not None:
+            mon.monitors[fired].alarm = True
+
+    def _restore_common(self, st: dict) -> None:
+        """Everything of a snapshot but the monitor's own state."""
         self._bind_frame()
         try:
             self._threshold.set_state({**st, "alpha_t": Float(finite=True)(st["alpha_t"], "state.alpha_t"),
@@ -513,13 +667,6 @@ class StreamingConformal:
             raise
         except ValueError as exc:  # OnlineThreshold names its own fields
             raise StateError(str(exc).replace("saved field `", "saved field `state.")) from None
-        monitor = Array("f", 1, finite=True)(st["monitor"], "state.monitor")
-        want = (4,) if self._monitor is None else self._monitor.state.shape
-        if monitor.shape != want:
-            raise StateError(f"saved field `state.monitor` must have shape {want}; got {monitor.shape}")
-        if self._monitor is not None:
-            self._monitor.state[:] = monitor
-            self._monitor.alarm = Bool()(st["alarm"], "state.alarm")
         self.alarm_, self.alarm_frame_ = Bool()(st["alarm"], "state.alarm"), st["alarm_frame"]
         # the counters as the specs relate them: misses <= answers; answered + expired + pending <= steps
         specs = {"n_steps": Int(0), "n_feedback": Int(0, maximum="n_steps"), "n_miss": Int(0, maximum="n_feedback"),

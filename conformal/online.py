@@ -16,6 +16,9 @@
   kNN distance, input quality, ...): a power-mixture test martingale (default; bets only on small p-values, so
   conservative p-values never raise it) and a CUSUM e-detector for change points; `detection_delay` reads the
   delay off a monitor's path.
+* `UnionShiftMonitor` -- several statistics at once (e.g. a kNN feature distance and an input-quality distance):
+  one `ShiftMonitor` per statistic at level / m, alarm when any fires (union bound + Ville: P(false alarm) <= level),
+  naming the statistic that fired.
 
 `OnlineThreshold`, `ShiftMartingale` and `FrameScorer` hold the state of one stream; `adapters.StreamingConformal`
 wraps them per frame (frame ids, delayed feedback, threads, snapshots). The rank is the exact one of
@@ -27,6 +30,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -37,7 +41,7 @@ from conformal.quantile import conformal_rank, sorted_quantile
 
 __all__ = ["METHODS", "STATISTIC_KINDS", "aci_update", "quantile_tracking_update", "aci_bound", "conformal_pvalue",
            "simple_jumper_update", "OnlineThreshold", "ShiftMartingale", "FrameScorer", "MONITORS", "ShiftMonitor",
-           "detection_delay"]
+           "UnionShiftMonitor", "detection_delay"]
 
 METHODS = ("aci", "quantile", "fixed")
 # statistics a frame computes inside the kernel; "set_size" is the set size at the calibrated threshold
@@ -407,6 +411,120 @@ class ShiftMonitor:
             if hit.size:
                 self.alarm, self.alarm_step = True, self.n_steps + int(hit[0]) + 1
         self.n_steps += x.shape[0]
+        return out
+
+
+class UnionShiftMonitor:
+    """Several label-free statistics monitored at once: one `ShiftMonitor` per statistic at level / m, alarm when
+    any of them reaches its threshold m / level, and say which statistic fired.
+
+    Different statistics see different shifts (a kNN feature distance catches fog and contrast in a few inputs,
+    an input-quality distance catches blur); running both costs one martingale each.
+
+    Parameters
+    ----------
+    reference_statistics : mapping name -> 1-D array (n >= 20 each)
+        Each statistic on clean reference inputs (the lengths may differ). The order of the mapping is the order
+        of the statistics everywhere (sequences passed to `update`, columns of `run`).
+    method, level, jump, n_grid : as `ShiftMonitor`; `level` is the level of the whole union.
+
+    Attributes: names (tuple), monitors (dict name -> ShiftMonitor at level / m), level_each (level / m),
+    log10_threshold (log10(m / level)), alarm, alarm_step (1-based update count at the first alarm, None
+    before), alarm_statistic (the name that fired first; on a tie, the first in `names`), n_steps.
+
+    Notes
+    -----
+    Union bound: P(any monitor ever alarms) <= sum_j level / m = level, for any dependence between the
+    statistics, under the assumptions of `ShiftMonitor` (p-values i.i.d. uniform or conservative per statistic,
+    given a large reference). It does not assume the statistics independent, so it is conservative when they
+    are strongly correlated; the price of m statistics is log10(m) more evidence per alarm.
+    """
+
+    def __init__(self, reference_statistics, *, method: str = "power_mixture", level: float = 0.01,
+                 jump: float = 0.01, n_grid: int = 50):
+        if not isinstance(reference_statistics, Mapping) or len(reference_statistics) == 0:
+            raise TypeError(f"`reference_statistics` must be a non-empty mapping of statistic name -> 1-D array of "
+                            f"its values on clean reference inputs; got {type(reference_statistics).__name__}")
+        check_constraints("level", level, _PROB)
+        names = tuple(reference_statistics)
+        if not all(isinstance(n, str) for n in names):
+            raise TypeError(f"`reference_statistics` keys must be statistic names (str); got {names!r}")
+        self.names, self.method, self.level = names, method, float(level)
+        self.level_each = self.level / len(names)
+        self.monitors = {}
+        for name in names:
+            try:
+                self.monitors[name] = ShiftMonitor(reference_statistics[name], method=method, level=self.level_each,
+                                                   jump=jump, n_grid=n_grid)
+            except ValueError as exc:
+                raise ValueError(f"`reference_statistics[{name!r}]`: {exc}") from None
+        self._list = [self.monitors[n] for n in names]
+        self.log10_threshold = math.log10(1.0 / self.level_each)
+        self.reset()
+
+    def reset(self) -> None:
+        """Every monitor back to 1, no alarm."""
+        for mon in self._list:
+            mon.reset()
+        self.alarm, self.alarm_step, self.alarm_statistic, self.n_steps = False, None, None, 0
+
+    @property
+    def log10_value(self) -> float:
+        """The largest log10 value among the statistics' monitors (compare with `log10_threshold`)."""
+        return max(mon.log10_value for mon in self._list)
+
+    def _values(self, values, what: str) -> list:
+        m = len(self.names)
+        if isinstance(values, Mapping):
+            if set(values) != set(self.names):
+                raise ValueError(f"`{what}` must have the keys {list(self.names)}; got {list(values)}")
+            return [values[n] for n in self.names]
+        if isinstance(values, (tuple, list)) or (isinstance(values, np.ndarray) and values.ndim >= 1):
+            if len(values) != m:
+                raise ValueError(f"`{what}` must hold {m} values, one per statistic {list(self.names)}; got "
+                                 f"{len(values)}")
+            return list(values)
+        raise TypeError(f"`{what}` must be a mapping {{name: value}} or a sequence of {m} values in the order "
+                        f"{list(self.names)}; got {type(values).__name__}")
+
+    def update(self, values, u) -> dict:
+        """One input's statistics (a mapping name -> value, or a sequence in `names` order) and tie-breaking
+        uniform(s) u ~ U[0, 1] (one float for all, or one per statistic); returns {name: p-value}."""
+        vals = self._values(values, "values")
+        for v in vals:
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+                raise TypeError(f"`values` must be finite real numbers; got {v!r}")
+        us = self._values(u, "u") if not isinstance(u, numbers.Real) else [u] * len(vals)
+        out = {}
+        for name, mon, v, ui in zip(self.names, self._list, vals, us):
+            out[name] = mon.update(v, ui)
+        self.n_steps += 1
+        if not self.alarm:
+            for name, mon in zip(self.names, self._list):
+                if mon.alarm:
+                    self.alarm, self.alarm_step, self.alarm_statistic = True, self.n_steps, name
+                    break
+        return out
+
+    def run(self, statistics, rng=None) -> np.ndarray:
+        """Feed a whole stream: a mapping name -> 1-D array (or a sequence of arrays in `names` order), all of one
+        length T; independent uniforms per statistic from `rng`. Returns float64 (T, m): log10 of each monitor
+        after each input (column j is `names[j]`); its row maximum against `log10_threshold` is the union's path
+        (`detection_delay(path.max(1), level_each)`)."""
+        cols = self._values(statistics, "statistics")
+        lengths = {np.shape(c)[0] if np.ndim(c) == 1 else None for c in cols}
+        if len(lengths) != 1 or None in lengths:
+            raise ValueError(f"`statistics` must be 1-D arrays of one common length; got shapes "
+                             f"{[np.shape(c) for c in cols]}")
+        gen = np.random.default_rng(rng)
+        out = np.column_stack([mon.run(c, rng=gen) for mon, c in zip(self._list, cols)])
+        if not self.alarm:
+            hit = np.flatnonzero((out >= self.log10_threshold).any(axis=1))
+            if hit.size:
+                t = int(hit[0])
+                self.alarm, self.alarm_step = True, self.n_steps + t + 1
+                self.alarm_statistic = self.names[int(np.flatnonzero(out[t] >= self.log10_threshold)[0])]
+        self.n_steps += out.shape[0]
         return out
 
 

@@ -7,8 +7,8 @@ import pytest
 
 from adapters.shift import corrupted_cell_outputs, family, training_cells, window_training_set
 from conformal import ShiftAwareAbstention
-from conformal.abstention import STATISTICS, KNNDistance
-from conformal.online import ShiftMonitor, detection_delay
+from conformal.abstention import STATISTICS, InputQuality, KNNDistance
+from conformal.online import ShiftMonitor, UnionShiftMonitor, detection_delay
 
 torch = pytest.importorskip("torch")
 
@@ -53,6 +53,46 @@ def fashion():
     out["p_fog"], f_fog = _outputs(cam, fog)
     out["k_fold"], out["k_test"], out["k_fog"] = (_knn(out["f_bank"], f) for f in (f_fold, f_test, f_fog))
     return out
+
+
+@pytest.fixture(scope="module")
+def blur(fashion):
+    """kNN and input-quality statistics (both fitted on the clean bank only) on the fold, clean test and motion-blur
+    3 / 5 test images."""
+    from perturbations import image as pim
+
+    images, cam = fashion["images"], fashion["cam"]
+    iq = InputQuality().fit(images[fashion["bank"]])
+    out = {"q_fold": iq.statistic(images[fashion["fold"]]), "q_test": iq.statistic(images[fashion["test"]])}
+    for sev in (3, 5):
+        x = pim.corrupt_batch(images[fashion["test"]], "motion_blur", sev, rng=0)
+        out[f"k_{sev}"] = _knn(fashion["f_bank"], _outputs(cam, x)[1])
+        out[f"q_{sev}"] = iq.statistic(x)
+    return out
+
+
+def test_union_monitor_of_knn_and_input_quality_catches_blur_fast_and_stays_quiet(fashion, blur):
+    """The library's UnionShiftMonitor (kNN + input quality, each at level 0.005): motion blur 3 / 5 alarms within
+    a median of <= 10 inputs (the issue's target; kNN alone needs more), clean streams of 600 stay quiet."""
+    ref = {"knn": fashion["k_fold"], "input_quality": blur["q_fold"]}
+    rng = np.random.default_rng(3)
+    quiet = 0
+    for _ in range(50):
+        idx = rng.permutation(600)
+        mon = UnionShiftMonitor(ref, level=0.01)
+        mon.run({"knn": fashion["k_test"][idx], "input_quality": blur["q_test"][idx]}, rng=rng)
+        quiet += not mon.alarm
+    assert quiet >= 49
+    for sev in (3, 5):
+        delays, fired = [], []
+        for _ in range(50):
+            idx = rng.permutation(600)[:100]
+            mon = UnionShiftMonitor(ref, level=0.01)
+            path = mon.run({"knn": blur[f"k_{sev}"][idx], "input_quality": blur[f"q_{sev}"][idx]}, rng=rng)
+            delays.append(detection_delay(path.max(axis=1), mon.level_each))
+            fired.append(mon.alarm_statistic)
+        assert all(d is not None for d in delays) and np.median(delays) <= 10, (sev, delays)
+        assert "input_quality" in fired, fired
 
 
 def test_monitor_quiet_on_clean_alarms_fast_on_fog(fashion):

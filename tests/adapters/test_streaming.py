@@ -368,3 +368,105 @@ def test_window_rule_inside_the_wrapper_equals_the_batch_rule():
         StreamingConformal(cal, shift_abstention=est)
     with pytest.raises(TypeError, match="shift_abstention"):
         StreamingConformal(cal, shift_abstention=ShiftAwareAbstention())
+
+
+def test_several_monitored_statistics():
+    """reference_statistics as a mapping: one monitor per statistic at monitor_level / m (UnionShiftMonitor); the
+    alarm names the statistic that shifted (synthetic distances: only "quality" shifts), the frames match the
+    library monitor fed the same values and uniforms, and a snapshot continues identically."""
+    from conformal.online import UnionShiftMonitor
+
+    rng = np.random.default_rng(24)
+    p, y = _data(rng, 1000)
+    cal = SplitConformalClassifier(score="lac", alpha=0.1).fit(p, y)
+    ref = {"knn": rng.normal(size=1000), "quality": rng.normal(size=800)}
+    s = StreamingConformal(cal, reference_statistics=ref, martingale="power_mixture", monitor_level=0.01)
+    stream = _stream_entropy(rng, 400)
+    knn = rng.normal(size=400)
+    quality = np.concatenate([rng.normal(size=200), rng.normal(size=200) + 3.0])
+    twin = UnionShiftMonitor(ref, level=0.01)
+    u = np.random.default_rng(0).random(4096)  # the wrapper's uniforms for random_state=0
+    outs = []
+    for i in range(400):
+        if i == 250:
+            s = StreamingConformal.from_dict(s.to_dict())
+        value = {"quality": float(quality[i]), "knn": float(knn[i])} if i % 2 else (float(knn[i]), float(quality[i]))
+        outs.append(s.step(stream[i], monitor_value=value))
+        pv = twin.update((knn[i], quality[i]), u[i])
+        assert outs[-1]["monitor_pvalues"] == pv and outs[-1]["monitor_pvalue"] == min(pv.values())
+        assert outs[-1]["log10_martingale"] == twin.log10_value
+    first = [o["shift_alarm"] for o in outs].index(True)
+    assert 200 <= first < 230 and twin.alarm_step == first + 1
+    assert outs[first - 1]["alarm_statistic"] is None and outs[first]["alarm_statistic"] == "quality"
+    assert all(o["abstain"] for o in outs[first:]) and not any(o["abstain"] for o in outs[:first])
+    with pytest.raises(TypeError, match="monitor_value"):
+        s.step(stream[0], monitor_value=1.0)
+    with pytest.raises(ValueError, match="monitor_value"):
+        s.step(stream[0], monitor_value={"knn": 1.0})
+    with pytest.raises(TypeError, match="monitor_value"):
+        s.step(stream[0], monitor_value=(1.0, float("inf")))
+    with pytest.raises(ValueError, match=r"reference_statistics\['quality'\]"):
+        StreamingConformal(cal, reference_statistics={"knn": ref["knn"], "quality": np.arange(3.0)})
+
+
+def _digits_union():
+    """Real data: scikit-learn digits, a logistic regression, the input vector as features; the union rule
+    DualThresholdConformal(statistic=("entropy", "knn")) fitted on clean calibration data."""
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = load_digits(return_X_y=True)
+    x = x / 16.0
+    perm = np.random.default_rng(25).permutation(len(y))
+    tr, cal, te = perm[:700], perm[700:1400], perm[1400:1700]
+    model = LogisticRegression(max_iter=500).fit(x[tr], y[tr])
+    dual = DualThresholdConformal(score="lac", alpha=0.1, statistic=("entropy", "knn"), rule="budget",
+                                  rule_params={"max_abstain": 0.1}, random_state=0)
+    dual.fit(model.predict_proba(x[cal]), y[cal], features=x[cal])
+    return model, dual, x[te]
+
+
+def test_union_rule_per_frame_equals_the_batch_rule():
+    """StreamingConformal over DualThresholdConformal(statistic=("entropy", "knn")): per frame (features passed to
+    step) the abstentions, reasons and statistics are predict's; a strong input shift (synthetic: pixels replaced by
+    noise) makes the kNN statistic abstain on every frame while clean frames stay near the 10 % budget."""
+    model, dual, x = _digits_union()
+    rng = np.random.default_rng(26)
+    noisy = 0.2 * x + 0.8 * rng.random(x.shape)
+    for feats, clean in ((x, True), (noisy, False)):
+        p = model.predict_proba(feats)
+        batch = dual.predict(p, features=feats)
+        s = StreamingConformal(dual, method="fixed")
+        outs = [s.step(p[i], features=feats[i]) for i in range(len(p))]
+        assert [o["abstain"] for o in outs] == batch.abstain.tolist()
+        assert [o["reasons"] for o in outs] == [[n for n, h in zip(batch.reason_names, r) if h]
+                                                for r in batch.reasons.tolist()]
+        np.testing.assert_allclose([list(o["statistics"].values()) for o in outs], batch.statistics, rtol=1e-12)
+        assert all(o["taus"] == dict(zip(("entropy", "knn"), dual.tau_.tolist())) for o in outs)
+        rate = batch.abstain.mean()
+        if clean:
+            assert rate <= 0.2, rate
+        else:
+            assert rate >= 0.95 and all("knn" in o["reasons"] for o in outs if o["abstain"]), rate
+    s2 = StreamingConformal.from_dict(s.to_dict())
+    assert s2.step(p[0], features=noisy[0])["reasons"] == outs[0]["reasons"]
+
+
+def test_union_rule_in_the_wrapper_refuses_missing_or_unneeded_side_inputs():
+    model, dual, x = _digits_union()
+    p = model.predict_proba(x[:1])[0]
+    s = StreamingConformal(dual)
+    with pytest.raises(ValueError, match="needs `features=`"):
+        s.step(p)
+    with pytest.raises(ValueError, match="`logits` is not used"):
+        s.step(p, features=x[0], logits=np.zeros(10))
+    with pytest.raises(TypeError, match="`features` must be a numpy array"):
+        s.step(p, features=x[0].tolist())
+    with pytest.raises(ValueError, match="`features` must have shape"):
+        s.step(p, features=x[:2])
+    assert s.n_steps_ == 0  # a refused step leaves the state as it was
+    with pytest.raises(ValueError, match="reference_statistics"):
+        StreamingConformal(dual, reference=model.predict_proba(x))
+    plain = SplitConformalClassifier(score="lac", alpha=0.1).fit(model.predict_proba(x), np.zeros(len(x), int))
+    with pytest.raises(ValueError, match="`features` is not used"):
+        StreamingConformal(plain).step(p, features=x[0])

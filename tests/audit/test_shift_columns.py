@@ -69,6 +69,58 @@ def test_bad_shift_keys_are_refused(tiny_config, bad, match):
         validate_config(tiny_config(shift={**SHIFT, **bad}))
 
 
+def test_abstention_statistic_as_a_list_runs_the_union_rule(tmp_path, tiny_config):
+    """`abstention.statistic: [entropy, knn]` (the union rule, budget 10 %, features = the logistic regression's
+    input vector): clean abstention within the budget (mean over the splits, + a tolerance for 20 splits of ~450),
+    heavy noise abstains far more than clean, the report names both statistics; and lists the audit cannot feed
+    are refused with errors naming them."""
+    rows = {}
+    for name, stat in (("union", ["entropy", "knn"]), ("entropy", "entropy")):
+        cfg = validate_config(tiny_config(abstention={"statistic": stat,
+                                                      "rule": {"name": "budget", "params": {"max_abstain": 0.1}}},
+                                          output={"plots": False, "report": True, "examples": 2}))
+        assert cfg["abstention"]["statistic"] == stat
+        run_audit(cfg, tmp_path / name, quiet=True)
+        with open(tmp_path / name / "results.csv") as f:
+            rows[name] = {r["cell"]: r for r in csv.DictReader(f)}
+    clean, heavy = rows["union"]["clean"], rows["union"]["audit_test_corruptions_noise_s3"]
+    assert float(clean["abstain_rate"]) <= 0.13, clean["abstain_rate"]
+    assert float(heavy["abstain_rate"]) > float(clean["abstain_rate"]) + 0.15, heavy["abstain_rate"]
+    # the kNN statistic adds abstention under the shift that entropy alone (same 10 % budget) does not give
+    alone = float(rows["entropy"]["audit_test_corruptions_noise_s3"]["abstain_rate"])
+    assert float(heavy["abstain_rate"]) > alone + 0.05, (heavy["abstain_rate"], alone)
+    assert "entropy + knn" in (tmp_path / "union" / "report.html").read_text()
+    for bad, match in ((["entropy", "energy"], "logits"), (["entropy", "input_quality"], "raw inputs"),
+                       (["entropy", "entropy"], "distinct"), ([], "non-empty"), (["entropy", "nll"], "'nll'")):
+        with pytest.raises(ConfigError, match=match):
+            validate_config(tiny_config(abstention={"statistic": bad, "rule": {"name": "budget",
+                                                                               "params": {"max_abstain": 0.1}}}))
+    with pytest.raises(ConfigError, match="rejected by the calibrator"):  # several statistics need budget or fpr
+        validate_config(tiny_config(abstention={"statistic": ["entropy", "knn"], "rule": "youden"}))
+
+
+def test_shift_statistics_with_input_quality_monitor_both(runs, tmp_path, tiny_config):
+    """`shift.statistics: [knn, input_quality]`: the monitor watches both (UnionShiftMonitor, each at level / 2);
+    the columns other than the monitor's are those of the kNN-only run, the monitor still alarms on heavy noise,
+    and it catches the dimming that kNN alone misses."""
+    cfg = validate_config(tiny_config(shift={**SHIFT, "statistics": ["knn", "input_quality"]}))
+    run_audit(cfg, tmp_path / "iq", quiet=True)
+    with open(tmp_path / "iq" / "results.csv") as f:
+        rows = {r["cell"]: r for r in csv.DictReader(f)}
+    knn_only = {r["cell"]: r for r in runs["shift"][1]}
+    for cell, r in rows.items():
+        assert r["shift_auroc"] == knn_only[cell]["shift_auroc"] and r["harm"] == knn_only[cell]["harm"], cell
+    assert float(rows["audit_test_corruptions_noise_s3"]["monitor_alarm"]) == 1.0
+    assert float(rows["clean"]["monitor_alarm"]) <= 0.5
+    # dimming leaves L2-normalised pixel features almost unchanged (kNN alarms no more often than on clean
+    # streams) but moves the mean intensity: the union alarms on every split within a few inputs
+    for dim in ("audit_test_corruptions_dim_s2", "audit_test_corruptions_dim_s4"):
+        assert float(rows[dim]["monitor_alarm"]) == 1.0 and float(rows[dim]["monitor_delay"]) <= 5, rows[dim]
+        assert float(knn_only[dim]["monitor_alarm"]) < 1.0
+    with pytest.raises(ConfigError, match="includes knn"):
+        validate_config(tiny_config(shift={**SHIFT, "statistics": ["input_quality"]}))
+
+
 def test_shift_table_flags_harm_against_alpha(runs):
     out, rows = runs["shift"]
     page = (out / "report.html").read_text()

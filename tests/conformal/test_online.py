@@ -345,3 +345,68 @@ def test_shift_monitor_bad_inputs_are_named():
         online.ShiftMonitor(np.arange(50.0), level=0.0)
     with pytest.raises(ValueError, match="`statistics`"):
         online.ShiftMonitor(np.arange(50.0)).run(np.array([np.nan]))
+
+
+# --- UnionShiftMonitor: several statistics, one martingale each at level / m -------------------------------------
+def test_union_monitor_false_alarms_within_level_over_clean_streams():
+    """300 clean streams of 2000 inputs, two correlated statistics (rho = 0.6) and an independent third, fresh
+    references of 2000: P(any monitor alarms) stays within `level` (+ 3 binomial standard errors)."""
+    rng = np.random.default_rng(20)
+    level, n = 0.05, 300
+    alarms = 0
+    for _ in range(n):
+        def draw(size):
+            z = rng.normal(size=(size, 3))
+            return {"a": z[:, 0], "b": 0.6 * z[:, 0] + 0.8 * z[:, 1], "c": z[:, 2]}
+        mon = online.UnionShiftMonitor(draw(2000), level=level)
+        mon.run(draw(2000), rng=rng)
+        alarms += mon.alarm
+    assert alarms / n <= level + 3 * math.sqrt(level * (1 - level) / n), alarms / n
+
+
+def test_union_monitor_alarms_on_the_statistic_that_shifts_and_names_it():
+    rng = np.random.default_rng(21)
+    ref = {"knn": rng.normal(size=1000), "quality": rng.normal(size=1000)}
+    # only "quality" shifts after 200 inputs; "knn" stays clean
+    stream = {"knn": rng.normal(size=400), "quality": np.concatenate([rng.normal(size=200),
+                                                                      rng.normal(size=200) + 2.5])}
+    mon = online.UnionShiftMonitor(ref, level=0.01)
+    assert mon.level_each == 0.005 and mon.monitors["knn"].level == 0.005
+    path = mon.run(stream, rng=0)
+    assert path.shape == (400, 2)
+    delay = online.detection_delay(path.max(axis=1), mon.level_each, start=200)
+    assert delay is not None and 1 <= delay <= 20, delay
+    assert mon.alarm and mon.alarm_statistic == "quality" and mon.alarm_step == 200 + delay
+    assert not mon.monitors["knn"].alarm
+    # the same stream one input at a time (a sequence in `names` order) gives the same path and alarm
+    step = online.UnionShiftMonitor(ref, level=0.01)
+    gen = np.random.default_rng(0)
+    u = np.column_stack([gen.random(400), gen.random(400)])  # run draws the columns in this order
+    for t in range(400):
+        pv = step.update((stream["knn"][t], stream["quality"][t]), u[t])
+        assert set(pv) == {"knn", "quality"} and all(0 < v <= 1 for v in pv.values())
+        np.testing.assert_allclose([m.log10_value for m in step.monitors.values()], path[t], rtol=1e-12)
+    assert step.alarm_step == mon.alarm_step and step.alarm_statistic == "quality"
+    step.reset()
+    assert not step.alarm and step.alarm_statistic is None and step.log10_value == 0.0
+
+
+def test_union_monitor_validates_its_inputs():
+    ref = {"a": np.arange(50.0), "b": np.arange(40.0)}
+    with pytest.raises(TypeError, match="reference_statistics"):
+        online.UnionShiftMonitor(np.arange(50.0))
+    with pytest.raises(TypeError, match="reference_statistics"):
+        online.UnionShiftMonitor({})
+    with pytest.raises(ValueError, match=r"reference_statistics\['b'\]"):
+        online.UnionShiftMonitor({"a": np.arange(50.0), "b": np.arange(5.0)})
+    mon = online.UnionShiftMonitor(ref)
+    with pytest.raises(ValueError, match="keys"):
+        mon.update({"a": 1.0}, 0.5)
+    with pytest.raises(ValueError, match="2 values"):
+        mon.update((1.0,), 0.5)
+    with pytest.raises(TypeError, match="finite"):
+        mon.update((1.0, float("nan")), 0.5)
+    with pytest.raises(TypeError, match="mapping"):
+        mon.update(1.0, 0.5)
+    with pytest.raises(ValueError, match="common length"):
+        mon.run({"a": np.zeros(3), "b": np.zeros(4)})

@@ -92,6 +92,7 @@ def _check_probs(probs: np.ndarray, cell: str) -> None:
 class _Cell:
     probs: np.ndarray
     features: np.ndarray | None
+    quality: np.ndarray | None = None  # raw quality_features rows (shift.statistics with input_quality)
 
 
 @dataclass
@@ -177,13 +178,15 @@ class ClassificationTask(Task):
         # The cache key covers everything that shapes a cell's outputs: config, weights bytes, the audit inputs
         # and labels themselves, the fitted in-process model, and the source of the corruption code.
         mkey = fingerprint(_model_key(cfg), labels, dataset.pool_inputs, _predictor_state(predictor))
-        features = cfg.get("shift") is not None
-        extra_key = ("features",) if features else ()  # configs without `shift` keep their cache keys
+        features = cfg.get("shift") is not None or config.needs_features(cfg)
+        quality = shift_cols.uses_quality(cfg.get("shift"))
+        # configs without features (or quality) keep their cache keys
+        extra_key = ("features",) * features + ("quality",) * quality
         keys = {t["cell"]: fingerprint(mkey, t["name"], t["severity"], t["params"], cfg["output"]["examples"],
                                        _corruption_code(t["name"]), *extra_key) for t in cells}
         context = {"inputs": dataset.pool_inputs, "modality": dataset.modality, "predictor": predictor,
                    "seed": cfg["seed"], "n_classes": dataset.n_classes, "n_examples": cfg["output"]["examples"],
-                   "features": features}
+                   "features": features, "quality": quality}
         if dataset.extra.get("scenes") is not None:  # a scene-level source: scene corruptions act on its scans
             context["scenes"] = dataset.extra["scenes"]
         prov.update(_model_provenance(cfg, predictor))
@@ -215,6 +218,9 @@ class ClassificationTask(Task):
         if context.get("features"):
             feats = np.asarray(models.predictor_features(context["predictor"], inputs, context["modality"]))
             out["features"] = feats.reshape(n, -1).astype(np.float32)
+        if context.get("quality"):
+            from conformal.abstention import quality_features
+            out["quality"] = quality_features(inputs, modality=shift_cols.QUALITY_MODALITY[context["modality"]])
         return out
 
     def subset_context(self, context, n):
@@ -229,7 +235,7 @@ class ClassificationTask(Task):
         return out
 
     def load_cell(self, prepared, arrays):
-        return _Cell(arrays["probs"], arrays.get("features"))
+        return _Cell(arrays["probs"], arrays.get("features"), arrays.get("quality"))
 
     def cell_artifacts(self, prepared, cell, arrays):
         return {k: arrays[k] for k in ("examples", "example_counts") if k in arrays}
@@ -241,11 +247,13 @@ class ClassificationTask(Task):
         labels = prepared.state["labels"]
         seed = cfg["seed"] + 1000 * r + 17
         model = config.make_calibrator(cfg, seed)
-        model.fit(clean.probs[calibration], labels[calibration])
+        side = {"features": clean.features[calibration]} if config.needs_features(cfg) else {}
+        model.fit(clean.probs[calibration], labels[calibration], **side)
         sh, parts = cfg.get("shift"), None
         if sh is not None and r < sh["repeats"]:
             test = np.setdiff1d(np.arange(labels.shape[0]), calibration)
-            parts = shift_cols.fit(sh, cfg, clean.probs, clean.features, labels, calibration, test, seed)
+            parts = shift_cols.fit(sh, cfg, clean.probs, clean.features, labels, calibration, test, seed,
+                                   quality=clean.quality, modality=prepared.context.get("modality"))
         return _SplitModel(model, parts, seed)
 
     def score_cell(self, cfg, prepared, split_model, data, test, first, cell):
@@ -254,13 +262,15 @@ class ClassificationTask(Task):
         target, allow_empty = cfg["abstention"]["target"], cfg["conformal"]["allow_empty"]
         alpha = cfg["conformal"]["alpha"]
         p = data.probs[test]
-        d = model.predict(p)
+        d = model.predict(p, **({"features": data.features[test]} if config.needs_features(cfg) else {}))
         m = evaluate.cell_metrics(d, p, labels, target, allow_empty)
-        m["qhat"], m["tau"] = float(np.max(model.qhat_)), float(model.tau_)
+        # several statistics: "tau" is the first one's (as d.statistic is its column)
+        m["qhat"], m["tau"] = float(np.max(model.qhat_)), float(np.atleast_1d(model.tau_)[0])
         m.update(evaluate.harm_metrics(d, p, labels, alpha, allow_empty))
         if split_model.shift is not None:
             m.update(shift_cols.metrics(cfg["shift"], split_model.shift, p, data.features[test], labels, alpha,
-                                        split_model.seed))
+                                        split_model.seed,
+                                        quality=None if data.quality is None else data.quality[test]))
         else:
             m.update(shift_cols.nan_metrics())
         if not first:

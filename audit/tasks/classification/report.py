@@ -5,6 +5,7 @@ import html
 
 from audit.pages import flagged_cell, fmt, params_text, target_text
 from audit.runner.task import ReportParts
+from audit.tasks.classification.config import statistic_label
 from audit.tasks.classification.models import preprocess_text
 from audit.tasks.classification.plots import draw_all
 
@@ -45,7 +46,7 @@ def caveats(results: dict) -> list:
                "clean calibration data, i.e. for the 'clean' row. Corrupted rows are a stress test under covariate "
                "shift, where split conformal prediction gives no guarantee; their coverage is measured, not promised.")
     out.append("Both thresholds (conformal q-hat and abstention tau) are fitted on clean calibration data only; the "
-               f"abstention statistic '{cfg['abstention']['statistic']}' uses no label. The research's label-using "
+               f"abstention statistic '{statistic_label(cfg)}' uses no label. The research's label-using "
                "statistic (-log p_y) is reported apart, in the research appendix at the end, for comparison only: "
                "it cannot be computed at deployment.")
     rule = cfg["abstention"]["rule"]["name"]
@@ -77,7 +78,7 @@ def shift_table(results: dict) -> str:
     if results["config"].get("shift") is None:
         return ""
     head = ("<tr><th class='l' rowspan=2>corruption</th><th rowspan=2>sev.</th><th colspan=2>"
-            f"{html.escape(results['config']['abstention']['statistic'])} only</th><th colspan=4>shift-aware (window "
+            f"{html.escape(statistic_label(results['config']))} only</th><th colspan=4>shift-aware (window "
             "rule + monitor)</th><th colspan=3>label-free shift detection</th><th rowspan=2>oracle abstain "
             "(USES LABEL)</th></tr><tr>" + "".join(f"<th>{h}</th>" for _, h in SHIFT_TABLE[:-1]) + "</tr>")
     alpha = results["config"]["conformal"]["alpha"]
@@ -148,7 +149,7 @@ def report_parts(results: dict, curves: dict, plot_dir) -> ReportParts:
             f"{html.escape(cfg['model']['name'])} {html.escape(params_text(cfg['model']['params']))}. "
             f"{_preprocessing(results)}<b>Score:</b> "
             f"{html.escape(cfg['conformal']['score']['name'])}, "
-            f"alpha = {alpha}. <b>Abstention:</b> statistic {html.escape(cfg['abstention']['statistic'])}, rule "
+            f"alpha = {alpha}. <b>Abstention:</b> statistic {html.escape(statistic_label(cfg))}, rule "
             f"{html.escape(cfg['abstention']['rule']['name'])}, target {html.escape(cfg['abstention']['target'])}. "
             f"<b>Clean coverage:</b> {clean['coverage']['mean']:.3f} (target {1 - alpha:.2f}), "
             f"<b>clean abstention:</b> {clean['abstain_rate']['mean']:.3f}. {len(results['cells'])} cells x "

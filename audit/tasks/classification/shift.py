@@ -3,7 +3,11 @@
 Per split, on the clean calibration part only: the calibration inputs' features are split in half, a kNN bank
 and a reference fold; the fold gives the kNN statistic's clean reference (p-values, quantiles) and fits the
 window rule (`conformal.ShiftAwareAbstention` with the kNN distance as its shift statistic) and the monitor's
-reference (`conformal.online.ShiftMonitor`). On every cell's test part, in index order as one stream, nothing
+reference (`conformal.online.ShiftMonitor`). With `statistics: [knn, input_quality]` the monitor watches both
+(`conformal.online.UnionShiftMonitor`, each at monitor_level / 2): the input-quality statistic
+(`conformal.abstention.InputQuality`, fitted on the bank half's raw quality features: mean intensity, contrast,
+high-frequency energy for images; point count and range statistics for point clouds) catches blur, which kNN is
+slow to see. On every cell's test part, in index order as one stream, nothing
 sees a label; labels only score the decisions afterwards.
 
 Features: the model's penultimate layer for torch models (the input of its last `nn.Linear`, one extra forward
@@ -24,7 +28,7 @@ __all__ = ["SHIFT_DEFAULTS", "SHIFT_METRICS", "validate", "fit", "metrics", "nan
 
 SHIFT_DEFAULTS = {"statistics": ["knn"], "k": 10, "window": 200, "estimator": "atc", "monitor": "power_mixture",
                   "monitor_level": 0.01, "after_alarm": "window", "repeats": 10}
-SHIFT_STATISTICS = ("knn",)
+SHIFT_STATISTICS = ("knn", "input_quality")
 SHIFT_METRICS = {
     "harm": "share of all test points accepted by the config's abstention rule with a set that misses the label",
     "safe": "1 if the config's rule keeps coverage among accepted >= 1 - alpha - 0.02 or abstains on >= 95 %",
@@ -46,9 +50,11 @@ def validate(raw, modality) -> dict | None:
         return None
     sh = S.merged(raw, SHIFT_DEFAULTS, "shift")
     stats = sh["statistics"]
-    if not isinstance(stats, list) or not stats or any(s not in SHIFT_STATISTICS for s in stats):
-        raise ConfigError(f"config key `shift.statistics` must be a non-empty list of {', '.join(SHIFT_STATISTICS)}; "
-                          f"got {stats!r}")
+    if not isinstance(stats, list) or "knn" not in stats or any(s not in SHIFT_STATISTICS for s in stats) \
+            or len(set(stats)) != len(stats):
+        raise ConfigError(f"config key `shift.statistics` must be a list of distinct names from "
+                          f"{', '.join(SHIFT_STATISTICS)} that includes knn (the window rule's statistic); got "
+                          f"{stats!r}")
     sh["k"] = S.integer(sh["k"], "shift.k", lo=1)
     if sh["window"] is not None:
         sh["window"] = S.integer(sh["window"], "shift.window", lo=10)
@@ -77,11 +83,22 @@ class ShiftParts:
     reference: np.ndarray        # sorted clean kNN distances of the reference fold
     rule: object                 # fitted ShiftAwareAbstention or None
     clean_test: np.ndarray       # kNN distances of the clean cell's test part (for shift_auroc)
+    quality: object = None       # InputQuality fitted on the bank half's quality features, or None
+    quality_reference: np.ndarray | None = None  # its clean values on the reference fold
 
 
-def fit(sh: dict, cfg: dict, probs, feats, labels, calibration, test, seed: int) -> ShiftParts:
+def uses_quality(sh) -> bool:
+    return sh is not None and "input_quality" in sh["statistics"]
+
+
+QUALITY_MODALITY = {"image": "camera", "pointcloud": "lidar"}
+
+
+def fit(sh: dict, cfg: dict, probs, feats, labels, calibration, test, seed: int, quality=None,
+        modality: str | None = None) -> ShiftParts:
+    """`quality`: raw `quality_features` rows of the clean inputs (with input_quality in `statistics`)."""
     from conformal import ShiftAwareAbstention
-    from conformal.abstention import KNNDistance
+    from conformal.abstention import InputQuality, KNNDistance
 
     rng = np.random.default_rng([seed, 77])
     cal = rng.permutation(calibration)
@@ -98,7 +115,11 @@ def fit(sh: dict, cfg: dict, probs, feats, labels, calibration, test, seed: int)
                                     max_abstain=0.1, window=window, min_window=min(50, window),
                                     estimator=sh["estimator"])
         rule.fit(probs[fold_i], labels[fold_i], shift_statistic=ref)
-    return ShiftParts(bank, np.sort(ref), rule, bank.statistic(_rows(feats[test])))
+    iq = qref = None
+    if uses_quality(sh):
+        iq = InputQuality(modality=QUALITY_MODALITY[modality]).fit_features(quality[bank_i])
+        qref = np.sort(iq.statistic_from_features(quality[fold_i]))
+    return ShiftParts(bank, np.sort(ref), rule, bank.statistic(_rows(feats[test])), iq, qref)
 
 
 def safe(coverage_accepted: float, abstain_rate: float, alpha: float) -> float:
@@ -110,10 +131,11 @@ def nan_metrics() -> dict:
     return {k: math.nan for k in SHIFT_METRICS if k not in ("harm", "safe", "oracle_abstention_uses_label")}
 
 
-def metrics(sh: dict, parts: ShiftParts, probs, feats, labels, alpha: float, seed: int) -> dict:
-    """The shift-aware columns of one cell's test part (probs, feats of the test points; labels score only)."""
+def metrics(sh: dict, parts: ShiftParts, probs, feats, labels, alpha: float, seed: int, quality=None) -> dict:
+    """The shift-aware columns of one cell's test part (probs, feats and raw quality features of the test points;
+    labels score only)."""
     from conformal.metrics import auroc
-    from conformal.online import ShiftMonitor, detection_delay
+    from conformal.online import ShiftMonitor, UnionShiftMonitor, detection_delay
 
     n = labels.shape[0]
     kd = parts.bank.statistic(_rows(feats))
@@ -124,8 +146,15 @@ def metrics(sh: dict, parts: ShiftParts, probs, feats, labels, alpha: float, see
     alarm = None
     if sh["monitor"] is not None:
         level = sh["monitor_level"]
-        mon = ShiftMonitor(parts.reference, method=sh["monitor"], level=level)
-        delay = detection_delay(mon.run(kd, rng=np.random.default_rng([seed, 78])), level)
+        gen = np.random.default_rng([seed, 78])
+        if parts.quality is not None:  # one monitor per statistic at level / 2 (union bound)
+            mon = UnionShiftMonitor({"knn": parts.reference, "input_quality": parts.quality_reference},
+                                    method=sh["monitor"], level=level)
+            path = mon.run({"knn": kd, "input_quality": parts.quality.statistic_from_features(quality)}, rng=gen)
+            delay = detection_delay(path.max(axis=1), mon.level_each)
+        else:
+            mon = ShiftMonitor(parts.reference, method=sh["monitor"], level=level)
+            delay = detection_delay(mon.run(kd, rng=gen), level)
         alarm = delay
         out["monitor_alarm"] = float(delay is not None)
         out["monitor_delay"] = math.nan if delay is None else float(delay)
