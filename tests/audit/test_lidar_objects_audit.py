@@ -114,3 +114,12 @@ def test_tiny_audit_end_to_end(tmp_path):
     assert z["examples"].shape[1] == 4
     assert (tmp_path / "run" / "applied" / "snow_s5.json.gz").is_file()
     assert (tmp_path / "run" / "report.html").is_file()
+
+
+def test_dry_run_cuts_the_first_clusters_from_the_first_scans_only():
+    from audit.runner.run import dry_run
+    from audit.tasks import get_task
+
+    lines = dry_run(get_task("classification"), validate_config(tiny(corruptions=[{"name": "fog", "severities": [5]}])),
+                    n=5, log=lambda *a: None)
+    assert any(line.startswith("fog_s5: ok") and "probs (5, 4)" in line for line in lines), lines
