@@ -126,6 +126,12 @@ class ClassificationTask(Task):
             except ImportError as exc:
                 names = [f"(unavailable: {exc})"]
             lines.append(f"  {modality} corruptions (corruptions[].name):\n    " + ", ".join(names))
+        try:
+            lines.append("  LiDAR scene corruptions (data with scans: "
+                         + ", ".join(k for k, v in data.DATA_SOURCES.items() if v.scene_input) + "):\n    "
+                         + ", ".join(corrupt.scene_corruption_names()))
+        except ImportError as exc:
+            lines.append(f"  LiDAR scene corruptions: (unavailable: {exc})")
         lines.append("    or a function of your own: 'package.module:function' called as "
                      "function(x, severity, rng, **params)")
         lines.append("  scores (conformal.score.name): " + ", ".join(
@@ -181,6 +187,8 @@ class ClassificationTask(Task):
         context = {"inputs": dataset.pool_inputs, "modality": dataset.modality, "predictor": predictor,
                    "seed": cfg["seed"], "n_classes": dataset.n_classes, "n_examples": cfg["output"]["examples"],
                    "features": features, "quality": quality}
+        if dataset.extra.get("scenes") is not None:  # a scene-level source: scene corruptions act on its scans
+            context["scenes"] = dataset.extra["scenes"]
         prov.update(_model_provenance(cfg, predictor))
         return Prepared(dataset.description, int(labels.shape[0]), context, keys, info, state=state,
                         provenance=prov)
@@ -193,8 +201,12 @@ class ClassificationTask(Task):
         inputs, applied = context["inputs"], {}
         if cell["name"] != "clean":
             rng = cell_rng(context["seed"], cell["name"], cell["severity"])
-            inputs, records = corrupt.corrupt_inputs(context["modality"], inputs, cell["name"], cell["severity"],
-                                                     cell["params"], rng)
+            scenes = context.get("scenes")
+            if scenes is not None and cell["name"] in corrupt.scene_corruption_names():
+                inputs, records = corrupt.corrupt_scenes(scenes, cell["name"], cell["severity"], cell["params"], rng)
+            else:
+                inputs, records = corrupt.corrupt_inputs(context["modality"], inputs, cell["name"],
+                                                         cell["severity"], cell["params"], rng)
             applied = {"applied": pack_records(records)}
         probs = np.asarray(context["predictor"].predict_proba(inputs), dtype=np.float64)
         n = len(context["inputs"])
@@ -212,7 +224,15 @@ class ClassificationTask(Task):
         return out
 
     def subset_context(self, context, n):
-        return {**context, "inputs": context["inputs"][:n]} if "inputs" in context else context
+        if "inputs" not in context:
+            return context
+        out = {**context, "inputs": context["inputs"][:n]}
+        if context.get("scenes") is not None:  # the scans holding the first n clusters
+            sc = context["scenes"]
+            k = int(sc["index"][: max(n, 1), 0].max()) + 1
+            out["scenes"] = {**sc, "scans": sc["scans"][:k], "facts": sc["facts"][:k], "boxes": sc["boxes"][:k],
+                             "index": sc["index"][:n]}
+        return out
 
     def load_cell(self, prepared, arrays):
         return _Cell(arrays["probs"], arrays.get("features"), arrays.get("quality"))
@@ -267,7 +287,8 @@ class ClassificationTask(Task):
         if prepared.ready:  # precomputed outputs: nothing was corrupted here
             return {}
         return {"applied": "applied/<cell>.json.gz: one JSON record per audit-pool input of what its corruption "
-                           "applied (parameters and the generator state before the call); "
+                           "applied (parameters and the generator state before the call; one per scan for a "
+                           "scene corruption of a source with scans, e.g. lidar_objects); "
                            "perturbations.registry.replay(input, record) reproduces the corrupted input bit for bit"}
 
     def report(self, results, curves, plot_dir):

@@ -168,9 +168,11 @@ def validate(raw: dict, *, base_dir=None, check_names: bool = True) -> dict:
     if check_names and "adapter" in cfg["model"]["params"]:  # preprocessing and adapter options, checked now
         models.adapter_kwargs(modality, cfg["model"]["params"]["adapter"], "model.params.adapter")
 
+    scene_input = check_names and getattr(data.DATA_SOURCES[cfg["data"]["name"]], "scene_input", False)
+
     def check(name, params, path):
         if check_names:
-            corrupt.check_corruption(name, modality, cfg["data"]["name"], path, params)
+            corrupt.check_corruption(name, modality, cfg["data"]["name"], path, params, scene_input=scene_input)
 
     cfg["corruptions"] = S.corruption_list(raw["corruptions"], check)
     if raw.get("shift") is not None:  # absent: no key, so configs without it keep their exact expanded form

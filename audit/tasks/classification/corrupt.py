@@ -8,11 +8,12 @@ import numpy as np
 
 from audit.errors import ConfigError
 
-__all__ = ["check_corruption", "corruption_names", "corrupt_inputs"]
+__all__ = ["check_corruption", "corruption_names", "scene_corruption_names", "corrupt_inputs", "corrupt_scenes"]
 
 
-def corruption_names(modality: str) -> list:
-    """Built-in corruption names for a modality ('image' or 'pointcloud')."""
+def corruption_names(modality: str, scene_input: bool = False) -> list:
+    """Built-in corruption names for a modality ('image' or 'pointcloud'); with `scene_input` (a source that keeps
+    whole LiDAR scans) the LiDAR scene corruptions too."""
     if modality == "image":
         from perturbations.image import names
 
@@ -20,8 +21,15 @@ def corruption_names(modality: str) -> list:
     if modality == "pointcloud":
         from perturbations.pointcloud import names
 
-        return list(names(level="object"))
+        return list(names(level="object")) + (scene_corruption_names() if scene_input else [])
     return []
+
+
+def scene_corruption_names() -> list:
+    """The LiDAR scene corruptions (fog, rain, snow, ...): they act on a whole scan, not on one object's cloud."""
+    from perturbations.pointcloud import names
+
+    return list(names("scene"))
 
 
 def _custom(name: str):
@@ -49,9 +57,10 @@ def _accepted_options(name: str, modality: str):
     if modality == "image":
         return {"scale"}
     if modality == "pointcloud":
+        from audit.tasks.classification.data import SCENE_FACTS
         from perturbations.pointcloud import REGISTRY
 
-        return set(REGISTRY[name].options)
+        return set(REGISTRY[name].options) - set(SCENE_FACTS)  # per-scan facts come from the source
     return set()
 
 
@@ -72,7 +81,8 @@ def check_params(name: str, modality: str, params: dict, key: str) -> None:
                               f"{', '.join(SCALES)}")
 
 
-def check_corruption(name: str, modality: str, data_name: str, key: str, params: dict | None = None) -> None:
+def check_corruption(name: str, modality: str, data_name: str, key: str, params: dict | None = None,
+                     scene_input: bool = False) -> None:
     params = params or {}
     path = key[: -len(".name")] + ".params" if key.endswith(".name") else key
     if ":" in name:
@@ -82,9 +92,14 @@ def check_corruption(name: str, modality: str, data_name: str, key: str, params:
     if modality == "outputs":  # precomputed: the names are checked against the file when it is read
         return
     try:
-        valid = corruption_names(modality)
+        valid = corruption_names(modality, scene_input)
     except ImportError as exc:
         raise ConfigError(f"config key `{key}`: the {modality} corruptions cannot be imported ({exc})") from None
+    if modality == "pointcloud" and not scene_input and name in scene_corruption_names():
+        raise ConfigError(f"config key `{key}` is {name!r}, a LiDAR scene corruption: it acts on a whole scan, and "
+                          f"data {data_name!r} gives object clouds with no scene-level input. Use data "
+                          "'lidar_objects' (clusters cut from corrupted scans) or an object-level corruption: "
+                          f"{', '.join(sorted(valid))}")
     if name not in valid:
         raise ConfigError(f"config key `{key}` is {name!r}, not a {modality} corruption (data {data_name!r}); "
                           f"allowed values: {', '.join(sorted(valid))}, or 'package.module:function'")
@@ -154,3 +169,24 @@ def corrupt_inputs(modality: str, inputs, name: str, severity: int, params: dict
     if modality == "image":
         return np.stack(out), records
     return out, records
+
+
+def corrupt_scenes(scenes: dict, name: str, severity: int, params: dict, rng: np.random.Generator):
+    """A scene corruption of a scene-level source (`data.LidarObjects`): corrupt every clean scan with one
+    generator, in scan order, then cut the clusters again from the corrupted scans (in pool order).
+
+    Returns (clusters, one `corrupt_logged` record per scan: `perturbations.registry.replay(scans[i], record,
+    **per-scan options)` gives the corrupted scan bit for bit)."""
+    from audit.tasks.classification.data import cut_clusters, scene_options
+    from perturbations.registry import corrupt_logged
+
+    cut, records = [], []
+    for scan, facts, boxes in zip(scenes["scans"], scenes["facts"], scenes["boxes"]):
+        opts = {**scene_options(name, facts, scenes["n_rings"]), **params}
+        (out, _index), rec = corrupt_logged(_read_only(scan), name, severity, rng, "pointcloud", **opts)
+        if out.ndim != 2 or out.shape[1] != scan.shape[1] or out.dtype != scan.dtype:
+            raise ValueError(f"corruption {name!r} returned a scan of shape {out.shape} / {out.dtype}; expected "
+                             f"(M, {scan.shape[1]}) {scan.dtype}")
+        cut.append(cut_clusters(out, boxes))
+        records.append(rec)
+    return [cut[i][j] for i, j in scenes["index"]], records

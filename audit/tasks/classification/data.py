@@ -111,6 +111,7 @@ def _names(v, key):
 
 class Source:
     modality = "image"
+    scene_input = False  # True: the source keeps whole LiDAR scans, so scene corruptions can act on them
     params: dict = {}  # key -> help
     checks: dict = {}  # key -> check(value, config key) -> value: every value is typed at load time
     required: tuple = ()
@@ -365,6 +366,94 @@ def read_precomputed(path):
     return labels.astype(np.int64), {key: p.astype(np.float64) for key, p in cells.items()}
 
 
+class LidarObjects(Source):
+    """Object clusters cut from SYNTHETIC ray-cast LiDAR scans: the points inside each ground-truth box.
+
+    The source keeps the scans (`Dataset.extra["scenes"]`), so a LiDAR *scene* corruption (fog, snow, ...) is applied
+    to the whole scan first and the clusters are then cut again from the corrupted scan (`scene_clusters`); an
+    object-level corruption is applied to each clean cluster as for any point cloud."""
+
+    modality = "pointcloud"
+    scene_input = True
+    help = ("SYNTHETIC LiDAR object clusters (car, truck, pedestrian, cyclist): the points inside each ground-truth "
+            "box of adapters.datasets.load_lidar_scenes; scene corruptions act on the whole scan before cutting")
+    params = {"n_train_scenes": "train-split scans the in-process model trains on (default 60)",
+              "n_scenes": "test-split scans whose clusters form the audit pool (default 40)",
+              "n_rings": "32 or 64 (default 32)",
+              "min_points": "objects with at least this many returns in the clean scan (default 10)"}
+    checks = {"n_train_scenes": _int_at_least(1), "n_scenes": _int_at_least(1), "n_rings": _one_of(32, 64),
+              "min_points": _int_at_least(1)}
+
+    def load(self, params, split, seed):
+        from adapters.datasets.lidar_scenes import CLASSES
+
+        n_rings, min_points = params.get("n_rings", 32), params.get("min_points", 10)
+        n_train, n_pool = params.get("n_train_scenes", 60), params.get("n_scenes", 40)
+        tx, ty, _ = lidar_object_clusters("train", n_train, n_rings, min_points)
+        px, py, scenes = lidar_object_clusters("test", n_pool, n_rings, min_points)
+        if split["max_samples"] is not None and py.shape[0] > split["max_samples"]:
+            raise ConfigError(f"config key `split.max_samples` ({split['max_samples']}) is below the "
+                              f"{py.shape[0]} clusters of data 'lidar_objects'; lower `data.params.n_scenes` "
+                              "instead (the clusters of a scan are corrupted together)")
+        _check_classes(py, "the lidar_objects audit pool")
+        return Dataset("pointcloud", tx, ty, px, py, list(CLASSES),
+                       f"SYNTHETIC LiDAR object clusters: the points (x, y, z, intensity) inside each ground-truth box "
+                       f"with >= {min_points} returns, {len(ty)} clusters from {n_train} train-split scans (training) "
+                       f"/ {len(py)} from {n_pool} test-split scans (audit pool), {n_rings}-ring sensor",
+                       synthetic=True, extra={"source": "lidar_objects", "scenes": scenes})
+
+
+def lidar_object_clusters(split_name: str, n_scenes: int, n_rings: int, min_points: int):
+    """(clusters, labels, scenes) of the objects with >= `min_points` returns in the clean scans of one split.
+
+    `scenes` holds what a scene corruption needs: the clean scans, the per-scan facts the corruptions accept
+    (rings, ground and object masks), the boxes, and for each cluster its (scan, box) row in `index`."""
+    from adapters.datasets.lidar_scenes import SEMANTIC, load_lidar_scenes
+
+    scans, frames = load_lidar_scenes(split_name, n_scenes, n_rings=n_rings)
+    clusters, labels, index, boxes = [], [], [], []
+    for i, (scan, fr) in enumerate(zip(scans, frames)):
+        keep = np.flatnonzero(np.asarray(fr["n_points"]) >= min_points)
+        boxes.append(np.asarray(fr["boxes3d"], dtype=np.float64)[keep])
+        cut = cut_clusters(scan, boxes[-1])
+        clusters += cut
+        labels += [int(fr["labels"][k]) for k in keep]
+        index += [(i, j) for j in range(keep.shape[0])]
+    facts = [{"ring": fr["ring"], "ground_mask": np.isin(fr["semantic"], [SEMANTIC["ground"], SEMANTIC["kerb"]]),
+              "object_mask": np.asarray(fr["instance"]) >= 0} for fr in frames]
+    scenes = {"scans": scans, "facts": facts, "boxes": boxes, "n_rings": n_rings,
+              "index": np.asarray(index, dtype=np.int64).reshape(-1, 2)}
+    return clusters, np.asarray(labels, dtype=np.int64), scenes
+
+
+def cut_clusters(scan, boxes) -> list:
+    """The float32 (n, 4) points of `scan` inside each 7-DoF box. A box left without points (a corruption removed
+    them all) gives its centre alone, intensity 0, so every object still gets an answer, and a wrong one counts."""
+    from adapters.datasets.lidar_scenes import points_in_boxes
+
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 7)
+    inside = points_in_boxes(scan[:, :3], boxes) if boxes.shape[0] else np.zeros((len(scan), 0), bool)
+    out = []
+    for j in range(boxes.shape[0]):
+        pts = scan[inside[:, j]]
+        if pts.shape[0] == 0:
+            pts = np.array([[*boxes[j, :3], 0.0]], dtype=np.float32)
+        out.append(np.ascontiguousarray(pts, dtype=np.float32))
+    return out
+
+
+def scene_options(name: str, facts: dict, n_rings: int) -> dict:
+    """The per-scan facts (true rings, ground and object masks) a scene corruption declares it accepts."""
+    from adapters.datasets.lidar_scenes import FOV_DEG
+    from perturbations.pointcloud import REGISTRY
+
+    cand = {**facts, "n_rings": n_rings, "fov_deg": FOV_DEG}
+    return {k: v for k, v in cand.items() if k in REGISTRY[name].options}
+
+
+SCENE_FACTS = ("ring", "n_rings", "fov_deg", "ground_mask", "object_mask")  # supplied per scan, not by the config
+
+
 DATA_SOURCES = {
     "digits": Digits(),
     "fashion_mnist": FashionMNIST(),
@@ -372,5 +461,6 @@ DATA_SOURCES = {
     "image_npz": ImageNpz(),
     "shapes": Shapes(),
     "pointcloud_folder": PointCloudFolder(),
+    "lidar_objects": LidarObjects(),
     "precomputed": Precomputed(),
 }

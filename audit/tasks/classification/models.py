@@ -40,7 +40,27 @@ def cloud_features(clouds, bins: int = 16) -> np.ndarray:
     return np.asarray(feats, dtype=np.float32)
 
 
-FEATURES = {"image": image_features, "pointcloud": cloud_features}
+def cluster_features(clouds) -> np.ndarray:
+    """Simple features of LiDAR object clusters in sensor coordinates (size and appearance, not shape alone):
+    the xy extents along the cluster's principal axes, its height span and top height, log point count, range of
+    its centre, and intensity mean and spread (float32, 9 per cluster; `data: lidar_objects`)."""
+    feats = []
+    for pts in clouds:
+        p = np.asarray(pts, dtype=np.float64)
+        xy = p[:, :2] - p[:, :2].mean(0)
+        if p.shape[0] > 1:
+            _, vec = np.linalg.eigh(np.cov(xy.T) + 1e-9 * np.eye(2))
+            q = xy @ vec
+            major, minor = np.ptp(q[:, 1]), np.ptp(q[:, 0])
+        else:
+            major = minor = 0.0
+        inten = p[:, 3] if p.shape[1] > 3 else np.zeros(p.shape[0])
+        feats.append([major, minor, np.ptp(p[:, 2]), p[:, 2].max(), np.log1p(p.shape[0]),
+                      np.linalg.norm(p[:, :2].mean(0)), inten.mean(), inten.std(), major * minor])
+    return np.asarray(feats, dtype=np.float32)
+
+
+FEATURES = {"image": image_features, "pointcloud": cloud_features, "cluster": cluster_features}
 
 
 def predictor_features(predictor, inputs, modality) -> np.ndarray:
@@ -55,11 +75,15 @@ def predictor_features(predictor, inputs, modality) -> np.ndarray:
 class LinearSoftmax:
     """A fitted multinomial logistic regression, kept as arrays (no scikit-learn object crosses processes)."""
 
-    def __init__(self, modality, coef, intercept, mean, scale):
+    def __init__(self, modality, coef, intercept, mean, scale, features=None):
         self.modality, self.coef, self.intercept, self.mean, self.scale = modality, coef, intercept, mean, scale
+        self.feature_set = modality if features is None else features
+
+    def features(self, inputs) -> np.ndarray:
+        return FEATURES[self.feature_set](inputs)
 
     def predict_proba(self, inputs) -> np.ndarray:
-        x = (FEATURES[self.modality](inputs) - self.mean) / self.scale
+        x = (FEATURES[self.feature_set](inputs) - self.mean) / self.scale
         z = x.astype(np.float64) @ self.coef.T + self.intercept
         if z.shape[1] == 1:  # binary: scikit-learn keeps one logit z, p(class 1) = sigmoid(z) = softmax([0, z])[1]
             z = np.hstack([np.zeros_like(z), z])
@@ -68,7 +92,9 @@ class LinearSoftmax:
 
 class SklearnLogReg:
     help = "multinomial logistic regression trained in-process on the train split (fast; good for tiny tests)"
-    params = {"C": "inverse regularisation strength (default 1.0)", "max_iter": "default 300"}
+    params = {"C": "inverse regularisation strength (default 1.0)", "max_iter": "default 300",
+              "features": "'input' (pixels / the point-cloud shape descriptor; default) or 'cluster' (LiDAR object "
+                          "clusters: size, height, point count, range, intensity; `cluster_features`)"}
 
     def check_params(self, params, path, base_dir):
         check_params(params, self.params, path)
@@ -77,6 +103,8 @@ class SklearnLogReg:
             raise ConfigError(f"config key `{path}.C` must be a positive number; got {params['C']!r}")
         if "max_iter" in params:
             params["max_iter"] = integer(params["max_iter"], f"{path}.max_iter", lo=1)
+        if params.get("features", "input") not in ("input", "cluster"):
+            raise ConfigError(f"config key `{path}.features` is {params['features']!r}; allowed values: input, cluster")
 
     def prepare(self, params, dataset, seed, train_dir=None):
         from sklearn.linear_model import LogisticRegression
@@ -86,12 +114,16 @@ class SklearnLogReg:
                               "`split.train_fraction` > 0")
         if np.unique(dataset.train_labels).shape[0] != dataset.n_classes:
             raise ConfigError("the train split does not contain every class; raise `split.train_fraction`")
-        x = FEATURES[dataset.modality](dataset.train_inputs)
+        feature_set = "cluster" if params.get("features") == "cluster" else dataset.modality
+        if feature_set == "cluster" and dataset.modality != "pointcloud":
+            raise ConfigError("config key `model.params.features` is 'cluster', which needs point-cloud data; data "
+                              f"has modality {dataset.modality!r}")
+        x = FEATURES[feature_set](dataset.train_inputs)
         mean, scale = x.mean(0), x.std(0) + 1e-6
         clf = LogisticRegression(C=float(params.get("C", 1.0)), max_iter=int(params.get("max_iter", 300)))
         clf.fit((x - mean) / scale, dataset.train_labels)
         return LinearSoftmax(dataset.modality, clf.coef_.astype(np.float64), clf.intercept_.astype(np.float64),
-                             mean, scale)
+                             mean, scale, feature_set)
 
 
 # ---------------------------------------------------------------- models from files (torch, TorchScript, ONNX)
