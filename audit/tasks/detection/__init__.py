@@ -83,7 +83,8 @@ class DetectionTask(Task):
     def load_cell(self, prepared, arrays):
         preds, gts = frames.unpack(arrays, prepared.state["dim"])
         extra = {k[len("metric_"):]: float(arrays[k]) for k in arrays if k.startswith("metric_")}
-        return preds, gts, extra
+        # the last item is reused by every split's scoring (validated frames, memoised matchings)
+        return preds, gts, extra, evaluate.cell_state(preds, gts, prepared.state["dim"])
 
     def fit_split(self, cfg, prepared, clean, calibration, r):
         preds, gts = clean[0], clean[1]
@@ -94,18 +95,13 @@ class DetectionTask(Task):
         return det, evaluate.symmetric_margins(det, cal_p, cal_g)
 
     def score_cell(self, cfg, prepared, model, frames, test, first, cell):
-        from conformal.detection import evaluate_detector
-
         det, margins = model
-        preds, gts, cell_metrics = frames
+        preds, gts, cell_metrics, state = frames
         dim = prepared.state["dim"]
-        test_p, test_g = [preds[i] for i in test], [gts[i] for i in test]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = evaluate_detector(det, test_p, test_g)
-        m = evaluate.metrics(res, dim)
-        m["box_coverage_symmetric"], m["interval_size_symmetric"] = evaluate.symmetric_coverage(det, margins, test_p,
-                                                                                               test_g)
+            # = metrics(evaluate_detector(...)) and symmetric_coverage(...), number for number, in one pass
+            m = evaluate.score_split(det, margins, preds, gts, state, test)
         m["ap50"], m["ap"] = cell_metrics.get("ap50", math.nan), cell_metrics.get("ap", math.nan)
         m["score_threshold"] = det.score_threshold_
         extra = None
