@@ -87,6 +87,22 @@ def test_coco_images_match_the_composite_audit(coco_dir, composite_run, model, t
     assert np.mean(noisy["recall_risk"]) > np.mean(clean["recall_risk"]) or \
         np.mean(noisy["box_coverage"]) < np.mean(clean["box_coverage"])
     assert (out / "applied" / "gaussian_noise_s5.json.gz").is_file() and (out / "report.html").is_file()
+    # the example plot draws each cell's corrupted image behind the boxes: the clean one is the file's image, the
+    # noisy one that image with the cell's recorded noise replayed (what the detector saw)
+    with np.load(out / "curves.npz") as z:
+        ex = int(z["clean__ex_frame"])
+        clean_im, noisy_im = z["clean__ex_image"], z["gaussian_noise_s5__ex_image"]
+        assert z["clean__ex_image_hw"].tolist() == [128, 128]
+    import gzip
+
+    from perturbations.registry import replay
+
+    image = cv2.imread(str(coco_dir / "images" / f"scene_{ex:03d}.png"))[:, :, ::-1]
+    np.testing.assert_array_equal(clean_im, image)
+    record = json.loads(gzip.decompress((out / "applied" / "gaussian_noise_s5.json.gz").read_bytes()))[ex]
+    np.testing.assert_array_equal(noisy_im, replay(np.ascontiguousarray(image), record))
+    assert np.abs(noisy_im.astype(int) - clean_im).mean() > 10
+    assert (out / "plots" / "examples.png").is_file()
 
 
 def test_coco_images_cells_resume_from_the_cache_and_the_key_follows_the_images(coco_dir, tmp_path, monkeypatch):

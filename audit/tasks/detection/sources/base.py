@@ -73,6 +73,11 @@ class Source:
         [] for the clean cell."""
         raise NotImplementedError
 
+    def example_image(self, context: dict, index: int):
+        """The clean image (uint8 H x W x 3) of pool frame `index`, drawn behind the example plots' boxes (each
+        cell's corruption is replayed on it from its record), or None when the source has no images."""
+        return None
+
     def cell_metrics(self, context: dict, preds: list, gts: list) -> dict:
         """Metrics of a cell's whole pool that need no calibration (e.g. {"ap50", "ap"}); {} if none."""
         return {}

@@ -277,6 +277,11 @@ class CocoFiles(Source):
         d = load_coco(p["annotations"], self._file(p, cell))
         return d.preds[:n], d.gts[:n], []
 
+    def example_image(self, context, index):
+        if "images" not in context["params"]:
+            return None  # the result files' detections only: the audit has no images
+        return _read_images([context["params"]["files"][index]])[0]
+
     def cell_metrics(self, context, preds, gts):
         try:
             from adapters.coco_eval import coco_ap
