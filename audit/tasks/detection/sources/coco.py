@@ -84,7 +84,8 @@ def _annotation_info(path):
 
 class CocoFiles(Source):
     name = "coco"
-    help = "your detector's outputs as COCO files: one annotation file and a result file per cell"
+    help = ("a COCO annotation file with your detector's result file per cell, or with your image folder and a "
+            "model the audit re-runs on the corrupted images")
     synthetic = False
     tag = "user COCO files"
     models = {"precomputed": "the detections in the result files (the audit runs no model)",
