@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip
 DEMO_STAMP := $(VENV)/.installed-demo
 DEV_STAMP  := $(VENV)/.installed-dev
 
-.PHONY: install install-demo test lint demo demo-full demo-detection demo-detection-synthetic bench sysdeps clean
+.PHONY: install install-demo test lint demo demo-full demo-detection demo-detection-synthetic demo-lidar bench sysdeps clean
 
 # open3d (the `lidar` extra) needs Debian's libusb-1.0-0 to import; install it when missing.
 sysdeps:
@@ -63,6 +63,12 @@ demo-detection-synthetic: $(DEV_STAMP)
 	$(PY) -m audit run configs/detection_synthetic.yaml --out audit-out/detection
 	$(PY) -m audit report audit-out/detection --png
 	@echo "report: audit-out/detection/report.html"
+
+# LiDAR: SYNTHETIC ray-cast scans, the nine scene corruptions applied before the reference BEV 3D detector.
+demo-lidar: $(DEV_STAMP)
+	$(PY) -m audit run configs/lidar_detection.yaml --out audit-out/lidar --workers 2
+	$(PY) -m audit report audit-out/lidar --png
+	@echo "report: audit-out/lidar/report.html"
 
 bench: $(DEV_STAMP)
 	# Benchmark-only peers (e.g. imagecorruptions) are installed by benchmarks/install_*.sh, never by `make test`.

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 
 from adapters._arrays import to_host
 from conformal._validation import check_labels
+from conformal.calibrators import SATURATED
 from conformal.utils import softmax  # the one NumPy softmax; re-exported for the adapters
 
 
@@ -221,6 +223,14 @@ class TorchAdapter:
             after = float(nll(z / temp, t))
         if not np.isfinite(temp) or after > before:  # LBFGS failed to improve: keep T = 1
             temp, after = 1.0, before
+        sat_before, sat_after = (float(np.mean(softmax(logits, t_).max(axis=1) > SATURATED)) for t_ in (1.0, temp))
+        if temp < 1.0 and sat_after >= 0.25 and sat_after > sat_before + 0.05:
+            warnings.warn(f"fit_temperature sharpened the model into saturation: T = {temp:.3g} gives "
+                          f"{sat_after:.1%} of the {logits.shape[0]} fit inputs a top probability > 1 - 1e-6 (T = 1: "
+                          f"{sat_before:.1%}); rank scores (APS, RAPS) then tie and non-randomized sets degenerate. "
+                          f"The fit data may be too easy or too few (NLL {before:.3g} -> {after:.3g}); fit on harder "
+                          f"held-out data, keep T = 1, or use randomized sets / score='lac'", UserWarning,
+                          stacklevel=2)
         self.temperature_ = temp
         self.nll_before_, self.nll_after_ = before, after
         return self

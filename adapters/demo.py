@@ -28,7 +28,7 @@ def main(alpha: float = 0.1, seed: int = 0) -> list[dict]:
     print(f"{'score':<6} {'coverage':>9} {'95% CI':>17} {'mean size':>10} {'empty':>7}  qhat")
     rows = []
     for score in ["lac", "aps", "raps", "saps", "topk"]:
-        cp = SplitConformalClassifier(score=score, alpha=alpha).fit(p_cal, y[cal])
+        cp = SplitConformalClassifier(score=score, alpha=alpha, random_state=seed).fit(p_cal, y[cal])
         sets = cp.predict_sets(p_test)
         cov, lo, hi = metrics.coverage_ci(sets, y[test])
         row = dict(score=score, coverage=cov, lo=lo, hi=hi, size=metrics.mean_set_size(sets),

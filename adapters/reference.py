@@ -10,11 +10,12 @@ digits_cnn         scikit-learn digits, `digits_split()` train half (real)  Came
 shapes_pointnet    `make_shapes` SYNTHETIC primitives, seed 0               LidarClassifier, 512 points, FPS, normalised
 scenes_detector    `load_composite_scenes("train")`: real Fashion-MNIST     TorchDetector, 128 x 128 RGB, ImageNet
                    objects on real photographs, SYNTHETIC composition       mean/std
+lidar_detector     `load_lidar_scenes("train")` SYNTHETIC ray-cast scans   LidarDetector (BEV grid), frames of 3D boxes
 =================  ======================================================  =========================================
 
 Data a model never saw, for calibration and tests: the Fashion-MNIST test split (and train images 12 000+), the
 `digits_split()` held-out half, `make_shapes` with any seed other than 0, and the "calibration" and "test" splits
-of `load_composite_scenes` (disjoint object and photograph pools).
+of `load_composite_scenes` (disjoint object and photograph pools) and of `load_lidar_scenes` (disjoint seeds).
 """
 from __future__ import annotations
 
@@ -39,9 +40,12 @@ REFERENCE = {
                         "lidar": {"num_points": 512, "sampling": "fps", "normalize": True}},
     "scenes_detector": {"kind": "detector", "file": "scenes_detector.pt", "net": "SmallCenterNet",
                         "net_kwargs": {"num_classes": 10, "width": 32}, "preprocess": {"color": "rgb"}},
+    "lidar_detector": {"kind": "lidar_detector", "file": "lidar_detector.pt", "net": "BEVCenterNet",
+                       "net_kwargs": {"num_classes": 4, "width": 32},
+                       "detector": {"num_classes": 4, "score_floor": 0.05, "max_detections": 100}},
 }
 _TRAIN_TASK = {"fashion_cnn": "fashion_mnist", "digits_cnn": "digits", "shapes_pointnet": "shapes",
-               "scenes_detector": "scenes_detector"}
+               "scenes_detector": "scenes_detector", "lidar_detector": "lidar_detector"}
 
 
 def names() -> list[str]:
@@ -60,9 +64,11 @@ def weights_path(name: str) -> Path:
 
 def build_model(name: str):
     """The untrained network of reference model `name`."""
-    from adapters import models
-
     e = _entry(name)
+    if e["kind"] == "lidar_detector":
+        from adapters import lidar_detector as models
+    else:
+        from adapters import models
     return getattr(models, e["net"])(**e["net_kwargs"])
 
 
@@ -70,14 +76,13 @@ def load_model(name: str, weights=None):
     """The trained network (eval mode, CPU), weights read with ``torch.load(..., weights_only=True)``."""
     import torch
 
-    e = _entry(name)
+    _entry(name)  # an unknown name fails here, before any file is looked for
     path = Path(weights) if weights is not None else weights_path(name)
     if not path.is_file():
         raise FileNotFoundError(f"weights of {name!r} not found at {path}; train them with "
                                 f"`python -m adapters.train {_TRAIN_TASK[name]}`")
     net = build_model(name)
     net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    del e
     return net.eval()
 
 
@@ -88,6 +93,10 @@ def make_adapter(name: str, net, **adapter_kwargs):
     from adapters.preprocess import ImagePreprocess
 
     e = _entry(name)
+    if e["kind"] == "lidar_detector":
+        from adapters.lidar_detector import LidarDetector
+
+        return LidarDetector(net, **{**e["detector"], **adapter_kwargs})
     if e["kind"] == "detector":
         from adapters.detector import TorchDetector
 

@@ -57,17 +57,19 @@ def main(quick: bool = False):
     p_cal, y_cal = make_data(1000, n_cal, seed=1)
     for rule, kw in (("youden", {}), ("budget", {"max_abstain": 0.1}), ("selective_risk", {"delta": 0.05}),
                      ("accept_coverage", {"max_abstain": 0.1})):
-        m = DualThresholdConformal(score="raps", alpha=0.1, statistic="entropy", rule=rule, rule_params=kw,
+        m = DualThresholdConformal(randomized=False, allow_empty=True,
+                                   score="raps", alpha=0.1, statistic="entropy", rule=rule, rule_params=kw,
                                    random_state=0)
         t = timeit(lambda: m.fit(p_cal, y_cal), repeat=5)
         rows.append((f"fit, {n_cal} x 1000, rule={rule}", t, None))
-    core = SplitConformalClassifier(score="raps", alpha=0.1)
+    core = SplitConformalClassifier(randomized=False, allow_empty=True, score="raps", alpha=0.1)
     t_core_fit = timeit(lambda: core.fit(p_cal, y_cal), repeat=5)
     rows.append((f"peer: core SplitConformalClassifier.fit, {n_cal} x 1000", t_core_fit, None))
 
     # one frame at K = 100
     p100, y100 = make_data(100, 5000, seed=2)
-    m = DualThresholdConformal(score="raps", alpha=0.1, statistic="entropy", random_state=0).fit(p100[:4000],
+    m = DualThresholdConformal(randomized=False, allow_empty=True,
+                               score="raps", alpha=0.1, statistic="entropy", random_state=0).fit(p100[:4000],
                                                                                                   y100[:4000])
     cal100 = m.calibrator_
     frame = p100[4000:4001]
@@ -80,7 +82,8 @@ def main(quick: bool = False):
 
     # batch at K = 1000
     p_test, _ = make_data(1000, n_test, seed=3)
-    m = DualThresholdConformal(score="raps", alpha=0.1, statistic="entropy", random_state=0).fit(p_cal, y_cal)
+    m = DualThresholdConformal(randomized=False, allow_empty=True,
+                               score="raps", alpha=0.1, statistic="entropy", random_state=0).fit(p_cal, y_cal)
     t_core = timeit(lambda: m.calibrator_.predict_sets(p_test), repeat=3)
     t_batch = timeit(lambda: m.predict(p_test), repeat=3)
     rows.append((f"predict, batch {n_test} x 1000", t_batch, t_batch / t_core))

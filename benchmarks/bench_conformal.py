@@ -86,7 +86,7 @@ def bench_case(k, n_cal, n_test, repeat, rows, tcp, mapie_cls, torch):
     pc, yc, pt, yt = p[:n_cal], y[:n_cal], p[n_cal:], y[n_cal:]
     for score in ["lac", "aps", "raps"]:
         # ours
-        cp = SplitConformalClassifier(score=score, alpha=0.1)
+        cp = SplitConformalClassifier(randomized=False, allow_empty=True, score=score, alpha=0.1)
         t_fit = timeit(lambda: cp.fit(pc, yc), repeat=repeat)
         t_pred = timeit(lambda: cp.predict_sets(pt), repeat=repeat)
         sets = cp.predict_sets(pt)
@@ -135,7 +135,7 @@ def frame_latency():
     p, y = make_data(100, 10001, seed=3)
     out = {}
     for score in ["lac", "aps", "raps"]:
-        cp = SplitConformalClassifier(score=score).fit(p[:10000], y[:10000])
+        cp = SplitConformalClassifier(randomized=False, allow_empty=True, score=score).fit(p[:10000], y[:10000])
         x = p[10000:]
         cp.predict_sets(x)
         ts = []
@@ -153,7 +153,7 @@ sys.path.insert(0, {root!r}); sys.path.insert(0, {here!r})
 from bench_conformal import make_data
 from conformal import SplitConformalClassifier
 p, y = make_data(1000, 60000, seed=1000)
-cp = SplitConformalClassifier(score={score!r}).fit(p[:10000], y[:10000])
+cp = SplitConformalClassifier(randomized=False, allow_empty=True, score={score!r}).fit(p[:10000], y[:10000])
 pt = np.ascontiguousarray(p[10000:])
 cp.predict_sets(pt[:100])
 def rss():

@@ -56,7 +56,8 @@ def main():
         y = (p.cumsum(1) > rng.random((len(p), 1))).argmax(1)
         pc, yc, stream = p[:3000], y[:3000], p[3000:]
         for score in ("lac", "aps", "raps"):
-            d = DualThresholdConformal(score=score, alpha=0.1, statistic="entropy", rule="budget",
+            d = DualThresholdConformal(randomized=False, allow_empty=True,
+                                       score=score, alpha=0.1, statistic="entropy", rule="budget",
                                        rule_params={"max_abstain": 0.2}, random_state=0).fit(pc, yc)
             s = StreamingConformal(d, reference=pc, max_pending=n_calls + 1)
             for i in range(200):
@@ -64,7 +65,7 @@ def main():
             s = StreamingConformal(d, reference=pc, max_pending=n_calls + 1)
             step = per_call(lambda i: s.step(stream[i]), n_calls)
             fb = per_call(lambda i: s.feedback(i, int(y[3000 + i])), n_calls)
-            cal = SplitConformalClassifier(score=score, alpha=0.1).fit(pc, yc)
+            cal = SplitConformalClassifier(randomized=False, allow_empty=True, score=score, alpha=0.1).fit(pc, yc)
             batch1 = per_call(lambda i: cal.predict_sets(stream[i:i + 1]), min(n_calls, 5000))
             row = {"k": k, "score": score, "step": step, "feedback": fb, "ours_batch": batch1, "tcp": None}
             if tcp is not None:

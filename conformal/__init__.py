@@ -19,6 +19,7 @@ from conformal.abstention import (
     KNNDistance,
     Mahalanobis,
 )
+from conformal.abstention.shift import ShiftAwareAbstention
 from conformal.calibrators import ClassConditionalConformalClassifier, SplitConformalClassifier
 from conformal.io import StateError, load
 from conformal.quantile import conformal_quantile, conformal_rank
@@ -26,6 +27,6 @@ from conformal.scores import APS, LAC, RAPS, SAPS, TopK, get_score
 
 __all__ = ["APS", "ClassConditionalConformalClassifier", "Decisions", "DualThresholdConformal", "Energy",
            "InputQuality", "InvalidParameterError", "KNNDistance", "LAC", "Mahalanobis", "NotFittedError", "RAPS",
-           "SAPS", "SplitConformalClassifier", "StateError", "TopK", "__version__", "conformal_quantile",
-           "conformal_rank", "get_score", "load", "metrics", "online", "quantile", "scores", "stats", "utils",
-           "warmup"]
+           "SAPS", "ShiftAwareAbstention", "SplitConformalClassifier", "StateError", "TopK", "__version__",
+           "conformal_quantile", "conformal_rank", "get_score", "load", "metrics", "online", "quantile", "scores",
+           "stats", "utils", "warmup"]

@@ -311,6 +311,12 @@ class BaseEstimator:
             if target not in want or want[target] in refs:
                 raise StateError(f"{label}: field `{name[:-1]}` refers to unknown field {target!r}")
             setattr(obj, name, cls._fitted_attributes[name](getattr(obj, want[target]), f"{prefix}{name[:-1]}"))
+        # every field is loaded: the relations the specs declare between them (shapes, bounds by name)
+        env = {key: getattr(obj, name) for key, name in want.items()}
+        for key, name in want.items():
+            relations = getattr(cls._fitted_attributes[name], "check_relations", None)  # plain callables have none
+            if relations is not None:
+                relations(env[key], env, f"{prefix}{key}")
         try:
             obj._rebuild()
             obj._check_fitted_state()
@@ -367,6 +373,9 @@ class Record:
         values = {k: _decode(d[k], f"{prefix}{k}") for k in names}
         for k, spec in cls._field_specs.items():
             values[k] = spec(values[k], f"{prefix}{k}")
+        for k, spec in cls._field_specs.items():
+            if hasattr(spec, "check_relations"):
+                spec.check_relations(values[k], values, f"{prefix}{k}")
         try:
             return cls(**values)
         except (TypeError, ValueError) as exc:

@@ -7,7 +7,12 @@ otherwise raises `InvalidParameterError` (a ValueError *and* a TypeError, as in 
 "`name` must be ...; got ...".
 
 Fitted-state specs: ``_fitted_attributes = {"qhat_": Float(), "calibration_scores_": Array("f", 1), ...}``; each
-spec checks (and converts from JSON) one loaded field, raising `conformal.io.StateError` that names it.
+spec checks (and converts from JSON) one loaded field, raising `conformal.io.StateError` that names it. A spec
+may also relate its field to the others by name (checked once every field is loaded, `check_relations`):
+``Int(0, maximum="n_calibration")``, ``Array("f", 1, shape=("n_calibration",), low=0.0, high=1.0)``,
+``Array("i", 1, shape=("taus",), high="n_accepted")`` (a name of an int field stands for its value, of an array
+field for its length in a shape and for its values, element by element, in a bound). Inside a `Mapping` names
+refer to the mapping's own keys first, then to the enclosing fields.
 """
 from __future__ import annotations
 
@@ -184,6 +189,40 @@ class _Spec:
     def __call__(self, value, field: str):  # pragma: no cover - interface
         raise NotImplementedError
 
+    def check_relations(self, value, env, field: str) -> None:
+        """Check `value` against the other loaded fields `env` ({name without the trailing _: value})."""
+
+
+def _resolve(ref, env, field: str):
+    """A bound or shape entry: a literal, or the value of the loaded field named `ref`."""
+    if not isinstance(ref, str):
+        return ref
+    if ref not in env:
+        raise StateError(f"saved field `{field}` is checked against field `{ref}`, which is missing")
+    return env[ref]
+
+
+def _check_bounds(field: str, value, low, high, env) -> None:
+    """value (a number or an array) within [low, high]; bounds may name other fields (element-wise for arrays)."""
+    v = np.asarray(value)
+    for bound, op in ((low, ">="), (high, "<=")):
+        b = _resolve(bound, env, field)
+        if b is None:
+            continue
+        b = np.asarray(b)
+        if b.ndim and b.shape != v.shape:
+            raise StateError(f"saved field `{field}` must have the shape of `{bound}` {b.shape}; got {v.shape}")
+        bad = (v < b) if op == ">=" else (v > b)
+        if v.dtype.kind == "f":
+            bad &= ~np.isnan(v)
+        if np.any(bad):
+            i = int(np.flatnonzero(np.ravel(bad))[0])
+            got = np.ravel(v)[i].item()
+            limit = np.ravel(np.broadcast_to(b, v.shape))[i].item()
+            named = f"`{bound}` = {limit!r}" if isinstance(bound, str) else repr(limit)
+            at = f" at index {i}" if v.ndim else ""
+            raise StateError(f"saved field `{field}` must be {op} {named}; got {got!r}{at}")
+
 
 def _bad(field: str, what: str, value) -> StateError:
     shown = f"an array of shape {value.shape} and dtype {value.dtype}" if isinstance(value, np.ndarray) else \
@@ -209,21 +248,35 @@ class Float(_Spec):
             raise _bad(field, "a number (not NaN)", value)
         if self.finite and math.isinf(v):
             raise _bad(field, "a finite number", value)
-        if (self.low is not None and v < self.low) or (self.high is not None and v > self.high):
+        literal = [b for b in (self.low, self.high) if not isinstance(b, str)]
+        if literal and ((isinstance(self.low, (int, float)) and v < self.low)
+                        or (isinstance(self.high, (int, float)) and v > self.high)):
             raise _bad(field, f"in [{self.low}, {self.high}]", value)
         return v
 
+    def check_relations(self, value, env, field):
+        if isinstance(self.low, str) or isinstance(self.high, str):
+            _check_bounds(field, value, self.low, self.high, env)
+
 
 class Int(_Spec):
-    def __init__(self, minimum: int = 0):
-        self.minimum = minimum
+    """An int >= `minimum` and, when given, <= `maximum` (an int or the name of another field)."""
+
+    def __init__(self, minimum: int = 0, maximum: int | str | None = None):
+        self.minimum, self.maximum = minimum, maximum
 
     def __call__(self, value, field):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise _bad(field, "an int", value)
         if value < self.minimum:
             raise _bad(field, f"an int >= {self.minimum}", value)
+        if isinstance(self.maximum, int) and value > self.maximum:
+            raise _bad(field, f"an int <= {self.maximum}", value)
         return int(value)
+
+    def check_relations(self, value, env, field):
+        if isinstance(self.maximum, str):
+            _check_bounds(field, value, None, self.maximum, env)
 
 
 class Bool(_Spec):
@@ -234,12 +287,34 @@ class Bool(_Spec):
 
 
 class Array(_Spec):
-    """An ndarray of a dtype kind ("f", "i", "b") and ndim; optionally finite (no NaN/inf) or without NaN."""
+    """An ndarray of a dtype kind ("f", "i", "b") and ndim; optionally finite (no NaN/inf) or without NaN.
+
+    `shape` (one entry per dimension: an int, None for any, or the name of an int field / of an array field whose
+    length it must have), `low` / `high` (numbers or names of fields) and ``ascending=True`` relate it to the
+    other fields (`check_relations`).
+    """
 
     _DTYPES = {"f": np.float64, "i": np.int64, "b": np.bool_}
 
-    def __init__(self, kind: str, ndim: int, *, finite: bool = False, no_nan: bool = True):
+    def __init__(self, kind: str, ndim: int, *, finite: bool = False, no_nan: bool = True, shape=None, low=None,
+                 high=None, ascending: bool = False):
         self.kind, self.ndim, self.finite, self.no_nan = kind, ndim, finite, no_nan
+        self.shape, self.low, self.high, self.ascending = shape, low, high, ascending
+
+    def check_relations(self, value, env, field):
+        if self.shape is not None:
+            want = []
+            for entry in self.shape:
+                e = _resolve(entry, env, field)
+                want.append(e.shape[0] if isinstance(e, np.ndarray) else e)
+            if len(want) != value.ndim or any(w is not None and w != g for w, g in zip(want, value.shape)):
+                names = ", ".join(str(e) for e in self.shape)
+                raise StateError(f"saved field `{field}` must have shape ({names}) = {tuple(want)}; got "
+                                 f"{value.shape}")
+        if self.low is not None or self.high is not None:
+            _check_bounds(field, value, self.low, self.high, env)
+        if self.ascending and value.size > 1 and np.any(np.diff(value.ravel()) < 0):
+            raise StateError(f"saved field `{field}` must be sorted ascending")
 
     def __call__(self, value, field):
         what = f"a {self.ndim}-D {np.dtype(self._DTYPES[self.kind]).name} array"
@@ -277,6 +352,10 @@ class Optional(_Spec):
     def __call__(self, value, field):
         return None if value is None else self.spec(value, field)
 
+    def check_relations(self, value, env, field):
+        if value is not None:
+            self.spec.check_relations(value, env, field)
+
 
 class Mapping(_Spec):
     """A dict with exactly the given keys (each with its own spec), or any str-keyed dict without `keys`."""
@@ -293,6 +372,12 @@ class Mapping(_Spec):
             raise StateError(f"saved field `{field}` must have the keys {sorted(self.keys)}; got {sorted(value)}")
         return {k: spec(value[k], f"{field}.{k}") for k, spec in self.keys.items()}
 
+    def check_relations(self, value, env, field):
+        if self.keys is not None:
+            inner = {**env, **value}  # the mapping's own keys first
+            for k, spec in self.keys.items():
+                spec.check_relations(value[k], inner, f"{field}.{k}")
+
 
 class Tuple(_Spec):
     def __init__(self, *specs: _Spec):
@@ -302,3 +387,7 @@ class Tuple(_Spec):
         if not isinstance(value, (tuple, list)) or len(value) != len(self.specs):
             raise _bad(field, f"a tuple of {len(self.specs)} values", value)
         return tuple(spec(v, f"{field}[{i}]") for i, (spec, v) in enumerate(zip(self.specs, value)))
+
+    def check_relations(self, value, env, field):
+        for i, (spec, v) in enumerate(zip(self.specs, value)):
+            spec.check_relations(v, env, f"{field}[{i}]")

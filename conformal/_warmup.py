@@ -69,6 +69,8 @@ def warmup(*, dtypes=(np.float32, np.float64), detection: bool = True, verbose: 
                 big_labels = labels[: big.shape[0]] % big.shape[1]
                 SplitConformalClassifier(score=name, alpha=0.2).fit(big, big_labels).predict_sets(big)
             ClassConditionalConformalClassifier(score="aps", alpha=0.2).fit(small, labels).predict_sets(small)
+            # K <= 32 in parallel chunks (the small-K kernel; `small` alone runs serially)
+            SplitConformalClassifier(score="aps", alpha=0.1).fit(small, labels).predict_sets(np.tile(small, (6, 1)))
 
         def abstention(small=small):
             from conformal.abstention import STATISTICS
@@ -106,7 +108,7 @@ def _frames(probs: np.ndarray, labels: np.ndarray) -> None:
 
     k = probs.shape[1]
     for name in score_names():
-        cal = SplitConformalClassifier(score=name, alpha=0.1).fit(probs, labels)
+        cal = SplitConformalClassifier(score=name, alpha=0.1, randomized=False).fit(probs, labels)
         for stat in list(online.STATISTIC_KINDS) + [None]:
             scorer = online.FrameScorer(cal, stat)
             buf, scores, order = np.empty((1, k)), np.empty((4, k)), np.empty(k, dtype=np.int64)

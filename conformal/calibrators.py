@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 
+from conformal import _tensor
 from conformal._base import (
     Array,
     BaseEstimator,
@@ -22,9 +23,10 @@ from conformal._base import (
     Interval,
     Nested,
     Options,
+    Satisfies,
     clone_params,
 )
-from conformal._validation import NotFittedError, check_is_fitted, check_labels, check_scores_matrix
+from conformal._validation import NotFittedError, as_array, check_is_fitted, check_labels, check_scores_matrix
 from conformal.io import StateError, register_kind
 from conformal.quantile import conformal_quantile, min_calibration_size  # noqa: F401 (re-exported)
 from conformal.scores import get_score
@@ -35,6 +37,83 @@ __all__ = ["conformal_quantile", "SplitConformalClassifier", "ClassConditionalCo
 
 _SCORE = [InstanceOf(str, Score, description="a score name or a Score object")]
 _SEED = [None, Interval(numbers.Integral, 0, None, closed="left")]
+_AUTO_BOOL = [Boolean(), Options(("auto",))]
+# scores whose papers randomize their sets (Romano et al. 2020; Angelopoulos et al. 2021; Huang et al. 2024):
+# randomized="auto" randomizes them and allow_empty="auto" then keeps every set non-empty (RAPS's code default)
+RANDOMIZED_BY_DEFAULT = ("aps", "raps", "saps")
+
+
+def resolve_set_mode(score, randomized, allow_empty) -> tuple[bool, bool]:
+    """(randomized, allow_empty) that "auto" means for `score`: randomized, never-empty sets for APS, RAPS and
+    SAPS; LAC and TopK non-randomized with empty sets allowed. Explicit booleans are kept; the TorchCP-identical
+    mode is ``randomized=False, allow_empty=True``."""
+    rank = getattr(score, "name", None) in RANDOMIZED_BY_DEFAULT
+    r = rank if randomized == "auto" else bool(randomized)
+    e = (not (rank and r)) if allow_empty == "auto" else bool(allow_empty)
+    return r, e
+
+
+def _is_class_list(c) -> bool:
+    if not isinstance(c, (list, tuple)) or len(c) < 2:
+        return False
+    ok = all(isinstance(v, str) for v in c) or all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                                                   for v in c)
+    return ok and len(set(c)) == len(c)
+
+
+def labels_to_index(labels, n: int, k: int, classes=None) -> tuple[list, np.ndarray]:
+    """(classes_, column indices (n,) int64) of the user's labels. Without `classes`: integer labels are the column
+    indices (classes_ = [0, ..., K-1]); other labels (e.g. str) must hold exactly K distinct values, sorted into
+    the columns. With `classes` (one label per column, in column order) every label must be one of them."""
+    if classes is None:
+        try:
+            return list(range(k)), check_labels(labels, n, k)
+        except TypeError as exc:
+            not_int = exc
+            if not isinstance(labels, (list, tuple, np.ndarray)):
+                raise
+        arr = np.asarray(labels, dtype=object)
+        if arr.ndim != 1 or arr.shape[0] != n:
+            raise ValueError(f"`labels` must be 1-D with one entry per row of probs ({n}); got shape {arr.shape}")
+        values = arr.tolist()
+        if not all(isinstance(v, str) for v in values):
+            if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+                return list(range(k)), check_labels(np.asarray(values, np.int64), n, k)  # a list of ints
+            raise TypeError(f"{not_int} (or str labels, or pass classes=[...] for other labels)") from None
+        found = sorted(set(values))
+        if len(found) != k:
+            raise ValueError(f"`labels` hold {len(found)} distinct labels but probs have {k} columns; pass "
+                             f"classes=[...] (one label per column, in column order)")
+        classes = found
+    classes = [c.item() if isinstance(c, np.generic) else c for c in classes]
+    if len(classes) != k:
+        raise ValueError(f"`classes` has {len(classes)} labels but probs have {k} columns")
+    index = {c: i for i, c in enumerate(classes)}
+    arr = labels if isinstance(labels, (list, tuple)) else as_array(labels, "labels")
+    values = list(arr) if isinstance(arr, (list, tuple)) else arr.tolist()
+    if len(values) != n:
+        raise ValueError(f"`labels` must have one entry per row of probs ({n}); got {len(values)}")
+    out = np.empty(n, np.int64)
+    for i, v in enumerate(values):
+        j = index.get(v.item() if isinstance(v, np.generic) else v)
+        if j is None:
+            raise ValueError(f"`labels` index {i} holds {v!r}, which is not in `classes` ({classes[:10]}...)")
+        out[i] = j
+    return classes, out
+
+
+class _Classes:
+    """Fitted-state spec of `classes_`: distinct str or int labels, one per class (len == n_classes)."""
+
+    def __call__(self, value, field):
+        if not _is_class_list(value):
+            raise StateError(f"saved field `{field}` must be a list of distinct str or int labels; got "
+                             f"{str(value)[:100]}")
+        return list(value)
+
+    def check_relations(self, value, env, field):
+        if len(value) != env["n_classes"]:
+            raise StateError(f"saved field `{field}` has {len(value)} labels; `n_classes` = {env['n_classes']}")
 
 
 class _ConformalClassifier(BaseEstimator):
@@ -44,14 +123,28 @@ class _ConformalClassifier(BaseEstimator):
         "score": _SCORE,
         "score_params": [None, InstanceOf(dict)],
         "alpha": [Interval(numbers.Real, 0, 1, closed="neither")],
-        "randomized": [Boolean()],
+        "randomized": _AUTO_BOOL,
         "random_state": _SEED,
-        "allow_empty": [Boolean()],
+        "allow_empty": _AUTO_BOOL,
         "inputs": [Options(("probs", "logits"))],
         "temperature": [Interval(numbers.Real, 0, None, closed="neither")],
+        "classes": [None, Satisfies(lambda c: _is_class_list(c), "a list of distinct str or int labels, one per "
+                                                                 "column of probs")],
     }
     _nested_params = {"score": "score_params"}
     _fitted_marker = "qhat_"
+
+    # what "auto" means for the fitted score, read from the current parameters (as predict always read them)
+    def randomized_for(self, score) -> bool:
+        return resolve_set_mode(score, self.randomized, self.allow_empty)[0]
+
+    @property
+    def randomized_(self) -> bool:
+        return resolve_set_mode(self.score_, self.randomized, self.allow_empty)[0]
+
+    @property
+    def allow_empty_(self) -> bool:
+        return resolve_set_mode(self.score_, self.randomized, self.allow_empty)[1]
 
     def _check_dependent_params(self) -> None:
         get_score(self.score, **(self.score_params or {}))  # unknown names and bad score parameters
@@ -71,14 +164,15 @@ class _ConformalClassifier(BaseEstimator):
         return check_random_state(self.random_state if rng is None else rng, "random_state" if rng is None else "rng")
 
     def _uniforms(self, n, rng):
-        return self._generator(rng).random(n) if self.randomized else None
+        return self._generator(rng).random(n) if self.randomized_ else None
 
     def _fit_scores(self, probs, labels):
         self.validate_params()
         score = self._make_score()
         p = check_scores_matrix(probs, "probs", inputs=self.inputs, values=False)
-        y = check_labels(labels, p.shape[0], p.shape[1])
-        u = self._generator(None).random(p.shape[0]) if self.randomized and score.randomizable else None
+        self.classes_, y = labels_to_index(labels, p.shape[0], p.shape[1], self.classes)
+        randomized, _ = resolve_set_mode(score, self.randomized, self.allow_empty)
+        u = self._generator(None).random(p.shape[0]) if randomized and score.randomizable else None
         s = score.label_scores(p, y, u, inputs=self.inputs, temperature=self.temperature)
         return float(self.alpha), score, p, y, s
 
@@ -90,11 +184,26 @@ class _ConformalClassifier(BaseEstimator):
         p = self._validate(probs)
         gen = self._generator(rng)
         # Randomized rank scores carry their own uniform; LAC (no randomized score) smooths the p-value instead.
-        smooth = self.randomized and not self.score_.randomizable
-        u = gen.random(p.shape[0]) if (self.randomized and self.score_.randomizable) else None
+        smooth = self.randomized_ and not self.score_.randomizable
+        u = gen.random(p.shape[0]) if (self.randomized_ and self.score_.randomizable) else None
         scores = self.score_.all_scores(p, u, inputs=self.inputs, temperature=self.temperature)
         v = gen.random(p.shape[0])[:, None] if smooth else None
         return self._pvalues(scores, v)
+
+    def predict_labels(self, probs, rng=None) -> list[list]:
+        """The prediction sets as lists of the user's labels (`classes_`, e.g. strings), one list per row; column j
+        of `predict_sets` is label ``classes_[j]``."""
+        sets = self.predict_sets(probs, rng=rng)
+        classes = self.classes_
+        return [[classes[j] for j in np.flatnonzero(row)] for row in sets]
+
+    @classmethod
+    def _from_state(cls, state, where: str):
+        fitted = state.get("fitted") if isinstance(state, dict) else None
+        if isinstance(fitted, dict) and "classes" not in fitted and isinstance(fitted.get("n_classes"), int):
+            # saved before `classes_` existed: the labels were the column indices
+            state = {**state, "fitted": {**fitted, "classes": list(range(fitted["n_classes"]))}}
+        return super()._from_state(state, where)
 
     @staticmethod
     def _pvalues_against(cal_sorted, s, v):
@@ -141,14 +250,17 @@ class SplitConformalClassifier(_ConformalClassifier):
         "lac", "aps", "raps", "saps", "topk", or a score object from `conformal.scores`.
     alpha : float in (0, 1)
         Miscoverage level: sets contain the true label with probability >= 1 - alpha.
-    randomized : bool
+    randomized : bool or "auto"
         Randomized scores (APS, RAPS, SAPS, TopK: one u ~ U[0, 1] per input, as in their papers) or, for LAC,
         smoothed p-values; gives coverage close to exactly 1 - alpha and smaller sets, at the price of
-        randomness in the output. Draws come from `rng` (predict) or `random_state`.
+        randomness in the output. Draws come from `rng` (predict) or `random_state`. "auto" (default): True for
+        APS, RAPS and SAPS (informative sets on confident models), False for LAC and TopK.
+        ``randomized=False, allow_empty=True`` is the TorchCP-identical mode.
     random_state : int or None
         Seed for the uniforms at fit, and at predict when no `rng` is passed (so repeated calls agree).
-    allow_empty : bool
-        With False, an empty set is replaced by the top-1 label (coverage can only rise).
+    allow_empty : bool or "auto"
+        With False, an empty set is replaced by the top-1 label (coverage can only rise). "auto" (default): False
+        for randomized APS, RAPS and SAPS (their sets are never empty, as RAPS's reference code), True otherwise.
     inputs : "probs" or "logits"
         What the model outputs are; logits are soft-maxed in float64 inside the kernels.
     temperature : float > 0
@@ -157,12 +269,16 @@ class SplitConformalClassifier(_ConformalClassifier):
     score_params : dict or None
         Parameters of the score when `score` is a name: RAPS(lam, k_reg), SAPS(weight); None for the defaults.
         (A Score object carries its own; ``set_params(score__lam=...)`` reaches either.)
+    classes : list or None
+        The label of each column of probs, in column order (str or int). None: integer labels are the column
+        indices, str labels are sorted into the columns (they must hold exactly K distinct values).
 
     Attributes
     ----------
     qhat_ : float            The conformal threshold (inf when the calibration set is too small for alpha).
     n_calibration_ : int     Number of calibration points.
     n_classes_ : int
+    classes_ : list          The label of each column (see `classes`); `predict_labels` returns sets in these labels.
     score_ : Score
     calibration_scores_ : ndarray (n,)  Sorted calibration scores.
 
@@ -182,12 +298,13 @@ class SplitConformalClassifier(_ConformalClassifier):
     (500, 5)
     """
 
-    _fitted_attributes = {"qhat_": Float(), "n_calibration_": Int(1), "n_classes_": Int(2),
-                          "calibration_scores_": Array("f", 1), "score_": Nested(Score)}
+    _fitted_attributes = {"qhat_": Float(), "n_calibration_": Int(1), "n_classes_": Int(2), "classes_": _Classes(),
+                          "calibration_scores_": Array("f", 1, shape=("n_calibration",), ascending=True),
+                          "score_": Nested(Score)}
 
     def __init__(self, *, score="aps", score_params: dict | None = None, alpha: float = 0.1,
-                 randomized: bool = False, random_state=None, allow_empty: bool = True, inputs: str = "probs",
-                 temperature: float = 1.0):
+                 randomized="auto", random_state=None, allow_empty="auto", inputs: str = "probs",
+                 temperature: float = 1.0, classes=None):
         self.score = score
         self.score_params = score_params
         self.alpha = alpha
@@ -196,6 +313,7 @@ class SplitConformalClassifier(_ConformalClassifier):
         self.allow_empty = allow_empty
         self.inputs = inputs
         self.temperature = temperature
+        self.classes = classes
 
     def fit(self, probs, labels):
         """Calibrate on held-out (probs, labels) that the model was not trained on; returns self."""
@@ -206,6 +324,14 @@ class SplitConformalClassifier(_ConformalClassifier):
             warnings.warn(f"{p.shape[0]} calibration points are too few for alpha={alpha}: "
                           f"at least {min_calibration_size(alpha)} are needed; qhat is inf and every set holds "
                           f"every label", UserWarning, stacklevel=2)
+        else:
+            sets = None
+            if score.name in RANDOMIZED_BY_DEFAULT and not self.randomized_for(score):
+                sets = score.sets(p, qhat, None, inputs=self.inputs, allow_empty=True, temperature=self.temperature)
+            message = degenerate_calibration(s_sorted, qhat, p, score.name, self.inputs, self.randomized_for(score),
+                                             sets)
+            if message:
+                warnings.warn(message, UserWarning, stacklevel=2)
         self.score_ = score
         self.qhat_ = qhat
         self.n_calibration_ = int(p.shape[0])
@@ -216,15 +342,17 @@ class SplitConformalClassifier(_ConformalClassifier):
     def predict_sets(self, probs, rng=None) -> np.ndarray:
         """Boolean (n, K) prediction sets. Never modifies the calibrator (safe to share across threads)."""
         check_is_fitted(self)
+        if _tensor.is_tensor(probs):  # a torch tensor: a bool tensor on its device (conformal/_tensor.py)
+            return _tensor.split_predict_sets(self, probs, rng)
         p = self._validate(probs)
-        if self.randomized and not self.score_.randomizable:
+        if self.randomized_ and not self.score_.randomizable:
             # LAC: smoothed p-values give exact coverage; the set is {y : p(x, y) > alpha}.
             sets = self.predict_pvalues(p, rng=rng) > self.alpha
-            if not self.allow_empty:
+            if not self.allow_empty_:
                 sets = _add_top1(sets, p)
             return sets
         u = self._uniforms(p.shape[0], rng)
-        return self.score_.sets(p, self.qhat_, u, inputs=self.inputs, allow_empty=self.allow_empty,
+        return self.score_.sets(p, self.qhat_, u, inputs=self.inputs, allow_empty=self.allow_empty_,
                                 temperature=self.temperature)
 
     def _pvalues(self, scores, v):
@@ -253,14 +381,16 @@ class ClassConditionalConformalClassifier(_ConformalClassifier):
 
     _parameter_constraints = {**_ConformalClassifier._parameter_constraints,
                               "fallback": [Options(("full", "marginal"))]}
-    _fitted_attributes = {"qhat_": Array("f", 1), "n_calibration_": Int(1), "n_classes_": Int(2),
-                          "class_counts_": Array("i", 1), "fallback_classes_": Array("i", 1),
-                          "calibration_scores_": Array("f", 1), "score_": Nested(Score)}
+    _fitted_attributes = {"qhat_": Array("f", 1, shape=("n_classes",)), "n_calibration_": Int(1),
+                          "n_classes_": Int(2), "classes_": _Classes(),
+                          "class_counts_": Array("i", 1, shape=("n_classes",), low=0),
+                          "fallback_classes_": Array("i", 1, low=0),
+                          "calibration_scores_": Array("f", 1, shape=("n_calibration",)), "score_": Nested(Score)}
     _derived_attributes = ("qhats_",)
 
     def __init__(self, *, score="aps", score_params: dict | None = None, alpha: float = 0.1,
-                 randomized: bool = False, random_state=None, allow_empty: bool = True, inputs: str = "probs",
-                 temperature: float = 1.0, fallback: str = "full"):
+                 randomized="auto", random_state=None, allow_empty="auto", inputs: str = "probs",
+                 temperature: float = 1.0, fallback: str = "full", classes=None):
         self.score = score
         self.score_params = score_params
         self.alpha = alpha
@@ -269,6 +399,7 @@ class ClassConditionalConformalClassifier(_ConformalClassifier):
         self.allow_empty = allow_empty
         self.inputs = inputs
         self.temperature = temperature
+        self.classes = classes
         self.fallback = fallback
 
     def _class_thresholds(self, sorted_blocks, all_scores, alpha):
@@ -309,8 +440,10 @@ class ClassConditionalConformalClassifier(_ConformalClassifier):
 
     def predict_sets(self, probs, rng=None) -> np.ndarray:
         check_is_fitted(self)
+        if _tensor.is_tensor(probs):
+            return _tensor.class_conditional_predict_sets(self, probs, rng)
         p = self._validate(probs)
-        if self.randomized and not self.score_.randomizable:
+        if self.randomized_ and not self.score_.randomizable:
             sets = self.predict_pvalues(p, rng=rng) > self.alpha
             fb = self.fallback_classes_
             if self.fallback == "full" and fb.size:
@@ -322,7 +455,7 @@ class ClassConditionalConformalClassifier(_ConformalClassifier):
             u = self._uniforms(p.shape[0], rng)
             all_s = self.score_.all_scores(p, u, inputs=self.inputs, temperature=self.temperature)
             sets = all_s <= self.qhat_[None, :]
-        if not self.allow_empty:
+        if not self.allow_empty_:
             sets = _add_top1(sets, p, logits=self.inputs == "logits")
         return sets
 
@@ -360,6 +493,41 @@ class ClassConditionalConformalClassifier(_ConformalClassifier):
                              "`calibration_scores`")
         if not np.array_equal(np.asarray(fallback, np.int64), self.fallback_classes_):
             raise StateError("saved field `fallback_classes` does not match `class_counts` and alpha")
+
+
+SATURATED = 1.0 - 1e-6  # a top probability this close to 1 leaves the other labels' ranks to rounding
+
+
+def degenerate_calibration(s_sorted, qhat: float, probs, score_name: str, inputs: str, randomized: bool,
+                           sets=None) -> str:
+    """A warning (with numbers) when the calibration is degenerate, else "": qhat at the largest calibration score,
+    heavy ties at qhat (>= 5 % of the scores equal it), a saturated model (>= 25 % of the rows with top
+    probability > 1 - 1e-6) under a non-randomized rank score, or (`sets`: that score's sets on the calibration
+    inputs) >= 1 % empty sets, the most confident inputs, while the others are large."""
+    n = s_sorted.shape[0]
+    parts = []
+    if n > 1 and qhat == s_sorted[-1] and s_sorted[0] != s_sorted[-1]:
+        parts.append(f"qhat = {qhat:.6g} is the largest calibration score (n = {n})")
+    ties = int(np.count_nonzero(s_sorted == qhat))
+    if ties >= max(2, 0.05 * n):
+        parts.append(f"{ties} of {n} calibration scores ({ties / n:.1%}) equal qhat = {qhat:.6g}")
+    if inputs == "probs" and score_name in RANDOMIZED_BY_DEFAULT and not randomized:
+        sat = float(np.mean(probs.max(axis=1) > SATURATED))
+        if sat >= 0.25:
+            parts.append(f"{sat:.1%} of the calibration rows have a top probability > 1 - 1e-6 (saturated); "
+                         f"non-randomized {score_name.upper()} sets are then empty or hold most labels")
+    if sets is not None:
+        sizes = sets.sum(axis=1)
+        empty = float(np.mean(sizes == 0))
+        if empty >= 0.01:
+            parts.append(f"non-randomized {score_name.upper()} sets at qhat = {qhat:.6g} are empty for {empty:.1%} "
+                         f"of the calibration inputs (the most confident ones) and hold {sizes.mean():.2f} labels "
+                         f"on average")
+    if not parts:
+        return ""
+    return ("degenerate calibration: " + "; ".join(parts) + ". Sets may be empty or uninformative; use "
+            "randomized sets (randomized='auto', the default for APS/RAPS/SAPS), score='lac', or more / less "
+            "confident calibration data")
 
 
 def _add_top1(sets: np.ndarray, p: np.ndarray, logits: bool = False) -> np.ndarray:

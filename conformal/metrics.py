@@ -101,8 +101,10 @@ class ROCCurve(Record):
     Rates are NaN when there are no positives (tpr) or no negatives (fpr).
     """
 
-    _field_specs: ClassVar[dict] = {"fpr": Array("f", 1, no_nan=False), "tpr": Array("f", 1, no_nan=False),
-                                    "taus": Array("f", 1), "auc": Float(allow_nan=True), "n_positives": Int(0),
+    _field_specs: ClassVar[dict] = {"fpr": Array("f", 1, no_nan=False, low=0.0, high=1.0),
+                                    "tpr": Array("f", 1, no_nan=False, shape=("fpr",), low=0.0, high=1.0),
+                                    "taus": Array("f", 1, shape=("fpr",)),
+                                    "auc": Float(allow_nan=True, low=0.0, high=1.0), "n_positives": Int(0),
                                     "n_negatives": Int(0)}
     fpr: np.ndarray
     tpr: np.ndarray

@@ -22,6 +22,8 @@ from ._pointcloud_object import renormalize
 SPLAT_FACTOR = 2.0
 SPLAT_TOLERANCE = 0.5
 NORMAL_NEIGHBOURS = 10
+GAP_WINDOW = 0.5   # splats: window half-width for the gap test, in projected splat half-sides
+GAP_DEPTH = 4.0    # a hit this many splat half-sides behind the nearest in its window came through a gap
 
 
 def _import_open3d():
@@ -155,6 +157,21 @@ def _surface_mesh(xyz, mesh):
     return verts, tris, np.concatenate([np.arange(n), np.arange(n)])
 
 
+def _window_min(img, k):
+    """Minimum over the (2k+1) x (2k+1) window around each pixel (inf outside the image)."""
+    pad = np.pad(img, k, constant_values=np.inf)
+    rows = np.lib.stride_tricks.sliding_window_view(pad, 2 * k + 1, axis=0).min(axis=-1)
+    return np.lib.stride_tricks.sliding_window_view(rows, 2 * k + 1, axis=1).min(axis=-1)
+
+
+def _through_gaps(depth, verts, distance):
+    """Pixels whose hit lies far behind the nearest hit around them: rays that passed between front splats
+    (seen edge-on near the silhouette, or in sparse patches) and hit a splat of the far side."""
+    half = float(np.linalg.norm(verts[0] - verts[2])) / (2 * math.sqrt(2))  # splat half-side
+    k = max(1, int(math.ceil(GAP_WINDOW * FOCAL * half / distance)))
+    return depth > _window_min(depth, k) + GAP_DEPTH * half
+
+
 def depth_resample(xyz, polar, azimuth, distance, n_points, rng, mesh=None):
     """ModelNet40-C's depth-image resampling: surface points seen by its camera, resampled to `n_points`.
 
@@ -188,6 +205,8 @@ def depth_resample(xyz, polar, azimuth, distance, n_points, rng, mesh=None):
     hit = scene.cast_rays(o3d.core.Tensor(rays))
     t = hit["t_hit"].numpy()
     ok = np.isfinite(t)
+    if source is not None and ok.any():  # splats: drop hits seen through gaps of the front surface
+        ok &= ~_through_gaps(t.reshape(gu.shape), verts, distance).ravel()
     if not ok.any():
         return xyz[:0].copy(), np.empty(0, dtype=np.int64)
     pts = eye + d[ok] * t[ok, None]

@@ -296,15 +296,34 @@ def beam_reduction(pts, rng, p, *, ring=None, n_rings=64, fov_deg=DEFAULT_FOV_DE
     return pts[keep], keep, {"rings_kept": kept_rings, "offset": offset}
 
 
-def crosstalk(pts, rng, p, *, intensity_max=1.0):
-    """A fraction of returns replaced by pulses of another LiDAR: offsets N(0, 3^2) m, random intensity."""
+def _check_crosstalk_preset(preset) -> str:
+    if preset not in ("dong2023", "uniform"):
+        raise ValueError(f"`preset` must be 'dong2023' or 'uniform'; got {preset!r}")
+    return preset
+
+
+def crosstalk(pts, rng, p, *, intensity_max=1.0, preset="dong2023"):
+    """A fraction of returns replaced by pulses of another LiDAR: offsets N(0, 3^2) m.
+
+    preset "dong2023" (default): Dong et al.'s `lidar_crosstalk_noise` (also Robo3D's): one N(0, 3^2) draw
+    added to x, y, z *and* intensity of each hit row, as the published KITTI-C / Robo3D numbers were made
+    (the intensity can leave [0, i_max], even go negative). "uniform": the physical variant, intensity
+    drawn U(0, i_max) instead. Columns after the intensity are left as they are (Dong's code adds noise
+    to every column; only x, y, z, i exist in KITTI).
+    """
     imax = _intensity_max(intensity_max)
+    preset = _check_crosstalk_preset(preset)
     n = len(pts)
     k = int(round(p["fraction"] * n))
-    hit = np.sort(rng.choice(n, k, replace=False))
     out = pts
-    out[hit, :3] += rng.normal(0.0, p["sigma"], (k, 3))
-    out[hit, 3] = rng.uniform(0.0, imax, k)
+    if preset == "dong2023":
+        hit = rng.choice(n, k, replace=False)
+        out[hit, :4] += rng.normal(0.0, 1.0, (k, 4)) * p["sigma"]  # draw order of the reference
+        hit = np.sort(hit)
+    else:
+        hit = np.sort(rng.choice(n, k, replace=False))
+        out[hit, :3] += rng.normal(0.0, p["sigma"], (k, 3))
+        out[hit, 3] = rng.uniform(0.0, imax, k)
     idx = np.arange(n)
     idx[hit] = -1
     return out, idx, {"replaced": hit}
@@ -328,16 +347,35 @@ def incomplete_echo(pts, rng, p, *, intensity_max=1.0, object_mask=None, ground_
     return pts[keep], keep, {"n_candidates": len(cand), "n_lost": k}
 
 
-def sample_motion_distortion(n, p, rng, **_):
+def _check_motion_preset(preset) -> str:
+    if preset not in ("rolling_shutter", "robo3d"):
+        raise ValueError(f"`preset` must be 'rolling_shutter' or 'robo3d'; got {preset!r}")
+    return preset
+
+
+def sample_motion_distortion(n, p, rng, *, preset="rolling_shutter", **_):
+    if _check_motion_preset(preset) == "robo3d":  # Robo3D's one scan-wide offset, drawn axis by axis
+        return {"translate": [float(rng.normal(0.0, p["robo3d_trans_std"], 1)[0]) for _ in range(3)]}
     return {"start_azimuth": rng.uniform(-math.pi, math.pi), "yaw_sign": float(rng.choice((-1.0, 1.0)))}
 
 
-def motion_distortion(pts, rng, p):
+def motion_distortion(pts, rng, p, *, preset="rolling_shutter"):
     """Rolling-shutter skew: each return is taken at its azimuth's time in the sweep while the ego moves.
 
     A point p (in the sweep-end frame) seen at time t in [0, T] appears at R(-w (t - T)) (p - v (t - T) e_x):
     forward speed v along x, yaw rate w with a random sign, sweep start azimuth random.
+    preset "robo3d": Robo3D's "motion blur" instead (`gen_motion_blur.py`): the whole scan offset by
+    N(0, s^2) per axis, then every point jittered by N(0, (s/10)^2) in x, y and N(0, (s/20)^2) in z, each
+    clipped to +-3 s, with s = `robo3d_trans_std` (light/moderate/heavy 0.2/0.25/0.3 m at severity 1/3/5).
     """
+    if _check_motion_preset(preset) == "robo3d":
+        s = p["robo3d_trans_std"]
+        out = pts
+        out[:, :3] += np.asarray(p["translate"], dtype=np.float64)
+        n = len(pts)
+        for axis, scale in ((0, 0.1), (1, 0.1), (2, 0.05)):
+            out[:, axis] += np.clip(rng.normal(0.0, s * scale, n), -3 * s, 3 * s)
+        return out, np.arange(n), {"translate": list(p["translate"])}
     az = np.arctan2(pts[:, 1], pts[:, 0])
     start, sign = p["start_azimuth"], p["yaw_sign"]
     t = np.mod(az - start, 2 * math.pi) / (2 * math.pi) * p["sweep_s"]

@@ -62,9 +62,10 @@ SCENE_TABLES = {
     "crosstalk": _rows(fraction=[0.004, 0.008, 0.012, 0.016, 0.020], sigma=[3.0] * 5),
     # fraction of returns lost on dark objects (Robo3D 0.75/0.85/0.95 spread over 5 levels)
     "incomplete_echo": _rows(drop=[0.55, 0.65, 0.75, 0.85, 0.95]),
-    # ego speed (m/s) and yaw rate (rad/s) during one 0.1 s sweep
+    # ego speed (m/s) and yaw rate (rad/s) during one 0.1 s sweep; `robo3d_trans_std` (m): preset "robo3d",
+    # Robo3D's motion-blur jitter, light/moderate/heavy 0.2/0.25/0.3 at severities 1/3/5
     "motion_distortion": _rows(speed=[2.0, 5.0, 10.0, 15.0, 20.0], yaw_rate=[0.05, 0.1, 0.2, 0.3, 0.4],
-                               sweep_s=[0.1] * 5),
+                               sweep_s=[0.1] * 5, robo3d_trans_std=[0.2, 0.225, 0.25, 0.275, 0.3]),
     # rings kept of 64, then every `horizontal`-th return of each ring (Robo3D cross-sensor: 48/32/16, [::2])
     "beam_reduction": _rows(rings_kept=[48, 40, 32, 24, 16], horizontal=[2] * 5),
 }

@@ -79,8 +79,10 @@ def _apply(name, points, params, rng, **options):
             v, t = _pointcloud_raycast.mesh_arrays(options["mesh"])
             options = {**options, "mesh": ((v - centre) / half, t)}
         out, idx, applied = function(work, rng, params, **options)
+        if name in _pointcloud_raycast.FUNCTIONS:  # the output is ModelNet40-C's: back from its unit-sphere frame
+            centre, half = _object_frame("gaussian", points[:, :3].astype(np.float64))
         out[:, :3] = out[:, :3] * half + centre
-        if "eye" in applied:  # report the viewpoint in the input's frame
+        if "eye" in applied:  # report the viewpoint in the output's frame
             applied["eye"] = applied["eye"] * half + centre
     return (out.astype(points.dtype, copy=False), np.asarray(idx, dtype=np.int64)), applied
 
@@ -91,7 +93,10 @@ def _object_frame(name, xyz):
     ModelNet40-C corrupts the ModelNet40 clouds as shipped, normalised into the unit sphere (centroid at
     0, farthest point at distance 1), with absolute magnitudes, and bounding-box-normalises the result of
     the nine corruptions that renormalise. So: the centroid and the largest distance to it. occlusion and
-    lidar ray-cast in the bounding-box frame (centre, half the longest side).
+    lidar ray-cast in the bounding-box frame (centre, half the longest side), as ModelNet40-C normalises
+    the mesh it renders; their output, in that frame as ModelNet40-C's is, is mapped back from the
+    unit-sphere frame like every other object corruption (same output scale as the reference on
+    ModelNet40's clouds; lidar rows then overlay the input only when its radius equals its half-extent).
     """
     if name in _pointcloud_raycast.FUNCTIONS:
         lo, hi = xyz.min(axis=0), xyz.max(axis=0)
@@ -167,8 +172,9 @@ def corrupt(points: np.ndarray, name: str, severity: int, rng=None, **options) -
         The only source of randomness; the same seed gives the same output.
     **options
         Per-corruption options, an error when not accepted by `name` (see docs/pointcloud_corruptions.md):
-        ``mesh`` (occlusion, lidar); ``preset`` (fog: "dong2023" or "robo3d"); ``intensity_max``, ``ring``,
-        ``n_rings``, ``fov_deg``, ``ground_mask``,
+        ``mesh`` (occlusion, lidar); ``preset`` (fog: "dong2023" or "robo3d";
+        crosstalk: "dong2023" or "uniform"; motion_distortion: "rolling_shutter" or "robo3d");
+        ``intensity_max``, ``ring``, ``n_rings``, ``fov_deg``, ``ground_mask``,
         ``object_mask`` (scene models that need them).
 
     Examples

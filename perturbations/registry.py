@@ -63,7 +63,9 @@ MODALITIES = MappingProxyType({"image": "perturbations.image", "pointcloud": "pe
                                "detections": "perturbations.detector"})
 # 2 (issue 19): fog samples its backscatter from a preset (Dong et al.'s by default) and object clouds are
 # corrupted in ModelNet40-C's frame, so a version-1 record no longer replays to the same output
-RECORD_VERSION = 2
+# 3 (issue 19): crosstalk adds Dong et al.'s N(0, 3^2) to the intensity by default (was U(0, i_max));
+# occlusion / lidar mapped back from ModelNet40-C's unit-sphere frame, splat hits through gaps dropped
+RECORD_VERSION = 3
 
 
 @dataclass(frozen=True)

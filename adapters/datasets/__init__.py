@@ -16,6 +16,8 @@ claim accuracy on real sensors):
 * `make_shapes` (``.shapes``) -- point clouds of primitive shapes, a stand-in for ModelNet-style objects.
 * `make_scenes` (``.detection``) -- a simulated 2D / 3D detector on simulated scenes, with known ground truth.
 * `street_scan` (``.street``) -- one ray-cast 64-ring LiDAR sweep over a simulated street.
+* `load_lidar_scenes` (``.lidar_scenes``) -- ray-cast 32/64-ring scans of randomised street layouts with 3D boxes
+  of cars, trucks, pedestrians and cyclists (train / calibration / test splits, disjoint seeds).
 
 A new source gets a module here (real loaders beside ``real``, generators beside the others) and a line
 above. ``import adapters.datasets`` needs numpy alone: OpenCV, scikit-learn and open3d are imported inside
@@ -25,9 +27,12 @@ from __future__ import annotations
 
 from .composite import load_composite_scenes
 from .detection import CLASS_SIZES_3D, make_scenes
+from .lidar_scenes import CLASSES as LIDAR_CLASSES
+from .lidar_scenes import load_lidar_scenes, make_lidar_scene
 from .real import FASHION_MNIST_CLASSES, load_digits_images, load_fashion_mnist
 from .shapes import SHAPE_CLASSES, make_shapes
 from .street import street_scan
 
 __all__ = ["FASHION_MNIST_CLASSES", "SHAPE_CLASSES", "CLASS_SIZES_3D", "load_fashion_mnist", "load_digits_images",
-           "load_composite_scenes", "make_shapes", "make_scenes", "street_scan"]
+           "load_composite_scenes", "make_shapes", "make_scenes", "street_scan", "LIDAR_CLASSES", "load_lidar_scenes",
+           "make_lidar_scene"]

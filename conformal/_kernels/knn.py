@@ -133,3 +133,38 @@ def knn_distances(queries, bank_t, k, mean):
 def knn_distance_one(query, bank_t, k, mean, acc, top):
     """One query (d,) with caller-owned scratch (acc: float32 (_BLOCK,), top: float32 (k,)): the per-frame path."""
     return _knn_row(query, bank_t, k, mean, acc, top)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _normalize_row(x, i, out_row):
+    d = x.shape[1]
+    s = 0.0
+    for j in range(d):
+        v = np.float64(x[i, j])
+        s += v * v
+    norm = np.sqrt(s)
+    if not norm > 0.0:
+        norm = 1.0
+    for j in range(d):
+        out_row[j] = np.float32(np.float64(x[i, j]) / norm)
+
+
+@njit(cache=True, nogil=True)
+def normalize_rows(x, out):
+    """out (n, d) float32: each row of x (float32 or float64) divided by its L2 norm, the norm computed in float64
+    as sqrt(sum_j x_j^2) over j = 0 .. d-1 in order, the quotient in float64 and rounded to float32; a zero row
+    stays zero."""
+    for i in range(x.shape[0]):
+        _normalize_row(x, i, out[i])
+
+
+@njit(cache=True, nogil=True)
+def knn_distance_one_raw(x, normalize, bank_t, k, mean, acc, top, qbuf):
+    """The per-frame path in one call: row 0 of x (1, d), float32 or float64, normalised as `normalize_rows`
+    (or only rounded to float32) into the scratch qbuf (float32 (d,)), then `knn_distance_one`."""
+    if normalize:
+        _normalize_row(x, 0, qbuf)
+    else:
+        for j in range(x.shape[1]):
+            qbuf[j] = np.float32(x[0, j])
+    return _knn_row(qbuf, bank_t, k, mean, acc, top)

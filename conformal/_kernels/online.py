@@ -148,3 +148,69 @@ def sorted_replace(arr, old, new):
         i -= 1
     arr[i] = new
     return True
+
+
+# --- one-sided monitors: power mixture and CUSUM ------------------------------------------------------------
+MON_JUMPER, MON_POWER_MIXTURE, MON_CUSUM = 0, 1, 2
+_LN10 = np.log(10.0)
+_P_FLOOR = 1e-300  # a smoothed p-value is > 0 unless its uniform is exactly 0
+
+
+@njit(cache=True, nogil=True)
+def power_mixture_step(pv, eps, log_eps, state):
+    """One step of the mixture over the grid `eps` (in (0, 1)) of power martingales prod eps p_i^(eps - 1).
+    state = [log M_eps for each grid point..., log10 of their mean]. Each factor eps p^(eps - 1) is decreasing in
+    p: the test bets only on small p-values."""
+    lp = np.log(max(pv, _P_FLOOR))
+    g = eps.shape[0]
+    mx = -np.inf
+    for i in range(g):
+        v = state[i] + log_eps[i] + (eps[i] - 1.0) * lp
+        state[i] = v
+        if v > mx:
+            mx = v
+    s = 0.0
+    for i in range(g):
+        s += np.exp(state[i] - mx)
+    state[g] = (mx + np.log(s / g)) / _LN10
+
+
+@njit(cache=True, nogil=True)
+def mixture_calibrator(pv):
+    """The p-to-e calibrator integral_0^1 eps p^(eps - 1) d eps = (1 - p + p log p) / (p log^2 p) (its mean is 1
+    for a uniform p; decreasing in p; 1/2 at p = 1)."""
+    p = max(pv, _P_FLOOR)
+    lp = np.log(p)
+    if lp > -1e-6:
+        return 0.5
+    return (1.0 - p + p * lp) / (p * lp * lp)
+
+
+@njit(cache=True, nogil=True)
+def cusum_step(pv, state):
+    """CUSUM e-detector (Shin, Ramdas & Rinaldo 2022): C_t = max(C_{t-1}, 1) * f(p_t), f the mixture calibrator;
+    state = [log10 C_t]."""
+    state[0] = max(state[0], 0.0) + np.log10(mixture_calibrator(pv))
+
+
+@njit(cache=True, nogil=True)
+def monitor_step(ref_sorted, stat, u, method, jump, eps, log_eps, state):
+    """The smoothed p-value of `stat`, then one step of the monitor `method` (MON_*); state[-1] is log10 of the
+    monitor's value. Returns the p-value."""
+    pv = smoothed_pvalue(ref_sorted, stat, u)
+    if method == MON_JUMPER:
+        jumper_step(pv, jump, state)
+    elif method == MON_POWER_MIXTURE:
+        power_mixture_step(pv, eps, log_eps, state)
+    else:
+        cusum_step(pv, state)
+    return pv
+
+
+@njit(cache=True, nogil=True)
+def monitor_path(ref_sorted, stats, us, method, jump, eps, log_eps, state, out):
+    """monitor_step over a whole stream: out[t] = log10 of the monitor after input t (state updated in place)."""
+    last = state.shape[0] - 1
+    for t in range(stats.shape[0]):
+        monitor_step(ref_sorted, stats[t], us[t], method, jump, eps, log_eps, state)
+        out[t] = state[last]

@@ -599,3 +599,127 @@ def check_rows(src, logits, errs):
     """Error code of every row (see `_row_check`), for validation outside the score kernels."""
     for i in prange(src.shape[0]):
         errs[i] = _row_check(src, i, logits)
+
+
+# ---- the set kernel for small K (every score kind) ---------------------------------------------------------------
+# At small K the bucket machinery of `set_rows` (two 322-entry tables zeroed and walked per row) costs more than
+# the row itself, and so does sorting it (insertion sort: branch mispredictions, measured ~9x slower than this at
+# K = 10). Instead every label's mass above, tie-group mass and rank come from comparing it with every other label:
+# K^2 branch-free compares that LLVM vectorises, no sort, no allocation per row (scratch per chunk of rows).
+SMALL_K = 32
+
+
+@njit(cache=True, nogil=True)
+def _check_copy_row(src, i, logits, temp, p):
+    """Check row i and copy it into `p` as float64 probabilities in one pass; returns (error code, row sum, max).
+    The flags and the four-lane sum are those of `_row_check`, so a row fails here exactly when it fails there."""
+    k = src.shape[1]
+    if logits:
+        code = _row_check(src, i, logits)
+        if code != OK:
+            return code, 0.0, 0.0
+        _row_probs(src, i, logits, temp, p)
+        s = 0.0
+        pmax = p[0]
+        for j in range(k):
+            s += p[j]
+            pmax = max(pmax, p[j])
+        return OK, s, pmax
+    bad = False
+    out = False
+    pmax = -np.inf
+    k4 = k - k % 4
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    for j in range(0, k4, 4):
+        v0 = np.float64(src[i, j])
+        v1 = np.float64(src[i, j + 1])
+        v2 = np.float64(src[i, j + 2])
+        v3 = np.float64(src[i, j + 3])
+        p[j] = v0
+        p[j + 1] = v1
+        p[j + 2] = v2
+        p[j + 3] = v3
+        s0 += v0
+        s1 += v1
+        s2 += v2
+        s3 += v3
+        bad |= not ((v0 - v0 == 0.0) & (v1 - v1 == 0.0) & (v2 - v2 == 0.0) & (v3 - v3 == 0.0))
+        out |= (min(min(v0, v1), min(v2, v3)) < 0.0) | (max(max(v0, v1), max(v2, v3)) > 1.0)
+        pmax = max(pmax, max(max(v0, v1), max(v2, v3)))
+    s = (s0 + s1) + (s2 + s3)
+    for j in range(k4, k):
+        v = np.float64(src[i, j])
+        p[j] = v
+        s += v
+        bad |= not (v - v == 0.0)
+        out |= (v < 0.0) | (v > 1.0)
+        pmax = max(pmax, v)
+    if bad:
+        return NONFINITE, 0.0, 0.0
+    if out:
+        return OUT_OF_RANGE, 0.0, 0.0
+    if abs(s - 1.0) > ROW_SUM_TOL:
+        return BAD_SUM, s, 0.0
+    return OK, s, pmax
+
+
+@njit(cache=True, nogil=True)
+def _pairwise_row_sets(p, fx, pmax, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, out, i):
+    """Row i of `out`: {y : s(x, y) <= qhat} with each label's score from `_label_mass` sums over the row, taken
+    from the fixed-point masses `fx` (the same integers, summed exactly in any order, so the same scores as
+    `tie_group_scores`); an empty set becomes the labels at p_max when not `allow_empty`."""
+    k = p.shape[0]
+    any_in = False
+    for j in range(k):
+        pj = p[j]
+        m_above = np.int64(0)
+        m_group = np.int64(0)
+        c_above = 0
+        c_group = 0
+        for t in range(k):
+            pt = p[t]
+            f = fx[t]
+            above = pt > pj
+            tied = pt == pj
+            m_above += f if above else 0
+            m_group += f if tied else 0
+            c_above += 1 if above else 0
+            c_group += 1 if tied else 0
+        inside = _score(kind, m_above, m_group, c_above + c_group, pmax, u, randomized, lam, k_reg, weight) <= qhat
+        out[i, j] = inside
+        any_in |= inside
+    if not any_in and not allow_empty:
+        for j in range(k):
+            out[i, j] = p[j] >= pmax
+
+
+@njit(cache=True, nogil=True)
+def small_set_rows(src, u, qhat, logits, temp, kind, randomized, lam, k_reg, weight, allow_empty, lo, hi, out,
+                   errs):
+    """Boolean prediction sets for rows lo..hi-1, as `set_rows` bit for bit, for K <= SMALL_K (measured faster
+    than the bucket walk there; docs/benchmarks.md, `small_k`): check, copy and max in one pass, then the K^2
+    compares of `_pairwise_row_sets`."""
+    k = src.shape[1]
+    p = np.empty(k, dtype=np.float64)
+    fx = np.empty(k, dtype=np.int64)
+    for i in range(lo, hi):
+        code, row_sum, pmax = _check_copy_row(src, i, logits, temp, p)
+        errs[i] = code
+        if code != OK:
+            continue
+        for j in range(k):
+            fx[j] = _fixed(p[j])
+        ui = u[i] if randomized else 0.0
+        _pairwise_row_sets(p, fx, pmax, ui, qhat, kind, randomized, lam, k_reg, weight, allow_empty, out, i)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def small_predict_sets(src, u, qhat, logits, temp, kind, randomized, lam, k_reg, weight, allow_empty, chunk, out,
+                       errs):
+    n = src.shape[0]
+    for c in prange((n + chunk - 1) // chunk):
+        small_set_rows(src, u, qhat, logits, temp, kind, randomized, lam, k_reg, weight, allow_empty, c * chunk,
+                       min(n, (c + 1) * chunk), out, errs)

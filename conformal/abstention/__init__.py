@@ -13,10 +13,12 @@ from conformal.abstention.decisions import Decisions
 from conformal.abstention.dual import RULES, TARGETS, DualThresholdConformal
 from conformal.abstention.fitted import Energy, FittedStatistic, KNNDistance, Mahalanobis
 from conformal.abstention.quality import InputQuality, quality_features
+from conformal.abstention.shift import ShiftAwareAbstention, required_abstention
 from conformal.abstention.statistics import NEEDS_CONFORMAL, STATISTICS, get_statistic, statistic_names
 from conformal.metrics import ROCCurve, abstention_rate, aurc, auroc, risk_coverage_curve, roc_curve, selective_risk
 
 __all__ = ["DualThresholdConformal", "Decisions", "STATISTICS", "NEEDS_CONFORMAL", "RULES", "TARGETS",
            "ROCCurve", "roc_curve", "auroc", "risk_coverage_curve", "aurc", "selective_risk", "abstention_rate",
            "get_statistic", "statistic_names", "FITTED_STATISTICS", "FittedStatistic", "KNNDistance", "Mahalanobis",
-           "Energy", "InputQuality", "quality_features"]
+           "Energy", "InputQuality", "quality_features",
+           "ShiftAwareAbstention", "required_abstention"]

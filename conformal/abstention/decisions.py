@@ -56,8 +56,9 @@ class Decisions(Record):
         for name, arr in (("abstain", ab), ("prediction", pred), ("statistic", stat)):
             if arr.shape != (n,):
                 raise ValueError(f"`{name}` must have shape ({n},); got {arr.shape}")
-        extra = (self.reasons, self.reason_names, self.statistics)
-        if any(v is None for v in extra) and not all(v is None for v in extra):
+        if self.reasons is None and self.reason_names is None and self.statistics is None:
+            return  # one statistic (the per-frame common case): nothing more to check
+        if self.reasons is None or self.reason_names is None or self.statistics is None:
             raise ValueError("`reasons`, `reason_names` and `statistics` must be given together (or all None)")
         if self.reasons is not None:
             names = self.reason_names
@@ -76,17 +77,41 @@ class Decisions(Record):
     def abstention_rate(self) -> float:
         return float(self.abstain.mean()) if len(self) else float("nan")
 
-    def to_dicts(self) -> list[dict]:
-        """One plain dict per input (JSON-ready): prediction, set (list of labels), abstain, statistic; with
-        several statistics also ``reasons`` (names of the statistics that triggered abstention) and
-        ``statistics`` (name -> value)."""
-        labels = [np.flatnonzero(row).tolist() for row in self.sets]
-        rows = [{"prediction": int(p), "set": s, "abstain": bool(a), "statistic": float(t)}
-                for p, s, a, t in zip(self.prediction.tolist(), labels, self.abstain.tolist(),
-                                      self.statistic.tolist())]
+    def to_dicts(self, probs=None, frame_ids=None) -> list[dict]:
+        """One plain dict per input (JSON-ready, plain Python values only), in the schema of
+        `adapters.StreamingConformal.step`: "frame_id" (with `frame_ids` only), "set" (labels; by
+        decreasing probability, ties by label, when `probs` is given, as `step` lists them; else ascending),
+        "prediction", "abstain", "statistic" and, with `probs` (n, K), "set_probs" and "confidence"; with several
+        statistics also "reasons" (names of the statistics that triggered abstention) and "statistics" (name ->
+        value). `step` adds its online keys (alpha, qhat, tau, monitor) to the same schema."""
+        n = len(self)
+        ids = [None] * n if frame_ids is None else list(frame_ids)
+        if len(ids) != n:
+            raise ValueError(f"`frame_ids` must have {n} entries (one per input); got {len(ids)}")
+        ids = [i.item() if isinstance(i, np.generic) else i for i in ids]
+        if probs is not None:
+            p = np.asarray(probs, dtype=np.float64)
+            if p.shape != self.sets.shape:
+                raise ValueError(f"`probs` must have shape {self.sets.shape} (as the sets); got {p.shape}")
+            order = np.argsort(-p, axis=1, kind="mergesort")
+        out = []
+        for i in range(n):
+            d = {} if frame_ids is None else {"frame_id": ids[i]}
+            if probs is None:
+                d["set"] = np.flatnonzero(self.sets[i]).tolist()
+            else:
+                members = order[i][self.sets[i][order[i]]]
+                d["set"] = members.tolist()
+                d["set_probs"] = p[i, members].tolist()
+            d["prediction"] = int(self.prediction[i])
+            if probs is not None:
+                d["confidence"] = float(p[i].max())
+            d["abstain"] = bool(self.abstain[i])
+            d["statistic"] = float(self.statistic[i])
+            out.append(d)
         if self.reasons is not None:
             names = self.reason_names
-            for row, why, vals in zip(rows, self.reasons.tolist(), self.statistics.tolist()):
+            for row, why, vals in zip(out, self.reasons.tolist(), self.statistics.tolist()):
                 row["reasons"] = [nm for nm, hit in zip(names, why) if hit]
                 row["statistics"] = dict(zip(names, vals))
-        return rows
+        return out

@@ -18,6 +18,7 @@ import numpy as np
 from conformal._base import (
     Array,
     BaseEstimator,
+    Boolean,
     Callable,
     Float,
     InstanceOf,
@@ -183,6 +184,8 @@ class DualThresholdConformal(BaseEstimator):
         "target": [Options(TARGETS)],
         "abstain_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
         "random_state": _SEED,
+        "randomized": [Boolean(), Options(("auto",))],
+        "allow_empty": [Boolean(), Options(("auto",))],
     }
     _nested_params = {"score": "score_params", "rule": "rule_params"}
     _fitted_marker = "tau_"
@@ -191,19 +194,24 @@ class DualThresholdConformal(BaseEstimator):
         "statistic_calibrator_": Optional(Nested(SplitConformalClassifier)),
         "tau_": _TauSpec(),
         "statistics_": _FittedStatisticsSpec(),
-        "n_calibration_": Int(4), "n_classes_": Int(2), "n_qhat_fold_": Int(2), "n_tau_fold_": Int(0),
-        "n_accepted_calibration_": Optional(Int(1)),
+        "n_calibration_": Int(4), "n_classes_": Int(2), "n_qhat_fold_": Int(2, maximum="n_calibration"),
+        "n_tau_fold_": Int(0, maximum="n_calibration"),
+        "n_accepted_calibration_": Optional(Int(1, maximum="n_qhat_fold")),
         "roc_": Optional(Nested(ROCCurve)),
-        "ltt_": Optional(Mapping({"taus": Array("f", 1), "n_accepted": Array("i", 1), "n_events": Array("i", 1),
-                                  "pvalues": Array("f", 1), "n_min": Int(1)})),
-        "tau_fold_abstention_rate_": Float(allow_nan=True),
-        "tau_fold_selective_risk_": Tuple(Float(allow_nan=True), Float(), Float(), Int(0)),
+        "ltt_": Optional(Mapping({"taus": Array("f", 1),
+                                  "n_accepted": Array("i", 1, shape=("taus",), low=0, high="n_tau_fold"),
+                                  "n_events": Array("i", 1, shape=("taus",), low=0, high="n_accepted"),
+                                  "pvalues": Array("f", 1, shape=("taus",), low=0.0, high=1.0), "n_min": Int(1)})),
+        "tau_fold_abstention_rate_": Float(allow_nan=True, low=0.0, high=1.0),
+        "tau_fold_selective_risk_": Tuple(Float(allow_nan=True, low=0.0, high=1.0), Float(low=0.0, high=1.0),
+                                          Float(low=0.0, high=1.0), Int(0, maximum="n_tau_fold")),
     }
     _derived_attributes = ("qhat_", "score_", "statistic_name_", "statistic_names_", "rule_params_")
 
     def __init__(self, *, score="raps", score_params: dict | None = None, alpha: float = 0.1,
                  statistic="entropy", rule: str = "youden", rule_params: dict | None = None, target: str = "error",
-                 abstain_fraction: float = 0.5, random_state=None, level_split: tuple | None = None):
+                 abstain_fraction: float = 0.5, random_state=None, level_split: tuple | None = None,
+                 randomized="auto", allow_empty="auto"):
         self.score = score
         self.score_params = score_params
         self.alpha = alpha
@@ -214,6 +222,8 @@ class DualThresholdConformal(BaseEstimator):
         self.abstain_fraction = abstain_fraction
         self.random_state = random_state
         self.level_split = level_split
+        self.randomized = randomized
+        self.allow_empty = allow_empty
 
     # --- parameters ----------------------------------------------------------------------------------------
     def _resolved_rule_params(self) -> dict:
@@ -373,7 +383,9 @@ class DualThresholdConformal(BaseEstimator):
         self.statistic_name_ = "|".join(self.statistic_names_)
 
     def _calibrate(self, score, p, y) -> SplitConformalClassifier:
-        return SplitConformalClassifier(score=score, alpha=self.alpha).fit(p, y)
+        # the sets' mode and, for randomized sets, their seed (random_state) go to the set calibrator
+        return SplitConformalClassifier(score=score, alpha=self.alpha, randomized=self.randomized,
+                                        allow_empty=self.allow_empty, random_state=self.random_state).fit(p, y)
 
     def _fit_sets_then_tau(self, score, stat, params, p_q, y_q, p_t, y_t):
         """youden / fpr / budget / selective_risk: qhat on the qhat fold, then tau on the tau fold."""
@@ -481,8 +493,8 @@ class DualThresholdConformal(BaseEstimator):
             return self._predict_combined(probs, {"features": features, "logits": logits, "inputs": inputs})
         # The calibrator validates probs (type, shape, class count, finiteness, range, row sums) once; the
         # statistic kernels then read the same validated view.
-        sets = self.calibrator_.predict_sets(probs)
-        p = as_array(probs, "probs")
+        p = as_array(probs, "probs")  # a host view: decisions are NumPy (tensor sets: calibrator.predict_sets)
+        sets = self.calibrator_.predict_sets(p)
         stat = self._statistic(p, sets)
         abstain = stat > self.tau_
         prediction = np.argmax(p, axis=1).astype(np.int64, copy=False)
@@ -491,8 +503,8 @@ class DualThresholdConformal(BaseEstimator):
         return Decisions(sets=sets, abstain=abstain, prediction=prediction, statistic=stat)
 
     def _predict_combined(self, probs, side) -> Decisions:
-        sets = self.calibrator_.predict_sets(probs)
         p = as_array(probs, "probs")
+        sets = self.calibrator_.predict_sets(p)
         mat = self._combined_matrix(p, side)
         taus = np.atleast_1d(np.asarray(self.tau_, dtype=np.float64))
         hits = mat > taus[None, :]
@@ -525,6 +537,14 @@ class DualThresholdConformal(BaseEstimator):
         fitted = state.get("fitted") if isinstance(state, dict) else None
         if isinstance(fitted, dict) and "statistics" not in fitted:  # saved before fitted statistics existed
             state = {**state, "fitted": {**fitted, "statistics": None}}
+        # saved before `randomized` / `allow_empty` were parameters: take them from the set calibrator
+        try:
+            params, cal = state["params"], state["fitted"]["calibrator"]["params"]
+            missing = {k: cal[k] for k in ("randomized", "allow_empty") if k not in params and k in cal}
+        except (KeyError, TypeError):
+            missing = {}
+        if missing:
+            state = {**state, "params": {**params, **missing}}
         return super()._from_state(state, where)
 
     def _check_fitted_state(self) -> None:
@@ -547,8 +567,10 @@ class DualThresholdConformal(BaseEstimator):
         if cal.n_classes_ != self.n_classes_:
             raise StateError(f"saved field `calibrator` has {cal.n_classes_} classes; `n_classes` says "
                              f"{self.n_classes_}")
-        if cal.alpha != self.alpha or cal.score_ != get_score(self.score, **(self.score_params or {})):
-            raise StateError("saved field `calibrator` was not fitted with this estimator's score and alpha")
+        if cal.alpha != self.alpha or cal.score_ != get_score(self.score, **(self.score_params or {})) \
+                or (cal.randomized, cal.allow_empty) != (self.randomized, self.allow_empty):
+            raise StateError("saved field `calibrator` was not fitted with this estimator's score, alpha, "
+                             "randomized and allow_empty")
         if self.n_qhat_fold_ + self.n_tau_fold_ != self.n_calibration_:
             raise StateError("saved fields `n_qhat_fold` + `n_tau_fold` must equal `n_calibration`")
         accept = self.rule == "accept_coverage"

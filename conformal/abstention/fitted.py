@@ -50,10 +50,12 @@ def faiss_available() -> bool:
 
 
 def _normalize_rows(x: np.ndarray) -> np.ndarray:
-    """Rows divided by their L2 norm (float64), then rounded to float32; a zero row stays zero."""
-    x = x.astype(np.float64)
-    norm = np.sqrt(np.einsum("ij,ij->i", x, x))
-    return (x / np.where(norm > 0, norm, 1.0)[:, None]).astype(np.float32)
+    """Rows divided by their L2 norm (float64, summed in column order), then rounded to float32; a zero row stays
+    zero (`conformal._kernels.knn.normalize_rows`, the same arithmetic as the one-frame path)."""
+    out = np.empty(x.shape, np.float32)
+    _kk.normalize_rows(np.ascontiguousarray(x) if x.dtype in (np.float32, np.float64) else x.astype(np.float64),
+                       out)
+    return out
 
 
 @register_kind
@@ -152,13 +154,16 @@ class KNNDistance(FittedStatistic):
     def statistic(self, X) -> np.ndarray:
         """float64 (n,): k-th (or mean k) nearest-neighbour distance of each row of `X` to the bank."""
         self._check_is_fitted()
-        q = np.ascontiguousarray(self._prepare(check_matrix(X, "features", n_columns=self.n_features_)))
-        if self.resolved_backend() == "faiss":
+        x = check_matrix(X, "features", n_columns=self.n_features_)
+        faiss = self.resolved_backend() == "faiss"
+        if x.shape[0] == 1 and not faiss:  # one frame: normalisation and search in one call, no thread launch
+            k = int(self.k)
+            acc, top, qbuf = np.empty(_kk._BLOCK, np.float32), np.empty(k, np.float32), np.empty(x.shape[1], np.float32)
+            return np.array([_kk.knn_distance_one_raw(x, bool(self.normalize), self._bank_t, k,
+                                                      self.aggregate == "mean", acc, top, qbuf)])
+        q = np.ascontiguousarray(self._prepare(x))
+        if faiss:
             return self._faiss_distances(q)
-        if q.shape[0] == 1:  # one frame: no thread launch
-            acc, top = np.empty(_kk._BLOCK, np.float32), np.empty(int(self.k), np.float32)
-            return np.array([_kk.knn_distance_one(q[0], self._bank_t, int(self.k), self.aggregate == "mean",
-                                                  acc, top)])
         return _kk.knn_distances(q, self._bank_t, int(self.k), self.aggregate == "mean")
 
     def _faiss_distances(self, q: np.ndarray) -> np.ndarray:

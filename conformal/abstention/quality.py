@@ -137,7 +137,25 @@ class InputQuality(FittedStatistic):
         if self.modality != "auto" and modality != self.modality:
             raise ValueError(f"`inputs` look like {modality} data but modality={self.modality!r}")
         cols = 0 if modality == "camera" else int(min(c.shape[1] for c in X))
-        feats = quality_features(X, modality=modality, columns=cols or None)
+        return self._fit_features(quality_features(X, modality=modality, columns=cols or None), modality, cols)
+
+    def fit_features(self, feats) -> "InputQuality":
+        """Fit on precomputed raw `quality_features` rows of clean inputs (float (n, f)), e.g. when the inputs
+        themselves are not kept; needs an explicit `modality` ("camera": f = 3; "lidar": f = 3 for (N, 3) clouds,
+        5 with intensity). The same state as `fit` on those inputs."""
+        self.validate_params()
+        if self.modality == "auto":
+            raise ValueError("`fit_features` needs modality='camera' or 'lidar' (features do not show it); got "
+                             "modality='auto'")
+        x = _feature_rows(feats)
+        f = x.shape[1]
+        if (self.modality == "camera" and f != 3) or (self.modality == "lidar" and f not in (3, 5)):
+            raise ValueError(f"`feats` must have {'3' if self.modality == 'camera' else '3 or 5'} columns "
+                             f"(quality_features of {self.modality} inputs); got {f}")
+        cols = 0 if self.modality == "camera" else (3 if f == 3 else 4)
+        return self._fit_features(x, self.modality, cols)
+
+    def _fit_features(self, feats, modality: str, cols: int) -> "InputQuality":
         if feats.shape[0] < feats.shape[1] + 2:
             raise ValueError(f"`inputs` has {feats.shape[0]} items; fitting {feats.shape[1]} quality features "
                              f"needs at least {feats.shape[1] + 2}")
@@ -173,8 +191,28 @@ class InputQuality(FittedStatistic):
 
     def statistic(self, X) -> np.ndarray:
         """float64 (n,): sqrt(z^T precision z) of the robust z-scores."""
-        z = self.zscores(X)
+        return self._distance(self.zscores(X))
+
+    def statistic_from_features(self, feats) -> np.ndarray:
+        """`statistic` from precomputed raw `quality_features` rows (float (n, f), f = the fitted feature count)."""
+        self._check_is_fitted()
+        x = _feature_rows(feats)
+        if x.shape[1] != self.center_.shape[0]:
+            raise ValueError(f"`feats` must have {self.center_.shape[0]} columns ({', '.join(self.feature_names)}); "
+                             f"got {x.shape[1]}")
+        return self._distance((x - self.center_) / self.scale_)
+
+    def _distance(self, z) -> np.ndarray:
         return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", z, self.precision_, z), 0.0))
+
+
+def _feature_rows(feats) -> np.ndarray:
+    if not isinstance(feats, np.ndarray) or feats.dtype.kind != "f":
+        raise TypeError(f"`feats` must be a float numpy array of quality_features rows; got "
+                        f"{getattr(feats, 'dtype', type(feats).__name__)}")
+    if feats.ndim != 2 or not np.isfinite(feats).all():
+        raise ValueError(f"`feats` must be a 2-D array (n, f) of finite values; got shape {feats.shape}")
+    return feats.astype(np.float64, copy=False)
 
 
 def _check_modality(value, field):

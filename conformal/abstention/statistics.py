@@ -12,7 +12,7 @@ import inspect
 import numpy as np
 
 from conformal._kernels import statistics as _k
-from conformal._validation import check_scores_matrix
+from conformal._validation import as_array, check_scores_matrix
 
 __all__ = ["STATISTICS", "NEEDS_CONFORMAL", "statistic_names", "get_statistic", "compute_statistic"]
 
@@ -44,7 +44,7 @@ def entropy(probs, conformal=None) -> np.ndarray:
 def set_size(probs, conformal=None) -> np.ndarray:
     """Size of the conformal prediction set of `conformal` (float64)."""
     c = _need(conformal, "set_size")
-    return c.predict_sets(probs).sum(axis=1).astype(np.float64)
+    return c.predict_sets(as_array(probs, "probs")).sum(axis=1).astype(np.float64)
 
 
 def top1_score(probs, conformal=None) -> np.ndarray:

@@ -30,7 +30,7 @@ import numpy as np
 from conformal._base import Array, BaseEstimator, Boolean, Int, Interval, Options
 from conformal._validation import BOX_DIM, check_boxes, check_is_fitted
 from conformal.detection import _kernels as _k
-from conformal.detection._geometry import TWO_PI, wrap_angle
+from conformal.detection._geometry import TWO_PI, wrap_angle, wrapped_yaw
 from conformal.io import StateError, register_kind
 from conformal.quantile import conformal_quantile, conformal_rank
 
@@ -53,6 +53,7 @@ def residuals(pred: np.ndarray, true: np.ndarray, dim: int, yaw_period: float = 
     if dim == 3:
         r[:, 6] = wrap_angle(r[:, 6], yaw_period)
     return r
+
 
 
 def box_scales(pred: np.ndarray, dim: int, scale: str, box_std=None, min_scale: float = 1e-6) -> np.ndarray:
@@ -311,8 +312,9 @@ class BoxIntervalCalibrator(BaseEstimator):
 
         class_mask : bool (M, n_classes) — the class set of each detection (two-step mode) or a one-hot of its
         predicted label; required when class_conditional. Yaw bounds are returned unwrapped around the
-        predicted yaw (lower <= pred <= upper when both margins are >= 0); when q_lo + q_hi >= yaw_period the
-        yaw interval is the whole circle.
+        predicted yaw (lower <= pred <= upper when both margins are >= 0); a yaw beyond +-yaw_period is first
+        wrapped into [-yaw_period/2, yaw_period/2) (the same box), so its interval keeps its width; when
+        q_lo + q_hi >= yaw_period the yaw interval is the whole circle.
         """
         check_is_fitted(self, "q_lo_")
         dim = self.dim
@@ -338,6 +340,8 @@ class BoxIntervalCalibrator(BaseEstimator):
 
     def _apply(self, pred: np.ndarray, mask: np.ndarray, std) -> tuple[np.ndarray, np.ndarray]:
         """Margins on validated float64 inputs (the per-frame fast path of ConformalDetector)."""
+        if self.dim == 3:
+            pred = wrapped_yaw(pred, float(self.yaw_period))
         lower = np.empty_like(pred)
         upper = np.empty_like(pred)
         mode = SCALE_MODES[(self.dim, self.scale)]

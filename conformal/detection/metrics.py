@@ -19,7 +19,7 @@ from conformal._validation import (
     check_match_params,
 )
 from conformal.detection import _kernels as _k
-from conformal.detection._geometry import TWO_PI, wrap_angle
+from conformal.detection._geometry import TWO_PI, wrap_angle, wrapped_yaw
 from conformal.detection.matching import match_arrays
 from conformal.io import StateError, register_kind
 from conformal.stats import clopper_pearson
@@ -48,6 +48,7 @@ def side_coverage(pred, lower, upper, true, *, dim: int = 2, yaw_period: float =
     lo_ok = t >= lo
     hi_ok = t <= hi
     if dim == 3:
+        p = wrapped_yaw(p, yaw_period)  # as BoxIntervalCalibrator.predict: its bounds are around this yaw
         d = wrap_angle(t[:, 6] - p[:, 6], yaw_period)
         full = (hi[:, 6] - lo[:, 6]) >= yaw_period
         lo_ok[:, 6] = (d >= lo[:, 6] - p[:, 6]) | full

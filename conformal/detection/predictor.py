@@ -208,6 +208,7 @@ class ConformalDetector(BaseEstimator):
         dim, metric, thr, method = check_match_params(self.dim, self.match_metric, self.match_threshold,
                                                       self.match_method)
         preds, gts = check_frame_pairs(predictions, ground_truth, dim)
+        all_frames = (("prediction", preds), ("ground truth", gts))
         n = len(preds)
         self.recall_ = None
         idx = np.arange(n)
@@ -239,15 +240,20 @@ class ConformalDetector(BaseEstimator):
         else:
             n_classes = int(max([g["labels"].max(initial=-1) for g in gts] +
                                 [p["labels"].max(initial=-1) for p in preds])) + 1
-        if pairs["true_labels"].size and pairs["true_labels"].max() >= n_classes:
-            raise ValueError(f"ground-truth labels reach {int(pairs['true_labels'].max())} but class_probs have "
-                             f"{n_classes} classes")
+        # with class_probs, every label (matched or not, predicted or true) must be one of its classes
+        for kind, frames in all_frames if k_probs else ():
+            for i, f in enumerate(frames):
+                if f["labels"].size and f["labels"].max() >= n_classes:
+                    raise ValueError(f"{kind} frame {i}: `labels` must be < {n_classes} (the number of "
+                                     f"classes of `class_probs`); got {int(f['labels'].max())}")
         self.classes_ = None
         if self.alpha_cls is not None:
             if pairs["class_probs"] is None:
                 raise ValueError("alpha_cls is set but the prediction frames have no 'class_probs' (M, K)")
             cls = ClassConditionalConformalClassifier if self.class_conditional else SplitConformalClassifier
-            self.classes_ = cls(score=self.class_score, alpha=self.alpha_cls).fit(pairs["class_probs"],
+            # class sets stay non-randomized (reproducible per detection), as before the calibrators' "auto" default
+            self.classes_ = cls(score=self.class_score, alpha=self.alpha_cls, randomized=False,
+                                allow_empty=True).fit(pairs["class_probs"],
                                                                                  pairs["true_labels"])
         self.boxes_ = self._box_calibrator().fit(
             pairs["pred_boxes"], pairs["true_boxes"], pairs["true_labels"], box_std=pairs["box_std"],

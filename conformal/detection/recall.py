@@ -133,8 +133,9 @@ class RecallRiskControl(BaseEstimator):
     }
     _fitted_marker = "threshold_"
     _fitted_attributes = {"threshold_": Float(finite=True), "certified_": Bool(), "n_images_": Int(1),
-                          "table_": Mapping({"grid": Array("f", 1, finite=True), "risk": Array("f", 1),
-                                             "pvalue": Array("f", 1)})}
+                          "table_": Mapping({"grid": Array("f", 1, finite=True),
+                                             "risk": Array("f", 1, shape=("grid",), low=0.0, high=1.0),
+                                             "pvalue": Array("f", 1, shape=("grid",), low=0.0, high=1.0)})}
 
     def __init__(self, *, alpha: float = 0.1, delta: float = 0.1, dim: int = 2, metric: str | None = None,
                  match_threshold: float = 0.5, require_label: bool = False, grid=None):

@@ -28,5 +28,8 @@ class RankScore(Score):
 
     def _sets(self, p, qhat, u, logits, temp, allow_empty, errs):
         (n, k), (uu, rnd) = p.shape, self._u(u, p.shape[0])
-        return run_kernel(_k.set_rows, _k.predict_sets, n, k, p, uu, qhat, logits, temp, self.kind, rnd,
+        # At small K pairwise compares beat the bucket walk (measured: docs/benchmarks.md, `small_k`); same sets.
+        serial, parallel = ((_k.small_set_rows, _k.small_predict_sets) if k <= _k.SMALL_K
+                            else (_k.set_rows, _k.predict_sets))
+        return run_kernel(serial, parallel, n, k, p, uu, qhat, logits, temp, self.kind, rnd,
                           *self._kernel_params, allow_empty, out=np.empty((n, k), dtype=np.bool_), errs=errs)

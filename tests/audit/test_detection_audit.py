@@ -64,7 +64,8 @@ def _row(results, cell):
 @pytest.mark.parametrize("change, match", [
     ({"task": "segmentation"}, r"`task` is 'segmentation'; allowed values: classification, detection"),
     ({"abstention": {"statistic": "entropy"}}, r"unknown config key\(s\) abstention; allowed keys: .*conformal"),
-    ({"data": {"name": "kitti"}}, r"`data.name` is 'kitti'; allowed values: coco, composite_scenes, synthetic_scenes"),
+    ({"data": {"name": "kitti"}},
+     r"`data.name` is 'kitti'; allowed values: coco, composite_scenes, lidar_scenes, synthetic_scenes"),
     ({"data": {"name": "synthetic_scenes", "params": {"dim": 4}}}, r"`data.params.dim` is 4; allowed values: 2"),
     ({"data": {"name": "synthetic_scenes", "params": {"frames": 10}}},
      r"data.params.frames; allowed keys under `data.params`: .*n_frames"),

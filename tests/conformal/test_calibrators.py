@@ -170,7 +170,8 @@ def test_save_load_roundtrip_and_tamper_detection(tmp_path, cls, score):
 
 def test_predict_never_mutates_and_is_thread_safe():
     probs, labels = synthetic(4000, k=10, seed=11)
-    cp = SplitConformalClassifier(score="raps", alpha=0.1).fit(probs[:1000], labels[:1000])
+    cp = SplitConformalClassifier(randomized=False, allow_empty=True, score="raps", alpha=0.1).fit(probs[:1000],
+                                                                                                 labels[:1000])
     before = (cp.qhat_, cp.calibration_scores_.copy(), dict(vars(cp)).keys())
     x = probs[1000:]
     want = cp.predict_sets(x)
@@ -212,8 +213,15 @@ def test_bad_inputs_are_named():
         SplitConformalClassifier(inputs="softmax").fit(probs, labels)
     with pytest.raises(TypeError, match="`probs` must be a float32 or float64"):
         cp.fit(probs.astype(np.float16), labels)
-    with pytest.raises(TypeError, match="wrap it with numpy.asarray"):
-        cp.fit(probs.tolist(), labels)
+    # lists are accepted where arrays are (issue 18): the same fit as the array; ragged or non-numeric refused
+    from_list = SplitConformalClassifier(random_state=0).fit(probs.tolist(), labels.tolist())
+    assert from_list.qhat_ == SplitConformalClassifier(random_state=0).fit(probs.astype(np.float64), labels).qhat_
+    np.testing.assert_array_equal(from_list.predict_sets(probs.tolist()),
+                                  from_list.predict_sets(probs.astype(np.float64)))
+    with pytest.raises(ValueError, match="`probs` given as a list must be rectangular"):
+        cp.fit([[0.5, 0.5], [1.0]], [0, 1])
+    with pytest.raises(TypeError, match="`probs` given as a list must hold numbers"):
+        cp.fit([["0.5", "0.5"]] * 2, [0, 1])
     with pytest.raises(ValueError, match="`labels` must have one entry per row"):
         cp.fit(probs, labels[:-1])
     with pytest.raises(ValueError, match=r"`labels` must lie in \[0, 4\)"):
@@ -240,7 +248,8 @@ def test_bad_inputs_are_named():
 def test_torch_tensors_are_accepted_without_copy():
     torch = pytest.importorskip("torch")  # torch is in the dev extra that `make test` installs
     probs, labels = synthetic(300, k=4)
-    cp = SplitConformalClassifier().fit(torch.from_numpy(probs), torch.from_numpy(labels))
+    cp = SplitConformalClassifier(randomized=False, allow_empty=True).fit(torch.from_numpy(probs),
+                                                                         torch.from_numpy(labels))
     np.testing.assert_array_equal(cp.predict_sets(torch.from_numpy(probs)), cp.predict_sets(probs))
 
 
@@ -253,7 +262,7 @@ def test_public_api_names():
 def test_conformal_load_dispatches_on_saved_kind(tmp_path):
     probs, labels = synthetic(400, k=4, seed=13)
     for cls in (SplitConformalClassifier, ClassConditionalConformalClassifier):
-        cp = cls(score="raps", score_params={"lam": 0.02, "k_reg": 1}).fit(probs, labels)
+        cp = cls(score="raps", score_params={"lam": 0.02, "k_reg": 1}, random_state=0).fit(probs, labels)
         cp.save(tmp_path / "m.json")
         back = conformal.load(tmp_path / "m.json")
         assert type(back) is cls and back.score_ == cp.score_
@@ -265,14 +274,15 @@ def test_logits_with_temperature_equal_softmax_of_scaled_logits():
     z = rng.normal(size=(600, 5)) * 3
     labels = rng.integers(0, 5, 600)
     p = np.array([naive.softmax_row(r / 2.5) for r in z])
-    a = SplitConformalClassifier(inputs="logits", temperature=2.5).fit(z[:300], labels[:300])
-    b = SplitConformalClassifier().fit(p[:300], labels[:300])
+    a = SplitConformalClassifier(randomized=False, allow_empty=True, inputs="logits", temperature=2.5).fit(z[:300],
+                                                                                                       labels[:300])
+    b = SplitConformalClassifier(randomized=False, allow_empty=True).fit(p[:300], labels[:300])
     assert a.qhat_ == b.qhat_
     np.testing.assert_array_equal(a.predict_sets(z[300:]), b.predict_sets(p[300:]))
     with pytest.raises(ValueError, match="`temperature` applies to logits only"):
-        SplitConformalClassifier(temperature=2.0).fit(p, labels)
+        SplitConformalClassifier(randomized=False, allow_empty=True, temperature=2.0).fit(p, labels)
     with pytest.raises(ValueError, match="`temperature` must be a finite float > 0"):
-        SplitConformalClassifier(inputs="logits", temperature=0.0).fit(z, labels)
+        SplitConformalClassifier(randomized=False, allow_empty=True, inputs="logits", temperature=0.0).fit(z, labels)
     with pytest.raises(ValueError, match="row 7 holds NaN"):
         zz = z.copy()
         zz[7, 2] = np.inf

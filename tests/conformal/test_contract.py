@@ -32,6 +32,7 @@ from conformal import (
     KNNDistance,
     Mahalanobis,
     NotFittedError,
+    ShiftAwareAbstention,
     SplitConformalClassifier,
     TopK,
 )
@@ -99,7 +100,8 @@ CASES = {
         lambda m: (m.predict_sets(P[300:]), m.predict_pvalues(P[300:])),
         ("alpha", 1.5)),
     "ClassConditionalConformalClassifier": (
-        lambda: ClassConditionalConformalClassifier(score=SAPS(weight=0.3), alpha=0.2, fallback="marginal"),
+        lambda: ClassConditionalConformalClassifier(score=SAPS(weight=0.3), alpha=0.2, fallback="marginal",
+                                                    random_state=0),
         lambda m: m.fit(P[:300], Y[:300]),
         lambda m: (m.predict_sets(P[300:]), m.predict_pvalues(P[300:])),
         ("fallback", "sometimes")),
@@ -162,6 +164,14 @@ CASES = {
         lambda m: m.fit(np.linspace(0, 1, 50) ** 2, np.linspace(0, 1, 50), np.arange(50) % 3),
         lambda m: m.predict(np.linspace(0, 1, 7), np.arange(7) % 4),
         ("class_wise", "yes")),
+    "ShiftAwareAbstention": (
+        lambda: ShiftAwareAbstention(alpha=0.2, window=50, min_window=10, estimator="max", n_neighbors=3),
+        lambda m: m.fit(P[:300], Y[:300], shift_statistic=np.linspace(0, 1, 300),
+                        window_features=np.random.default_rng(0).random((20, 6)),
+                        required_abstention=np.linspace(0, 0.5, 20)),
+        lambda m: (m.predict(P[300:], shift_statistic=np.linspace(0, 2, 300)).abstain,
+                   m.abstention_level(P[300:], shift_statistic=np.linspace(0, 2, 300))),
+        ("deadband", -1.0)),
     "ConformalModel": (
         lambda: _conformal_model(),
         lambda m: m.fit(P[:300], Y[:300]),

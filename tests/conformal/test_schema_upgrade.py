@@ -34,15 +34,17 @@ SCENES = make_scenes(300, rng=0, bias=2.0)
 
 
 def _dual(**kw):
-    return DualThresholdConformal(random_state=0, **kw).fit(P[:300], Y[:300])
+    return DualThresholdConformal(randomized=False, allow_empty=True, random_state=0, **kw).fit(P[:300], Y[:300])
 
 
 REFITS = {
-    "split_raps.json": lambda: SplitConformalClassifier(score="raps", alpha=0.1, score_params={"lam": 0.02, "k_reg": 1})
+    "split_raps.json": lambda: SplitConformalClassifier(randomized=False, allow_empty=True,
+                                                        score="raps", alpha=0.1, score_params={"lam": 0.02, "k_reg": 1})
     .fit(P[:300], Y[:300]),
     "split_lac_randomized.json": lambda: SplitConformalClassifier(score="lac", alpha=0.1, randomized=True,
                                                                   random_state=3).fit(P[:300], Y[:300]),
-    "class_conditional.json": lambda: ClassConditionalConformalClassifier(score="aps", alpha=0.1).fit(P[:300], Y[:300]),
+    "class_conditional.json": lambda: ClassConditionalConformalClassifier(
+        randomized=False, allow_empty=True, score="aps", alpha=0.1).fit(P[:300], Y[:300]),
     "dual_selective_risk.json": lambda: _dual(score="raps", alpha=0.1, statistic="entropy", rule="selective_risk",
                                               rule_params={"delta": 0.5, "epsilon": 0.1}),
     "dual_budget_credibility.json": lambda: _dual(score="lac", alpha=0.1, statistic="credibility", rule="budget",

@@ -208,7 +208,7 @@ def pil_box_uint8_twin(image, starts, stops, weights):
 
 @pytest.mark.twin("perturbations._kernels.image.pil_box_uint8", twin=pil_box_uint8_twin)
 @FAST
-@given(a=st.integers(1, 12), b=st.integers(1, 40), c=st.sampled_from([1, 3]), data=st.data())
+@given(a=st.integers(1, 12), b=st.integers(1, 40), c=st.sampled_from([1, 3, 40]), data=st.data())
 def test_pil_box_uint8_matches_integer_sums(a, b, c, data):
     from perturbations._image_corruptions import _pil_box_windows
 

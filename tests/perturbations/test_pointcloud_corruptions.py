@@ -169,9 +169,10 @@ def test_occlusion_resamples_the_visible_surface():
         cos = _facing(pts[:, :3], ap["eye"])
         assert (cos[idx] < -0.1).mean() < 0.08  # splat gaps let a few back-facing samples through
         assert np.isin(np.flatnonzero(cos > 0.25), idx).mean() > 0.8  # the facing side is covered
-        # renormalised to the input's box size (ModelNet40-C normalises the occluded cloud)
-        extent = (pts[:, :3].max(0) - pts[:, :3].min(0)).max()
-        np.testing.assert_allclose((out[:, :3].max(0) - out[:, :3].min(0)).max(), extent, rtol=1e-9)
+        # renormalised as ModelNet40-C normalises the occluded cloud: box side 2 in the unit-sphere frame,
+        # i.e. 2 x the input's radius (issue 19: the reference's output scale; was the input's box size)
+        radius = np.linalg.norm(pts[:, :3] - pts[:, :3].mean(0), axis=1).max()
+        np.testing.assert_allclose((out[:, :3].max(0) - out[:, :3].min(0)).max(), 2 * radius, rtol=1e-6)
         # the camera's azimuth lies in the severity's sector
         centre = pc.parameters("occlusion", sev)["azimuth_centre"]
         assert abs(ap["azimuth"] - centre) <= np.pi / 5

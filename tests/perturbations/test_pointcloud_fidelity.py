@@ -4,8 +4,10 @@ The reference functions are restated here from its `data/generate_c.py` (and PyG
 `distortion.py` calls: FFD box [-1, 1]^3 with a 5^3 Bernstein lattice, RBF multiquadric biharmonic splines
 of radius 0.5 on a 5^3 grid), drawing from NumPy's legacy RandomState as it does. The inputs are synthetic
 shapes (sphere, torus, cube surface, a long box), put into ModelNet40's unit-sphere frame (centroid 0,
-farthest point 1). Checked: the same output point count and scale, and the Chamfer distance to the clean
-cloud within 15 % of the reference's (mean over seeds), at every severity.
+farthest point 1); occlusion / lidar against `occlusion.py` / `simulate_lidar` on open3d meshes of the
+same four shapes (their OpenGL depth capture emulated by ray casting). Checked: the same output point
+count and scale, and the Chamfer distance to the clean cloud within 15 % of the reference's (mean over
+seeds), at every severity.
 """
 from __future__ import annotations
 
@@ -222,3 +224,118 @@ def test_output_scale_follows_a_similarity_of_the_input(clouds):
     for name in ("uniform", "background", "ffd"):
         np.testing.assert_allclose(pc.corrupt(moved, name, 2, rng=4),
                                    pc.corrupt(x, name, 2, rng=4) * 3.0 + np.array([1.0, 2.0, -4.0]), atol=1e-9)
+
+
+# ---------------------------------------------------------------------------- occlusion and LiDAR
+def _meshes():
+    """(clean 1,024-point cloud, mesh vertices, triangles) of four surfaces in the unit-sphere frame."""
+    o3d = pytest.importorskip("open3d")
+    o3d.utility.random.seed(0)
+    made = {"sphere": o3d.geometry.TriangleMesh.create_sphere(1.0, 30),
+            "torus": o3d.geometry.TriangleMesh.create_torus(1.0, 0.4, 40, 20),
+            "cube": o3d.geometry.TriangleMesh.create_box(2, 2, 2).translate((-1, -1, -1)),
+            "box": o3d.geometry.TriangleMesh.create_box(2, 0.7, 0.4).translate((-1, -0.35, -0.2))}
+    out = {}
+    for name, m in made.items():
+        cloud = np.asarray(m.sample_points_uniformly(N).points)
+        c = cloud.mean(0)
+        r = np.linalg.norm(cloud - c, axis=1).max()
+        out[name] = ((cloud - c) / r, (np.asarray(m.vertices) - c) / r, np.asarray(m.triangles))
+    return out
+
+
+def ref_occlusion(v, t, kind, severity, rs, n=N):
+    """occlusion.occlusion_1 (+ generate_c.simulate_lidar for 'lidar'), z-up: the final swap to y-up left out.
+
+    Its OpenGL depth capture is emulated: one ray per pixel of the 1080 x 720 window (f = 365, principal
+    point at the centre) through the pose of random_pose / lidar_pose, against the bbox-normalised mesh;
+    z-depth = the hit parameter of the unnormalised pixel ray; points in create_from_depth_image's
+    row-major order (only the rows and columns the mesh can cover are cast: the others miss).
+    """
+    o3d = pytest.importorskip("open3d")
+    v = normalize(v.copy())
+    theta, delta = 2 * np.pi * severity / 5, np.pi / 5
+    ax = rs.uniform(2 / 3 * np.pi, 5 / 6 * np.pi) if kind == "occlusion" else 5 / 8 * np.pi
+    az = rs.uniform(theta - delta, theta + delta)
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    rot = rz @ rx
+    eye = -rot[:, 2] * (3.0 if kind == "occlusion" else 5.0)
+    w, h, f = 1080, 720, 365.0
+    cam = (v - eye) @ rot
+    u_px, v_px = f * cam[:, 0] / cam[:, 2] + w / 2 - 0.5, f * cam[:, 1] / cam[:, 2] + h / 2 - 0.5
+    cols = np.arange(max(int(u_px.min()) - 1, 0), min(int(u_px.max()) + 2, w))
+    rows = np.arange(max(int(v_px.min()) - 1, 0), min(int(v_px.max()) + 2, h))
+    uu, vv = np.meshgrid(cols, rows)
+    d = np.stack([(uu.ravel() - (w / 2 - 0.5)) / f, (vv.ravel() - (h / 2 - 0.5)) / f, np.ones(uu.size)], 1) @ rot.T
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(v.astype(np.float32)), o3d.core.Tensor(t.astype(np.uint32)))
+    z = scene.cast_rays(o3d.core.Tensor(np.c_[np.broadcast_to(eye, d.shape), d].astype(np.float32)))["t_hit"].numpy()
+    pts = eye + d[np.isfinite(z)] * z[np.isfinite(z), None]
+    ratio = int(len(pts) / n)
+    if ratio > 0:  # shuffle_data, then uniform_down_sample(ratio)
+        idx = np.arange(len(pts))
+        rs.shuffle(idx)
+        pts = pts[idx][::ratio]
+    if len(pts) < n:
+        pts = pts[rs.choice(len(pts), n)]
+    pts = pts[:n]
+    if kind == "occlusion":
+        return normalize(pts)
+    rel = pts - eye  # simulate_lidar: sensor at the origin, spherical coordinates, 1-degree bands from the lowest
+    r, phi = np.linalg.norm(rel, axis=1), np.arctan2(rel[:, 1], rel[:, 0])
+    el = np.arctan2(np.hypot(rel[:, 0], rel[:, 1]), rel[:, 2])
+    top = np.max(np.c_[rel, r, el, phi][:4])  # the reference's np.max(pointcloud_new[:4]): 4 rows, all columns
+    step, cur, kept = np.pi / 180, el.min(), []
+    while cur + step < top:
+        m = (el >= cur + step / 4) & (el < cur + 3 * step / 4)
+        el[m] = cur + step / 2
+        kept.append(np.flatnonzero(m))
+        cur += step
+    k = np.concatenate(kept)
+    new = np.c_[r[k] * np.sin(el[k]) * np.cos(phi[k]), r[k] * np.sin(el[k]) * np.sin(phi[k]), r[k] * np.cos(el[k])]
+    return (new + eye)[rs.choice(len(new), 768)]
+
+
+@pytest.fixture(scope="module")
+def occlusion_runs():
+    """Per (kind, shape): mean CD to the clean cloud, mean box side and distinct rows; reference, ours with the
+    mesh, ours from the points alone (splats, the default); severities 1-5 x 3 seeds."""
+    runs = {}
+    for kind in ("occlusion", "lidar"):
+        for shape, (x, v, t) in _meshes().items():
+            rows = {"ref": [], "mesh": [], "splats": []}
+            for s in range(1, 6):
+                for k in range(3):
+                    outs = {"ref": ref_occlusion(v, t, kind, s, np.random.RandomState(k)),
+                            "mesh": pc.corrupt(x, kind, s, rng=k, mesh=(v, t)), "splats": pc.corrupt(x, kind, s, rng=k)}
+                    for key, o in outs.items():
+                        side = (o.max(0) - o.min(0)).max()
+                        rows[key].append((len(o), chamfer(o, x), side, len(np.unique(o, axis=0))))
+            runs[kind, shape] = {key: np.array(r) for key, r in rows.items()}
+    return runs
+
+
+def test_occlusion_and_lidar_match_modelnet40c_given_the_mesh(occlusion_runs):
+    """The same point count and scale (box side within 3 %), CD within 15 %, lidar distinct rows within 10 %."""
+    for (kind, shape), r in occlusion_runs.items():
+        ref, ours = r["ref"], r["mesh"]
+        np.testing.assert_array_equal(ours[:, 0], ref[:, 0])
+        assert abs(ours[:, 2].mean() / ref[:, 2].mean() - 1) < 0.03, (kind, shape)
+        assert abs(ours[:, 1].mean() / ref[:, 1].mean() - 1) < 0.15, (kind, shape, ours[:, 1].mean(), ref[:, 1].mean())
+        assert abs(ours[:, 3].mean() / ref[:, 3].mean() - 1) < 0.10, (kind, shape)
+
+
+def test_occlusion_and_lidar_from_points_alone(occlusion_runs):
+    """Splats (no mesh, the default): CD within 15 % of the reference's except occlusion of the flat-faced
+    cube and box, where splats at the edges wrap onto hidden faces (ours 0.65-0.8x, documented)."""
+    for (kind, shape), r in occlusion_runs.items():
+        ref, ours = r["ref"], r["splats"]
+        np.testing.assert_array_equal(ours[:, 0], ref[:, 0])
+        ratio = ours[:, 1].mean() / ref[:, 1].mean()
+        if kind == "occlusion" and shape in ("cube", "box"):
+            assert 0.6 < ratio < 0.85, (kind, shape, ratio)
+        else:
+            assert abs(ratio - 1) < 0.15, (kind, shape, ratio)
+        if kind == "occlusion":
+            assert abs(ours[:, 2].mean() / ref[:, 2].mean() - 1) < 0.03, (kind, shape)

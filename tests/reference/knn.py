@@ -23,3 +23,14 @@ def knn_distances(queries: np.ndarray, bank_t: np.ndarray, k: int, mean: bool) -
     for t in range(k):
         s += top[:, t]
     return s / k
+
+
+def normalize_rows(x: np.ndarray) -> np.ndarray:
+    """Rows over their L2 norm: the squares summed in float64 one column at a time (the kernel's order), the
+    quotient in float64, rounded to float32; a zero row stays zero."""
+    x = np.asarray(x).astype(np.float64)
+    s = np.zeros(x.shape[0])
+    for j in range(x.shape[1]):
+        s += x[:, j] * x[:, j]
+    norm = np.sqrt(s)
+    return (x / np.where(norm > 0, norm, 1.0)[:, None]).astype(np.float32)

@@ -65,3 +65,24 @@ def aci_threshold(sorted_scores, alpha_t):
     if k <= 0:
         return -math.inf
     return float(sorted_scores[k - 1])
+
+
+def power_mixture_step(state, pv, n_grid):
+    """Mixture of power martingales over eps = (g + 1/2) / n_grid: each log M_eps gains log eps + (eps - 1) log p;
+    the monitor is log10 of the mean of M_eps."""
+    eps = (np.arange(n_grid) + 0.5) / n_grid
+    logs = np.asarray(state[:n_grid], np.float64) + np.log(eps) + (eps - 1.0) * math.log(max(pv, 1e-300))
+    mean = np.exp(logs - logs.max()).mean()
+    return np.append(logs, (logs.max() + math.log(mean)) / math.log(10.0))
+
+
+def mixture_calibrator(pv):
+    """integral_0^1 eps p^(eps - 1) d eps, by its closed form (1/2 where log p rounds to 0)."""
+    p = max(pv, 1e-300)
+    lp = math.log(p)
+    return 0.5 if lp > -1e-6 else (1.0 - p + p * lp) / (p * lp * lp)
+
+
+def cusum_step(state, pv):
+    """log10 C_t = max(log10 C_{t-1}, 0) + log10 f(p_t)."""
+    return np.array([max(state[0], 0.0) + math.log10(mixture_calibrator(pv))])

@@ -6,6 +6,7 @@ on every cell's test outputs.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from audit.runner.cache import file_digest, fingerprint, pack_records
 from audit.runner.cells import cell_list, cell_rng
 from audit.runner.task import Prepared, Task
 from audit.tasks.classification import config, corrupt, data, evaluate, models, reference, report
+from audit.tasks.classification import shift as shift_cols
 
 __all__ = ["ClassificationTask"]
 
@@ -86,13 +88,28 @@ def _check_probs(probs: np.ndarray, cell: str) -> None:
                          f"{probs[i].sum():.6g}, range [{probs[i].min():.3g}, {probs[i].max():.3g}])")
 
 
+@dataclass
+class _Cell:
+    probs: np.ndarray
+    features: np.ndarray | None
+    quality: np.ndarray | None = None  # raw quality_features rows (shift.statistics with input_quality)
+
+
+@dataclass
+class _SplitModel:
+    dual: object           # the config's DualThresholdConformal, fitted on the split's clean calibration part
+    shift: object          # shift_cols.ShiftParts, or None (no `shift` section, or past shift.repeats)
+    seed: int
+
+
 class ClassificationTask(Task):
     name = "classification"
     help = "a classifier's conformal sets and abstention under image or point-cloud corruptions (default)"
-    metrics = evaluate.METRICS
+    metrics = {**evaluate.METRICS, **shift_cols.SHIFT_METRICS}
     csv_metrics = ("coverage", "set_size", "empty_rate", "accuracy", "abstain_rate", "selective_risk",
                    "coverage_accepted", "auroc", "auroc_miscoverage", "auroc_label_nll",
-                   "abstain_gridmean_label_nll", "qhat", "tau", "class_coverage_min")
+                   "abstain_gridmean_label_nll", "qhat", "tau", "class_coverage_min",
+                   *shift_cols.SHIFT_METRICS)
     count_metric = "coverage"
 
     def validate(self, raw, *, base_dir=None, check_names=True):
@@ -155,10 +172,15 @@ class ClassificationTask(Task):
         # The cache key covers everything that shapes a cell's outputs: config, weights bytes, the audit inputs
         # and labels themselves, the fitted in-process model, and the source of the corruption code.
         mkey = fingerprint(_model_key(cfg), labels, dataset.pool_inputs, _predictor_state(predictor))
+        features = cfg.get("shift") is not None or config.needs_features(cfg)
+        quality = shift_cols.uses_quality(cfg.get("shift"))
+        # configs without features (or quality) keep their cache keys
+        extra_key = ("features",) * features + ("quality",) * quality
         keys = {t["cell"]: fingerprint(mkey, t["name"], t["severity"], t["params"], cfg["output"]["examples"],
-                                       _corruption_code(t["name"])) for t in cells}
+                                       _corruption_code(t["name"]), *extra_key) for t in cells}
         context = {"inputs": dataset.pool_inputs, "modality": dataset.modality, "predictor": predictor,
-                   "seed": cfg["seed"], "n_classes": dataset.n_classes, "n_examples": cfg["output"]["examples"]}
+                   "seed": cfg["seed"], "n_classes": dataset.n_classes, "n_examples": cfg["output"]["examples"],
+                   "features": features, "quality": quality}
         prov.update(_model_provenance(cfg, predictor))
         return Prepared(dataset.description, int(labels.shape[0]), context, keys, info, state=state,
                         provenance=prov)
@@ -180,13 +202,20 @@ class ClassificationTask(Task):
             raise ValueError(f"model outputs have shape {probs.shape}; expected ({n}, {context['n_classes']})")
         _check_probs(probs, cell["cell"])
         examples = [np.array(x) for x in inputs[: context["n_examples"]]]
-        return {"probs": probs, **_pack_examples(examples), **applied}
+        out = {"probs": probs, **_pack_examples(examples), **applied}
+        if context.get("features"):
+            feats = np.asarray(models.predictor_features(context["predictor"], inputs, context["modality"]))
+            out["features"] = feats.reshape(n, -1).astype(np.float32)
+        if context.get("quality"):
+            from conformal.abstention import quality_features
+            out["quality"] = quality_features(inputs, modality=shift_cols.QUALITY_MODALITY[context["modality"]])
+        return out
 
     def subset_context(self, context, n):
         return {**context, "inputs": context["inputs"][:n]} if "inputs" in context else context
 
     def load_cell(self, prepared, arrays):
-        return arrays["probs"]
+        return _Cell(arrays["probs"], arrays.get("features"), arrays.get("quality"))
 
     def cell_artifacts(self, prepared, cell, arrays):
         return {k: arrays[k] for k in ("examples", "example_counts") if k in arrays}
@@ -196,16 +225,34 @@ class ClassificationTask(Task):
 
     def fit_split(self, cfg, prepared, clean, calibration, r):
         labels = prepared.state["labels"]
-        model = config.make_calibrator(cfg, cfg["seed"] + 1000 * r + 17)
-        return model.fit(clean[calibration], labels[calibration])
+        seed = cfg["seed"] + 1000 * r + 17
+        model = config.make_calibrator(cfg, seed)
+        side = {"features": clean.features[calibration]} if config.needs_features(cfg) else {}
+        model.fit(clean.probs[calibration], labels[calibration], **side)
+        sh, parts = cfg.get("shift"), None
+        if sh is not None and r < sh["repeats"]:
+            test = np.setdiff1d(np.arange(labels.shape[0]), calibration)
+            parts = shift_cols.fit(sh, cfg, clean.probs, clean.features, labels, calibration, test, seed,
+                                   quality=clean.quality, modality=prepared.context.get("modality"))
+        return _SplitModel(model, parts, seed)
 
-    def score_cell(self, cfg, prepared, model, probs, test, first, cell):
+    def score_cell(self, cfg, prepared, split_model, data, test, first, cell):
+        model = split_model.dual
         labels = prepared.state["labels"][test]
         target, allow_empty = cfg["abstention"]["target"], cfg["conformal"]["allow_empty"]
-        p = probs[test]
-        d = model.predict(p)
+        alpha = cfg["conformal"]["alpha"]
+        p = data.probs[test]
+        d = model.predict(p, **({"features": data.features[test]} if config.needs_features(cfg) else {}))
         m = evaluate.cell_metrics(d, p, labels, target, allow_empty)
-        m["qhat"], m["tau"] = float(np.max(model.qhat_)), float(model.tau_)
+        # several statistics: "tau" is the first one's (as d.statistic is its column)
+        m["qhat"], m["tau"] = float(np.max(model.qhat_)), float(np.atleast_1d(model.tau_)[0])
+        m.update(evaluate.harm_metrics(d, p, labels, alpha, allow_empty))
+        if split_model.shift is not None:
+            m.update(shift_cols.metrics(cfg["shift"], split_model.shift, p, data.features[test], labels, alpha,
+                                        split_model.seed,
+                                        quality=None if data.quality is None else data.quality[test]))
+        else:
+            m.update(shift_cols.nan_metrics())
         if not first:
             return m, None
         sets = np.asarray(d.sets) if allow_empty else evaluate.nonempty(np.asarray(d.sets), p)

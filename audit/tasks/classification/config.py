@@ -6,7 +6,7 @@ import inspect
 
 from audit import schema as S
 from audit.errors import ConfigError
-from audit.tasks.classification import corrupt, data, models
+from audit.tasks.classification import corrupt, data, models, shift
 
 __all__ = ["TOP_KEYS", "SPLIT_DEFAULTS", "CONFORMAL_DEFAULTS", "ABSTENTION_DEFAULTS", "SCORES", "STATISTICS",
            "RULES", "TARGETS", "validate", "make_calibrator"]
@@ -19,10 +19,12 @@ TOP_KEYS = {
     "split": "{train_fraction, calibration_fraction, repeats, max_samples}",
     "model": "{name, params}: the classifier to audit",
     "conformal": "{score, alpha, allow_empty}",
-    "abstention": "{statistic, rule, target, abstain_fraction}",
+    "abstention": "{statistic (a name or a list of names: the union rule), rule, target, abstain_fraction}",
     "corruptions": "list of {name, severities, params}",
     "executor": "{name: local|ray, workers, address}",
     "output": "{plots, report, examples, render_png}",
+    "shift": "{statistics, k, window, estimator, monitor, monitor_level, repeats}: shift-aware abstention columns "
+             "(optional; docs/audit.md)",
 }
 
 SPLIT_DEFAULTS = {"train_fraction": 0.5, "calibration_fraction": 0.5, "repeats": 20, "max_samples": None}
@@ -48,6 +50,46 @@ def _registries():
 
 
 SCORES, STATISTICS, RULES, TARGETS = _registries()
+# fitted statistics an audit can feed: their side input is the model's features (penultimate layer for torch, the
+# input vector for scikit-learn models); energy (logits) and input_quality (raw inputs) have none stored per cell
+FEATURE_STATISTICS = ("knn", "mahalanobis")
+_UNSUPPORTED = {"energy": "needs the model's logits, which the audit does not keep",
+                "input_quality": "needs the raw inputs of every cell, which the audit does not keep"}
+
+
+def abstention_statistic(cfg: dict):
+    """The calibrator's `statistic` parameter: the config's name, or a tuple for a list (the union rule)."""
+    stat = cfg["abstention"]["statistic"]
+    return tuple(stat) if isinstance(stat, list) else stat
+
+
+def needs_features(cfg: dict) -> bool:
+    """True when the config's abstention statistics need the model's features."""
+    stat = cfg["abstention"]["statistic"]
+    return any(s in FEATURE_STATISTICS for s in (stat if isinstance(stat, list) else [stat]))
+
+
+def statistic_label(cfg: dict) -> str:
+    """The abstention statistic(s) as text for reports ("entropy", "entropy + knn")."""
+    stat = cfg["abstention"]["statistic"]
+    return " + ".join(stat) if isinstance(stat, list) else stat
+
+
+def _check_statistic(stat, modality) -> None:
+    names = stat if isinstance(stat, list) else [stat]
+    if isinstance(stat, list) and (not stat or len(set(map(str, stat))) != len(stat)):
+        raise ConfigError(f"config key `abstention.statistic` must be a name or a non-empty list of distinct names; "
+                          f"got {stat!r}")
+    for s in names:
+        if s in _UNSUPPORTED:
+            raise ConfigError(f"config key `abstention.statistic` lists {s!r}, which {_UNSUPPORTED[s]}; allowed "
+                              f"values: {', '.join((*STATISTICS, *FEATURE_STATISTICS))}")
+        if not isinstance(s, str) or s not in (*STATISTICS, *FEATURE_STATISTICS):
+            raise ConfigError(f"config key `abstention.statistic` is {s!r}; allowed values: "
+                              f"{', '.join((*STATISTICS, *FEATURE_STATISTICS))} (or a list of them)")
+        if s in FEATURE_STATISTICS and modality == "outputs":
+            raise ConfigError(f"config key `abstention.statistic` lists {s!r}, which needs features of the inputs; "
+                              f"precomputed outputs have none")
 
 
 def make_calibrator(cfg: dict, seed: int):
@@ -56,7 +98,7 @@ def make_calibrator(cfg: dict, seed: int):
 
     conf, abst = cfg["conformal"], cfg["abstention"]
     return DualThresholdConformal(score=get_score(conf["score"]["name"], **conf["score"]["params"]),
-                                  alpha=conf["alpha"], statistic=abst["statistic"], rule=abst["rule"]["name"],
+                                  alpha=conf["alpha"], statistic=abstention_statistic(cfg), rule=abst["rule"]["name"],
                                   rule_params=dict(abst["rule"]["params"]), target=abst["target"],
                                   abstain_fraction=abst["abstain_fraction"], random_state=seed)
 
@@ -105,9 +147,7 @@ def validate(raw: dict, *, base_dir=None, check_names: bool = True) -> dict:
     cfg["conformal"] = conf
 
     abst = S.merged(raw.get("abstention"), ABSTENTION_DEFAULTS, "abstention")
-    if abst["statistic"] not in STATISTICS:
-        raise ConfigError(f"config key `abstention.statistic` is {abst['statistic']!r}; allowed values: "
-                          f"{', '.join(STATISTICS)}")
+    _check_statistic(abst["statistic"], data.DATA_SOURCES[cfg["data"]["name"]].modality if check_names else None)
     abst["rule"] = S.component(abst["rule"], "abstention.rule", RULES)
     S.check_keys(abst["rule"]["params"], RULES[abst["rule"]["name"]], "abstention.rule.params")
     if abst["target"] not in TARGETS:
@@ -126,6 +166,8 @@ def validate(raw: dict, *, base_dir=None, check_names: bool = True) -> dict:
             corrupt.check_corruption(name, modality, cfg["data"]["name"], path, params)
 
     cfg["corruptions"] = S.corruption_list(raw["corruptions"], check)
+    if raw.get("shift") is not None:  # absent: no key, so configs without it keep their exact expanded form
+        cfg["shift"] = shift.validate(raw["shift"], modality)
     cfg["executor"] = S.executor(raw.get("executor"))
     cfg["output"] = S.output(raw.get("output"))
     return cfg

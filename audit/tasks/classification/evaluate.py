@@ -90,3 +90,21 @@ def cell_metrics(decisions, probs: np.ndarray, labels: np.ndarray, target: str, 
         "auroc_label_nll": auroc(nll, ~covered),
         "abstain_gridmean_label_nll": float((nll[:, None] > RESEARCH_TAU_GRID[None, :]).mean()),
     }
+
+
+def harm_metrics(decisions, probs: np.ndarray, labels: np.ndarray, alpha: float, allow_empty: bool = True) -> dict:
+    """harm, safe and the label-using oracle abstention of the config's rule (see shift.SHIFT_METRICS)."""
+    from audit.tasks.classification.shift import safe
+    from conformal.abstention import required_abstention
+
+    sets = np.asarray(decisions.sets)
+    if not allow_empty:
+        sets = nonempty(sets, probs)
+    abstain = np.asarray(decisions.abstain, dtype=bool)
+    n = labels.shape[0]
+    covered = sets[np.arange(n), labels]
+    acc = ~abstain
+    cov = float(covered[acc].mean()) if acc.any() else math.nan
+    return {"harm": float((acc & ~covered).mean()), "safe": safe(cov, float(abstain.mean()), alpha),
+            "oracle_abstention_uses_label": required_abstention(np.asarray(decisions.statistic, dtype=np.float64),
+                                                                covered, alpha)}

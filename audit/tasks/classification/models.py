@@ -43,6 +43,15 @@ def cloud_features(clouds, bins: int = 16) -> np.ndarray:
 FEATURES = {"image": image_features, "pointcloud": cloud_features}
 
 
+def predictor_features(predictor, inputs, modality) -> np.ndarray:
+    """Label-free features for the audit's fitted shift statistics: a torch model's penultimate layer
+    (`reference.torch_features`), else the linear model's own input vector (`FEATURES`: flattened pixels in
+    [0, 1] or the point-cloud descriptor)."""
+    if hasattr(predictor, "features"):
+        return predictor.features(inputs)
+    return FEATURES[modality](inputs)
+
+
 class LinearSoftmax:
     """A fitted multinomial logistic regression, kept as arrays (no scikit-learn object crosses processes)."""
 
@@ -206,6 +215,11 @@ class FilePredictor:
         net = load_model(self.kind, self.path, cls=self.cls, kwargs=self.kwargs, threads=1)
         return make_adapter(self.modality, net, adapter_kwargs(self.modality, self.adapter_kwargs,
                                                                "model.params.adapter"))
+
+    def features(self, inputs) -> np.ndarray:
+        if self._adapter is None:
+            self._adapter = self._build()
+        return reference.torch_features(self._adapter, inputs)
 
     def predict_proba(self, inputs) -> np.ndarray:
         if self._adapter is None:

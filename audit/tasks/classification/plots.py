@@ -42,6 +42,41 @@ def heatmaps(results: dict, path: Path) -> None:
     save_figure(fig, path, dpi=110)
 
 
+def has_shift(results: dict) -> bool:
+    return results["config"].get("shift") is not None and any(
+        math.isfinite(r.get("shift_harm", {}).get("mean", math.nan)) for r in results["cells"])
+
+
+def safety_heatmap(results: dict, path: Path) -> None:
+    """Harm (share accepted with a set missing the label) of the config's rule and of the shift-aware rule per
+    corruption and severity; an 'x' marks an unsafe cell (safe in fewer than half the splits)."""
+    plt = _plt()
+    from matplotlib.colors import Normalize
+
+    corrs, sevs, _, _ = _grid(results, "harm")
+    specs = [("harm", "safe", f"{results['config']['abstention']['statistic']} only")]
+    if has_shift(results):
+        specs.append(("shift_harm", "shift_safe", "shift-aware (window rule + monitor)"))
+    fig, axes = plt.subplots(1, len(specs), figsize=(5.5 * len(specs), 1.2 + 0.45 * max(len(corrs), 2)),
+                             squeeze=False)
+    top = max(max((float(np.nanmax(_grid(results, h)[2])) for h, _, _ in specs), default=0.0), 0.05)
+    for ax, (h, sf, title) in zip(axes[0], specs):
+        _, _, grid, clean = _grid(results, h)
+        _, _, safe, _ = _grid(results, sf)
+        im = heatmap(ax, grid, corrs, sevs, "Reds", Normalize(0.0, top), "{:.3f}")
+        for i in range(safe.shape[0]):
+            for j in range(safe.shape[1]):
+                if np.isfinite(safe[i, j]) and safe[i, j] < 0.5:
+                    ax.text(j + 0.38, i - 0.28, "x", ha="center", va="center", fontsize=9, color="black")
+        n_bad = int(np.sum(np.isfinite(safe) & (safe < 0.5)))
+        ax.set_title(f"harm, {title}\n(clean {clean:.3f}; {n_bad} unsafe cells marked x)", fontsize=10)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.suptitle(f"{results['config']['name']}: safety (safe = coverage among accepted >= 1 - alpha - 0.02 or "
+                 f">= 95 % abstention)", fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+
+
 def coverage_vs_severity(results: dict, path: Path) -> None:
     plt = _plt()
     alpha = results["config"]["conformal"]["alpha"]
@@ -272,6 +307,9 @@ def draw_all(results: dict, curves: dict, plot_dir: Path) -> list:
     if results["config"]["corruptions"]:
         heatmaps(results, plot_dir / "heatmaps.png")
         made.append(("heatmaps.png", "Coverage, set size and abstention rate per corruption and severity"))
+        if "harm" in results["cells"][0]:
+            safety_heatmap(results, plot_dir / "safety.png")
+            made.append(("safety.png", "Safety: harm and unsafe cells of the entropy-only and the shift-aware rule"))
         coverage_vs_severity(results, plot_dir / "coverage_vs_severity.png")
         made.append(("coverage_vs_severity.png", "Metrics vs severity with 95% split intervals"))
     roc_curves(results, curves, plot_dir / "roc_curves.png")

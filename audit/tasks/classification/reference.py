@@ -13,6 +13,25 @@ DATA_OF = {"digits_cnn": ("digits", "digits"), "fashion_cnn": ("fashion_mnist", 
            "shapes_pointnet": ("shapes", "shapes")}
 
 
+def torch_features(adapter, inputs) -> np.ndarray:
+    """The input of the network's last nn.Linear (the penultimate features), float32, one forward pass."""
+    if hasattr(adapter, "predict_outputs"):
+        return np.asarray(adapter.predict_outputs(inputs).features, dtype=np.float32)
+    import torch
+
+    linear = [m for m in adapter.model.modules() if isinstance(m, torch.nn.Linear)]
+    if not linear:
+        raise ValueError("the model has no nn.Linear layer whose input could serve as features")
+    feats = []
+    hook = linear[-1].register_forward_pre_hook(lambda _m, inp: feats.append(inp[0].detach().cpu().numpy()))
+    try:
+        adapter.predict_logits(inputs)
+    finally:
+        hook.remove()
+    return np.concatenate(feats).reshape(len(inputs), -1).astype(np.float32)
+
+
+
 class ReferencePredictor:
     """`adapters.reference.load(name, weights)` built lazily in each process (torch modules are not shipped
     between processes; the name and weights path are)."""
@@ -27,6 +46,13 @@ class ReferencePredictor:
         d = dict(self.__dict__)
         d["_adapter"] = None
         return d
+
+    def features(self, inputs) -> np.ndarray:
+        """Penultimate features (the input of the last nn.Linear), for the audit's shift statistics."""
+        self.predict_proba(inputs[:1])  # builds the adapter
+        if not isinstance(inputs, list):
+            inputs = np.asarray(inputs)
+        return torch_features(self._adapter, inputs)
 
     def predict_proba(self, inputs) -> np.ndarray:
         if self._adapter is None:

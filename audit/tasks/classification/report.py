@@ -5,6 +5,7 @@ import html
 
 from audit.pages import flagged_cell, fmt, params_text, target_text
 from audit.runner.task import ReportParts
+from audit.tasks.classification.config import statistic_label
 from audit.tasks.classification.models import preprocess_text
 from audit.tasks.classification.plots import draw_all
 
@@ -45,7 +46,7 @@ def caveats(results: dict) -> list:
                "clean calibration data, i.e. for the 'clean' row. Corrupted rows are a stress test under covariate "
                "shift, where split conformal prediction gives no guarantee; their coverage is measured, not promised.")
     out.append("Both thresholds (conformal q-hat and abstention tau) are fitted on clean calibration data only; the "
-               f"abstention statistic '{cfg['abstention']['statistic']}' uses no label. The research's label-using "
+               f"abstention statistic '{statistic_label(cfg)}' uses no label. The research's label-using "
                "statistic (-log p_y) is reported apart, in the research appendix at the end, for comparison only: "
                "it cannot be computed at deployment.")
     rule = cfg["abstention"]["rule"]["name"]
@@ -64,6 +65,40 @@ def caveats(results: dict) -> list:
         out.append(f"{len(results['failed_cells'])} cell(s) FAILED and are missing: "
                    f"{', '.join(sorted(results['failed_cells']))} (tracebacks in results.json).")
     return out
+
+
+SHIFT_TABLE = [("harm", "harm"), ("safe", "safe"), ("shift_abstain_rate", "abstain"),
+               ("shift_accepted_coverage", "cov. accepted"), ("shift_harm", "harm"), ("shift_safe", "safe"),
+               ("shift_auroc", "shift AUROC"), ("monitor_alarm", "alarm"), ("monitor_delay", "delay"),
+               ("oracle_abstention_uses_label", "oracle abstain (uses label)")]
+
+
+def shift_table(results: dict) -> str:
+    """The config's rule next to the shift-aware rule, per cell (config section `shift`)."""
+    if results["config"].get("shift") is None:
+        return ""
+    head = ("<tr><th class='l' rowspan=2>corruption</th><th rowspan=2>sev.</th><th colspan=2>"
+            f"{html.escape(statistic_label(results['config']))} only</th><th colspan=4>shift-aware (window "
+            "rule + monitor)</th><th colspan=3>label-free shift detection</th><th rowspan=2>oracle abstain "
+            "(USES LABEL)</th></tr><tr>" + "".join(f"<th>{h}</th>" for _, h in SHIFT_TABLE[:-1]) + "</tr>")
+    alpha = results["config"]["conformal"]["alpha"]
+    # harm <= alpha: on exchangeable data the accepted misses are at most the misses, P(miss) <= alpha
+    tg = {"harm": (alpha, False), "shift_harm": (alpha, False), "shift_accepted_coverage": (1 - alpha, True)}
+    rows = ["<tr><td class='l'><i>target</i></td><td></td>"
+            + "".join(f"<td>{target_text(*tg[m]) if m in tg else ''}</td>" for m, _ in SHIFT_TABLE) + "</tr>"]
+    for r in results["cells"]:
+        sev = "" if r["cell"] == "clean" else r["severity"]
+        tds = "".join(flagged_cell(r[m], *tg.get(m, (None, True))) for m, _ in SHIFT_TABLE)
+        rows.append(f"<tr><td class='l'>{html.escape(r['corruption'])}</td><td>{sev}</td>{tds}</tr>")
+    n = results["config"]["shift"]["repeats"]
+    return (f"<h3>Shift-aware abstention (first {n} splits)</h3><table>{head}{''.join(rows)}</table>"
+            "<p>harm = share of all test points accepted with a set that misses the label (target <= alpha: on "
+            "exchangeable data accepted misses are at most all misses, P(miss) <= alpha); safe = share of splits "
+            "with coverage among accepted >= 1 - alpha - 0.02 or abstention >= 0.95. The shift-aware rule "
+            "(conformal.ShiftAwareAbstention, fitted on clean calibration data only) abstains on the most uncertain "
+            "inputs of a trailing window as far as its label-free estimate of the coverage loss asks, and refuses "
+            "for one window after the monitor's alarm; it has no guarantee under shift. The oracle column uses the "
+            "labels and is for comparison only.</p>")
 
 
 def summary_table(results: dict) -> str:
@@ -114,11 +149,11 @@ def report_parts(results: dict, curves: dict, plot_dir) -> ReportParts:
             f"{html.escape(cfg['model']['name'])} {html.escape(params_text(cfg['model']['params']))}. "
             f"{_preprocessing(results)}<b>Score:</b> "
             f"{html.escape(cfg['conformal']['score']['name'])}, "
-            f"alpha = {alpha}. <b>Abstention:</b> statistic {html.escape(cfg['abstention']['statistic'])}, rule "
+            f"alpha = {alpha}. <b>Abstention:</b> statistic {html.escape(statistic_label(cfg))}, rule "
             f"{html.escape(cfg['abstention']['rule']['name'])}, target {html.escape(cfg['abstention']['target'])}. "
             f"<b>Clean coverage:</b> {clean['coverage']['mean']:.3f} (target {1 - alpha:.2f}), "
             f"<b>clean abstention:</b> {clean['abstain_rate']['mean']:.3f}. {len(results['cells'])} cells x "
             f"{cfg['split']['repeats']} splits in {results['wall_seconds']:.1f} s.</p>")
     return ReportParts(title=f"Audit: {cfg['name']}", heading=f"Robustness audit: {cfg['name']}", head=head,
-                       caveats=caveats(results), tables=summary_table(results), plots=made,
+                       caveats=caveats(results), tables=summary_table(results) + shift_table(results), plots=made,
                        appendix=research_appendix(results))

@@ -106,6 +106,8 @@ class DetectionTask(Task):
             m = evaluate.score_split(det, margins, preds, gts, state, test)
         m["ap50"], m["ap"] = cell_metrics.get("ap50", math.nan), cell_metrics.get("ap", math.nan)
         m["score_threshold"] = det.score_threshold_
+        source = SOURCES[cfg["data"]["name"]]
+        m.update(source.extra_metrics([preds[i] for i in test], [gts[i] for i in test]))
         extra = None
         if first and cfg["output"]["examples"] > 0:
             # every cell holds the same scenes and ground truth, so every cell shows the same frame
@@ -114,6 +116,10 @@ class DetectionTask(Task):
             image = _example_image(prepared, state, ex)
             if image is not None:
                 extra["ex_image"], extra["ex_image_hw"] = image
+            spec = next(t for t in cell_list(cfg["corruptions"]) if t["cell"] == cell)
+            points = source.example_points(prepared.context, spec, ex)
+            if points is not None:
+                extra["ex_points"] = points
         return m, extra
 
     def results_extra(self, cfg, prepared):

@@ -153,6 +153,11 @@ def _draw_frame(ax, curves: dict, cell: str, dim: int, image_size) -> bool:
         ax.set_ylim(y1, y0)
         ax.set_aspect("equal")
     else:
+        pts = curves.get(f"{cell}__ex_points")
+        if pts is not None and len(pts):  # the scan the detector saw, bird's-eye view, shaded by intensity
+            ax.scatter(pts[:, 0], pts[:, 1], c=pts[:, 2], s=0.15, cmap="Greys", vmin=-0.3, vmax=1.0, lw=0,
+                       rasterized=True)
+
         def heading(b, **kw):  # a line from the centre to the front: a heading flip turns it around
             ax.plot([b[0], b[0] + 0.5 * b[3] * math.cos(b[6])], [b[1], b[1] + 0.5 * b[3] * math.sin(b[6])], **kw)
 
@@ -240,7 +245,8 @@ TABLE = [("box_coverage", "box cov."), ("box_coverage_symmetric", "box cov., sym
          ("class_coverage", "class-set cov."), ("joint_coverage", "joint cov."),
          ("recall_risk", "recall risk"), ("class_set_size", "set size"), ("interval_size", "interval size"),
          ("interval_size_symmetric", "interval size, symmetric baseline"),
-         ("fp_per_frame", "FP / frame"), ("matched_objects", "matched"), ("ap50", "AP@0.5")]
+         ("fp_per_frame", "FP / frame"), ("matched_objects", "matched"), ("ap50", "AP@0.5"),
+         ("ap_bev", "BEV AP"), ("ap_3d", "3D AP")]  # the last two: per-split AP of 3D sources
 
 
 def summary_table(results: dict) -> str:

@@ -37,7 +37,7 @@ CONFIGS = [dict(rule="youden"), dict(rule="fpr", rule_params=dict(max_fpr=0.2)),
 def _fit(p, y, **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return DualThresholdConformal(random_state=0, **kw).fit(p, y)
+        return DualThresholdConformal(randomized=False, allow_empty=True, random_state=0, **kw).fit(p, y)
 
 
 def test_predict_takes_no_labels():
@@ -96,11 +96,12 @@ def test_callable_statistic_only_ever_sees_probabilities():
 def test_label_using_statistics_are_refused():
     p, y = _data()
     with pytest.raises(TypeError, match="true label"):
-        DualThresholdConformal(statistic=leaky_true_label_nll).fit(p, y)
+        DualThresholdConformal(randomized=False, allow_empty=True, statistic=leaky_true_label_nll).fit(p, y)
     with pytest.raises(TypeError, match="one required argument"):
-        DualThresholdConformal(statistic=lambda probs, labels: probs[:, 0]).fit(p, y)
+        DualThresholdConformal(randomized=False, allow_empty=True,
+                               statistic=lambda probs, labels: probs[:, 0]).fit(p, y)
     with pytest.raises(ValueError, match="unknown `statistic`"):
-        DualThresholdConformal(statistic="nll").fit(p, y)
+        DualThresholdConformal(randomized=False, allow_empty=True, statistic="nll").fit(p, y)
     assert "leaky_true_label_nll" not in STATISTICS and not any("nll" in k for k in STATISTICS)
 
 
@@ -227,26 +228,34 @@ def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="classes"):
         m.predict(p[:, :-1])
     with pytest.raises(ValueError, match="abstain_fraction"):
-        DualThresholdConformal(abstain_fraction=0.999).fit(p[:100], y[:100])
+        DualThresholdConformal(randomized=False, allow_empty=True, abstain_fraction=0.999).fit(p[:100], y[:100])
     with pytest.raises(ValueError, match="abstain_fraction"):
-        DualThresholdConformal(abstain_fraction=1.5).fit(p, y)
+        DualThresholdConformal(randomized=False, allow_empty=True, abstain_fraction=1.5).fit(p, y)
     with pytest.raises(ValueError, match="tau fold has"):
-        DualThresholdConformal(rule="selective_risk",
+        DualThresholdConformal(randomized=False, allow_empty=True, rule="selective_risk",
                                rule_params={"delta": 0.01, "epsilon": 0.01}).fit(p[:200], y[:200])
     with pytest.raises(TypeError, match="unknown parameter"):
-        DualThresholdConformal(rule="youden", rule_params={"max_fpr": 0.1}).fit(p, y)
+        DualThresholdConformal(randomized=False, allow_empty=True,
+                               rule="youden", rule_params={"max_fpr": 0.1}).fit(p, y)
     with pytest.raises(ValueError, match="unknown `rule`"):
-        DualThresholdConformal(rule="roc").fit(p, y)
+        DualThresholdConformal(randomized=False, allow_empty=True, rule="roc").fit(p, y)
     with pytest.raises(ValueError, match="target"):
-        DualThresholdConformal(target="loss").fit(p, y)
+        DualThresholdConformal(randomized=False, allow_empty=True, target="loss").fit(p, y)
     with pytest.raises(ValueError, match="delta"):
-        DualThresholdConformal(rule="selective_risk", rule_params={"delta": 0}).fit(p, y)
+        DualThresholdConformal(randomized=False, allow_empty=True,
+                               rule="selective_risk", rule_params={"delta": 0}).fit(p, y)
     with pytest.raises(ValueError, match="tau_rule"):
-        DualThresholdConformal(rule="accept_coverage", rule_params={"tau_rule": "selective_risk"}).fit(p, y)
+        DualThresholdConformal(randomized=False, allow_empty=True,
+                               rule="accept_coverage", rule_params={"tau_rule": "selective_risk"}).fit(p, y)
     with pytest.raises(ValueError, match="accepts none"):
-        DualThresholdConformal(rule="accept_coverage", rule_params={"tau": -1.0}).fit(p, y)
-    with pytest.raises(TypeError, match="probs"):
-        DualThresholdConformal().fit(p.tolist(), y)
+        DualThresholdConformal(randomized=False, allow_empty=True,
+                               rule="accept_coverage", rule_params={"tau": -1.0}).fit(p, y)
+    # lists are accepted where arrays are (issue 18): the same fit as the float64 array
+    a = DualThresholdConformal(random_state=0).fit(p.tolist(), y.tolist())
+    b = DualThresholdConformal(random_state=0).fit(p.astype(np.float64), y)
+    assert a.qhat_ == b.qhat_ and a.tau_ == b.tau_
+    with pytest.raises(TypeError, match="`probs` given as a list must hold numbers"):
+        DualThresholdConformal().fit([[str(v) for v in row] for row in p.tolist()], y)
     np.testing.assert_array_equal(p, p0)
     np.testing.assert_array_equal(y, y0)
 
@@ -256,22 +265,24 @@ def test_one_class_tau_folds_warn_and_act_safely():
     right = p.argmax(1)
     wrong = (right + 1) % p.shape[1]
     with pytest.warns(UserWarning, match="never abstain"):
-        m = DualThresholdConformal(rule="youden", random_state=0).fit(p, right)
+        m = DualThresholdConformal(randomized=False, allow_empty=True, rule="youden", random_state=0).fit(p, right)
     assert m.tau_ == np.inf and not m.predict(p).abstain.any()
     with pytest.warns(UserWarning, match="always abstain"):
-        m = DualThresholdConformal(rule="youden", random_state=0).fit(p, wrong)
+        m = DualThresholdConformal(randomized=False, allow_empty=True, rule="youden", random_state=0).fit(p, wrong)
     assert m.tau_ == -np.inf and m.predict(p).abstain.all()
     with pytest.warns(UserWarning, match="no negatives"):
-        DualThresholdConformal(rule="fpr", random_state=0).fit(p, wrong)
+        DualThresholdConformal(randomized=False, allow_empty=True, rule="fpr", random_state=0).fit(p, wrong)
     with pytest.warns(UserWarning, match="abstaining on every input"):
-        m = DualThresholdConformal(rule="selective_risk", rule_params={"delta": 0.1}, random_state=0).fit(p, wrong)
+        m = DualThresholdConformal(randomized=False, allow_empty=True,
+                                   rule="selective_risk", rule_params={"delta": 0.1}, random_state=0).fit(p, wrong)
     assert m.predict(p).abstain.all()
 
 
 def test_rank_score_top1_statistics_warn():
     p, y = _data()
     with pytest.warns(UserWarning, match="grows with"):
-        DualThresholdConformal(score="aps", statistic="top1_score", random_state=0).fit(p, y)
+        DualThresholdConformal(randomized=False, allow_empty=True,
+                               score="aps", statistic="top1_score", random_state=0).fit(p, y)
 
 
 def test_rules_registry_is_complete():

@@ -48,6 +48,35 @@ def test_knn_kernel_matches_numpy_twin(n, m, d, seed, mean, ties, data):
     np.testing.assert_allclose(got, ref.mean(1) if mean else ref[:, -1], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.twin(KN + "normalize_rows", KN + "_normalize_row", KN + "knn_distance_one_raw",
+                  twin=twin_knn.normalize_rows)
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 8), m=st.integers(1, 700), d=st.integers(1, 70), seed=st.integers(0, 2**31 - 1),
+       f64=st.booleans(), zero=st.booleans(), normalize=st.booleans(), mean=st.booleans())
+def test_normalize_and_one_frame_kernels_match_numpy_twins(n, m, d, seed, f64, zero, normalize, mean):
+    """normalize_rows equals its twin bit for bit (float32 and float64 rows, zero rows); the fused one-frame
+    kernel equals twin normalisation + the batch twin, so KNNDistance.statistic gives one frame exactly the value
+    it gives that frame inside a batch."""
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=(n, d)) * rng.uniform(0.01, 100)).astype(np.float64 if f64 else np.float32)
+    if zero:
+        x[0] = 0.0
+    out = np.empty(x.shape, np.float32)
+    KK.normalize_rows(x, out)
+    np.testing.assert_array_equal(out, twin_knn.normalize_rows(x))
+    k = int(rng.integers(1, min(m, 12) + 1))
+    bank_t = np.ascontiguousarray(rng.normal(size=(d, m)).astype(np.float32))
+    acc, top, qbuf = np.empty(KK._BLOCK, np.float32), np.empty(k, np.float32), np.empty(d, np.float32)
+    q = twin_knn.normalize_rows(x) if normalize else x.astype(np.float32)
+    want = twin_knn.knn_distances(q, bank_t, k, mean)
+    got = [KK.knn_distance_one_raw(x[i:i + 1], normalize, bank_t, k, mean, acc, top, qbuf) for i in range(n)]
+    np.testing.assert_array_equal(got, want)
+    est = KNNDistance(k=k, normalize=normalize, aggregate="mean" if mean else "kth", backend="exact")
+    est.fit(rng.normal(size=(m, d)))
+    batch = est.statistic(x)
+    np.testing.assert_array_equal([est.statistic(x[i:i + 1])[0] for i in range(n)], batch)
+
+
 def _gauss(seed, n, d, shift=0.0):
     return np.random.default_rng(seed).normal(size=(n, d)) + shift
 
@@ -215,3 +244,31 @@ def test_npz_layout_stores_a_large_bank_binary_and_checked(tmp_path):
     m.save(tmp_path / "m.npz")
     back = conformal.load(tmp_path / "m.npz")
     np.testing.assert_array_equal(back.predict(p, features=f).abstain, m.predict(p, features=f).abstain)
+
+
+def test_input_quality_from_precomputed_features_equals_the_input_path():
+    """fit_features / statistic_from_features on `quality_features` rows give fit / statistic's state and values
+    (for a pipeline that keeps the 3-5 quality numbers, not the images or clouds)."""
+    from conformal.abstention import quality_features
+
+    rng = np.random.default_rng(1)
+    clean = np.clip(rng.normal(128, 50, size=(120, 16, 16)), 0, 255).astype(np.uint8)  # synthetic textures
+    a = InputQuality().fit(clean[:80])
+    b = InputQuality(modality="camera").fit_features(quality_features(clean[:80], modality="camera"))
+    for name in ("center_", "scale_", "precision_"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    np.testing.assert_array_equal(b.statistic_from_features(quality_features(clean[80:], modality="camera")),
+                                  a.statistic(clean[80:]))
+    clouds = [rng.normal(size=(200, 3)) * [5, 5, 1] for _ in range(40)]
+    la, lb = InputQuality(modality="lidar").fit(clouds), InputQuality(modality="lidar").fit_features(
+        quality_features(clouds, modality="lidar"))
+    assert la.n_columns_ == lb.n_columns_ == 3
+    np.testing.assert_array_equal(la.precision_, lb.precision_)
+    with pytest.raises(ValueError, match="modality='camera' or 'lidar'"):
+        InputQuality().fit_features(np.zeros((10, 3)))
+    with pytest.raises(ValueError, match="3 columns"):
+        InputQuality(modality="camera").fit_features(np.zeros((10, 5)))
+    with pytest.raises(ValueError, match="must have 3 columns"):
+        b.statistic_from_features(np.zeros((2, 5)))
+    with pytest.raises(TypeError, match="feats"):
+        b.statistic_from_features([[0.0, 0.0, 0.0]])

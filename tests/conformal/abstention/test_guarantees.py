@@ -50,7 +50,8 @@ def _violation_rate(pool_p, pool_y, n_cal, target, delta, eps, statistic, score,
     abstained_all = 0
     for r in range(reps):
         idx = rng.integers(0, len(pool_y), n_cal)
-        m = DualThresholdConformal(score=score, alpha=0.1, statistic=statistic, rule="selective_risk",
+        m = DualThresholdConformal(randomized=False, allow_empty=True,
+                                   score=score, alpha=0.1, statistic=statistic, rule="selective_risk",
                                    target=target, rule_params={"delta": delta, "epsilon": eps}, random_state=r)
         _fit_quiet(m, pool_p[idx], pool_y[idx])
         if plug_in:  # the uncertified rule: largest tau whose tau-fold empirical risk is <= delta
@@ -104,7 +105,8 @@ def test_accept_coverage_digits_coverage_among_accepted(digits_pool):
     covs, n_acc = [], []
     for r in range(R):
         idx = rng.integers(0, len(y), 600)
-        m = _fit_quiet(DualThresholdConformal(score="aps", alpha=alpha, statistic="entropy", rule="accept_coverage",
+        m = _fit_quiet(DualThresholdConformal(randomized=False, allow_empty=True,
+                                              score="aps", alpha=alpha, statistic="entropy", rule="accept_coverage",
                                               rule_params={"tau_rule": "budget", "max_abstain": 0.3}, random_state=r),
                        p[idx], y[idx])
         d = m.predict(p)
@@ -139,7 +141,8 @@ def test_youden_sets_keep_marginal_coverage_and_tau_ignores_test_data(population
     covs, n_q = [], None
     for r in range(R):
         p, y = _synthetic(rng, n)
-        m = _fit_quiet(DualThresholdConformal(score="aps", alpha=alpha, statistic="entropy", rule="youden",
+        m = _fit_quiet(DualThresholdConformal(randomized=False, allow_empty=True,
+                                              score="aps", alpha=alpha, statistic="entropy", rule="youden",
                                               random_state=r), p, y)
         n_q = m.n_qhat_fold_
         sets = m.predict(pop_p[:5000]).sets
@@ -157,10 +160,12 @@ def test_budget_and_fpr_rules_bound_their_rates(population):
     abst, fprs = [], []
     for r in range(R):
         p, y = _synthetic(rng, 400)
-        mb = _fit_quiet(DualThresholdConformal(statistic="max_prob", rule="budget", rule_params={"max_abstain": 0.2},
+        mb = _fit_quiet(DualThresholdConformal(randomized=False, allow_empty=True,
+                                               statistic="max_prob", rule="budget", rule_params={"max_abstain": 0.2},
                                                random_state=r), p, y)
         abst.append(np.mean(pop_stat > mb.tau_))
-        mf = _fit_quiet(DualThresholdConformal(statistic="max_prob", rule="fpr", rule_params={"max_fpr": 0.1},
+        mf = _fit_quiet(DualThresholdConformal(randomized=False, allow_empty=True,
+                                               statistic="max_prob", rule="fpr", rule_params={"max_fpr": 0.1},
                                                random_state=r), p, y)
         w = 1.0 - pop_err  # P(negative | x)
         fprs.append(float((w * (pop_stat > mf.tau_)).sum() / w.sum()))
@@ -198,11 +203,13 @@ def test_selective_risk_under_shift_needs_recalibration():
     clean_viol = shifted_viol = 0
     for r in range(n):
         p, y = _synthetic(rng, 1000)
-        m = _fit_quiet(DualThresholdConformal(statistic="entropy", rule="selective_risk",
+        m = _fit_quiet(DualThresholdConformal(randomized=False, allow_empty=True,
+                                              statistic="entropy", rule="selective_risk",
                                               rule_params={"delta": delta, "epsilon": eps}, random_state=r), p, y)
         clean_viol += true_risk(m) > delta
         p2, _, y2 = _overconfident(rng, 1000)
-        m2 = _fit_quiet(DualThresholdConformal(statistic="entropy", rule="selective_risk",
+        m2 = _fit_quiet(DualThresholdConformal(randomized=False, allow_empty=True,
+                                               statistic="entropy", rule="selective_risk",
                                                rule_params={"delta": delta, "epsilon": eps}, random_state=r), p2, y2)
         shifted_viol += true_risk(m2) > delta
     assert clean_viol / n > 0.5  # calibrated on clean data: the shifted risk exceeds delta most of the time

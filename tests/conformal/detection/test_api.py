@@ -96,6 +96,15 @@ def test_empty_frames(fitted):
 GOOD = {"boxes": np.array([[0.0, 0, 10, 10]]), "scores": np.array([0.9]), "labels": np.array([1])}
 
 
+def test_frames_given_as_lists_predict_like_arrays(fitted):
+    frame = {**GOOD, "class_probs": np.full((1, 4), 0.25)}
+    as_lists = {k: v.tolist() for k, v in frame.items()}
+    a, b = fitted.predict(as_lists), fitted.predict(frame)
+    np.testing.assert_array_equal(a.lower, b.lower)
+    np.testing.assert_array_equal(a.upper, b.upper)
+    np.testing.assert_array_equal(a.class_sets, b.class_sets)
+
+
 @pytest.mark.parametrize("change,err,msg", [
     ({"boxes": np.array([[10.0, 0, 0, 10]])}, ValueError, "x2 >= x1"),
     ({"boxes": np.array([[0.0, np.nan, 10, 10]])}, ValueError, "finite"),
@@ -103,7 +112,7 @@ GOOD = {"boxes": np.array([[0.0, 0, 10, 10]]), "scores": np.array([0.9]), "label
     ({"scores": np.array([0.9, 0.8])}, ValueError, "`scores` has 2 entries"),
     ({"labels": np.array([1, 2])}, ValueError, "`labels` has 2 entries"),
     ({"labels": np.array([1.0])}, TypeError, "integer"),
-    ({"boxes": [[0.0, 0, 10, 10]]}, TypeError, "numpy array"),
+    ({"boxes": [["0", "0", "10", "10"]]}, TypeError, "must hold numbers"),
 ])
 def test_bad_frames(fitted, change, err, msg):
     frame = {**GOOD, "class_probs": np.full((1, 4), 0.25), **change}

@@ -6,9 +6,10 @@ from __future__ import annotations
 from audit.tasks.detection.sources.base import Source
 from audit.tasks.detection.sources.coco import CocoFiles
 from audit.tasks.detection.sources.composite import CompositeScenes
+from audit.tasks.detection.sources.lidar import LidarScenes
 from audit.tasks.detection.sources.synthetic import SyntheticScenes
 
 __all__ = ["SOURCES", "Source"]
 
 SOURCES = {"synthetic_scenes": SyntheticScenes(), "composite_scenes": CompositeScenes(),
-           "coco": CocoFiles()}
+           "coco": CocoFiles(), "lidar_scenes": LidarScenes()}

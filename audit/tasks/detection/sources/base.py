@@ -78,6 +78,16 @@ class Source:
         cell's corruption is replayed on it from its record), or None when the source has no images."""
         return None
 
+    def example_points(self, context: dict, cell: dict, index: int):
+        """(K, 3) x, y, intensity of the sensor points behind example frame `index` in `cell` (drawn under the
+        bird's-eye view of 3D examples), or None when the source has no points."""
+        return None
+
+    def extra_metrics(self, preds: list, gts: list) -> dict:
+        """Source-specific metrics of one cell's test frames (raw detections; e.g. AP), {name: float}; they are
+        summarised over splits like the others (results.json) and shown in the report's table."""
+        return {}
+
     def cell_metrics(self, context: dict, preds: list, gts: list) -> dict:
         """Metrics of a cell's whole pool that need no calibration (e.g. {"ap50", "ap"}); {} if none."""
         return {}
