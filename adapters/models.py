@@ -78,6 +78,7 @@ class SmallCenterNet(nn.Module):
             return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout),
                                  nn.ReLU(inplace=True))
 
+        self.stride = type(self).stride  # an instance attribute too, so torch.jit.script sees it
         self.num_classes = num_classes
         self.score_threshold = score_threshold
         self.max_detections = max_detections
@@ -99,7 +100,7 @@ class SmallCenterNet(nn.Module):
         p2 = self.smooth2(self.lat2(f2) + up(p3, size=f2.shape[-2:], mode="nearest"))
         return self.head(p2)
 
-    def decode(self, maps: torch.Tensor, image_size) -> list:
+    def decode(self, maps: torch.Tensor, image_size: list[int]) -> list[dict[str, torch.Tensor]]:
         k = self.num_classes
         heat = torch.sigmoid(maps[:, 0])
         peaks = heat * (nn.functional.max_pool2d(heat[:, None], 3, stride=1, padding=1)[:, 0] == heat)
@@ -109,8 +110,8 @@ class SmallCenterNet(nn.Module):
         size = 16.0 * torch.exp(maps[:, 3 + k:5 + k].clamp(-4.0, 4.0))
         top = min(self.max_detections, gh * gw)
         vals, idx = peaks.reshape(n, -1).topk(top, dim=1)
-        h_img, w_img = image_size
-        out = []
+        h_img, w_img = float(image_size[0]), float(image_size[1])
+        out: list[dict[str, torch.Tensor]] = []
         for i in range(n):
             keep = vals[i] >= self.score_threshold
             cell = idx[i][keep]
@@ -125,5 +126,5 @@ class SmallCenterNet(nn.Module):
             out.append({"boxes": boxes, "scores": vals[i][keep] * pmax, "labels": labels, "class_probs": cp})
         return out
 
-    def forward(self, x: torch.Tensor) -> list:
-        return self.decode(self.heads(x), x.shape[-2:])
+    def forward(self, x: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        return self.decode(self.heads(x), [x.shape[-2], x.shape[-1]])

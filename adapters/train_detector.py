@@ -42,7 +42,7 @@ def targets(gts, num_classes, grid, stride):
     return heat, np.array(rows, np.float64).reshape(-1, 9)
 
 
-def centernet_loss(maps, heat, rows, num_classes):
+def centernet_loss(maps, heat, rows, num_classes, class_weight=1.0):
     k = num_classes
     logit = maps[:, 0]
     p = torch.sigmoid(logit).clamp(1e-4, 1 - 1e-4)
@@ -57,7 +57,7 @@ def centernet_loss(maps, heat, rows, num_classes):
         lab = torch.as_tensor(rows[:, 3], dtype=torch.long)
         tgt = torch.as_tensor(rows[:, 4:8], dtype=torch.float32)
         centre = torch.as_tensor(rows[:, 8] > 0)
-        loss = loss + torch.nn.functional.cross_entropy(cell[:, 1:1 + k], lab)
+        loss = loss + class_weight * torch.nn.functional.cross_entropy(cell[:, 1:1 + k], lab)
         loss = loss + torch.nn.functional.l1_loss(torch.sigmoid(cell[centre, 1 + k:3 + k]), tgt[centre, :2]) \
             + torch.nn.functional.l1_loss(cell[:, 3 + k:5 + k], tgt[:, 2:])
     return loss
@@ -87,7 +87,11 @@ def _photometric(images, gen):
 
 
 def train_scenes_detector(net, preprocess, *, n_train=8000, epochs=12, lr=4e-3, batch_size=32, seed=0,
-                          log=print):
+                          class_weight=1.0, pct_start=0.15, checkpoint=None, log=print):
+    """Train `net` in place (from its current weights) and return it in eval mode. The learning rate follows a
+    one-cycle schedule (linear warm-up over `pct_start` of the steps, cosine decay to ~0); `class_weight` scales
+    the class cross-entropy; with `checkpoint` (a path) the state dict is saved after every epoch, so a partial
+    run is usable."""
     from adapters.datasets import load_composite_scenes
 
     t0 = time.time()
@@ -99,7 +103,7 @@ def train_scenes_detector(net, preprocess, *, n_train=8000, epochs=12, lr=4e-3, 
     gen = np.random.default_rng(seed)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * ((len(images) + batch_size - 1) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=pct_start)
     for ep in range(epochs):
         net.train()
         perm = gen.permutation(len(images))
@@ -111,11 +115,13 @@ def train_scenes_detector(net, preprocess, *, n_train=8000, epochs=12, lr=4e-3, 
                 ims, gb = _flip(ims, gb, size)
             x = torch.from_numpy(preprocess(_photometric(ims, gen), "rgb"))
             heat, rows = targets(gb, k, grid, stride)
-            loss = centernet_loss(net.heads(x), torch.from_numpy(heat), rows, k)
+            loss = centernet_loss(net.heads(x), torch.from_numpy(heat), rows, k, class_weight)
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
             total += float(loss.detach()) * len(idx)
         log(f"  epoch {ep + 1}/{epochs}: loss {total / len(images):.4f} ({time.time() - t1:.0f} s)")
+        if checkpoint is not None:
+            torch.save(net.state_dict(), checkpoint)
     return net.eval()

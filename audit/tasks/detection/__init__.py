@@ -83,7 +83,10 @@ class DetectionTask(Task):
     def load_cell(self, prepared, arrays):
         preds, gts = frames.unpack(arrays, prepared.state["dim"])
         extra = {k[len("metric_"):]: float(arrays[k]) for k in arrays if k.startswith("metric_")}
-        return preds, gts, extra
+        # the last item is reused by every split's scoring (validated frames, memoised matchings)
+        state = evaluate.cell_state(preds, gts, prepared.state["dim"])
+        state["applied"] = arrays.get("applied")  # to replay the example frame's corruption on its image
+        return preds, gts, extra, state
 
     def fit_split(self, cfg, prepared, clean, calibration, r):
         preds, gts = clean[0], clean[1]
@@ -94,18 +97,13 @@ class DetectionTask(Task):
         return det, evaluate.symmetric_margins(det, cal_p, cal_g)
 
     def score_cell(self, cfg, prepared, model, frames, test, first, cell):
-        from conformal.detection import evaluate_detector
-
         det, margins = model
-        preds, gts, cell_metrics = frames
+        preds, gts, cell_metrics, state = frames
         dim = prepared.state["dim"]
-        test_p, test_g = [preds[i] for i in test], [gts[i] for i in test]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = evaluate_detector(det, test_p, test_g)
-        m = evaluate.metrics(res, dim)
-        m["box_coverage_symmetric"], m["interval_size_symmetric"] = evaluate.symmetric_coverage(det, margins, test_p,
-                                                                                               test_g)
+            # = metrics(evaluate_detector(...)) and symmetric_coverage(...), number for number, in one pass
+            m = evaluate.score_split(det, margins, preds, gts, state, test)
         m["ap50"], m["ap"] = cell_metrics.get("ap50", math.nan), cell_metrics.get("ap", math.nan)
         m["score_threshold"] = det.score_threshold_
         source = SOURCES[cfg["data"]["name"]]
@@ -115,6 +113,9 @@ class DetectionTask(Task):
             # every cell holds the same scenes and ground truth, so every cell shows the same frame
             ex = evaluate.example_index(gts, test, cfg["data"]["params"].get("mean_objects", 3.0))
             extra = evaluate.example(det, preds[ex], gts[ex], dim, ex)
+            image = _example_image(prepared, state, ex)
+            if image is not None:
+                extra["ex_image"], extra["ex_image_hw"] = image
             spec = next(t for t in cell_list(cfg["corruptions"]) if t["cell"] == cell)
             points = source.example_points(prepared.context, spec, ex)
             if points is not None:
@@ -129,3 +130,22 @@ class DetectionTask(Task):
 
     def report(self, results, curves, plot_dir):
         return report.report_parts(results, curves, plot_dir)
+
+
+def _example_image(prepared, state, index, max_side: int = 384):
+    """(image, its (h, w) in px) of the example frame as the cell's detector saw it: the source's clean image with
+    the cell's recorded corruption replayed on it (bit for bit), subsampled to <= `max_side` px; or None."""
+    from audit.runner.cache import unpack_records
+    from perturbations.registry import replay
+
+    image = SOURCES[prepared.context["source"]].example_image(prepared.context, index)
+    if image is None:
+        return None
+    if state.get("applied") is not None:
+        try:
+            image = replay(image, unpack_records(state["applied"])[index])
+        except (ValueError, IndexError):  # a record of another version: no picture rather than a wrong one
+            return None
+    image = np.asarray(image)
+    step = max(1, -(-max(image.shape[:2]) // max_side))
+    return np.ascontiguousarray(image[::step, ::step]), np.array(image.shape[:2], np.int64)

@@ -13,7 +13,7 @@ TOP_KEYS = {
     "seed": "integer seed of the scenes, the simulated detector and the splits",
     "task": "'detection' for this audit ('classification' is the default)",
     "data": "{name, params}: the data source (synthetic_scenes, composite_scenes or coco)",
-    "model": "{name, params}: the detector (simulated_detector, scenes_detector or precomputed)",
+    "model": "{name, params}: the detector (simulated_detector, scenes_detector, torchscript or precomputed)",
     "split": "{calibration_fraction, repeats}",
     "conformal": "the ConformalDetector settings (alpha, alpha_cls, recall_alpha, ...)",
     "corruptions": "list of {name, severities}: the source's corruptions (e.g. detector degradations)",
@@ -38,7 +38,7 @@ def validate(raw: dict, *, base_dir=None, check_names: bool = True) -> dict:
     cfg: dict = {"name": base["name"], "task": "detection", "seed": base["seed"]}
     data = S.component(raw["data"], "data", SOURCES)
     source = SOURCES[data["name"]]
-    model = S.component(raw["model"], "model", None)
+    model = S.component(_shorthand(raw["model"]), "model", None)
     cfg["data"], cfg["model"] = source.validate(data, model, base_dir)
     cfg["split"] = _split(raw.get("split"), source.n_frames(cfg["data"]))
     cfg["conformal"] = _conformal(raw.get("conformal"), cfg, source.dim(cfg["data"]))
@@ -52,6 +52,21 @@ def validate(raw: dict, *, base_dir=None, check_names: bool = True) -> dict:
     cfg["executor"] = S.executor(raw.get("executor"))
     cfg["output"] = S.output(raw.get("output"))
     return cfg
+
+
+def _shorthand(value):
+    """`model: {name: torchscript, path: m.pt}` is short for `{name: torchscript, params: {path: m.pt}}`."""
+    if not isinstance(value, dict) or not set(value) - {"name", "params"}:
+        return value
+    extra = {k: v for k, v in value.items() if k not in ("name", "params")}
+    params = value.get("params") or {}
+    if not isinstance(params, dict):
+        return value  # S.component reports the bad params
+    both = sorted(set(extra) & set(params))
+    if both:
+        raise ConfigError(f"config key(s) {', '.join('model.' + k for k in both)} given both beside `name` and under "
+                          "`model.params`; give each once")
+    return {"name": value.get("name"), "params": {**params, **extra}}
 
 
 def _split(raw, n_frames: int) -> dict:

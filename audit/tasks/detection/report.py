@@ -127,7 +127,12 @@ def _draw_frame(ax, curves: dict, cell: str, dim: int, image_size) -> bool:
     gt, pred = curves[key], curves[f"{cell}__ex_pred"]
     if dim == 2:
         h, w = image_size
-        ax.add_patch(Rectangle((0, 0), w, h, fc="#f4f4f4", ec="none"))
+        image = curves.get(f"{cell}__ex_image")
+        if image is not None:  # the (corrupted) image the detector saw, behind the boxes
+            ih, iw = (int(v) for v in curves[f"{cell}__ex_image_hw"])
+            ax.imshow(image, extent=(0, iw, ih, 0), interpolation="nearest", cmap="gray" if image.ndim == 2 else None)
+        else:
+            ax.add_patch(Rectangle((0, 0), w, h, fc="#f4f4f4", ec="none"))
 
         def rect(b, **kw):
             if b[2] > b[0] and b[3] > b[1]:

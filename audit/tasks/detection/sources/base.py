@@ -73,6 +73,11 @@ class Source:
         [] for the clean cell."""
         raise NotImplementedError
 
+    def example_image(self, context: dict, index: int):
+        """The clean image (uint8 H x W x 3) of pool frame `index`, drawn behind the example plots' boxes (each
+        cell's corruption is replayed on it from its record), or None when the source has no images."""
+        return None
+
     def example_points(self, context: dict, cell: dict, index: int):
         """(K, 3) x, y, intensity of the sensor points behind example frame `index` in `cell` (drawn under the
         bird's-eye view of 3D examples), or None when the source has no points."""

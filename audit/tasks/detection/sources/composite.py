@@ -146,6 +146,9 @@ class CompositeScenes(Source):
         preds = det.predict(images)
         return preds, [dict(g) for g in gts], records
 
+    def example_image(self, context, index):
+        return _images(context["n_frames"])[0][index]
+
     def cell_metrics(self, context, preds, gts):
         try:
             from adapters.coco_eval import coco_ap
