@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 MEASURE = r'''
-import json, time, numpy as np
+import inspect, json, time, numpy as np
 from conformal import SplitConformalClassifier
 from conformal.abstention import DualThresholdConformal
 from adapters.streaming import StreamingConformal
@@ -22,11 +22,9 @@ OLD = {"randomized": False, "allow_empty": True}
 rng = np.random.default_rng(0)
 def data(K, n):
     return rng.dirichlet(np.ones(K) * 0.1, n).astype(np.float32), rng.integers(0, K, n)
-def dual(**kw):
-    try:
-        return DualThresholdConformal(**kw, **OLD)
-    except TypeError:  # revisions before DualThresholdConformal took randomized / allow_empty
-        return DualThresholdConformal(**kw)
+def dual(**kw):  # revisions before DualThresholdConformal took randomized / allow_empty: non-randomized anyway
+    takes = "randomized" in inspect.signature(DualThresholdConformal).parameters
+    return DualThresholdConformal(**kw, **(OLD if takes else {}))
 def cpu(f, r):
     f(); best = 1e9
     for _ in range(r):
@@ -66,8 +64,9 @@ print(json.dumps(out))
 
 def measure(tree: str) -> dict:
     env = {**os.environ, "PYTHONPATH": os.path.abspath(tree)}
-    proc = subprocess.run([sys.executable, "-c", MEASURE], cwd=tree, env=env, capture_output=True, text=True,
-                          check=True)
+    proc = subprocess.run([sys.executable, "-c", MEASURE], cwd=tree, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"measuring {tree} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 

@@ -325,11 +325,11 @@ class SplitConformalClassifier(_ConformalClassifier):
                           f"at least {min_calibration_size(alpha)} are needed; qhat is inf and every set holds "
                           f"every label", UserWarning, stacklevel=2)
         else:
-            sets = None
+            empty = None
             if score.name in RANDOMIZED_BY_DEFAULT and not self.randomized_for(score):
-                sets = score.sets(p, qhat, None, inputs=self.inputs, allow_empty=True, temperature=self.temperature)
+                empty = empty_calibration_sets(score, p, y, s, qhat, self.inputs, self.temperature)
             message = degenerate_calibration(s_sorted, qhat, p, score.name, self.inputs, self.randomized_for(score),
-                                             sets)
+                                             empty)
             if message:
                 warnings.warn(message, UserWarning, stacklevel=2)
         self.score_ = score
@@ -498,12 +498,26 @@ class ClassConditionalConformalClassifier(_ConformalClassifier):
 SATURATED = 1.0 - 1e-6  # a top probability this close to 1 leaves the other labels' ranks to rounding
 
 
+def empty_calibration_sets(score, p, y, s, qhat: float, inputs: str, temperature: float) -> np.ndarray:
+    """Which calibration inputs get an empty non-randomized rank-score set, without building the sets: a set is
+    empty iff the top label's score exceeds qhat (the top label has the smallest score of its row). Where the true
+    label is the top one its score `s` is known; where it is not and `s` <= qhat the set holds it; only the other
+    rows (at most the misses) need the top label's score computed."""
+    top = np.argmax(p, axis=1)
+    is_top = top == y
+    empty = is_top & (s > qhat)
+    rest = np.flatnonzero(~is_top & (s > qhat))
+    if rest.size:
+        empty[rest] = score.label_scores(p[rest], top[rest], None, inputs=inputs, temperature=temperature) > qhat
+    return empty
+
+
 def degenerate_calibration(s_sorted, qhat: float, probs, score_name: str, inputs: str, randomized: bool,
-                           sets=None) -> str:
+                           empty=None) -> str:
     """A warning (with numbers) when the calibration is degenerate, else "": qhat at the largest calibration score,
     heavy ties at qhat (>= 5 % of the scores equal it), a saturated model (>= 25 % of the rows with top
-    probability > 1 - 1e-6) under a non-randomized rank score, or (`sets`: that score's sets on the calibration
-    inputs) >= 1 % empty sets, the most confident inputs, while the others are large."""
+    probability > 1 - 1e-6) under a non-randomized rank score, or (`empty`: which calibration inputs that score's
+    sets leave empty, `empty_calibration_sets`) >= 1 % empty sets, the most confident inputs."""
     n = s_sorted.shape[0]
     parts = []
     if n > 1 and qhat == s_sorted[-1] and s_sorted[0] != s_sorted[-1]:
@@ -516,13 +530,11 @@ def degenerate_calibration(s_sorted, qhat: float, probs, score_name: str, inputs
         if sat >= 0.25:
             parts.append(f"{sat:.1%} of the calibration rows have a top probability > 1 - 1e-6 (saturated); "
                          f"non-randomized {score_name.upper()} sets are then empty or hold most labels")
-    if sets is not None:
-        sizes = sets.sum(axis=1)
-        empty = float(np.mean(sizes == 0))
-        if empty >= 0.01:
-            parts.append(f"non-randomized {score_name.upper()} sets at qhat = {qhat:.6g} are empty for {empty:.1%} "
-                         f"of the calibration inputs (the most confident ones) and hold {sizes.mean():.2f} labels "
-                         f"on average")
+    if empty is not None:
+        share = float(np.mean(empty))
+        if share >= 0.01:
+            parts.append(f"non-randomized {score_name.upper()} sets at qhat = {qhat:.6g} are empty for {share:.1%} "
+                         f"of the calibration inputs (the most confident ones)")
     if not parts:
         return ""
     return ("degenerate calibration: " + "; ".join(parts) + ". Sets may be empty or uninformative; use "

@@ -287,3 +287,22 @@ def test_logits_with_temperature_equal_softmax_of_scaled_logits():
         zz = z.copy()
         zz[7, 2] = np.inf
         a.predict_sets(zz)
+
+
+@pytest.mark.parametrize("score", ["aps", "raps", "saps"])
+@pytest.mark.parametrize("conc", [0.05, 1.0])
+def test_empty_calibration_sets_equal_the_built_sets(score, conc):
+    # the fit-time degeneracy check finds empty sets without building them; it must agree with the sets exactly
+    from conformal import get_score
+    from conformal.calibrators import empty_calibration_sets
+
+    rng = np.random.default_rng(5)
+    p = rng.dirichlet(np.full(12, conc), 3000).astype(np.float32)
+    p[:300] = np.round(p[:300], 1)  # ties, including at the top
+    p[:300] /= p[:300].sum(1, keepdims=True)
+    y = rng.integers(0, 12, 3000)
+    sc = get_score(score)
+    s = sc.label_scores(p, y)
+    for qhat in np.quantile(s, [0.05, 0.3, 0.6, 0.9]):
+        want = sc.sets(p, float(qhat), allow_empty=True).sum(1) == 0
+        np.testing.assert_array_equal(empty_calibration_sets(sc, p, y, s, float(qhat), "probs", 1.0), want)
