@@ -325,11 +325,12 @@ class SplitConformalClassifier(_ConformalClassifier):
                           f"at least {min_calibration_size(alpha)} are needed; qhat is inf and every set holds "
                           f"every label", UserWarning, stacklevel=2)
         else:
-            empty = None
+            empty = top = None
             if score.name in RANDOMIZED_BY_DEFAULT and not self.randomized_for(score):
-                empty = empty_calibration_sets(score, p, y, s, qhat, self.inputs, self.temperature)
+                top = np.argmax(p, axis=1)
+                empty = empty_calibration_sets(score, p, y, s, qhat, self.inputs, self.temperature, top)
             message = degenerate_calibration(s_sorted, qhat, p, score.name, self.inputs, self.randomized_for(score),
-                                             empty)
+                                             empty, top)
             if message:
                 warnings.warn(message, UserWarning, stacklevel=2)
         self.score_ = score
@@ -498,12 +499,12 @@ class ClassConditionalConformalClassifier(_ConformalClassifier):
 SATURATED = 1.0 - 1e-6  # a top probability this close to 1 leaves the other labels' ranks to rounding
 
 
-def empty_calibration_sets(score, p, y, s, qhat: float, inputs: str, temperature: float) -> np.ndarray:
+def empty_calibration_sets(score, p, y, s, qhat: float, inputs: str, temperature: float, top=None) -> np.ndarray:
     """Which calibration inputs get an empty non-randomized rank-score set, without building the sets: a set is
     empty iff the top label's score exceeds qhat (the top label has the smallest score of its row). Where the true
     label is the top one its score `s` is known; where it is not and `s` <= qhat the set holds it; only the other
     rows (at most the misses) need the top label's score computed."""
-    top = np.argmax(p, axis=1)
+    top = np.argmax(p, axis=1) if top is None else top
     is_top = top == y
     empty = is_top & (s > qhat)
     rest = np.flatnonzero(~is_top & (s > qhat))
@@ -513,7 +514,7 @@ def empty_calibration_sets(score, p, y, s, qhat: float, inputs: str, temperature
 
 
 def degenerate_calibration(s_sorted, qhat: float, probs, score_name: str, inputs: str, randomized: bool,
-                           empty=None) -> str:
+                           empty=None, top=None) -> str:
     """A warning (with numbers) when the calibration is degenerate, else "": qhat at the largest calibration score,
     heavy ties at qhat (>= 5 % of the scores equal it), a saturated model (>= 25 % of the rows with top
     probability > 1 - 1e-6) under a non-randomized rank score, or (`empty`: which calibration inputs that score's
@@ -526,7 +527,8 @@ def degenerate_calibration(s_sorted, qhat: float, probs, score_name: str, inputs
     if ties >= max(2, 0.05 * n):
         parts.append(f"{ties} of {n} calibration scores ({ties / n:.1%}) equal qhat = {qhat:.6g}")
     if inputs == "probs" and score_name in RANDOMIZED_BY_DEFAULT and not randomized:
-        sat = float(np.mean(probs.max(axis=1) > SATURATED))
+        pmax = probs.max(axis=1) if top is None else probs[np.arange(probs.shape[0]), top]  # argmax given: no pass
+        sat = float(np.mean(pmax > SATURATED))
         if sat >= 0.25:
             parts.append(f"{sat:.1%} of the calibration rows have a top probability > 1 - 1e-6 (saturated); "
                          f"non-randomized {score_name.upper()} sets are then empty or hold most labels")

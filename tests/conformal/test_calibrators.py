@@ -125,8 +125,9 @@ def test_sets_are_exactly_pvalues_above_alpha(score, randomized):
 def test_pvalues_are_valid():
     """P(p(X, Y) <= a) <= a for the true label: checked at several levels on 2,000 test points."""
     probs, labels = synthetic(4000, k=6, seed=8)
-    cp = SplitConformalClassifier(score="aps", alpha=0.1).fit(probs[:2000], labels[:2000])
-    pv = cp.predict_pvalues(probs[2000:])[np.arange(2000), labels[2000:]]
+    # seeded: the default APS sets are randomized, and an unseeded draw made this check flaky
+    cp = SplitConformalClassifier(score="aps", alpha=0.1, random_state=0).fit(probs[:2000], labels[:2000])
+    pv = cp.predict_pvalues(probs[2000:], rng=1)[np.arange(2000), labels[2000:]]
     for a in [0.05, 0.1, 0.2, 0.5]:
         assert np.mean(pv <= a) <= a + 3 * np.sqrt(a * (1 - a) / 2000)
 
