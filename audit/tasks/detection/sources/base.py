@@ -1,7 +1,27 @@
 """The contract of a detection data source (see `audit.tasks.detection.sources`)."""
 from __future__ import annotations
 
-__all__ = ["Source"]
+__all__ = ["Source", "corrupt_cell_images"]
+
+
+def corrupt_cell_images(images, cell: dict, seed: int) -> tuple[list, list]:
+    """A cell's camera corruption applied to every image, one generator per cell (seeded by the audit seed, the
+    corruption's name and the severity), images in pool order; returns (corrupted images, one replayable record
+    per image: perturbations.registry.replay reproduces each bit for bit)."""
+    import zlib
+
+    import numpy as np
+
+    from perturbations.registry import corrupt_logged
+
+    rng = np.random.default_rng(np.random.SeedSequence(
+        [seed, 8123, zlib.crc32(cell["name"].encode()), cell["severity"]]))
+    out, records = [], []
+    for im in images:
+        y, rec = corrupt_logged(im, cell["name"], cell["severity"], rng, "image")
+        out.append(y)
+        records.append(rec)
+    return out, records
 
 
 class Source:

@@ -43,14 +43,13 @@ from __future__ import annotations
 
 import html
 import json
-import zlib
 from pathlib import Path
 
 import numpy as np
 
 from audit import schema as S
 from audit.errors import ConfigError
-from audit.tasks.detection.sources.base import Source
+from audit.tasks.detection.sources.base import Source, corrupt_cell_images
 
 __all__ = ["CocoFiles", "MODEL_PARAMS"]
 
@@ -417,20 +416,10 @@ def _model(context):
 
 
 def _model_frames(context, cell):
-    from perturbations.registry import corrupt_logged
-
     images, gts = _pool(context)
     records = []
-    if cell["name"] != "clean":
-        # one generator per cell, images in annotation order; each record replays its image bit for bit
-        rng = np.random.default_rng(np.random.SeedSequence(
-            [context["seed"], 8123, zlib.crc32(cell["name"].encode()), cell["severity"]]))
-        out = []
-        for im in images:
-            y, rec = corrupt_logged(im, cell["name"], cell["severity"], rng, "image")
-            out.append(y)
-            records.append(rec)
-        images = out
+    if cell["name"] != "clean":  # images in annotation order
+        images, records = corrupt_cell_images(images, cell, context["seed"])
     if len({im.shape for im in images}) == 1:
         images = np.stack(images)
     preds = _model(context).predict(images)

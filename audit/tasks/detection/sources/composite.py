@@ -9,14 +9,13 @@ caches the detections; the ground truth is the same in every cell.
 from __future__ import annotations
 
 import html
-import zlib
 from pathlib import Path
 
 import numpy as np
 
 from audit import schema as S
 from audit.errors import ConfigError
-from audit.tasks.detection.sources.base import Source
+from audit.tasks.detection.sources.base import Source, corrupt_cell_images
 
 __all__ = ["CompositeScenes", "DATA_DEFAULTS", "MODEL_DEFAULTS"]
 
@@ -128,20 +127,11 @@ class CompositeScenes(Source):
         import torch  # noqa: F401  (imported before the thread limits are set)
 
     def frames(self, context, cell):
-        from perturbations.registry import corrupt_logged
-
         images, gts = _images(context["n_frames"])
         records = []
         if cell["name"] != "clean":
-            # one generator per cell, images in pool order; each record replays its image bit for bit
-            rng = np.random.default_rng(np.random.SeedSequence(
-                [context["seed"], 8123, zlib.crc32(cell["name"].encode()), cell["severity"]]))
-            out = []
-            for im in images:
-                y, rec = corrupt_logged(im, cell["name"], cell["severity"], rng, "image")
-                out.append(y)
-                records.append(rec)
-            images = np.stack(out)
+            images, records = corrupt_cell_images(images, cell, context["seed"])
+            images = np.stack(images)
         det = _detector(context["weights"], context["batch_size"])
         preds = det.predict(images)
         return preds, [dict(g) for g in gts], records
