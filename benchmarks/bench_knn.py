@@ -112,8 +112,10 @@ def main(quick: bool = False):
     md = ["### kNN feature distance (`KNNDistance`, `benchmarks/bench_knn.py`)", "",
           f"Machine: {machine_line()}. {versions('numpy', 'numba', 'faiss-cpu')}."
           + (" **--quick run (smaller sizes).**" if quick else ""), "",
-          f"**Shared, busy machine**: load average {load:.1f} on {os.cpu_count()} cores while this ran (other jobs "
-          f"in parallel), so absolute times are pessimistic; the peers ran in the same process on the same data.", "",
+          (f"**Shared, busy machine**: load average {load:.1f} on {os.cpu_count()} cores while this ran (other jobs "
+           f"in parallel), so absolute times are pessimistic; " if load >= 1.0 else
+           f"Load average {load:.1f} on {os.cpu_count()} cores while this ran (a quiet machine); ")
+          + "the peers ran in the same process on the same data.", "",
           f"SYNTHETIC Gaussian features, L2-normalised bank of {m:,} x {d} float32, k = {k} (k-th distance). "
           f"One-frame rows: median of {calls} single calls after warm-up; batch rows: median of 3 runs. "
           f"Max |difference| to the exact kernel on 500 queries: "

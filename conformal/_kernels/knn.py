@@ -47,12 +47,27 @@ def _knn_row(q, bank_t, k, mean, acc, top):
         blk = acc[:w]  # contiguous views: LLVM then vectorises the loop over bank rows
         for t in range(w):
             blk[t] = np.float32(0.0)
-        for j in range(d):
+        j = 0
+        while j + 4 <= d:  # four dimensions per pass over the accumulators (same additions, same order)
+            q0, q1, q2, q3 = q[j], q[j + 1], q[j + 2], q[j + 3]
+            r0 = bank_t[j, c0:c0 + w]
+            r1 = bank_t[j + 1, c0:c0 + w]
+            r2 = bank_t[j + 2, c0:c0 + w]
+            r3 = bank_t[j + 3, c0:c0 + w]
+            for t in range(w):
+                e0 = q0 - r0[t]
+                e1 = q1 - r1[t]
+                e2 = q2 - r2[t]
+                e3 = q3 - r3[t]
+                blk[t] = (((blk[t] + e0 * e0) + e1 * e1) + e2 * e2) + e3 * e3
+            j += 4
+        while j < d:
             qj = q[j]
             row = bank_t[j, c0:c0 + w]
             for t in range(w):
                 diff = qj - row[t]
                 blk[t] += diff * diff
+            j += 1
         worst = top[k - 1]
         for t in range(w):
             v = blk[t]
