@@ -20,7 +20,7 @@ from audit.errors import ConfigError
 __all__ = ["SEVERITIES", "cell_id", "EXECUTORS", "EXECUTOR_DEFAULTS", "OUTPUT_DEFAULTS", "check_keys", "check_params",
            "component",
            "integer", "fraction", "boolean", "number", "merged", "resolve_path", "corruption_list", "executor",
-           "output", "name_and_seed", "read_yaml", "dump"]
+           "output", "name_and_seed", "read_yaml", "dump", "batch_and_device"]
 
 SEVERITIES = (1, 2, 3, 4, 5)
 EXECUTORS = ("local", "ray")
@@ -100,6 +100,19 @@ def boolean(value, path: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{where(path)} must be true or false; got {value!r}")
     return value
+
+
+def batch_and_device(kw: dict, path: str) -> None:
+    """Check (in place) an adapter's `batch_size` (an integer >= 1) and `device` (what torch accepts) keys."""
+    if "batch_size" in kw:
+        kw["batch_size"] = integer(kw["batch_size"], f"{path}.batch_size", lo=1)
+    if "device" in kw:
+        from adapters._base import check_device
+
+        try:
+            check_device(kw["device"])
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"config key `{path}.device`: {exc}") from None
 
 
 def number(value, path: str, lo=None, hi=None, lo_open=False, hi_open=False, allow_none=False) -> float | None:

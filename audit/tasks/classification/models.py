@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from audit.errors import ConfigError
-from audit.schema import check_params, integer, resolve_path
+from audit.schema import batch_and_device, check_params, integer, resolve_path
 from audit.tasks.classification import reference
 from conformal.utils import softmax
 
@@ -201,15 +201,7 @@ def adapter_kwargs(modality: str, adapter: dict, path: str) -> dict:
             raise ConfigError(f"config key `{path}.columns` must be 3 or 4; got {kw['columns']!r}")
         if kw.get("random_state") is not None:
             kw["random_state"] = integer(kw["random_state"], f"{path}.random_state", lo=0)
-    if "batch_size" in kw:
-        kw["batch_size"] = integer(kw["batch_size"], f"{path}.batch_size", lo=1)
-    if "device" in kw:
-        from adapters._base import check_device
-
-        try:
-            check_device(kw["device"])
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"config key `{path}.device`: {exc}") from None
+    batch_and_device(kw, path)
     return kw
 
 

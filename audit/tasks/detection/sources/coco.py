@@ -359,15 +359,7 @@ def _adapter_kwargs(adapter):
             raise ConfigError(f"config key `{path}.preprocess`: {exc}") from None
     if kw.get("channels", "rgb") not in ("rgb", "bgr"):
         raise ConfigError(f"config key `{path}.channels` must be 'rgb' or 'bgr'; got {kw['channels']!r}")
-    if "batch_size" in kw:
-        kw["batch_size"] = S.integer(kw["batch_size"], f"{path}.batch_size", lo=1)
-    if "device" in kw:
-        from adapters._base import check_device
-
-        try:
-            check_device(kw["device"])
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"config key `{path}.device`: {exc}") from None
+    S.batch_and_device(kw, path)
     return kw
 
 
