@@ -9,6 +9,8 @@ Weights trained by ``python -m adapters.train`` live in ``adapters/weights``; lo
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import nn
 
@@ -65,13 +67,22 @@ class SmallCenterNet(nn.Module):
     peaks of the sigmoid heatmap (3 x 3 max-pool suppression, no box NMS), the top `max_detections` with
     heatmap >= `score_threshold`; score = heatmap x the top class probability, class_probs = softmax of the class
     logits at the peak (taken before any suppression by class). Input (n, 3, H, W) float, H and W multiples of 16.
+
+    Second stage (``crop_width > 0``): `crop` (a `SmallCNN` of that width) classifies a crop of every candidate box
+    (`crops`: the box widened by `crop_context`, resampled to `crop_size` squared from the input); class_probs are
+    then softmax(crop)^crop_mix x softmax(head)^(1 - crop_mix), renormalised, for every candidate before any
+    suppression, and score = heatmap x the top class probability. `crop_mix` is a buffer (saved with the weights).
     """
 
     stride = 4
 
     def __init__(self, num_classes: int = 10, width: int = 32, score_threshold: float = 0.05,
-                 max_detections: int = 50):
+                 max_detections: int = 50, crop_width: int = 0, crop_size: int = 28, crop_context: float = 1.2,
+                 crop_mix: float = 1.0):
         super().__init__()
+        if crop_width < 0 or crop_size < 8 or crop_context <= 0 or not 0.0 <= crop_mix <= 1.0:
+            raise ValueError(f"need crop_width >= 0, crop_size >= 8, crop_context > 0 and 0 <= crop_mix <= 1; got "
+                             f"{crop_width}, {crop_size}, {crop_context}, {crop_mix}")
         w = width
 
         def block(cin, cout, stride=1):
@@ -90,6 +101,47 @@ class SmallCenterNet(nn.Module):
         self.head = nn.Sequential(block(w, w), nn.Conv2d(w, 1 + num_classes + 4, 1))
         with torch.no_grad():  # start the heatmap at a low prior (CenterNet / focal-loss initialisation)
             self.head[-1].bias[0] = -2.19
+        # second stage: a crop classifier on each candidate box (None = class probabilities from the head alone)
+        self.crop_size, self.crop_context = crop_size, float(crop_context)
+        self.crop = SmallCNN(3, num_classes, crop_width) if crop_width > 0 else None
+        # weight of the crop classifier in the geometric mixture of class probabilities (1 = crop only); a buffer,
+        # so the value chosen on the calibration split after training travels with the weights
+        self.register_buffer("crop_mix", torch.tensor(float(crop_mix)))
+
+    def crops(self, x: torch.Tensor, boxes: list[torch.Tensor]) -> torch.Tensor:
+        """Bilinear crops (sum m_i, C, crop_size, crop_size) of `x` (n, C, H, W): for image i, one per row of
+        boxes[i] (m_i, 4) xyxy px, the box widened by `crop_context` about its centre, resized to a square (outside
+        the image the crop reads zeros), each channel of each crop then standardised (mean 0, std / (std + 0.1))."""
+        h, w = float(x.shape[-2]), float(x.shape[-1])
+        s = self.crop_size
+        lin = (torch.arange(s, dtype=x.dtype, device=x.device) + 0.5) / s * 2.0 - 1.0  # cell centres in [-1, 1]
+        out: list[torch.Tensor] = []
+        for i, b in enumerate(boxes):
+            m = b.shape[0]
+            if m == 0:
+                continue
+            b = b.to(x.dtype)
+            cx, cy = (b[:, 0] + b[:, 2]) / w - 1.0, (b[:, 1] + b[:, 3]) / h - 1.0  # normalised centres
+            hw = (b[:, 2] - b[:, 0]).clamp(min=1.0) * self.crop_context / w  # normalised half sizes
+            hh = (b[:, 3] - b[:, 1]).clamp(min=1.0) * self.crop_context / h
+            gx = cx[:, None, None] + hw[:, None, None] * lin[None, None, :]  # (m, 1, s)
+            gy = cy[:, None, None] + hh[:, None, None] * lin[None, :, None]  # (m, s, 1)
+            grid = torch.stack([gx.expand(m, s, s), gy.expand(m, s, s)], dim=3).reshape(1, m * s, s, 2)
+            c = nn.functional.grid_sample(x[i:i + 1], grid, mode="bilinear", padding_mode="zeros",
+                                          align_corners=False)  # (1, C, m * s, s)
+            out.append(c.reshape(x.shape[1], m, s, s).transpose(0, 1))
+        if len(out) == 0:
+            return x.new_zeros((0, x.shape[1], s, s))
+        c = torch.cat(out, dim=0)
+        # each crop's channels standardised (objects come in any colour on any background)
+        return (c - c.mean(dim=(2, 3), keepdim=True)) / (c.std(dim=(2, 3), keepdim=True) + 0.1)
+
+    def crop_logits(self, x: torch.Tensor, boxes: list[torch.Tensor]) -> torch.Tensor:
+        """The second stage's class logits (sum m_i, K) of the boxes' crops (needs ``crop_width > 0``)."""
+        crop = self.crop
+        if crop is None:
+            raise RuntimeError("this SmallCenterNet has no crop classifier (crop_width=0)")
+        return crop(self.crops(x, boxes))
 
     def heads(self, x: torch.Tensor) -> torch.Tensor:
         f2 = self.c2(x)
@@ -100,7 +152,8 @@ class SmallCenterNet(nn.Module):
         p2 = self.smooth2(self.lat2(f2) + up(p3, size=f2.shape[-2:], mode="nearest"))
         return self.head(p2)
 
-    def decode(self, maps: torch.Tensor, image_size: list[int]) -> list[dict[str, torch.Tensor]]:
+    def decode(self, maps: torch.Tensor, image_size: list[int],
+               x: Optional[torch.Tensor] = None) -> list[dict[str, torch.Tensor]]:
         k = self.num_classes
         heat = torch.sigmoid(maps[:, 0])
         peaks = heat * (nn.functional.max_pool2d(heat[:, None], 3, stride=1, padding=1)[:, 0] == heat)
@@ -122,9 +175,26 @@ class SmallCenterNet(nn.Module):
             boxes = torch.stack([(cx - bw / 2).clamp(0, w_img), (cy - bh / 2).clamp(0, h_img),
                                  (cx + bw / 2).clamp(0, w_img), (cy + bh / 2).clamp(0, h_img)], dim=1)
             cp = probs[i].reshape(k, -1)[:, cell].T
-            pmax, labels = cp.max(dim=1)
-            out.append({"boxes": boxes, "scores": vals[i][keep] * pmax, "labels": labels, "class_probs": cp})
+            out.append({"boxes": boxes, "scores": vals[i][keep], "class_probs": cp})
+        crop = self.crop
+        if crop is not None and x is not None:  # second stage on every candidate, before any suppression
+            cprobs = torch.softmax(self.crop_logits(x, [o["boxes"] for o in out]), dim=1)
+            mix = float(self.crop_mix)
+            lo = 0
+            for o in out:
+                m = o["boxes"].shape[0]
+                c = cprobs[lo:lo + m]
+                lo += m
+                if mix < 1.0:  # geometric mixture with the head's probabilities, renormalised
+                    c = torch.exp(mix * torch.log(c.clamp(min=1e-12))
+                                  + (1.0 - mix) * torch.log(o["class_probs"].clamp(min=1e-12)))
+                    c = c / c.sum(dim=1, keepdim=True)
+                o["class_probs"] = c
+        for o in out:
+            pmax, labels = o["class_probs"].max(dim=1)
+            o["scores"] = o["scores"] * pmax
+            o["labels"] = labels
         return out
 
     def forward(self, x: torch.Tensor) -> list[dict[str, torch.Tensor]]:
-        return self.decode(self.heads(x), [x.shape[-2], x.shape[-1]])
+        return self.decode(self.heads(x), [x.shape[-2], x.shape[-1]], x)

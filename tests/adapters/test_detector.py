@@ -90,3 +90,59 @@ def test_docstring_example_runs():
     import adapters.detector
 
     assert doctest.testmod(adapters.detector).failed == 0
+
+
+def test_crop_stage_reads_each_candidate_box_and_mixes_class_probs():
+    """The second stage of SmallCenterNet: crops are the boxes' pixels (an 8 px box at crop_size 8 and context 1
+    is read exactly, then standardised per channel), class_probs = softmax of the crop classifier for every
+    candidate (crop_mix 1), the head's softmax (crop_mix 0) or their renormalised geometric mixture; scores and
+    labels follow the class_probs; torch.jit.script gives the same outputs."""
+    torch.manual_seed(0)
+    net = SmallCenterNet(num_classes=3, score_threshold=0.0, max_detections=5, crop_width=4, crop_size=8,
+                         crop_context=1.0).eval()
+    x = torch.randn(2, 3, 64, 64)
+    c = net.crops(x, [torch.tensor([[8.0, 16.0, 16.0, 24.0]]), torch.zeros(0, 4)])
+    ref = x[0, :, 16:24, 8:16]
+    ref = (ref - ref.mean(dim=(1, 2), keepdim=True)) / (ref.std(dim=(1, 2), keepdim=True) + 0.1)
+    assert c.shape == (1, 3, 8, 8) and torch.allclose(c[0], ref, atol=1e-5)
+    head_only = SmallCenterNet(num_classes=3, score_threshold=0.0, max_detections=5).eval()
+    head_only.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("crop.")})
+    with torch.no_grad():
+        base = head_only(x)
+        crop = net(x)
+        crop_probs = torch.softmax(net.crop_logits(x, [o["boxes"] for o in crop]), dim=1)
+        net.crop_mix.fill_(0.0)
+        head = net(x)
+        net.crop_mix.fill_(0.5)
+        mixed = net(x)
+        scripted = torch.jit.script(net)(x)
+    lo = 0
+    for b, cr, hd, mx, sc in zip(base, crop, head, mixed, scripted):
+        m = b["boxes"].shape[0]
+        assert torch.allclose(cr["boxes"], b["boxes"]) and torch.allclose(hd["class_probs"], b["class_probs"])
+        assert torch.allclose(cr["class_probs"], crop_probs[lo:lo + m], atol=1e-6)
+        geo = torch.sqrt(cr["class_probs"] * b["class_probs"])
+        assert torch.allclose(mx["class_probs"], geo / geo.sum(1, keepdim=True), atol=1e-5)
+        heat = b["scores"] / b["class_probs"].max(1).values
+        for o in (cr, hd, mx):
+            assert torch.equal(o["labels"], o["class_probs"].argmax(1))
+            assert torch.allclose(o["scores"], heat * o["class_probs"].max(1).values, atol=1e-6)
+        for k in mx:
+            assert torch.allclose(mx[k], sc[k], atol=1e-5), k
+        lo += m
+    assert not torch.allclose(crop[0]["class_probs"], base[0]["class_probs"])  # the crop stage is used
+    with pytest.raises(ValueError, match="crop_mix"):
+        SmallCenterNet(crop_width=4, crop_mix=1.5)
+
+
+def test_jittered_training_boxes_overlap_their_object():
+    from adapters.train_detector import jitter_boxes
+
+    boxes = np.array([[10.0, 10.0, 30.0, 40.0], [0.0, 0.0, 16.0, 16.0], [50.0, 60.0, 130.0, 128.0]] * 200)
+    out = jitter_boxes(boxes, np.random.default_rng(0))
+    iw = np.clip(np.minimum(out[:, 2], boxes[:, 2]) - np.maximum(out[:, 0], boxes[:, 0]), 0, None)
+    ih = np.clip(np.minimum(out[:, 3], boxes[:, 3]) - np.maximum(out[:, 1], boxes[:, 1]), 0, None)
+    area = lambda b: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])  # noqa: E731
+    iou = iw * ih / (area(out) + area(boxes) - iw * ih)
+    assert iou.min() >= 0.5 and np.mean(iou < 0.9) > 0.5  # moved, but each still on its object
+    np.testing.assert_array_equal(out, jitter_boxes(boxes, np.random.default_rng(0)))
