@@ -15,6 +15,7 @@ import warnings
 
 import numpy as np
 
+from conformal import _tensor
 from conformal._base import (
     Array,
     BaseEstimator,
@@ -34,6 +35,7 @@ from conformal._base import (
 )
 from conformal._kernels import statistics as _k
 from conformal._validation import NotFittedError, as_array, check_is_fitted, check_labels, check_scores_matrix
+from conformal.abstention import _tensor as _tstat
 from conformal.abstention import combined as _comb
 from conformal.abstention import rules as _rules
 from conformal.abstention.decisions import Decisions
@@ -100,6 +102,14 @@ def _validated_statistic(fn, name, p, conformal):
     if fn in _KERNEL_STATS:
         return _k.statistic(p, _KERNEL_STATS[fn])
     return compute_statistic(fn, name, p, conformal)
+
+
+class _TensorStatView:
+    """One softmax statistic of a combined estimator, seen as `_tensor.statistic` reads a single one."""
+
+    def __init__(self, est, spec):
+        self._stat_fn, self.statistic_name_ = spec.fn, spec.name
+        self.calibrator_ = self.statistic_calibrator_ = est.statistic_calibrator_
 
 
 @register_kind
@@ -478,6 +488,10 @@ class DualThresholdConformal(BaseEstimator):
         """The fitted label-free statistic (n,) of new inputs, exactly as `predict` compares it with tau_
         (a tuple of statistics: (n, m), one column per statistic)."""
         check_is_fitted(self, "tau_")
+        if _tensor.is_tensor(probs):  # on the tensor's device, as predict computes it
+            side = None if self.statistics_ is None else {"features": features, "logits": logits, "inputs": inputs}
+            d = self._predict_tensor(probs, side)
+            return d.statistics if d.statistics is not None else d.statistic
         p = check_scores_matrix(probs, "probs", n_classes=self.n_classes_)
         if self.statistics_ is not None:
             mat = self._combined_matrix(p, {"features": features, "logits": logits, "inputs": inputs})
@@ -493,7 +507,9 @@ class DualThresholdConformal(BaseEstimator):
             return self._predict_combined(probs, {"features": features, "logits": logits, "inputs": inputs})
         # The calibrator validates probs (type, shape, class count, finiteness, range, row sums) once; the
         # statistic kernels then read the same validated view.
-        p = as_array(probs, "probs")  # a host view: decisions are NumPy (tensor sets: calibrator.predict_sets)
+        if _tensor.is_tensor(probs):  # decisions as tensors on its device (conformal/abstention/_tensor.py)
+            return self._predict_tensor(probs, None)
+        p = as_array(probs, "probs")
         sets = self.calibrator_.predict_sets(p)
         stat = self._statistic(p, sets)
         abstain = stat > self.tau_
@@ -502,7 +518,42 @@ class DualThresholdConformal(BaseEstimator):
             arr.setflags(write=False)
         return Decisions(sets=sets, abstain=abstain, prediction=prediction, statistic=stat)
 
+    def _predict_tensor(self, probs, side) -> Decisions:
+        """predict for a torch tensor: sets, statistic, abstain flags and top-1 labels computed with the tensor's
+        methods on its device and returned there (fitted statistics read their side inputs on the host)."""
+        x = _tensor.check_tensor(probs, "probs", self.n_classes_)
+        sets = self.calibrator_.predict_sets(x)  # validates the values (one boolean comes back)
+        prediction = x.argmax(dim=1)
+        if side is None:
+            stat = _tstat.statistic(self, x, sets, prediction)
+            return Decisions(sets=sets, abstain=stat > self.tau_, prediction=prediction, statistic=stat)
+        mat = self._combined_tensor(x, side, sets, prediction)
+        taus = _tensor._f64(x, np.atleast_1d(np.asarray(self.tau_, dtype=np.float64)))
+        hits = mat > taus[None, :]
+        extra = {}
+        if isinstance(self.statistic, tuple):
+            extra = {"reasons": hits, "reason_names": self.statistic_names_, "statistics": mat}
+        return Decisions(sets=sets, abstain=hits.any(dim=1), prediction=prediction, statistic=mat[:, 0].contiguous(),
+                         **extra)
+
+    def _combined_tensor(self, x, side, sets, prediction):
+        """(n, m) float64 on x's device: softmax statistics computed there, fitted ones on the host and sent."""
+        _comb.check_side_inputs(self._specs, side, x.shape[0], "predict")
+        cols = []
+        for spec, est in zip(self._specs, self.statistics_):
+            if est is None:
+                one = _TensorStatView(self, spec)
+                cols.append(_tstat.statistic(one, x, sets, prediction))
+            else:
+                cols.append(_tensor._f64(x, np.asarray(est.statistic(side[spec.requires]), dtype=np.float64)))
+        mat = x.new_empty((x.shape[0], len(cols))).double()
+        for j, col in enumerate(cols):
+            mat[:, j] = col
+        return mat
+
     def _predict_combined(self, probs, side) -> Decisions:
+        if _tensor.is_tensor(probs):
+            return self._predict_tensor(probs, side)
         p = as_array(probs, "probs")
         sets = self.calibrator_.predict_sets(p)
         mat = self._combined_matrix(p, side)

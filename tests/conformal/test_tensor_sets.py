@@ -119,15 +119,16 @@ def test_cuda_tensor_sets_stay_on_the_device_and_agree(score, sp):
         np.testing.assert_array_equal(got.cpu().numpy(), want)
 
 
-def test_abstention_on_cpu_tensors_still_returns_numpy_decisions():
-    """DualThresholdConformal and the set_size statistic read a CPU tensor through its host view, as before."""
+def test_abstention_on_cpu_tensors_returns_tensor_decisions():
+    """DualThresholdConformal on a CPU tensor: tensor decisions equal to the NumPy ones (issue 20; the full checks
+    are in tests/conformal/abstention/test_tensor_decisions.py); the public set_size function reads the host view."""
     from conformal import DualThresholdConformal
     from conformal.abstention.statistics import set_size
     p, y = _data(6, 1200, False, np.float32, seed=8)
     d = DualThresholdConformal(score="aps", statistic="set_size", alpha=0.1, random_state=0).fit(p[:800], y[:800])
     a, b = d.predict(torch.from_numpy(p[800:])), d.predict(p[800:])
-    assert isinstance(a.sets, np.ndarray)
-    np.testing.assert_array_equal(a.sets, b.sets)
-    np.testing.assert_array_equal(a.abstain, b.abstain)
+    assert isinstance(a.sets, torch.Tensor) and isinstance(a.abstain, torch.Tensor)
+    np.testing.assert_array_equal(a.sets.numpy(), b.sets)
+    np.testing.assert_array_equal(a.abstain.numpy(), b.abstain)
     cp = SplitConformalClassifier(score="aps", random_state=0).fit(p[:800], y[:800])
     np.testing.assert_array_equal(set_size(torch.from_numpy(p[800:]), cp), set_size(p[800:], cp))
