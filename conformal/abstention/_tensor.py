@@ -17,55 +17,11 @@ path (their fitted state is host arrays); their (n,) values are sent to the devi
 """
 from __future__ import annotations
 
-import numpy as np
-
 from conformal import _tensor as _t
-from conformal._kernels import statistics as _ks
 from conformal._validation import as_array
 from conformal.abstention.statistics import STATISTICS, compute_statistic
 
-_ONE_MINUS_SQRT_HALF_BITS = _ks._ONE_BITS - _ks._SQRT_HALF_BITS
-
-
-def _xlogx(v):
-    """`conformal._kernels.statistics._xlogx` on a float64 tensor of finite values >= 0."""
-    i64, f64 = v.new_zeros(0).long().dtype, v.dtype
-    b = v.view(i64) + _ONE_MINUS_SQRT_HALF_BITS
-    m = ((b & _ks._MANTISSA) + _ks._SQRT_HALF_BITS).view(f64)
-    e = ((b >> 52) | _ks._TWO52_BITS).view(f64) - _ks._TWO52_PLUS_BIAS
-    f = (m - 1.0) / (m + 1.0)
-    s = f * f
-    poly = 1.0 / 17.0
-    for c in (1.0 / 15.0, 1.0 / 13.0, 1.0 / 11.0, 1.0 / 9.0, 1.0 / 7.0, 1.0 / 5.0, 1.0 / 3.0, 1.0):
-        poly = c + s * poly
-    return v * (e * _ks.LN2 + 2.0 * f * poly)
-
-
-def entropy(p):
-    """Entropy / log K of float64 rows `p` (n, K), as `_entropy_block`."""
-    n, k = p.shape
-    k4 = k - k % 4
-    xl = _xlogx(p)
-    if k4:
-        lanes = xl[:, :k4].reshape(n, k4 // 4, 4).cumsum(dim=1)[:, -1, :]
-        h = (lanes[:, 0] + lanes[:, 1]) + (lanes[:, 2] + lanes[:, 3])
-    else:
-        h = p.new_zeros(n)
-    for j in range(k4, k):
-        h = h + xl[:, j]
-    return -h * (1.0 / np.log(np.float64(k)))
-
-
-def max_prob(p):
-    return 1.0 - p.max(dim=1).values
-
-
-def margin(p):
-    top = p.topk(2, dim=1).values
-    return 1.0 - (top[:, 0] - top[:, 1])
-
-
-_SOFTMAX = {STATISTICS["max_prob"]: max_prob, STATISTICS["margin"]: margin, STATISTICS["entropy"]: entropy}
+_SOFTMAX = {STATISTICS["max_prob"]: _t.max_prob, STATISTICS["margin"]: _t.margin, STATISTICS["entropy"]: _t.entropy}
 
 
 def top1_score(x, conformal, prediction):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from conformal import DualThresholdConformal
+from conformal import _tensor as _ts
 from conformal.abstention import KNNDistance
-from conformal.abstention import _tensor as _ts
 from conformal.abstention.decisions import Decisions
 
 torch = pytest.importorskip("torch")
