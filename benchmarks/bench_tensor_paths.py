@@ -1,0 +1,123 @@
+"""Tensor paths beyond the sets (issue 20 §2): DualThresholdConformal.predict, StreamingConformal.step and
+ConformalDetector.predict given torch tensors, against the same calls on NumPy arrays. Writes the `tensor_paths`
+section of docs/benchmarks.md.
+
+CPU tensors only unless a CUDA device is present (the GPU rows say "unmeasured" otherwise, never an estimate).
+Every time is the minimum over repeats after a warm-up, one torch thread, one Numba thread (the decisions are
+checked identical in the same run). Run: python benchmarks/bench_tensor_paths.py
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from _report import machine_line, versions, write_section  # noqa: E402
+
+from adapters.datasets import make_scenes  # noqa: E402
+from adapters.streaming import StreamingConformal  # noqa: E402
+from conformal import DualThresholdConformal, SplitConformalClassifier  # noqa: E402
+from conformal.detection import ConformalDetector  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+def _min_time(fn, repeat=7):
+    fn()
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _fmt(s):
+    return f"{s * 1e3:.2f} ms" if s >= 1e-3 else f"{s * 1e6:.0f} us"
+
+
+def _probs(n, k, seed):
+    rng = np.random.default_rng(seed)
+    z = 2.0 * rng.normal(size=(n, k))
+    y = rng.integers(0, k, n)
+    z[np.arange(n), y] += 2.5
+    p = np.exp(z - z.max(1, keepdims=True))
+    return (p / p.sum(1, keepdims=True)).astype(np.float32), y
+
+
+def main():
+    rows = []
+    n = 10_000
+    for k in (10, 100):
+        p, y = _probs(2 * n, k, seed=k)
+        for stat in ("entropy", "max_prob"):
+            d = DualThresholdConformal(score="aps", statistic=stat, alpha=0.1, randomized=False,
+                                       random_state=0).fit(p[:n], y[:n])
+            x, t = p[n:], torch.from_numpy(p[n:])
+            assert np.array_equal(d.predict(t).abstain.numpy(), d.predict(x).abstain)
+            rows.append((f"`DualThresholdConformal.predict`, APS + {stat}, {n:,} x {k}",
+                         _min_time(lambda: d.predict(x)), _min_time(lambda: d.predict(t))))
+    p, y = _probs(1500, 10, seed=1)
+    cal = SplitConformalClassifier(score="aps", alpha=0.1, randomized=False).fit(p[:1000], y[:1000])
+    host, dev = StreamingConformal(cal, reference=p[:1000]), StreamingConformal(cal, reference=p[:1000])
+    dev._device_path_on_cpu = True  # the path a CUDA tensor takes, run on CPU tensors
+    frames, tframes = p[1000:1200].astype(np.float64), [torch.from_numpy(r) for r in p[1000:1200].astype(np.float64)]
+
+    def run_host():
+        for r in frames:
+            host.step(r)
+
+    def run_dev():
+        for r in tframes:
+            dev.step(r)
+
+    rows.append(("`StreamingConformal.step`, APS + entropy, K = 10, per frame",
+                 _min_time(run_host, 5) / 200, _min_time(run_dev, 5) / 200))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        preds, gts = make_scenes(260, rng=0, bias=2.0)
+        det = ConformalDetector(alpha=0.1, alpha_cls=0.1, class_conditional=True, score_threshold=0.3).fit(
+            preds[:200], gts[:200])
+    fr = preds[200:260]
+    tf = [{k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in f.items()} for f in fr]
+
+    def det_host():
+        for f in fr:
+            det.predict(f)
+
+    def det_dev():
+        for f in tf:
+            det.predict(f)
+
+    m = np.mean([len(f["boxes"]) for f in fr])
+    rows.append((f"`ConformalDetector.predict`, 2D, class-conditional, {m:.1f} boxes, per frame",
+                 _min_time(det_host, 5) / len(fr), _min_time(det_dev, 5) / len(fr)))
+    load = os.getloadavg()[0]
+    lines = ["### Tensor paths: abstention, streaming, detection (`benchmarks/bench_tensor_paths.py`)", "",
+             f"Machine: {machine_line()}, load average {load:.1f} when the run ended.  ",
+             f"Versions: {versions('numpy', 'numba', 'torch')}.  ",
+             "Synthetic softmax outputs and simulated detection frames (`make_scenes`, synthetic). Minimum wall time "
+             "over repeats after a warm-up, one torch and one Numba thread; the tensor path's decisions were checked "
+             "identical to the NumPy path's in the run. The streaming row forces the device path on CPU tensors "
+             "(`_device_path_on_cpu`; by default a CPU tensor takes the host kernel through a shared view).", "",
+             "| call | NumPy input | CPU tensor | tensor / NumPy |", "|---|---|---|---|"]
+    for name, a, b in rows:
+        lines.append(f"| {name} | {_fmt(a)} | {_fmt(b)} | {b / a:.1f}x |")
+    lines += ["", "| call | CUDA tensor |", "|---|---|"]
+    gpu = "unmeasured: no GPU lent to this task" if not torch.cuda.is_available() else "not run by this script yet"
+    for name, _, _ in rows:
+        lines.append(f"| {name} | {gpu} |")
+    write_section("tensor_paths", "\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
