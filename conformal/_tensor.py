@@ -11,8 +11,9 @@ Semantics are the Numba kernels' (conformal/_kernels/scores.py), operation for o
 to float64, mass in fixed point int64(floor(p * 2**60 + 0.5)) summed exactly, tie groups sharing one score, the
 set a prefix of tie groups ending at the first group whose score exceeds qhat. On CPU tensors the sets are the
 Numba path's bit for bit (tests/conformal/test_tensor_sets.py); for logits the softmax denominator is summed by
-`cumsum` (sequential on CPU, as in the kernel); on CUDA a reduction order may differ in the last bit of a
-softmax, which can move a label only when its score ties qhat to the last bit.
+`cumsum` (sequential on CPU, as in the kernel), but torch's `exp` (like NumPy's SIMD one) differs from libm's,
+which the kernels call, by one ulp in about 5 % of values, and on CUDA a reduction order may differ too: a softmax
+can differ in its last bit, which moves a label only when its score ties qhat to the last bit.
 
 No full sort per row where avoidable: only the top `m` labels of every row are taken (`topk`), `m` from a bound
 on how many labels can enter any set (APS/RAPS: a label in a set has p >= (row sum - qhat) / K; TopK: rank <=
