@@ -40,6 +40,20 @@ def _min_time(fn, repeat=7):
     return best
 
 
+def _sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _cuda_time(fn, repeat=7):
+    """Minimum wall time of fn() with the device synchronised before and after each run."""
+    def run():
+        _sync()
+        fn()
+        _sync()
+    return _min_time(run, repeat)
+
+
 def _fmt(s):
     return f"{s * 1e3:.2f} ms" if s >= 1e-3 else f"{s * 1e6:.0f} us"
 
@@ -54,7 +68,7 @@ def _probs(n, k, seed):
 
 
 def main():
-    rows = []
+    rows, gpu, cuda = [], {}, torch.cuda.is_available()
     n = 10_000
     for k in (10, 100):
         p, y = _probs(2 * n, k, seed=k)
@@ -65,6 +79,10 @@ def main():
             assert np.array_equal(d.predict(t).abstain.numpy(), d.predict(x).abstain)
             rows.append((f"`DualThresholdConformal.predict`, APS + {stat}, {n:,} x {k}",
                          _min_time(lambda: d.predict(x)), _min_time(lambda: d.predict(t))))
+            if cuda:
+                tc = t.cuda()
+                assert np.array_equal(d.predict(tc).sets.cpu().numpy(), d.predict(x).sets)
+                gpu[rows[-1][0]] = _cuda_time(lambda: d.predict(tc))
     p, y = _probs(1500, 10, seed=1)
     cal = SplitConformalClassifier(score="aps", alpha=0.1, randomized=False).fit(p[:1000], y[:1000])
     host, dev = StreamingConformal(cal, reference=p[:1000]), StreamingConformal(cal, reference=p[:1000])
@@ -81,6 +99,13 @@ def main():
 
     rows.append(("`StreamingConformal.step`, APS + entropy, K = 10, per frame",
                  _min_time(run_host, 5) / 200, _min_time(run_dev, 5) / 200))
+    if cuda:
+        cframes = [r.cuda() for r in tframes]
+
+        def run_cuda():
+            for r in cframes:
+                dev.step(r)
+        gpu[rows[-1][0]] = _cuda_time(run_cuda, 5) / 200
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         preds, gts = make_scenes(260, rng=0, bias=2.0)
@@ -100,6 +125,13 @@ def main():
     m = np.mean([len(f["boxes"]) for f in fr])
     rows.append((f"`ConformalDetector.predict`, 2D, class-conditional, {m:.1f} boxes, per frame",
                  _min_time(det_host, 5) / len(fr), _min_time(det_dev, 5) / len(fr)))
+    if cuda:
+        cf = [{k: v.cuda() for k, v in f.items()} for f in tf]
+
+        def det_cuda():
+            for f in cf:
+                det.predict(f)
+        gpu[rows[-1][0]] = _cuda_time(det_cuda, 5) / len(fr)
     load = os.getloadavg()[0]
     lines = ["### Tensor paths: abstention, streaming, detection (`benchmarks/bench_tensor_paths.py`)", "",
              f"Machine: {machine_line()}, load average {load:.1f} when the run ended.  ",
@@ -112,9 +144,8 @@ def main():
     for name, a, b in rows:
         lines.append(f"| {name} | {_fmt(a)} | {_fmt(b)} | {b / a:.1f}x |")
     lines += ["", "| call | CUDA tensor |", "|---|---|"]
-    gpu = "unmeasured: no GPU lent to this task" if not torch.cuda.is_available() else "not run by this script yet"
     for name, _, _ in rows:
-        lines.append(f"| {name} | {gpu} |")
+        lines.append(f"| {name} | {_fmt(gpu[name]) if name in gpu else 'unmeasured: no GPU lent to this task'} |")
     write_section("tensor_paths", "\n".join(lines))
     print("\n".join(lines))
 

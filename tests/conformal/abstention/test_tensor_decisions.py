@@ -48,7 +48,8 @@ def test_tensor_decisions_equal_numpy_decisions(statistic):
             for ties in (False, True):
                 p, y = _probs(k, 1200, dtype, seed=k, ties=ties)
                 for score, rule, rp in (("aps", "youden", None), ("lac", "budget", {"max_abstain": 0.2}),
-                                        ("raps", "fpr", {"max_fpr": 0.2})):
+                                        ("raps", "fpr", {"max_fpr": 0.2}),
+                                        ("lac", "accept_coverage", {"tau_rule": "budget", "max_abstain": 0.2})):
                     d = _fit(p[:600], y[:600], score=score, statistic=statistic, rule=rule, rule_params=rp)
                     msg = f"{statistic} K={k} {dtype.__name__} ties={ties} {score}"
                     _assert_same(d.predict(torch.from_numpy(p[600:])), d.predict(p[600:]), msg)
