@@ -99,6 +99,25 @@ def test_tensor_results_convert_to_host(scenes2d):
     assert isinstance(a.to_host().lower, np.ndarray)
 
 
+def test_detection_abstention_reads_tensor_results(scenes2d):
+    """DetectionAbstention on the result of a tensor frame: the same flags, as a bool tensor on the device."""
+    from conformal.detection import DetectionAbstention
+    preds, gts = scenes2d
+    det = ConformalDetector(alpha=0.1, alpha_cls=0.1, score_threshold=0.3).fit(preds[:150], gts[:150])
+    for statistic in ("confidence", "set_size", "entropy", "interval_size"):
+        for level in ("detection", "image"):
+            ab = DetectionAbstention(statistic=statistic, level=level).fit(det, preds[150:220], gts[150:220])
+            for i in range(220, 240):
+                t = _tensors(preds[i])
+                got = ab.predict(det.predict(t), t["class_probs"])
+                want = ab.predict(det.predict(preds[i]), preds[i]["class_probs"])
+                if level == "detection":
+                    assert torch.is_tensor(got) and got.dtype == torch.bool
+                    np.testing.assert_array_equal(got.numpy(), want)
+                else:
+                    assert got == want
+
+
 def test_bad_tensor_frames_name_the_key(scenes2d):
     preds, gts = scenes2d
     det = ConformalDetector(alpha=0.1, alpha_cls=0.1, score_threshold=0.3).fit(preds[:200], gts[:200])
