@@ -501,7 +501,8 @@ class DualThresholdConformal(BaseEstimator):
     def predict(self, probs, *, features=None, logits=None, inputs=None) -> Decisions:
         """Decisions for new inputs: sets, abstain flags, top-1 predictions and the statistic. Takes no labels,
         never modifies the estimator (one fitted object can serve several threads). `features`, `logits`,
-        `inputs`: the side inputs the fitted statistics need (see `fit`); ignored otherwise."""
+        `inputs`: the side inputs the fitted statistics need (see `fit`); ignored otherwise. A torch tensor
+        `probs` (CPU or CUDA) gives Decisions of tensors on its device, computed there (docs/architecture.md)."""
         check_is_fitted(self, "tau_")
         if self.statistics_ is not None:
             return self._predict_combined(probs, {"features": features, "logits": logits, "inputs": inputs})
