@@ -152,7 +152,8 @@ class StreamingConformal:
         self._statistic_param = params["statistic"]
 
     # tensors on a device (CUDA, ...) compute their frame there; CPU tensors take the host kernel through a shared
-    # view unless this is True (the tests set it to run the device path on CPU tensors)
+    # view unless this is True (the tests set it per stream to run the device path on CPU tensors) or the core's
+    # switch `conformal._tensor._device_path_on_cpu` is
     _device_path_on_cpu = False
 
     def _bind_calibrator(self, conformal) -> None:
@@ -369,7 +370,8 @@ class StreamingConformal:
         elif monitor_value is not None:
             raise ValueError("`monitor_value` is only taken when the wrapper was built with `reference_statistics`")
         k = self.n_classes_
-        dev = _device_row(probs, k, self._device_path_on_cpu)  # a tensor whose frame is computed on its device
+        # a tensor whose frame is computed on its device, or None
+        dev = _device_row(probs, k, self._device_path_on_cpu or _tensor._device_path_on_cpu)
         if dev is None:
             probs = _host_array(probs)
             if probs.shape != (k,) and probs.shape != (1, k):

@@ -20,8 +20,17 @@ on how many labels can enter any set (APS/RAPS: a label in a set has p >= (row s
 qhat + 1; SAPS: rank <= (qhat - p_max) / weight + 2). The window is exact whatever `m` is: a tie group cut by the
 window's edge scores too low, never too high, so a row is decided unless its whole window entered the set; those
 rows (if any) are redone with a full sort.
+
+A CPU tensor does not take this path: after the same type and shape checks (`check_tensor`, the same messages) it
+is viewed as a NumPy array without a copy (`host_view`), the host (Numba) kernels run on the view, and their
+outputs come back as CPU tensors sharing the arrays' memory (`from_host`); on CPU those kernels are 5-20x faster
+than the tensor ops (docs/benchmarks.md, tensor paths). `_device_path_on_cpu` (private, for the tests and
+benchmarks) sends CPU tensors down the device path instead, so the bit-identity tests keep proving the path a CUDA
+tensor takes.
 """
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 
@@ -35,6 +44,31 @@ _SCALE = float(2 ** 60)
 def is_tensor(x) -> bool:
     """True for a torch tensor (recognised without importing torch)."""
     return (type(x).__module__ or "").startswith("torch") and hasattr(x, "device") and hasattr(x, "dtype")
+
+
+# True: CPU tensors take the device path too (the tests and benchmarks set it to run, on CPU tensors, the path a
+# CUDA tensor takes); False (default): CPU tensors are computed by the host kernels through a shared NumPy view.
+_device_path_on_cpu = False
+
+
+def on_host(x) -> bool:
+    """True when a checked tensor is computed by the host kernels: a dense CPU tensor, unless the device path is
+    forced (`_device_path_on_cpu`). Other layouts (sparse, ...) have no NumPy view and stay on the device path."""
+    return x.device.type == "cpu" and not _device_path_on_cpu and str(x.layout) == "torch.strided"
+
+
+def host_view(x) -> np.ndarray:
+    """The NumPy view of a CPU tensor (detached; shares its memory, no copy)."""
+    return x.detach().numpy()
+
+
+def from_host(like, arr):
+    """The NumPy result `arr` as a CPU tensor sharing its memory (torch is taken from `like`'s type, never imported
+    here). A read-only array (the NumPy paths freeze their outputs) is copied first: torch has no read-only
+    tensors, and a writable tensor over a frozen array would let a caller change shared state."""
+    if not arr.flags.writeable or any(st < 0 for st in arr.strides):
+        arr = arr.copy()
+    return sys.modules[type(like).__module__.partition(".")[0]].from_numpy(arr)
 
 
 def check_tensor(x, name: str = "probs", n_classes: int | None = None):
@@ -271,6 +305,8 @@ def _scores(est, x, u, logits):
 def split_predict_sets(est, probs, rng=None):
     """`SplitConformalClassifier.predict_sets` for a tensor: a bool tensor on the same device."""
     x = check_tensor(probs, "probs", est.n_classes_)
+    if on_host(x):
+        return from_host(x, est.predict_sets(host_view(x), rng))
     logits = est.inputs == "logits"
     check_values(x, logits)
     randomized, allow_empty = _mode(est)
@@ -290,6 +326,8 @@ def split_predict_sets(est, probs, rng=None):
 def class_conditional_predict_sets(est, probs, rng=None):
     """`ClassConditionalConformalClassifier.predict_sets` for a tensor: a bool tensor on the same device."""
     x = check_tensor(probs, "probs", est.n_classes_)
+    if on_host(x):
+        return from_host(x, est.predict_sets(host_view(x), rng))
     logits = est.inputs == "logits"
     check_values(x, logits)
     randomized, allow_empty = _mode(est)

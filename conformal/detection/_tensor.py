@@ -37,8 +37,9 @@ def _tensor_field(frame, key, dev, where, shape, dtypes, what):
     return x.detach()
 
 
-def check_tensor_frame(frame, dim: int, n_classes: int) -> dict:
-    """Validate a prediction frame of tensors with the NumPy path's messages; float64 / int64 tensors back."""
+def check_tensor_fields(frame, dim: int, n_classes: int) -> dict:
+    """Keys, devices, dtypes and shapes of a prediction frame of tensors (no value is read), with the NumPy path's
+    messages; the tensors come back detached and unconverted."""
     where = "prediction frame: "
     key = BOX_KEY[dim]
     if key not in frame:
@@ -48,17 +49,28 @@ def check_tensor_frame(frame, dim: int, n_classes: int) -> dict:
         if need not in frame:
             raise ValueError(f"{where}missing key {need!r} ({hint})")
     dev, d = frame[key].device, BOX_DIM[dim]
-    boxes = _tensor_field(frame, key, dev, where, (None, d), _FLOATS + _INTS, "float or integer").double()
+    boxes = _tensor_field(frame, key, dev, where, (None, d), _FLOATS + _INTS, "float or integer")
     m = boxes.shape[0]
-    labels = _tensor_field(frame, "labels", dev, where, (m,), _INTS, "1-D integer").long()
-    scores = _tensor_field(frame, "scores", dev, where, (m,), _FLOATS + _INTS, "float or integer").double()
+    labels = _tensor_field(frame, "labels", dev, where, (m,), _INTS, "1-D integer")
+    scores = _tensor_field(frame, "scores", dev, where, (m,), _FLOATS + _INTS, "float or integer")
     cp = std = None
     if frame.get("class_probs") is not None:
         cp = _tensor_field(frame, "class_probs", dev, where, (m, None), _FLOATS, "float32 or float64")
         if cp.shape[1] != n_classes:
             raise ValueError(f"{where}`class_probs` has {cp.shape[1]} classes; expected {n_classes}")
     if frame.get("box_std") is not None:
-        std = _tensor_field(frame, "box_std", dev, where, (m, d), _FLOATS + _INTS, "float or integer").double()
+        std = _tensor_field(frame, "box_std", dev, where, (m, d), _FLOATS + _INTS, "float or integer")
+    return {"boxes": boxes, "labels": labels, "scores": scores, "class_probs": cp, "box_std": std}
+
+
+def check_tensor_values(f: dict, dim: int, n_classes: int) -> dict:
+    """The values of checked fields (`check_tensor_fields`) on their device, with the NumPy path's messages, in
+    its order; float64 / int64 tensors back. One boolean vector comes back to the host; the offending row only
+    when there is one."""
+    where, key = "prediction frame: ", BOX_KEY[dim]
+    boxes, labels, scores = f["boxes"].double(), f["labels"].long(), f["scores"].double()
+    cp, std = f["class_probs"], None if f["box_std"] is None else f["box_std"].double()
+    m = boxes.shape[0]
     if m == 0:
         return {"boxes": boxes, "labels": labels, "scores": scores, "class_probs": cp, "box_std": std}
     # one row-wise flag per check, in the NumPy path's order; one boolean vector comes back
@@ -150,8 +162,16 @@ def outer_inner(lower, upper):
 
 
 def predict(det, frame):
-    """`ConformalDetector.predict` for a frame of tensors: a DetectionResult of tensors on their device."""
-    f = check_tensor_frame(frame, det.dim, det.n_classes_)
+    """`ConformalDetector.predict` for a frame of tensors: the DetectionResult fields as tensors on their device.
+    A CPU frame (keys, devices, dtypes and shapes checked here, with this path's messages) is computed by the
+    NumPy path on shared views of its tensors and its arrays come back as CPU tensors sharing their memory."""
+    meta = check_tensor_fields(frame, det.dim, det.n_classes_)
+    if _t.on_host(meta["boxes"]):
+        host = {k: _t.host_view(v) for k, v in meta.items() if v is not None}
+        host[BOX_KEY[det.dim]] = host.pop("boxes")
+        return {k: None if v is None else _t.from_host(meta["boxes"], v)
+                for k, v in det._predict_arrays(host).items()}
+    f = check_tensor_values(meta, det.dim, det.n_classes_)
     boxes, labels, scores = f["boxes"], f["labels"], f["scores"]
     m = boxes.shape[0]
     keep = scores >= det.score_threshold_

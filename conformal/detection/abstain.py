@@ -213,6 +213,9 @@ class DetectionAbstention(BaseEstimator):
         keep = result.to_host().keep
         if self.level == "detection":
             flags = (st > self.tau_) & keep
-            # a result of tensors gets its flags as a bool tensor on the same device
-            return result.keep.new_tensor(flags) if _tensor.is_tensor(result.keep) else flags
+            # a result of tensors gets its flags as a bool tensor on the same device (on CPU sharing their memory)
+            if not _tensor.is_tensor(result.keep):
+                return flags
+            return _tensor.from_host(result.keep, flags) if result.keep.device.type == "cpu" else \
+                result.keep.new_tensor(flags)
         return bool(self._image_stat(st, keep) > self.tau_)

@@ -280,11 +280,17 @@ class ConformalDetector(BaseEstimator):
         """Conformal output for one frame; the frame is validated, never modified; no labels are used.
 
         A frame of torch tensors (boxes, scores, labels, class_probs, box_std on one device) gives a result of
-        tensors on that device (float64 boxes, scores, intervals; int64 labels; bool keep and class sets), computed
-        with the tensors' methods: no host copy of class_probs or of the boxes (conformal/detection/_tensor.py)."""
+        tensors on that device (float64 boxes, scores, intervals; int64 labels; bool keep and class sets): a CUDA
+        frame's computed with the tensors' methods, no host copy of class_probs or of the boxes; a CPU frame's by
+        the NumPy path on shared views, its arrays shared back as tensors (conformal/detection/_tensor.py)."""
         check_is_fitted(self, "boxes_")
         if _dtensor.is_tensor_frame(frame):
             return DetectionResult(**_dtensor.predict(self, frame))
+        return DetectionResult(**self._predict_arrays(frame))
+
+    def _predict_arrays(self, frame) -> dict:
+        """The NumPy path of `predict`: the DetectionResult fields of one frame (arrays, or CPU tensors read
+        through shared views)."""
         f = check_frame(frame, self.dim, kind="prediction", n_classes=self.n_classes_)
         boxes, labels = f["boxes"], f["labels"]
         m = boxes.shape[0]
@@ -307,8 +313,8 @@ class ConformalDetector(BaseEstimator):
         outer = inner = None
         if self.dim == 2:
             outer, inner = outer_inner(lower, upper)
-        return DetectionResult(boxes=boxes, scores=f["scores"], labels=labels, keep=keep, class_sets=sets,
-                               lower=lower, upper=upper, outer=outer, inner=inner)
+        return dict(boxes=boxes, scores=f["scores"], labels=labels, keep=keep, class_sets=sets, lower=lower,
+                    upper=upper, outer=outer, inner=inner)
 
     def predict_batch(self, frames) -> list[DetectionResult]:
         if not isinstance(frames, (list, tuple)):

@@ -128,6 +128,28 @@ def test_device_path_errors_name_the_argument_and_leave_the_state():
     assert s.n_steps_ == 1
 
 
+def test_cpu_tensor_frames_take_the_host_kernel_unless_forced(monkeypatch):
+    """By default a CPU tensor row is read by the host kernel through a shared view (the device frame is never
+    computed); the stream's own switch or the core's (`conformal._tensor._device_path_on_cpu`, the one the
+    calibrators, abstention and detector read) sends it down the device path. Same frames either way."""
+    from conformal import _tensor
+    calls = []
+    fn = _tensor.frame
+    monkeypatch.setattr(_tensor, "frame", lambda *a: calls.append(1) or fn(*a))
+    _, p, y = _data(600, seed=6)
+    cal = SplitConformalClassifier(score="aps", alpha=0.1, randomized=False).fit(p[:300], y[:300])
+    a, b = StreamingConformal(cal, reference=p[:300]), StreamingConformal(cal, reference=p[:300])
+    _run(a, b, p[300:340], y[300:340])
+    assert calls == []
+    monkeypatch.setattr(_tensor, "_device_path_on_cpu", True)
+    a, b = StreamingConformal(cal, reference=p[:300]), StreamingConformal(cal, reference=p[:300])
+    _run(a, b, p[300:340], y[300:340], to_tensor=lambda r: r)  # NumPy rows: the host kernel whatever the switch
+    assert calls == []
+    a, b = StreamingConformal(cal, reference=p[:300]), StreamingConformal(cal, reference=p[:300])
+    _run(a, b, p[300:340], y[300:340])
+    assert len(calls) == 40
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine (the device path runs on "
                                                           "CPU tensors above; this checks it on a GPU)")
 def test_cuda_frames_equal_host_frames():

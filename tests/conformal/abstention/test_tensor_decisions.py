@@ -1,5 +1,7 @@
-"""DualThresholdConformal.predict on torch tensors (conformal/abstention/_tensor.py): sets, statistic, abstain flags
-and top-1 labels as tensors on the input's device, equal to the NumPy path's bit for bit on CPU tensors."""
+"""DualThresholdConformal.predict on torch tensors: sets, statistic, abstain flags and top-1 labels as tensors on the
+input's device, equal to the NumPy path's bit for bit on CPU tensors, on both paths a tensor can take: the host
+kernels through a shared view (a CPU tensor's, by default) and the tensor ops of conformal/abstention/_tensor.py (a
+CUDA tensor's; forced on CPU tensors by the `path` fixture)."""
 import warnings
 
 import numpy as np
@@ -14,6 +16,13 @@ torch = pytest.importorskip("torch")
 
 STATISTICS = ["entropy", "max_prob", "margin", "set_size", "credibility", "top1_score"]
 FIELDS = ("sets", "abstain", "prediction", "statistic")
+
+
+@pytest.fixture(params=["host", "device"])
+def path(request, monkeypatch):
+    """Run a test on both paths of a CPU tensor: the host kernels (default) and the device path (forced)."""
+    monkeypatch.setattr(_ts, "_device_path_on_cpu", request.param == "device")
+    return request.param
 
 
 def _probs(k, n, dtype, seed, ties=False):
@@ -42,7 +51,7 @@ def _assert_same(a, b, msg):
 
 
 @pytest.mark.parametrize("statistic", STATISTICS)
-def test_tensor_decisions_equal_numpy_decisions(statistic):
+def test_tensor_decisions_equal_numpy_decisions(statistic, path):
     for k in (2, 5, 8, 37):  # K < 4, K % 4 != 0 and == 0: every branch of the entropy's four lanes
         for dtype in (np.float32, np.float64):
             for ties in (False, True):
@@ -57,7 +66,7 @@ def test_tensor_decisions_equal_numpy_decisions(statistic):
                                                   d.statistic_of(p[600:]), err_msg=msg)
 
 
-def test_abstain_flags_follow_tau_on_the_tensor():
+def test_abstain_flags_follow_tau_on_the_tensor(path):
     """The rule itself on the device: abstain iff statistic > tau, at tau = an observed statistic (a tie)."""
     p, y = _probs(10, 2000, np.float32, seed=1)
     d = _fit(p[:1000], y[:1000], score="aps", statistic="entropy", rule="budget", rule_params={"max_abstain": 0.3})
@@ -82,7 +91,7 @@ def test_entropy_twin_matches_the_kernel_bit_for_bit():
         np.testing.assert_array_equal(_ts.max_prob(torch.from_numpy(p)).numpy(), _ks.max_prob(p))
 
 
-def test_union_and_fitted_statistics_on_tensors():
+def test_union_and_fitted_statistics_on_tensors(path):
     """A tuple (entropy, knn): the softmax column on the device, the kNN distances from host features."""
     p, y = _probs(6, 1600, np.float32, seed=3)
     feats = np.random.default_rng(3).normal(size=(1600, 8)).astype(np.float32)
@@ -101,7 +110,7 @@ def test_union_and_fitted_statistics_on_tensors():
         np.testing.assert_array_equal(c.abstain.numpy(), b.abstain)
 
 
-def test_callable_statistic_reads_the_host_view():
+def test_callable_statistic_reads_the_host_view(path):
     p, y = _probs(5, 1000, np.float64, seed=4)
 
     def one_minus_top(probs):
@@ -112,7 +121,7 @@ def test_callable_statistic_reads_the_host_view():
     _assert_same(d.predict(torch.from_numpy(p[500:])), d.predict(p[500:]), "callable")
 
 
-def test_tensor_decisions_keep_device_and_convert_to_host():
+def test_tensor_decisions_keep_device_and_convert_to_host(path):
     p, y = _probs(4, 600, np.float32, seed=5)
     d = _fit(p[:300], y[:300], score="aps", statistic="margin")
     t = torch.from_numpy(p[300:])
@@ -127,7 +136,7 @@ def test_tensor_decisions_keep_device_and_convert_to_host():
     assert out.abstention_rate == ref.abstention_rate
 
 
-def test_bad_tensors_name_the_argument():
+def test_bad_tensors_name_the_argument(path):
     p, y = _probs(5, 400, np.float32, seed=6)
     d = _fit(p[:200], y[:200], score="aps", statistic="entropy")
     t = torch.from_numpy(p[200:].copy())
@@ -144,6 +153,38 @@ def test_bad_tensors_name_the_argument():
     with pytest.raises(TypeError, match="`abstain` must be a torch.bool tensor"):
         out = d.predict(t)
         Decisions(sets=out.sets, abstain=out.statistic, prediction=out.prediction, statistic=out.statistic)
+
+
+def test_cpu_tensors_take_the_host_kernels_unless_forced(monkeypatch):
+    """By default a CPU tensor's decisions are the NumPy path's arrays shared back as tensors (the device
+    statistics are never called, and the arrays are not frozen: tensors have no read-only flag); the private switch
+    sends it down the device path."""
+    from conformal.abstention import _tensor as _tstat
+    calls = []
+    fn = _tstat.statistic
+    monkeypatch.setattr(_tstat, "statistic", lambda *a: calls.append(1) or fn(*a))
+    p, y = _probs(6, 800, np.float32, seed=8)
+    d = _fit(p[:400], y[:400], score="aps", statistic="entropy")
+    t = torch.from_numpy(p[400:])
+    got = d.predict(t)
+    assert calls == [] and isinstance(got.abstain, torch.Tensor)
+    _assert_same(got, d.predict(p[400:]), "host path")
+    got.abstain[0] = True  # writable tensors
+    s = d.statistic_of(t)
+    assert calls == [] and isinstance(s, torch.Tensor) and s.dtype == torch.float64
+    np.testing.assert_array_equal(s.numpy(), d.statistic_of(p[400:]))
+    monkeypatch.setattr(_ts, "_device_path_on_cpu", True)
+    _assert_same(d.predict(t), d.predict(p[400:]), "device path")
+    assert calls == [1]
+
+
+def test_host_statistic_of_validates_the_values():
+    p, y = _probs(5, 400, np.float64, seed=9)
+    d = _fit(p[:200], y[:200], score="lac", statistic="max_prob")
+    b = torch.from_numpy(p[200:].copy())
+    b[4] *= 0.5
+    with pytest.raises(ValueError, match="`probs` rows must sum to 1 within .*; row 4 sums to"):
+        d.statistic_of(b)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine (CPU tensors are tested "

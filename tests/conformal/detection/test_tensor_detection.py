@@ -1,11 +1,14 @@
-"""ConformalDetector.predict on a frame of torch tensors (conformal/detection/_tensor.py): class sets, intervals,
-outer / inner boxes as tensors on the frame's device, bit-identical to the NumPy path on CPU tensors."""
+"""ConformalDetector.predict on a frame of torch tensors: class sets, intervals, outer / inner boxes as tensors on
+the frame's device, bit-identical to the NumPy path on CPU tensors, on both paths a frame can take: the NumPy path
+through shared views (a CPU frame's, by default) and the tensor ops of conformal/detection/_tensor.py (a CUDA
+frame's; forced on CPU tensors by the `path` fixture)."""
 import warnings
 
 import numpy as np
 import pytest
 
 from adapters.datasets import make_scenes
+from conformal import _tensor as _ts
 from conformal.detection import ConformalDetector
 
 torch = pytest.importorskip("torch")
@@ -32,6 +35,13 @@ def _same(a, b, msg=""):
         assert x.numpy().dtype == y.dtype, (f, x.dtype, y.dtype)
 
 
+@pytest.fixture(params=["host", "device"])
+def path(request, monkeypatch):
+    """Run a test on both paths of a CPU frame: the NumPy path on shared views (default) and the device path."""
+    monkeypatch.setattr(_ts, "_device_path_on_cpu", request.param == "device")
+    return request.param
+
+
 @pytest.fixture(scope="module")
 def scenes2d():
     return make_scenes(300, rng=0, bias=2.0)
@@ -44,7 +54,7 @@ def scenes3d():
 
 @pytest.mark.parametrize("scale", ["none", "size"])
 @pytest.mark.parametrize("class_conditional", [False, True])
-def test_tensor_frames_equal_numpy_frames_2d(scenes2d, scale, class_conditional):
+def test_tensor_frames_equal_numpy_frames_2d(scenes2d, scale, class_conditional, path):
     preds, gts = scenes2d
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -59,7 +69,7 @@ def test_tensor_frames_equal_numpy_frames_2d(scenes2d, scale, class_conditional)
                     _same(det.predict(_tensors(frame)), det.predict(frame), f"frame {i} {score} {dtype}")
 
 
-def test_tensor_frames_equal_numpy_frames_3d(scenes3d):
+def test_tensor_frames_equal_numpy_frames_3d(scenes3d, path):
     preds, gts = scenes3d
     for scale in ("none", "size", "range"):
         det = ConformalDetector(dim=3, alpha=0.1, alpha_cls=0.2, scale=scale, score_threshold=0.3).fit(preds[:200],
@@ -78,7 +88,7 @@ def test_tensor_frames_equal_numpy_frames_3d(scenes3d):
                 np.testing.assert_array_equal(a.class_sets.numpy(), b.class_sets)
 
 
-def test_uncertainty_scale_and_empty_frames(scenes2d):
+def test_uncertainty_scale_and_empty_frames(scenes2d, path):
     preds, gts = scenes2d
     rng = np.random.default_rng(2)
     withstd = [{**p, "box_std": rng.uniform(0.5, 3.0, size=p["boxes"].shape)} for p in preds]
@@ -91,7 +101,7 @@ def test_uncertainty_scale_and_empty_frames(scenes2d):
     _same(det.predict(_tensors(empty)), det.predict(empty), "empty")
 
 
-def test_tensor_results_convert_to_host(scenes2d):
+def test_tensor_results_convert_to_host(scenes2d, path):
     preds, gts = scenes2d
     det = ConformalDetector(alpha=0.1, alpha_cls=0.1, score_threshold=0.3).fit(preds[:200], gts[:200])
     a, b = det.predict(_tensors(preds[210])), det.predict(preds[210])
@@ -99,7 +109,7 @@ def test_tensor_results_convert_to_host(scenes2d):
     assert isinstance(a.to_host().lower, np.ndarray)
 
 
-def test_detection_abstention_reads_tensor_results(scenes2d):
+def test_detection_abstention_reads_tensor_results(scenes2d, path):
     """DetectionAbstention on the result of a tensor frame: the same flags, as a bool tensor on the device."""
     from conformal.detection import DetectionAbstention
     preds, gts = scenes2d
@@ -118,7 +128,7 @@ def test_detection_abstention_reads_tensor_results(scenes2d):
                     assert got == want
 
 
-def test_bad_tensor_frames_name_the_key(scenes2d):
+def test_bad_tensor_frames_name_the_key(scenes2d, path):
     preds, gts = scenes2d
     det = ConformalDetector(alpha=0.1, alpha_cls=0.1, score_threshold=0.3).fit(preds[:200], gts[:200])
     frame = next(p for p in preds[200:] if len(p["boxes"]) >= 3)
@@ -150,6 +160,27 @@ def test_bad_tensor_frames_name_the_key(scenes2d):
         det.predict({**t, "class_probs": cp})
     with pytest.raises(ValueError, match="needs 'class_probs'"):
         det.predict({k: v for k, v in t.items() if k != "class_probs"})
+
+
+def test_cpu_frames_take_the_numpy_path_unless_forced(scenes2d, monkeypatch):
+    """By default a CPU frame's values are never checked or computed with tensor ops: the NumPy path runs on shared
+    views and its arrays come back as CPU tensors sharing their memory (a float64 input's boxes are the input's);
+    the private switch sends it down the device path."""
+    from conformal.detection import _tensor as _dt
+    calls = []
+    fn = _dt.check_tensor_values
+    monkeypatch.setattr(_dt, "check_tensor_values", lambda *a: calls.append(1) or fn(*a))
+    preds, gts = scenes2d
+    det = ConformalDetector(alpha=0.1, alpha_cls=0.1, score_threshold=0.3).fit(preds[:200], gts[:200])
+    frame = next(p for p in preds[200:] if len(p["boxes"]) >= 2)
+    t = _tensors(frame)
+    a = det.predict(t)
+    assert calls == []
+    _same(a, det.predict(frame), "host path")
+    assert a.boxes.data_ptr() == t["boxes"].data_ptr()  # float64 boxes: a view, as the NumPy path's
+    monkeypatch.setattr(_ts, "_device_path_on_cpu", True)
+    _same(det.predict(t), det.predict(frame), "device path")
+    assert calls == [1]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine (CPU tensors are tested "
