@@ -58,15 +58,15 @@ def on_host(x) -> bool:
 
 
 def host_view(x) -> np.ndarray:
-    """The NumPy view of a CPU tensor (detached; shares its memory, no copy)."""
-    return x.detach().numpy()
+    """The NumPy view of a checked (so detached) dense CPU tensor: it shares the tensor's memory, no copy."""
+    return x.numpy()
 
 
 def from_host(like, arr):
     """The NumPy result `arr` as a CPU tensor sharing its memory (torch is taken from `like`'s type, never imported
     here). A read-only array (the NumPy paths freeze their outputs) is copied first: torch has no read-only
     tensors, and a writable tensor over a frozen array would let a caller change shared state."""
-    if not arr.flags.writeable or any(st < 0 for st in arr.strides):
+    if not arr.flags.writeable or min(arr.strides, default=0) < 0:
         arr = arr.copy()
     return sys.modules[type(like).__module__.partition(".")[0]].from_numpy(arr)
 
