@@ -23,8 +23,8 @@ rows (if any) are redone with a full sort.
 
 A CPU tensor does not take this path: after the same type and shape checks (`check_tensor`, the same messages) it
 is viewed as a NumPy array without a copy (`host_view`), the host (Numba) kernels run on the view, and their
-outputs come back as CPU tensors sharing the arrays' memory (`from_host`); on CPU those kernels are 5-20x faster
-than the tensor ops (docs/benchmarks.md, tensor paths). `_device_path_on_cpu` (private, for the tests and
+outputs come back as CPU tensors sharing the arrays' memory (`from_host`); on CPU those kernels are 4-50x faster
+than the tensor ops (docs/benchmarks.md, small_k and tensor paths). `_device_path_on_cpu` (private, for the tests and
 benchmarks) sends CPU tensors down the device path instead, so the bit-identity tests keep proving the path a CUDA
 tensor takes.
 """
@@ -64,8 +64,9 @@ def host_view(x) -> np.ndarray:
 
 def from_host(like, arr):
     """The NumPy result `arr` as a CPU tensor sharing its memory (torch is taken from `like`'s type, never imported
-    here). A read-only array (the NumPy paths freeze their outputs) is copied first: torch has no read-only
-    tensors, and a writable tensor over a frozen array would let a caller change shared state."""
+    here). A read-only array (a frozen or shared output) is copied first: torch has no read-only tensors, and a
+    writable tensor over it would let a caller change what was frozen; so is one with a negative stride, which
+    torch cannot view."""
     if not arr.flags.writeable or min(arr.strides, default=0) < 0:
         arr = arr.copy()
     return sys.modules[type(like).__module__.partition(".")[0]].from_numpy(arr)

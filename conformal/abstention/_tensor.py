@@ -1,5 +1,7 @@
 """DualThresholdConformal's predict on a torch tensor: the label-free statistics and the threshold rule computed
-with the tensor's own methods, on its device (CPU or CUDA). The core never imports torch (see conformal/_tensor.py).
+with the tensor's own methods, on its device (a non-CPU tensor; a CPU tensor takes the host kernels through a shared
+view unless `conformal._tensor._device_path_on_cpu` forces this path, as the tests do). The core never imports torch
+(see conformal/_tensor.py).
 
 Each softmax statistic repeats its Numba kernel (conformal/_kernels/statistics.py) operation for operation on
 float64, so on CPU tensors the values, hence the abstain flags, are the NumPy path's bit for bit

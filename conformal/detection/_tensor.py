@@ -8,6 +8,10 @@ multiply are exact, so on CPU tensors the intervals are bit-identical (tests/con
 test_tensor_detection.py). Only the 3D scale="range" hypot and the yaw wrap use library functions whose last bit
 may differ; the tests quantify them. Validation brings one small boolean vector to the host; the offending row only
 when there is one. Calibration stays on the host; the (C, D) margins cross to the device per frame.
+
+A CPU frame takes this path only when forced (`conformal._tensor._device_path_on_cpu`, for the tests): by default
+its fields are checked here (`check_tensor_fields`: keys, devices, dtypes, shapes; no value read) and the NumPy path
+runs on shared views of them, its arrays shared back as CPU tensors (`predict`).
 """
 from __future__ import annotations
 
