@@ -5,7 +5,7 @@
     python -m adapters.train shapes          # SmallPointNet, synthetic open3d primitive shapes, ~2 min
     python -m adapters.train scenes_detector # SmallCenterNet on composite scenes (real objects and photographs,
                                              # synthetic composition): two detector stages, ~15 min on an idle
-                                             # core, then the crop classifier, ~6 min (--start-stage 3: only
+                                             # core, then the crop classifier, ~17 min (--start-stage 3: only
                                              # that); prints COCO AP (pycocotools)
     python -m adapters.train lidar_detector  # BEVCenterNet, synthetic ray-cast street scans, ~15 min
 
@@ -149,7 +149,7 @@ def _out_path(name, out_dir):
 DETECTOR_STAGES = (
     {"n_train": 8000, "epochs": 12, "lr": 4e-3, "seed": 0, "class_weight": 1.0, "pct_start": 0.15},
     {"n_train": 12000, "epochs": 8, "lr": 1.5e-3, "seed": 1, "class_weight": 2.0, "pct_start": 0.1},
-    {"crop": True, "n_train": 16000, "epochs": 10, "lr": 3e-3, "seed": 2},
+    {"crop": True, "n_train": 20000, "epochs": 16, "lr": 3e-3, "seed": 2},
 )
 
 
