@@ -44,7 +44,9 @@ class LAC(Score):
             cut = _k.lac_cut32(qhat) if p.dtype == np.float32 else _k.lac_cut64(qhat)
             utype = np.uint32 if p.dtype == np.float32 else np.uint64
             one_bits = np.ones(1, dtype=p.dtype).view(utype)[0]
-            return run_kernel(_k.lac_prob_rows, _k.lac_prob_sets, n, k, p, p.view(utype), one_bits, cut, allow_empty,
+            serial, parallel = ((_k.lac_small_rows, _k.lac_small_sets) if k <= _k.LAC_SMALL_K
+                                else (_k.lac_prob_rows, _k.lac_prob_sets))
+            return run_kernel(serial, parallel, n, k, p, p.view(utype), one_bits, cut, allow_empty,
                               out=np.empty((n, k), dtype=np.bool_), errs=errs)
         return run_kernel(_k.lac_set_rows, _k.lac_predict_sets, n, k, p, qhat, logits, temp, allow_empty,
                           out=np.empty((n, k), dtype=np.bool_), errs=errs)
