@@ -26,7 +26,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from conformal import online
+from conformal import _tensor, online
 from conformal._base import Array, Bool, Float, InstanceOf, Int, Interval, Options, check_constraints
 from conformal._validation import NotFittedError, as_array, check_scores_matrix
 from conformal.abstention import STATISTICS, DualThresholdConformal, ShiftAwareAbstention
@@ -150,6 +150,11 @@ class StreamingConformal:
         self.max_pending, self.random_state = int(params["max_pending"]), params["random_state"]
         self.martingale = params["martingale"]
         self._statistic_param = params["statistic"]
+
+    # tensors on a device (CUDA, ...) compute their frame there; CPU tensors take the host kernel through a shared
+    # view unless this is True (the tests set it per stream to run the device path on CPU tensors) or the core's
+    # switch `conformal._tensor._device_path_on_cpu` is
+    _device_path_on_cpu = False
 
     def _bind_calibrator(self, conformal) -> None:
         """The per-frame scorer, the abstention threshold and statistic, from the calibrator's public state."""
@@ -278,6 +283,7 @@ class StreamingConformal:
         self._q_used = np.empty(self.max_pending)
         self._slot_ids = [None] * self.max_pending
         self._filled = {}  # slot -> labels of a published set that allow_empty=False filled with the top-1 group
+        self._dev_rows = {}  # slot -> scores (K,) of a frame computed on a tensor's device, kept there
         self._lock = threading.Lock()
         self._bind_frame()
 
@@ -293,6 +299,7 @@ class StreamingConformal:
         self._u_i = 0
         self._pending = {}
         self._filled = {}
+        self._dev_rows = {}
         self._slot_ids = [None] * self.max_pending
         self._head = 0
         self._next_id = 0
@@ -330,18 +337,20 @@ class StreamingConformal:
     def step(self, probs, frame_id=None, *, monitor_value=None, features=None, logits=None, inputs=None) -> dict:
         """Decision for one frame from its (K,) probabilities (or logits, if the calibrator takes logits).
 
-        `probs`: a float32/float64 NumPy array or a torch tensor (CPU; a CUDA tensor is copied to the
-        host first: a synchronising copy of K values per frame). `frame_id`: names the frame for later
-        `feedback`: an int, a str, a finite float or a ROS stamp ``(sec, nanosec)`` (returned as that tuple of
-        ints); default: a running integer, the next one not waiting for feedback (automatic ids skip explicit ones,
-        so two pending frames never share an id). `monitor_value`: the frame's value of the caller's monitored
-        statistic (required with `reference_statistics`, refused otherwise). `features`, `logits`, `inputs`: the
-        frame's side inputs (a (D,) feature vector, (K,) logits, one raw image / point cloud) that a
-        DualThresholdConformal with fitted or several statistics needs (`required_side_inputs()`; refused when not
-        needed); with several statistics the output adds "statistics" and "taus" ({name: value}) and "reasons"
-        (the names that exceeded their tau; "statistic" and "tau" are the first statistic's). Returns a new dict
-        of plain Python values (see docs/streaming.md). Never sees a label. A call that raises leaves the state as
-        it was.
+        `probs`: a float32/float64 NumPy array or a torch tensor (a CPU tensor is read through a shared view; a
+        tensor on another device, e.g. CUDA, has its probabilities, scores, set and statistic computed there, and
+        only the set's labels and probabilities and a few scalars come to the host; its scores stay there for
+        `feedback`. A window rule (`shift_abstention`) or fitted statistics read host copies of what they need).
+        `frame_id`: names the frame for later `feedback`: an int, a str, a finite float or a ROS stamp ``(sec,
+        nanosec)`` (returned as that tuple of ints); default: a running integer, the next one not waiting for
+        feedback (automatic ids skip explicit ones, so two pending frames never share an id). `monitor_value`: the
+        frame's value of the caller's monitored statistic (required with `reference_statistics`, refused otherwise).
+        `features`, `logits`, `inputs`: the frame's side inputs (a (D,) feature vector, (K,) logits, one raw image /
+        point cloud) that a DualThresholdConformal with fitted or several statistics needs
+        (`required_side_inputs()`; refused when not needed); with several statistics the output adds "statistics"
+        and "taus" ({name: value}) and "reasons" (the names that exceeded their tau; "statistic" and "tau" are the
+        first statistic's). Returns a new dict of plain Python values (see docs/streaming.md). Never sees a label. A
+        call that raises leaves the state as it was.
         """
         side = self._side_inputs(features, logits, inputs)
         if self._multi:
@@ -361,12 +370,15 @@ class StreamingConformal:
         elif monitor_value is not None:
             raise ValueError("`monitor_value` is only taken when the wrapper was built with `reference_statistics`")
         k = self.n_classes_
-        probs = _host_array(probs)
-        if probs.shape != (k,) and probs.shape != (1, k):
-            raise ValueError(f"`probs` must have shape ({k},) (one frame, K = {k} classes); got {probs.shape}")
-        if probs.dtype != np.float64 and probs.dtype != np.float32:
-            raise TypeError(f"`probs` must be float32 or float64; got dtype {probs.dtype}")
-        src = probs.reshape(1, k)
+        # a tensor whose frame is computed on its device, or None
+        dev = _device_row(probs, k, self._device_path_on_cpu or _tensor._device_path_on_cpu)
+        if dev is None:
+            probs = _host_array(probs)
+            if probs.shape != (k,) and probs.shape != (1, k):
+                raise ValueError(f"`probs` must have shape ({k},) (one frame, K = {k} classes); got {probs.shape}")
+            if probs.dtype != np.float64 and probs.dtype != np.float32:
+                raise TypeError(f"`probs` must be float32 or float64; got dtype {probs.dtype}")
+            src = probs.reshape(1, k)
         explicit = None if frame_id is None else _frame_key(frame_id)
         with self._lock:
             if explicit is None:
@@ -383,30 +395,46 @@ class StreamingConformal:
             thr = self._threshold
             q = thr.q_t
             mon = self._monitor
-            if self._fused:  # set, statistic and monitor in one kernel call (the monitor moves on valid rows only)
+            fused = self._fused and dev is None
+            if dev is not None:  # on the tensor's device: only the set's labels and scalars come back
+                code = _tensor.frame_code(dev, self._scorer.logits)
+                if code == 0:
+                    p_dev, row_dev, members, set_probs, top1, conf, filled, stat = self._scorer.tensor_frame(dev, q)
+                    p_stat = p_dev
+            elif fused:  # set, statistic and monitor in one kernel call (the monitor moves on valid rows only)
                 code, m, stat, pval, log10_m = self._frame(src, q, row, self._u[self._u_i])
             else:
                 code, m, stat = self._frame(src, q, row)
             if code != 0:
                 raise ValueError(f"`probs` {online.ERROR_MESSAGES.get(code, 'is invalid')}")
+            if dev is None:
+                p_stat = self._p2d.copy()
             if self._combined:
-                row_stats = np.asarray(self.conformal.statistic_of(self._p2d.copy(), **side),
-                                       dtype=np.float64).reshape(-1)
+                row_stats = as_array(self.conformal.statistic_of(p_stat, **side), "statistics")
+                row_stats = np.asarray(row_stats, dtype=np.float64).reshape(-1)
                 if not np.isfinite(row_stats).all():
                     raise ValueError(f"the calibrator's statistics are not finite on this frame: {row_stats!r}")
                 stat = float(row_stats[0])
             elif self._frame_statistic is not None:
-                stat = _checked_statistic(self._frame_statistic, self._p2d.copy())
+                stat = _checked_statistic(self._frame_statistic, p_stat)
             # commit: from here on nothing can fail
             old = self._slot_ids[slot]
             if old is not None:
                 del self._pending[old]
                 self._filled.pop(slot, None)
                 self.n_expired_ += 1
-            self._scores[slot] = self._scores[row]
-            members = self._order[:m]
-            if m and self._scores[slot, members[0]] > q:  # allow_empty=False published the top-1 group
-                self._filled[slot] = members.tolist()
+            if dev is None:
+                self._dev_rows.pop(slot, None)
+                self._scores[slot] = self._scores[row]
+                members = self._order[:m]
+                filled = bool(m and self._scores[slot, members[0]] > q)
+                p = self._p2d[0]
+                top1, conf, set_probs, members = int(np.argmax(p)), float(p.max()), p[members].tolist(), \
+                    members.tolist()
+            else:
+                self._dev_rows[slot] = row_dev  # the scores stay on the device; feedback reads one
+            if filled:  # allow_empty=False published the top-1 group
+                self._filled[slot] = members
             self._slot_ids[slot] = fid
             self._pending[fid] = slot
             self._q_used[slot] = q
@@ -418,7 +446,7 @@ class StreamingConformal:
                 if self._multi:
                     pvals = mon.update(monitor_value, self._u[self._u_i])
                     pval, log10_m = min(pvals.values()), mon.log10_value
-                elif not self._fused:
+                elif not fused:
                     pval = mon.update(monitor_value if self._external else stat, self._u[self._u_i])
                     log10_m = float(mon.state[-1])
                 self._u_i += 1
@@ -432,17 +460,17 @@ class StreamingConformal:
                 pval, log10_m = math.nan, 0.0
             alarm = self.alarm_
             tau = self._tau_alarm if alarm else self._tau
-            p = self._p2d[0]
             abstain = bool(stat > tau)
             if self._names is not None:  # several statistics: abstain when any exceeds its own tau
                 taus = np.full(len(self._names), tau) if alarm else self._taus
                 hits = row_stats > taus
                 abstain = bool(hits.any())
-            if self._window is not None:
-                extra, r_hat = self._window.update(p, monitor_value if self._external else None)
+            if self._window is not None:  # the window rule's regressor reads host probabilities (K values)
+                p_host = self._p2d[0] if dev is None else as_array(p_dev, "probs")[0]
+                extra, r_hat = self._window.update(p_host, monitor_value if self._external else None)
                 abstain = bool(abstain or extra)
-            out = {"frame_id": fid, "set": members.tolist(), "set_probs": p[members].tolist(),
-                   "prediction": int(np.argmax(p)), "confidence": float(p.max()), "abstain": abstain,
+            out = {"frame_id": fid, "set": members, "set_probs": set_probs,
+                   "prediction": top1, "confidence": conf, "abstain": abstain,
                    "statistic": float(stat), "alpha": float(thr.alpha_t), "qhat": float(q), "tau": float(tau),
                    "shift_alarm": bool(alarm), "mode": "conservative" if alarm else "normal",
                    "monitor_pvalue": float(pval), "log10_martingale": float(log10_m),
@@ -456,6 +484,14 @@ class StreamingConformal:
                 out["taus"] = dict(zip(self._names, taus.tolist()))
                 out["reasons"] = [n for n, hit in zip(self._names, hits.tolist()) if hit]
             return out
+
+    def _host_scores(self, idx) -> np.ndarray:
+        """The scores of ring slots `idx` on the host (rows kept on a device are copied: snapshots only)."""
+        out = self._scores[idx].copy()
+        for i, s in enumerate(idx.tolist()):
+            if s in self._dev_rows:
+                out[i] = as_array(self._dev_rows[s], "scores")
+        return out
 
     def _side_inputs(self, features, logits, inputs) -> dict:
         """One frame's side inputs as the one-row batch `statistic_of` takes; each is required exactly when the
@@ -505,8 +541,11 @@ class StreamingConformal:
             filled = self._filled.get(slot)
             # the published set is judged: with allow_empty=False a set filled with the top-1 group holds its labels
             miss = None if filled is None else label not in filled
-            err = self._update(float(self._scores[slot, label]), self._q_used[slot], miss)
+            on_dev = self._dev_rows.get(slot)
+            score = float(self._scores[slot, label] if on_dev is None else on_dev[label])
+            err = self._update(score, self._q_used[slot], miss)
             del self._pending[key]
+            self._dev_rows.pop(slot, None)
             self._filled.pop(slot, None)
             self._slot_ids[slot] = None
             self.n_feedback_ += 1
@@ -553,7 +592,7 @@ class StreamingConformal:
                      # the ring as it is (slots, head, filled sets), so a restored stream expires the same frames
                      "pending_slots": idx.copy(), "head": self._head,
                      "pending_filled": [self._filled.get(int(s), []) for s in idx],
-                     "pending_scores": self._scores[idx].copy(), "pending_q": self._q_used[idx].copy(),
+                     "pending_scores": self._host_scores(idx), "pending_q": self._q_used[idx].copy(),
                      "reference_stats": ref_stats, "tau_alarm": self._tau_alarm,
                      "rng_state": json.dumps(self._rng.bit_generator.state), "uniforms": self._u.copy(),
                      "uniforms_used": self._u_i}
@@ -784,10 +823,25 @@ def _frame_key(frame_id):
                     f"{type(frame_id).__name__}")
 
 
+def _device_row(probs, k: int, on_cpu: bool):
+    """The (1, K) detached tensor of a frame to compute on its device (a non-CPU tensor; a CPU one only when
+    `on_cpu`: by default CPU tensors take the host kernel through a shared view, which is faster per frame), or
+    None. Shape and dtype are checked here with the host path's messages."""
+    if not _tensor.is_tensor(probs) or (probs.device.type == "cpu" and not on_cpu):
+        return None
+    shape = tuple(probs.shape)
+    if shape != (k,) and shape != (1, k):
+        raise ValueError(f"`probs` must have shape ({k},) (one frame, K = {k} classes); got {shape}")
+    if str(probs.dtype) not in ("torch.float32", "torch.float64"):
+        raise TypeError(f"`probs` must be float32 or float64; got dtype {str(probs.dtype).replace('torch.', '')}")
+    return probs.detach().reshape(1, k)
+
+
 def _checked_statistic(fn, p2d) -> float:
     """A custom statistic of one frame: a finite number, or a ValueError naming it (the state is untouched)."""
     try:
-        out = np.asarray(fn(p2d), dtype=np.float64).reshape(-1)
+        out = fn(p2d)
+        out = np.asarray(as_array(out, "statistic") if _tensor.is_tensor(out) else out, dtype=np.float64).reshape(-1)
     except Exception as exc:  # user code: report it as a bad statistic, the stream stays consistent
         raise ValueError(f"the calibrator's statistic raised on this frame: {type(exc).__name__}: {exc}") from exc
     if out.shape != (1,) or not np.isfinite(out[0]):

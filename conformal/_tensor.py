@@ -11,20 +11,31 @@ Semantics are the Numba kernels' (conformal/_kernels/scores.py), operation for o
 to float64, mass in fixed point int64(floor(p * 2**60 + 0.5)) summed exactly, tie groups sharing one score, the
 set a prefix of tie groups ending at the first group whose score exceeds qhat. On CPU tensors the sets are the
 Numba path's bit for bit (tests/conformal/test_tensor_sets.py); for logits the softmax denominator is summed by
-`cumsum` (sequential on CPU, as in the kernel); on CUDA a reduction order may differ in the last bit of a
-softmax, which can move a label only when its score ties qhat to the last bit.
+`cumsum` (sequential on CPU, as in the kernel), but torch's `exp` (like NumPy's SIMD one) differs from libm's,
+which the kernels call, by one ulp in about 5 % of values, and on CUDA a reduction order may differ too: a softmax
+can differ in its last bit, which moves a label only when its score ties qhat to the last bit.
 
 No full sort per row where avoidable: only the top `m` labels of every row are taken (`topk`), `m` from a bound
 on how many labels can enter any set (APS/RAPS: a label in a set has p >= (row sum - qhat) / K; TopK: rank <=
 qhat + 1; SAPS: rank <= (qhat - p_max) / weight + 2). The window is exact whatever `m` is: a tie group cut by the
 window's edge scores too low, never too high, so a row is decided unless its whole window entered the set; those
 rows (if any) are redone with a full sort.
+
+A CPU tensor does not take this path: after the same type and shape checks (`check_tensor`, the same messages) it
+is viewed as a NumPy array without a copy (`host_view`), the host (Numba) kernels run on the view, and their
+outputs come back as CPU tensors sharing the arrays' memory (`from_host`); on CPU those kernels are 4-50x faster
+than the tensor ops (docs/benchmarks.md, small_k and tensor paths). `_device_path_on_cpu` (private, for the tests and
+benchmarks) sends CPU tensors down the device path instead, so the bit-identity tests keep proving the path a CUDA
+tensor takes.
 """
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 
 from conformal._kernels import scores as _k
+from conformal._kernels import statistics as _ks
 from conformal._validation import ROW_SUM_TOL
 
 _SCALE = float(2 ** 60)
@@ -33,6 +44,32 @@ _SCALE = float(2 ** 60)
 def is_tensor(x) -> bool:
     """True for a torch tensor (recognised without importing torch)."""
     return (type(x).__module__ or "").startswith("torch") and hasattr(x, "device") and hasattr(x, "dtype")
+
+
+# True: CPU tensors take the device path too (the tests and benchmarks set it to run, on CPU tensors, the path a
+# CUDA tensor takes); False (default): CPU tensors are computed by the host kernels through a shared NumPy view.
+_device_path_on_cpu = False
+
+
+def on_host(x) -> bool:
+    """True when a checked tensor is computed by the host kernels: a dense CPU tensor, unless the device path is
+    forced (`_device_path_on_cpu`). Other layouts (sparse, ...) have no NumPy view and stay on the device path."""
+    return x.device.type == "cpu" and not _device_path_on_cpu and str(x.layout) == "torch.strided"
+
+
+def host_view(x) -> np.ndarray:
+    """The NumPy view of a checked (so detached) dense CPU tensor: it shares the tensor's memory, no copy."""
+    return x.numpy()
+
+
+def from_host(like, arr):
+    """The NumPy result `arr` as a CPU tensor sharing its memory (torch is taken from `like`'s type, never imported
+    here). A read-only array (a frozen or shared output) is copied first: torch has no read-only tensors, and a
+    writable tensor over it would let a caller change what was frozen; so is one with a negative stride, which
+    torch cannot view."""
+    if not arr.flags.writeable or min(arr.strides, default=0) < 0:
+        arr = arr.copy()
+    return sys.modules[type(like).__module__.partition(".")[0]].from_numpy(arr)
 
 
 def check_tensor(x, name: str = "probs", n_classes: int | None = None):
@@ -269,6 +306,8 @@ def _scores(est, x, u, logits):
 def split_predict_sets(est, probs, rng=None):
     """`SplitConformalClassifier.predict_sets` for a tensor: a bool tensor on the same device."""
     x = check_tensor(probs, "probs", est.n_classes_)
+    if on_host(x):
+        return from_host(x, est.predict_sets(host_view(x), rng))
     logits = est.inputs == "logits"
     check_values(x, logits)
     randomized, allow_empty = _mode(est)
@@ -288,6 +327,8 @@ def split_predict_sets(est, probs, rng=None):
 def class_conditional_predict_sets(est, probs, rng=None):
     """`ClassConditionalConformalClassifier.predict_sets` for a tensor: a bool tensor on the same device."""
     x = check_tensor(probs, "probs", est.n_classes_)
+    if on_host(x):
+        return from_host(x, est.predict_sets(host_view(x), rng))
     logits = est.inputs == "logits"
     check_values(x, logits)
     randomized, allow_empty = _mode(est)
@@ -313,3 +354,106 @@ def class_conditional_predict_sets(est, probs, rng=None):
         u = est._uniforms(x.shape[0], rng)
         sets = _scores(est, x, u, logits) <= qhat[None, :]
     return add_top1(sets, x) if not allow_empty else sets
+
+
+def lane_sum(v):
+    """Row sums of a float64 (n, K) tensor in the kernels' fixed order: four lanes (j mod 4), each summed left to
+    right (`cumsum`: sequential on CPU), combined as (s0 + s1) + (s2 + s3), then the K mod 4 tail in order."""
+    n, k = v.shape
+    k4 = k - k % 4
+    if k4:
+        lanes = v[:, :k4].reshape(n, k4 // 4, 4).cumsum(dim=1)[:, -1, :]
+        s = (lanes[:, 0] + lanes[:, 1]) + (lanes[:, 2] + lanes[:, 3])
+    else:
+        s = v.new_zeros(n)
+    for j in range(k4, k):
+        s = s + v[:, j]
+    return s
+
+
+# ---- the label-free statistics of conformal/_kernels/statistics.py, operation for operation -----------------
+_ONE_MINUS_SQRT_HALF_BITS = _ks._ONE_BITS - _ks._SQRT_HALF_BITS
+
+
+def _xlogx(v):
+    """`conformal._kernels.statistics._xlogx` on a float64 tensor of finite values >= 0."""
+    i64, f64 = v.new_zeros(0).long().dtype, v.dtype
+    b = v.view(i64) + _ONE_MINUS_SQRT_HALF_BITS
+    m = ((b & _ks._MANTISSA) + _ks._SQRT_HALF_BITS).view(f64)
+    e = ((b >> 52) | _ks._TWO52_BITS).view(f64) - _ks._TWO52_PLUS_BIAS
+    f = (m - 1.0) / (m + 1.0)
+    s = f * f
+    poly = 1.0 / 17.0
+    for c in (1.0 / 15.0, 1.0 / 13.0, 1.0 / 11.0, 1.0 / 9.0, 1.0 / 7.0, 1.0 / 5.0, 1.0 / 3.0, 1.0):
+        poly = c + s * poly
+    return v * (e * _ks.LN2 + 2.0 * f * poly)
+
+
+def entropy(p):
+    """Entropy / log K of float64 rows `p` (n, K), as `_entropy_block`."""
+    h = lane_sum(_xlogx(p))
+    return -h * (1.0 / np.log(np.float64(p.shape[1])))
+
+
+def max_prob(p):
+    return 1.0 - p.max(dim=1).values
+
+
+def margin(p):
+    top = p.topk(2, dim=1).values
+    return 1.0 - (top[:, 0] - top[:, 1])
+
+
+# ---- one streaming frame on the tensor's device (conformal.online.FrameScorer.tensor_frame) ----------------------
+def frame_code(x, logits: bool) -> int:
+    """The kernels' error code of a (1, K) row (0 valid, 1 NaN/inf, 2 outside [0, 1], 3 bad sum; the first that
+    applies, as `_row_check`), one int back to the host."""
+    v = x.double()
+    bad = ~v.isfinite().all()
+    if logits:
+        return int(bad)
+    out = ((v < 0.0) | (v > 1.0)).any()
+    bad_sum = (lane_sum(v.nan_to_num(0.0)) - 1.0).abs()[0] > ROW_SUM_TOL
+    code = bad_sum.long() * 3
+    code = code.where(~out, code.new_full((), 2))
+    return int(code.where(~bad, code.new_full((), 1)))
+
+
+class _KernelScore:
+    """A score as `rank_all_scores` reads it (kernel_params only)."""
+
+    def __init__(self, kind, lam, k_reg, weight):
+        self._params = (kind, lam, k_reg, weight)
+
+    def kernel_params(self):
+        return self._params
+
+
+def frame(scorer, x, q: float, stat_fn):
+    """One validated (1, K) row at threshold q on its device: (probabilities (1, K) float64, every label's
+    non-randomized score (K,) float64, the set's labels by decreasing probability (stable) and their
+    probabilities as host lists, top-1 label, its probability, whether allow_empty=False filled an empty set with
+    the top-1 group, the statistic). Only the set's labels and a few scalars come to the host."""
+    p = probs64(x, scorer.logits, scorer.temperature)
+    if scorer.kind == 0:  # LAC
+        scores = 1.0 - p
+    else:
+        score = _KernelScore(scorer.kind, scorer.lam, scorer.k_reg, scorer.weight)
+        scores = rank_all_scores(score, x, None, scorer.logits, scorer.temperature)
+    sv, order = p.sort(dim=1, descending=True, stable=True)
+    in_set = scores.gather(1, order) <= q
+    empty = ~in_set.any()
+    if not scorer.allow_empty:
+        in_set = in_set | (empty & (sv == sv[:, :1]))
+    stat = stat_fn(p, scores) if stat_fn is not None else p.new_full((1,), float("nan"))
+    head = p.new_empty(4)
+    head[0], head[1], head[2], head[3] = stat[0], sv[0, 0], order[0, 0].double(), empty.double()
+    members = order[in_set]
+    packed = p.new_empty(4 + 2 * members.shape[0])
+    packed[:4] = head
+    packed[4:4 + members.shape[0]] = members.double()
+    packed[4 + members.shape[0]:] = sv[in_set]
+    host = packed.tolist()
+    m = members.shape[0]
+    return (p, scores[0], [int(j) for j in host[4:4 + m]], host[4 + m:], int(host[2]), host[1],
+            bool(host[3]) and not scorer.allow_empty and m > 0, host[0])

@@ -192,8 +192,11 @@ class _ConformalClassifier(BaseEstimator):
 
     def predict_labels(self, probs, rng=None) -> list[list]:
         """The prediction sets as lists of the user's labels (`classes_`, e.g. strings), one list per row; column j
-        of `predict_sets` is label ``classes_[j]``."""
+        of `predict_sets` is label ``classes_[j]``. A torch tensor is accepted: its bool sets are read on the host
+        (a CPU tensor's through a shared view, a CUDA tensor's copied once), as the lists are host objects."""
         sets = self.predict_sets(probs, rng=rng)
+        if _tensor.is_tensor(sets):
+            sets = as_array(sets, "sets")
         classes = self.classes_
         return [[classes[j] for j in np.flatnonzero(row)] for row in sets]
 

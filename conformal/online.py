@@ -34,6 +34,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from conformal import _tensor
 from conformal._base import Interval, check_constraints
 from conformal._kernels import online as _k
 from conformal._validation import as_array, check_is_fitted
@@ -286,6 +287,25 @@ class FrameScorer:
         n = 1 for one frame) and the set's labels, by decreasing probability, into order[:m].
         Returns (error code: 0 or a key of ERROR_MESSAGES, m, statistic)."""
         return _k.frame_step(*self._constants, probs, scores, order, src, q, row)
+
+    def tensor_frame(self, x, q: float):
+        """One validated (1, K) torch tensor row at threshold q, computed on its device with the tensor's methods
+        (conformal/_tensor.py): (probabilities (1, K) float64 and scores (K,) float64 as device tensors, the set's
+        labels by decreasing probability and their probabilities as lists, top-1 label, its probability, whether
+        allow_empty=False filled an empty set, the statistic). Same numbers as `__call__` on CPU tensors."""
+        kind, q_cal = self.stat_kind, self.q_calibrated
+        if kind == _k.STAT_NONE:
+            stat = None
+        elif kind == _k.STAT_SET_SIZE:
+            def stat(p, scores):
+                return (scores <= q_cal).sum(dim=1).double()
+        else:
+            fn = {_k.STAT_MAX_PROB: _tensor.max_prob, _k.STAT_MARGIN: _tensor.margin,
+                  _k.STAT_ENTROPY: _tensor.entropy}[kind]
+
+            def stat(p, scores):
+                return fn(p)
+        return _tensor.frame(self, x, q, stat)
 
     def bind(self, probs: np.ndarray, scores: np.ndarray, order: np.ndarray, martingale: "ShiftMartingale" = None):
         """A per-frame callable with the output buffers (and a monitor) bound once: one kernel call per frame and

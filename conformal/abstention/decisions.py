@@ -5,7 +5,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from conformal import _tensor
 from conformal._base import Record
+from conformal._validation import as_array
 from conformal.io import register_kind
 
 __all__ = ["Decisions"]
@@ -27,6 +29,9 @@ class Decisions(Record):
                              their threshold, one column per name in `reason_names`; None for one statistic.
     reason_names : tuple of str or None
     statistics : float64 (n, m) or None   Every statistic's value, columns as `reason_names`.
+
+    For a torch tensor input every array is a torch tensor on the input's device (bool, int64, float64; not
+    read-only: tensors have no such flag); `to_host()` gives the NumPy decisions, `to_dicts`/`to_dict` copy once.
     """
 
     sets: np.ndarray
@@ -45,6 +50,8 @@ class Decisions(Record):
 
     def __post_init__(self):
         sets, ab, pred, stat = self.sets, self.abstain, self.prediction, self.statistic
+        if _tensor.is_tensor(sets):
+            return self._check_tensors()
         for name, arr, kind in (("sets", sets, "b"), ("abstain", ab, "b"), ("prediction", pred, "i"),
                                 ("statistic", stat, "f")):
             if not isinstance(arr, np.ndarray) or arr.dtype.kind != kind:
@@ -70,12 +77,48 @@ class Decisions(Record):
                 if arr.shape != (n, len(names)):
                     raise ValueError(f"`{name}` must have shape ({n}, {len(names)}); got {arr.shape}")
 
+    def _check_tensors(self) -> None:
+        """Decisions of a tensor input: every array a torch tensor on the sets' device, with the dtypes of the
+        NumPy fields (bool, int64, float64) and the same shapes."""
+        dev = self.sets.device
+        n = self.sets.shape[0] if self.sets.dim() == 2 else None
+        if n is None:
+            raise ValueError(f"`sets` must be 2-D (n, K); got shape {tuple(self.sets.shape)}")
+        m = None if self.reason_names is None else len(self.reason_names)
+        fields = [("sets", self.sets, "torch.bool", None), ("abstain", self.abstain, "torch.bool", (n,)),
+                  ("prediction", self.prediction, "torch.int64", (n,)),
+                  ("statistic", self.statistic, "torch.float64", (n,))]
+        if (self.reasons is None) != (self.statistics is None) or (self.reasons is None) != (m is None):
+            raise ValueError("`reasons`, `reason_names` and `statistics` must be given together (or all None)")
+        if m is not None:
+            fields += [("reasons", self.reasons, "torch.bool", (n, m)),
+                       ("statistics", self.statistics, "torch.float64", (n, m))]
+        for name, arr, dtype, shape in fields:
+            if not _tensor.is_tensor(arr) or str(arr.dtype) != dtype or arr.device != dev:
+                raise TypeError(f"`{name}` must be a {dtype} tensor on {dev} (as `sets`); got "
+                                f"{type(arr).__name__}{' of dtype ' + str(arr.dtype) if hasattr(arr, 'dtype') else ''}")
+            if shape is not None and tuple(arr.shape) != shape:
+                raise ValueError(f"`{name}` must have shape {shape}; got {tuple(arr.shape)}")
+
+    def to_host(self) -> "Decisions":
+        """These decisions with NumPy arrays (a tensor input's decisions are copied from their device once)."""
+        if not _tensor.is_tensor(self.sets):
+            return self
+        conv = {f: (None if getattr(self, f) is None else as_array(getattr(self, f), f))
+                for f in ("sets", "abstain", "prediction", "statistic", "reasons", "statistics")}
+        return Decisions(**conv, reason_names=self.reason_names)
+
+    def to_dict(self) -> dict:
+        return super(Decisions, self.to_host()).to_dict() if _tensor.is_tensor(self.sets) else super().to_dict()
+
     def __len__(self) -> int:
         return int(self.sets.shape[0])
 
     @property
     def abstention_rate(self) -> float:
-        return float(self.abstain.mean()) if len(self) else float("nan")
+        if not len(self):
+            return float("nan")
+        return float(self.abstain.double().mean()) if _tensor.is_tensor(self.abstain) else float(self.abstain.mean())
 
     def to_dicts(self, probs=None, frame_ids=None) -> list[dict]:
         """One plain dict per input (JSON-ready, plain Python values only), in the schema of
@@ -84,6 +127,8 @@ class Decisions(Record):
         "prediction", "abstain", "statistic" and, with `probs` (n, K), "set_probs" and "confidence"; with several
         statistics also "reasons" (names of the statistics that triggered abstention) and "statistics" (name ->
         value). `step` adds its online keys (alpha, qhat, tau, monitor) to the same schema."""
+        if _tensor.is_tensor(self.sets):  # plain Python values: the host copy is the point
+            return self.to_host().to_dicts(None if probs is None else as_array(probs, "probs"), frame_ids)
         n = len(self)
         ids = [None] * n if frame_ids is None else list(frame_ids)
         if len(ids) != n:

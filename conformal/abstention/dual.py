@@ -15,6 +15,7 @@ import warnings
 
 import numpy as np
 
+from conformal import _tensor
 from conformal._base import (
     Array,
     BaseEstimator,
@@ -34,6 +35,7 @@ from conformal._base import (
 )
 from conformal._kernels import statistics as _k
 from conformal._validation import NotFittedError, as_array, check_is_fitted, check_labels, check_scores_matrix
+from conformal.abstention import _tensor as _tstat
 from conformal.abstention import combined as _comb
 from conformal.abstention import rules as _rules
 from conformal.abstention.decisions import Decisions
@@ -100,6 +102,14 @@ def _validated_statistic(fn, name, p, conformal):
     if fn in _KERNEL_STATS:
         return _k.statistic(p, _KERNEL_STATS[fn])
     return compute_statistic(fn, name, p, conformal)
+
+
+class _TensorStatView:
+    """One softmax statistic of a combined estimator, seen as `_tensor.statistic` reads a single one."""
+
+    def __init__(self, est, spec):
+        self._stat_fn, self.statistic_name_ = spec.fn, spec.name
+        self.calibrator_ = self.statistic_calibrator_ = est.statistic_calibrator_
 
 
 @register_kind
@@ -476,47 +486,95 @@ class DualThresholdConformal(BaseEstimator):
 
     def statistic_of(self, probs, *, features=None, logits=None, inputs=None) -> np.ndarray:
         """The fitted label-free statistic (n,) of new inputs, exactly as `predict` compares it with tau_
-        (a tuple of statistics: (n, m), one column per statistic)."""
+        (a tuple of statistics: (n, m), one column per statistic). A torch tensor gives a float64 tensor on its
+        device."""
         check_is_fitted(self, "tau_")
-        p = check_scores_matrix(probs, "probs", n_classes=self.n_classes_)
-        if self.statistics_ is not None:
-            mat = self._combined_matrix(p, {"features": features, "logits": logits, "inputs": inputs})
+        side = None if self.statistics_ is None else {"features": features, "logits": logits, "inputs": inputs}
+        if _tensor.is_tensor(probs):
+            x = _tensor.check_tensor(probs, "probs", self.n_classes_)
+            if not _tensor.on_host(x):  # on the tensor's device, as predict computes it
+                d = self._predict_tensor(x, side)
+                return d.statistics if d.statistics is not None else d.statistic
+            # a CPU tensor: the host kernels on its shared view, the result shared back as a tensor
+            p = check_scores_matrix(_tensor.host_view(x), "probs", n_classes=self.n_classes_)
+            return _tensor.from_host(x, self._host_statistic(p, side))
+        return self._host_statistic(check_scores_matrix(probs, "probs", n_classes=self.n_classes_), side)
+
+    def _host_statistic(self, p, side) -> np.ndarray:
+        if side is not None:
+            mat = self._combined_matrix(p, side)
             return mat if isinstance(self.statistic, tuple) else mat[:, 0]
         return self._statistic(p, None)
 
     def predict(self, probs, *, features=None, logits=None, inputs=None) -> Decisions:
         """Decisions for new inputs: sets, abstain flags, top-1 predictions and the statistic. Takes no labels,
         never modifies the estimator (one fitted object can serve several threads). `features`, `logits`,
-        `inputs`: the side inputs the fitted statistics need (see `fit`); ignored otherwise."""
+        `inputs`: the side inputs the fitted statistics need (see `fit`); ignored otherwise. A torch tensor
+        `probs` gives Decisions of tensors on its device: a CUDA tensor's computed there, a CPU tensor's by the
+        host kernels on its shared view (docs/architecture.md)."""
         check_is_fitted(self, "tau_")
-        if self.statistics_ is not None:
-            return self._predict_combined(probs, {"features": features, "logits": logits, "inputs": inputs})
-        # The calibrator validates probs (type, shape, class count, finiteness, range, row sums) once; the
-        # statistic kernels then read the same validated view.
-        p = as_array(probs, "probs")  # a host view: decisions are NumPy (tensor sets: calibrator.predict_sets)
-        sets = self.calibrator_.predict_sets(p)
-        stat = self._statistic(p, sets)
-        abstain = stat > self.tau_
-        prediction = np.argmax(p, axis=1).astype(np.int64, copy=False)
-        for arr in (sets, abstain, prediction, stat):
-            arr.setflags(write=False)
-        return Decisions(sets=sets, abstain=abstain, prediction=prediction, statistic=stat)
+        side = None if self.statistics_ is None else {"features": features, "logits": logits, "inputs": inputs}
+        if _tensor.is_tensor(probs):
+            x = _tensor.check_tensor(probs, "probs", self.n_classes_)
+            if _tensor.on_host(x):  # the NumPy path's arrays, shared back as CPU tensors (not frozen: tensors
+                # cannot be read-only, and these arrays belong to the caller alone)
+                fields = self._host_decisions(_tensor.host_view(x), side)
+                return Decisions(**{k: v if k == "reason_names" else _tensor.from_host(x, v)
+                                    for k, v in fields.items()})
+            return self._predict_tensor(x, side)  # on its device (conformal/abstention/_tensor.py)
+        fields = self._host_decisions(as_array(probs, "probs"), side)
+        for k, v in fields.items():
+            if k != "reason_names":
+                v.setflags(write=False)
+        return Decisions(**fields)
 
-    def _predict_combined(self, probs, side) -> Decisions:
-        p = as_array(probs, "probs")
+    def _host_decisions(self, p, side) -> dict:
+        """The Decisions fields of host rows `p` (validated by the calibrator: type, shape, class count,
+        finiteness, range, row sums, once; the statistic kernels then read the same view)."""
         sets = self.calibrator_.predict_sets(p)
-        mat = self._combined_matrix(p, side)
-        taus = np.atleast_1d(np.asarray(self.tau_, dtype=np.float64))
-        hits = mat > taus[None, :]
-        abstain = hits.any(axis=1)
         prediction = np.argmax(p, axis=1).astype(np.int64, copy=False)
-        stat = np.ascontiguousarray(mat[:, 0])
+        if side is None:
+            stat = self._statistic(p, sets)
+            return {"sets": sets, "abstain": stat > self.tau_, "prediction": prediction, "statistic": stat}
+        mat = self._combined_matrix(p, side)
+        hits = mat > np.atleast_1d(np.asarray(self.tau_, dtype=np.float64))[None, :]
+        out = {"sets": sets, "abstain": hits.any(axis=1), "prediction": prediction,
+               "statistic": np.ascontiguousarray(mat[:, 0])}
+        if isinstance(self.statistic, tuple):
+            out.update(reasons=hits, reason_names=self.statistic_names_, statistics=mat)
+        return out
+
+    def _predict_tensor(self, x, side) -> Decisions:
+        """predict for a checked tensor: sets, statistic, abstain flags and top-1 labels computed with the
+        tensor's methods on its device and returned there (fitted statistics read their side inputs on the host)."""
+        sets = self.calibrator_.predict_sets(x)  # validates the values (one boolean comes back)
+        prediction = x.argmax(dim=1)
+        if side is None:
+            stat = _tstat.statistic(self, x, sets, prediction)
+            return Decisions(sets=sets, abstain=stat > self.tau_, prediction=prediction, statistic=stat)
+        mat = self._combined_tensor(x, side, sets, prediction)
+        taus = _tensor._f64(x, np.atleast_1d(np.asarray(self.tau_, dtype=np.float64)))
+        hits = mat > taus[None, :]
         extra = {}
         if isinstance(self.statistic, tuple):
             extra = {"reasons": hits, "reason_names": self.statistic_names_, "statistics": mat}
-        for arr in (sets, abstain, prediction, stat, hits, mat):
-            arr.setflags(write=False)
-        return Decisions(sets=sets, abstain=abstain, prediction=prediction, statistic=stat, **extra)
+        return Decisions(sets=sets, abstain=hits.any(dim=1), prediction=prediction, statistic=mat[:, 0].contiguous(),
+                         **extra)
+
+    def _combined_tensor(self, x, side, sets, prediction):
+        """(n, m) float64 on x's device: softmax statistics computed there, fitted ones on the host and sent."""
+        _comb.check_side_inputs(self._specs, side, x.shape[0], "predict")
+        cols = []
+        for spec, est in zip(self._specs, self.statistics_):
+            if est is None:
+                one = _TensorStatView(self, spec)
+                cols.append(_tstat.statistic(one, x, sets, prediction))
+            else:
+                cols.append(_tensor._f64(x, np.asarray(est.statistic(side[spec.requires]), dtype=np.float64)))
+        mat = x.new_empty((x.shape[0], len(cols))).double()
+        for j, col in enumerate(cols):
+            mat[:, j] = col
+        return mat
 
     # --- persistence (the generic path of conformal._base) ---------------------------------------------------
     def _rebuild_from_calibrator(self) -> None:

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from conformal import _tensor
 from conformal._base import Array, BaseEstimator, Float, InstanceOf, Int, Mapping, Optional, Options, check_constraints
-from conformal._validation import check_frame_pairs, check_is_fitted, check_match_params
+from conformal._validation import as_array, check_frame_pairs, check_is_fitted, check_match_params
 from conformal.abstention import rules as _rules
 from conformal.abstention.dual import RULE_PARAM_CONSTRAINTS
 from conformal.abstention.statistics import entropy as _entropy
@@ -114,7 +115,11 @@ class DetectionAbstention(BaseEstimator):
 
     # --- statistic --------------------------------------------------------------------------------------------
     def statistic_of(self, result, class_probs=None) -> np.ndarray:
-        """Per-detection statistic (M,) of one `DetectionResult` (label-free)."""
+        """Per-detection statistic (M,) of one `DetectionResult` (label-free). A result of tensors (a frame of torch
+        tensors) is read through its host copy: M values per field, small next to the frame's class sets."""
+        result = result.to_host()
+        if class_probs is not None and _tensor.is_tensor(class_probs):
+            class_probs = as_array(class_probs, "class_probs")
         s = self.statistic
         if s == "confidence":
             return 1.0 - result.scores
@@ -146,7 +151,7 @@ class DetectionAbstention(BaseEstimator):
         preds, gts = check_frame_pairs(predictions, ground_truth, dim)
         stats, events = [], []
         for raw, p, g in zip(predictions, preds, gts):
-            res = detector.predict(raw)
+            res = detector.predict(raw).to_host()  # tensor frames: M values per field
             st = self.statistic_of(res, p["class_probs"])
             keep = np.flatnonzero(res.keep)
             m = match_arrays(p["boxes"][keep], g["boxes"], p["scores"][keep], metric, thr, method)
@@ -205,6 +210,12 @@ class DetectionAbstention(BaseEstimator):
         """Detection level: bool (M,) abstain flags (kept detections only can be True). Image level: a bool."""
         check_is_fitted(self, "tau_")
         st = self.statistic_of(result, class_probs)
+        keep = result.to_host().keep
         if self.level == "detection":
-            return (st > self.tau_) & result.keep
-        return bool(self._image_stat(st, result.keep) > self.tau_)
+            flags = (st > self.tau_) & keep
+            # a result of tensors gets its flags as a bool tensor on the same device (on CPU sharing their memory)
+            if not _tensor.is_tensor(result.keep):
+                return flags
+            return _tensor.from_host(result.keep, flags) if result.keep.device.type == "cpu" else \
+                result.keep.new_tensor(flags)
+        return bool(self._image_stat(st, keep) > self.tau_)

@@ -18,7 +18,8 @@ import numpy as np
 from conformal._validation import check_boxes, check_frame_pairs
 from conformal.detection.matching import bev_iou
 
-__all__ = ["iou_3d", "average_precision", "average_precision_by_range"]
+__all__ = ["iou_3d", "average_precision", "average_precision_by_range", "frame_pr_inputs",
+           "average_precision_from_inputs"]
 
 AP_METRICS = ("iou_3d", "bev_iou")
 
@@ -49,23 +50,22 @@ def _check(metric, threshold, n_recall_points):
         raise ValueError(f"`n_recall_points` must be a positive int (40 for KITTI's R40); got {n_recall_points!r}")
 
 
-def _pr_inputs(preds, gts, label, metric, threshold, band):
-    """(scores, is_tp) of the counted detections of class `label`, and the number of counted ground truths."""
-    scores, tp, n_gt = [], [], 0
-    for p, g in zip(preds, gts):
-        pk = np.flatnonzero(p["labels"] == label)
-        gk = np.flatnonzero(g["labels"] == label)
-        pb, gb = p["boxes"][pk], g["boxes"][gk]
-        ps = p["scores"][pk]
-        if band is None:
-            g_in = np.ones(len(gk), bool)
-            p_in = np.ones(len(pk), bool)
-        else:
-            g_in = (np.hypot(gb[:, 0], gb[:, 1]) >= band[0]) & (np.hypot(gb[:, 0], gb[:, 1]) < band[1])
-            p_in = (np.hypot(pb[:, 0], pb[:, 1]) >= band[0]) & (np.hypot(pb[:, 0], pb[:, 1]) < band[1])
-        n_gt += int(g_in.sum())
-        if not len(pk):
-            continue
+def _frame_pr_inputs(p, g, label, metric, threshold, band):
+    """(scores, is_tp) of the counted detections of class `label` in one validated frame, and its counted ground
+    truths."""
+    scores, tp = [], []
+    pk = np.flatnonzero(p["labels"] == label)
+    gk = np.flatnonzero(g["labels"] == label)
+    pb, gb = p["boxes"][pk], g["boxes"][gk]
+    ps = p["scores"][pk]
+    if band is None:
+        g_in = np.ones(len(gk), bool)
+        p_in = np.ones(len(pk), bool)
+    else:
+        g_in = (np.hypot(gb[:, 0], gb[:, 1]) >= band[0]) & (np.hypot(gb[:, 0], gb[:, 1]) < band[1])
+        p_in = (np.hypot(pb[:, 0], pb[:, 1]) >= band[0]) & (np.hypot(pb[:, 0], pb[:, 1]) < band[1])
+    n_gt = int(g_in.sum())
+    if len(pk):
         if len(gk):
             bev = bev_iou(pb, gb)
             iou = bev if metric == "bev_iou" else _iou3d_checked(pb, gb, bev)
@@ -84,6 +84,43 @@ def _pr_inputs(preds, gts, label, metric, threshold, band):
                 scores.append(ps[i])
                 tp.append(False)
     return np.asarray(scores, np.float64), np.asarray(tp, bool), n_gt
+
+
+def _pr_inputs(preds, gts, label, metric, threshold, band):
+    """(scores, is_tp) of the counted detections of class `label`, and the number of counted ground truths."""
+    parts = [_frame_pr_inputs(p, g, label, metric, threshold, band) for p, g in zip(preds, gts)]
+    if not parts:
+        return np.zeros(0, np.float64), np.zeros(0, bool), 0
+    return (np.concatenate([q[0] for q in parts]), np.concatenate([q[1] for q in parts]),
+            sum(q[2] for q in parts))
+
+
+def frame_pr_inputs(predictions, ground_truth, *, metric: str = "iou_3d", threshold: float = 0.5,
+                    labels=None) -> list:
+    """Per frame, what `average_precision` draws from it: ``{label: (scores, is_tp, n_gt)}`` for each of `labels`
+    (default: every label in the frames). A frame's matching does not depend on the other frames, so an AP
+    over any subset of frames is `average_precision_from_inputs` of their entries, number for number; an
+    audit that scores many random subsets of one pool matches each frame once."""
+    _check(metric, threshold, 40)
+    preds, gts = check_frame_pairs(predictions, ground_truth, 3)
+    if labels is None:
+        labels = sorted(set(np.concatenate([g["labels"] for g in gts] + [p["labels"] for p in preds]).tolist()))
+    return [{int(c): _frame_pr_inputs(p, g, c, metric, threshold, None) for c in labels} for p, g in zip(preds, gts)]
+
+
+def average_precision_from_inputs(parts: list, *, n_recall_points: int = 40) -> dict:
+    """`average_precision` of the frames whose `frame_pr_inputs` entries are `parts` (same keys, same numbers:
+    a class without ground truth in these frames is nan and left out of the mean)."""
+    _check("iou_3d", 0.5, n_recall_points)
+    labels = sorted(set().union(*[q.keys() for q in parts])) if parts else []
+    per_class, n_gt = {}, {}
+    for c in labels:
+        rows = [q[c] for q in parts if c in q]
+        s, t = np.concatenate([r[0] for r in rows]), np.concatenate([r[1] for r in rows])
+        n = sum(r[2] for r in rows)
+        per_class[c], n_gt[c] = _interpolated_ap(s, t, n, n_recall_points), n
+    valid = [v for v in per_class.values() if v == v]
+    return {"per_class": per_class, "n_gt": n_gt, "mean": float(np.mean(valid)) if valid else float("nan")}
 
 
 def _interpolated_ap(scores, tp, n_gt, n_recall_points):

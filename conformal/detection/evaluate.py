@@ -48,7 +48,7 @@ def evaluate_detector(detector, predictions, ground_truth) -> dict:
     n_kept = n_missed = n_false = 0
     miss_frac = []
     for raw, p, g in zip(predictions, preds, gts):
-        res = detector.predict(raw)
+        res = detector.predict(raw).to_host()  # a frame of tensors: its result copied once
         keep = np.flatnonzero(res.keep)
         n_kept += keep.size
         m = match_arrays(p["boxes"][keep], g["boxes"], p["scores"][keep], metric, thr, method)

@@ -15,13 +15,15 @@ predict(frame) applies cached numbers only: no sorting, no calibration data touc
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
+from conformal import _tensor
 from conformal._base import BaseEstimator, Boolean, Float, Int, Interval, Nested, Optional, Options
 from conformal._validation import check_frame, check_frame_pairs, check_is_fitted, check_match_params
 from conformal.calibrators import _SCORE, _SEED, ClassConditionalConformalClassifier, SplitConformalClassifier
+from conformal.detection import _tensor as _dtensor
 from conformal.detection._geometry import TWO_PI
 from conformal.detection.intervals import CORRECTIONS, SIDES, BoxIntervalCalibrator, outer_inner
 from conformal.detection.matching import METRICS, match_arrays
@@ -46,6 +48,7 @@ class DetectionResult:
         sets are off).
     lower, upper (M, D): per-coordinate intervals (yaw unwrapped around the prediction).
     outer, inner (M, 4) or None: 2D boxes that contain / are contained in the true box.
+    For a frame of torch tensors every array is a tensor on the frame's device (`to_host()` gives NumPy).
     """
 
     boxes: np.ndarray
@@ -58,8 +61,16 @@ class DetectionResult:
     outer: np.ndarray | None
     inner: np.ndarray | None
 
+    def to_host(self) -> "DetectionResult":
+        """This result with NumPy arrays (a frame of tensors gives tensors on its device: copied once here)."""
+        if not _tensor.is_tensor(self.boxes):
+            return self
+        return DetectionResult(**{f.name: _dtensor.to_host(getattr(self, f.name)) for f in fields(self)})
+
     def to_dicts(self) -> list[dict]:
         """One JSON-ready dict per kept detection (e.g. for a ROS companion message)."""
+        if _tensor.is_tensor(self.boxes):
+            return self.to_host().to_dicts()
         out = []
         for i in np.flatnonzero(self.keep).tolist():
             d = {"index": i, "box": self.boxes[i].tolist(), "score": float(self.scores[i]),
@@ -266,8 +277,20 @@ class ConformalDetector(BaseEstimator):
         return self
 
     def predict(self, frame) -> DetectionResult:
-        """Conformal output for one frame; the frame is validated, never modified; no labels are used."""
+        """Conformal output for one frame; the frame is validated, never modified; no labels are used.
+
+        A frame of torch tensors (boxes, scores, labels, class_probs, box_std on one device) gives a result of
+        tensors on that device (float64 boxes, scores, intervals; int64 labels; bool keep and class sets): a CUDA
+        frame's computed with the tensors' methods, no host copy of class_probs or of the boxes; a CPU frame's by
+        the NumPy path on shared views, its arrays shared back as tensors (conformal/detection/_tensor.py)."""
         check_is_fitted(self, "boxes_")
+        if _dtensor.is_tensor_frame(frame):
+            return DetectionResult(**_dtensor.predict(self, frame))
+        return DetectionResult(**self._predict_arrays(frame))
+
+    def _predict_arrays(self, frame) -> dict:
+        """The NumPy path of `predict`: the DetectionResult fields of one frame (arrays, or CPU tensors read
+        through shared views)."""
         f = check_frame(frame, self.dim, kind="prediction", n_classes=self.n_classes_)
         boxes, labels = f["boxes"], f["labels"]
         m = boxes.shape[0]
@@ -290,8 +313,8 @@ class ConformalDetector(BaseEstimator):
         outer = inner = None
         if self.dim == 2:
             outer, inner = outer_inner(lower, upper)
-        return DetectionResult(boxes=boxes, scores=f["scores"], labels=labels, keep=keep, class_sets=sets,
-                               lower=lower, upper=upper, outer=outer, inner=inner)
+        return dict(boxes=boxes, scores=f["scores"], labels=labels, keep=keep, class_sets=sets, lower=lower,
+                    upper=upper, outer=outer, inner=inner)
 
     def predict_batch(self, frames) -> list[DetectionResult]:
         if not isinstance(frames, (list, tuple)):

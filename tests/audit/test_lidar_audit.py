@@ -109,3 +109,23 @@ def test_audit_end_to_end_writes_ap_coverage_and_bev_examples(tmp_path):
     applied = json.loads(__import__("gzip").decompress((tmp_path / "run" / "applied" / f"{snow['cell']}.json.gz")
                                                          .read_bytes()))
     assert len(applied) == 40
+
+
+def test_cached_clean_scans_are_the_generated_ones_and_corruptions_never_touch_them():
+    from perturbations.registry import corrupt_logged
+
+    ctx = {"n_rings": 32, "seed": 4}
+    scan, frame = make_lidar_scene(lidar_seed(31))
+    first, gt, rec = lidar.scan_of(ctx, "fog", 5, 31)  # fills this process's cache
+    again, _, rec2 = lidar.scan_of(ctx, "fog", 5, 31)  # from the cache
+    clean, _, none = lidar.scan_of(ctx, "clean", 0, 31)
+    np.testing.assert_array_equal(clean, scan)
+    np.testing.assert_array_equal(gt["boxes3d"], frame["boxes3d"])
+    np.testing.assert_array_equal(again, first)
+    assert none is None and rec == rec2
+    # the same scan the uncached path made: the fresh scene corrupted with its own per-scan facts
+    import zlib
+
+    rng = np.random.default_rng(np.random.SeedSequence([4, 8123, zlib.crc32(b"fog"), 31]))
+    (want, _), _ = corrupt_logged(scan, "fog", 5, rng, "pointcloud", **lidar._options("fog", frame, 32))
+    np.testing.assert_array_equal(first, want)

@@ -1,10 +1,12 @@
-"""Prediction sets on torch tensors (conformal/_tensor.py) equal the Numba path's bit for bit on CPU tensors."""
+"""Prediction sets on torch tensors equal the Numba path's bit for bit on CPU tensors, on both paths a tensor can
+take: the host kernels through a shared view (a CPU tensor's, by default) and the tensor ops of conformal/_tensor.py
+(a CUDA tensor's; forced on CPU tensors by the `path` fixture)."""
 import warnings
 
 import numpy as np
 import pytest
 
-from conformal import ClassConditionalConformalClassifier, SplitConformalClassifier
+from conformal import ClassConditionalConformalClassifier, SplitConformalClassifier, _tensor
 
 torch = pytest.importorskip("torch")
 
@@ -29,13 +31,20 @@ def _data(k, n, ties, dtype, seed, logits=False):
     return p.astype(dtype), y
 
 
+@pytest.fixture(params=["host", "device"])
+def path(request, monkeypatch):
+    """Run a test on both paths of a CPU tensor: the host kernels (default) and the device path (forced)."""
+    monkeypatch.setattr(_tensor, "_device_path_on_cpu", request.param == "device")
+    return request.param
+
+
 def _params(randomized, allow_empty):
     return {"randomized": randomized, "allow_empty": allow_empty, "random_state": 0}
 
 
 @pytest.mark.parametrize("k", [3, 10, 40, 100])
 @pytest.mark.parametrize("score,sp", SCORES, ids=[s for s, _ in SCORES])
-def test_tensor_sets_equal_numpy_sets(score, sp, k):
+def test_tensor_sets_equal_numpy_sets(score, sp, k, path):
     for ties in (False, True):
         for dtype in (np.float32, np.float64):
             p, y = _data(k, 600, ties, dtype, seed=k + ties)
@@ -55,7 +64,7 @@ def test_tensor_sets_equal_numpy_sets(score, sp, k):
 
 
 @pytest.mark.parametrize("score,sp", SCORES, ids=[s for s, _ in SCORES])
-def test_tensor_sets_from_logits_equal_numpy_sets(score, sp):
+def test_tensor_sets_from_logits_equal_numpy_sets(score, sp, path):
     z, y = _data(20, 800, False, np.float32, seed=3, logits=True)
     for randomized in (False, True):
         for temperature in (1.0, 1.7):
@@ -69,7 +78,6 @@ def test_tensor_sets_from_logits_equal_numpy_sets(score, sp):
 def test_window_fallback_rows_and_thresholds_at_observed_scores(score, sp):
     """Thresholds equal to calibration scores (ties with qhat) and huge windows: exact, including the rows whose
     top-m window does not decide the set (redone with a full sort)."""
-    from conformal import _tensor
     from conformal.scores import get_score
     p, _ = _data(60, 400, True, np.float32, seed=5)
     s = get_score(score, **(sp or {}))
@@ -84,7 +92,7 @@ def test_window_fallback_rows_and_thresholds_at_observed_scores(score, sp):
                                   s.all_scores(p))
 
 
-def test_tensor_input_errors_name_the_problem():
+def test_tensor_input_errors_name_the_problem(path):
     p, y = _data(5, 200, False, np.float32, seed=6)
     cp = SplitConformalClassifier(score="aps").fit(p[:100], y[:100])
     t = torch.from_numpy(p[100:].copy())
@@ -105,6 +113,53 @@ def test_tensor_input_errors_name_the_problem():
         cp.predict_sets(b)
 
 
+def _spy(monkeypatch, *names):
+    """Count the calls of device-path functions of conformal/_tensor.py."""
+    calls = []
+    for name in names:
+        fn = getattr(_tensor, name)
+        monkeypatch.setattr(_tensor, name, lambda *a, _fn=fn, _name=name, **kw: calls.append(_name) or _fn(*a, **kw))
+    return calls
+
+
+def test_cpu_tensors_take_the_host_kernels_unless_forced(monkeypatch):
+    """By default a CPU tensor never reaches the tensor ops: its sets are the host kernels' on a shared view,
+    returned as a CPU tensor; the private switch sends it down the device path (which the tests above prove)."""
+    p, y = _data(10, 400, False, np.float32, seed=9)
+    t = torch.from_numpy(p[200:])
+    calls = _spy(monkeypatch, "check_values", "rank_sets", "lac_sets", "rank_all_scores")
+    for cls in (SplitConformalClassifier, ClassConditionalConformalClassifier):
+        for score in ("aps", "lac"):
+            cp = cls(score=score, random_state=0).fit(p[:200], y[:200])
+            got = cp.predict_sets(t, rng=4)
+            assert isinstance(got, torch.Tensor) and got.dtype == torch.bool and got.device.type == "cpu"
+            np.testing.assert_array_equal(got.numpy(), cp.predict_sets(p[200:], rng=4))
+            assert calls == []
+            monkeypatch.setattr(_tensor, "_device_path_on_cpu", True)
+            np.testing.assert_array_equal(cp.predict_sets(t, rng=4).numpy(), got.numpy())
+            assert calls and calls[0] == "check_values"
+            calls.clear()
+            monkeypatch.setattr(_tensor, "_device_path_on_cpu", False)
+
+
+def test_host_path_reads_any_cpu_tensor_without_grad_or_copy_concerns():
+    """A tensor that needs grad is detached, a transposed (non-contiguous) one is read through its strides, the
+    result is a plain writable tensor, and predict_labels reads the sets on the host."""
+    p, y = _data(7, 600, False, np.float64, seed=10)
+    cp = SplitConformalClassifier(score="raps", score_params={"lam": 0.1, "k_reg": 1}, random_state=0).fit(p[:300],
+                                                                                                           y[:300])
+    want = cp.predict_sets(p[300:], rng=5)
+    g = torch.from_numpy(p[300:].copy()).requires_grad_(True)
+    got = cp.predict_sets(g, rng=5)
+    assert not got.requires_grad
+    np.testing.assert_array_equal(got.numpy(), want)
+    tr = torch.from_numpy(np.ascontiguousarray(p[300:].T)).t()
+    assert not tr.is_contiguous()
+    np.testing.assert_array_equal(cp.predict_sets(tr, rng=5).numpy(), want)
+    got[0, 0] = not bool(got[0, 0])  # a plain writable tensor
+    assert cp.predict_labels(torch.from_numpy(p[300:]), rng=5) == cp.predict_labels(p[300:], rng=5)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine (CPU tensors are tested "
                                                           "above; this checks the device path)")
 @pytest.mark.parametrize("score,sp", SCORES, ids=[s for s, _ in SCORES])
@@ -119,15 +174,16 @@ def test_cuda_tensor_sets_stay_on_the_device_and_agree(score, sp):
         np.testing.assert_array_equal(got.cpu().numpy(), want)
 
 
-def test_abstention_on_cpu_tensors_still_returns_numpy_decisions():
-    """DualThresholdConformal and the set_size statistic read a CPU tensor through its host view, as before."""
+def test_abstention_on_cpu_tensors_returns_tensor_decisions(path):
+    """DualThresholdConformal on a CPU tensor: tensor decisions equal to the NumPy ones (issue 20; the full checks
+    are in tests/conformal/abstention/test_tensor_decisions.py); the public set_size function reads the host view."""
     from conformal import DualThresholdConformal
     from conformal.abstention.statistics import set_size
     p, y = _data(6, 1200, False, np.float32, seed=8)
     d = DualThresholdConformal(score="aps", statistic="set_size", alpha=0.1, random_state=0).fit(p[:800], y[:800])
     a, b = d.predict(torch.from_numpy(p[800:])), d.predict(p[800:])
-    assert isinstance(a.sets, np.ndarray)
-    np.testing.assert_array_equal(a.sets, b.sets)
-    np.testing.assert_array_equal(a.abstain, b.abstain)
+    assert isinstance(a.sets, torch.Tensor) and isinstance(a.abstain, torch.Tensor)
+    np.testing.assert_array_equal(a.sets.numpy(), b.sets)
+    np.testing.assert_array_equal(a.abstain.numpy(), b.abstain)
     cp = SplitConformalClassifier(score="aps", random_state=0).fit(p[:800], y[:800])
     np.testing.assert_array_equal(set_size(torch.from_numpy(p[800:]), cp), set_size(p[800:], cp))

@@ -107,7 +107,8 @@ class DetectionTask(Task):
         m["ap50"], m["ap"] = cell_metrics.get("ap50", math.nan), cell_metrics.get("ap", math.nan)
         m["score_threshold"] = det.score_threshold_
         source = SOURCES[cfg["data"]["name"]]
-        m.update(source.extra_metrics([preds[i] for i in test], [gts[i] for i in test]))
+        # the whole cell's frames, the split's test indices and a per-cell memo (e.g. per-frame AP matchings)
+        m.update(source.extra_metrics(preds, gts, test, state.setdefault("source_memo", {})))
         extra = None
         if first and cfg["output"]["examples"] > 0:
             # every cell holds the same scenes and ground truth, so every cell shows the same frame

@@ -2,7 +2,13 @@
 import numpy as np
 import pytest
 
-from conformal.detection.ap import average_precision, average_precision_by_range, iou_3d
+from conformal.detection.ap import (
+    average_precision,
+    average_precision_by_range,
+    average_precision_from_inputs,
+    frame_pr_inputs,
+    iou_3d,
+)
 from conformal.detection.matching import bev_iou
 
 
@@ -81,3 +87,32 @@ def test_bad_arguments():
         average_precision([p], [g], range_band=(5, 1))
     with pytest.raises(ValueError, match="edges"):
         average_precision_by_range([p], [g], edges=(40, 20))
+
+
+def _random_frames(gen, n):
+    preds, gts = [], []
+    for _ in range(n):
+        m, k = int(gen.integers(0, 6)), int(gen.integers(0, 9))
+        g = np.column_stack([gen.uniform(-30, 30, (m, 2)), gen.uniform(-1, 0, m), gen.uniform(0.5, 5, (m, 3)),
+                             gen.uniform(-1.5, 1.5, m)])
+        src = g[gen.integers(0, max(m, 1), k)] if m else np.zeros((k, 7)) + [0, 0, 0, 2, 2, 2, 0]
+        p = src + gen.normal(0, [0.4, 0.4, 0.2, 0.3, 0.3, 0.2, 0.2], (k, 7))
+        p[:, 3:6] = np.abs(p[:, 3:6]) + 0.1
+        preds.append({"boxes3d": p, "scores": gen.uniform(0, 1, k), "labels": gen.integers(0, 3, k)})
+        gts.append({"boxes3d": g, "labels": gen.integers(0, 3, m)})
+    return preds, gts
+
+
+@pytest.mark.parametrize("metric", ["bev_iou", "iou_3d"])
+def test_ap_of_any_subset_from_per_frame_inputs_equals_average_precision(metric):
+    # the audit matches each frame once and scores 10+ random splits of the pool from the per-frame entries
+    gen = np.random.default_rng(5)
+    preds, gts = _random_frames(gen, 60)
+    parts = frame_pr_inputs(preds, gts, metric=metric, threshold=0.5, labels=range(3))
+    for _ in range(20):
+        sub = np.sort(gen.choice(60, size=int(gen.integers(1, 60)), replace=False)) if _ else np.arange(60)
+        want = average_precision([preds[i] for i in sub], [gts[i] for i in sub], metric=metric, threshold=0.5)
+        got = average_precision_from_inputs([parts[i] for i in sub])
+        assert got["mean"] == want["mean"] or (np.isnan(got["mean"]) and np.isnan(want["mean"]))
+        for c, v in want["per_class"].items():
+            assert got["per_class"][c] == v or (np.isnan(v) and np.isnan(got["per_class"][c]))

@@ -103,9 +103,11 @@ class Source:
         bird's-eye view of 3D examples), or None when the source has no points."""
         return None
 
-    def extra_metrics(self, preds: list, gts: list) -> dict:
-        """Source-specific metrics of one cell's test frames (raw detections; e.g. AP), {name: float}; they are
-        summarised over splits like the others (results.json) and shown in the report's table."""
+    def extra_metrics(self, preds: list, gts: list, test=None, memo=None) -> dict:
+        """Source-specific metrics of one cell's test frames `test` (indices into the cell's `preds` / `gts`, raw
+        detections; e.g. AP), {name: float}; they are summarised over splits like the others (results.json) and
+        shown in the report's table. `memo` is a dict kept per cell over the splits, for work that does not depend
+        on the split (e.g. matching each frame once)."""
         return {}
 
     def cell_metrics(self, context: dict, preds: list, gts: list) -> dict:
