@@ -5,7 +5,7 @@ import numpy as np
 
 from conformal._kernels import prob_sets as _ps
 from conformal._kernels import scores as _k
-from conformal.scores.base import Score, run_kernel
+from conformal.scores.base import UINT_VIEW, Score, run_kernel
 
 # Non-randomized kernels never read u; a length-1 dummy (indexed only when randomized) avoids an O(n) array.
 _ZERO_U = np.zeros(1)
@@ -31,8 +31,7 @@ class RankScore(Score):
         (n, k), (uu, rnd) = p.shape, self._u(u, p.shape[0])
         if not logits and p.flags.c_contiguous and self.kind in (_k.APS, _k.RAPS):
             # probabilities: bisection on the cut, no sort, no per-row tables (conformal/_kernels/prob_sets.py)
-            utype = np.uint32 if p.dtype == np.float32 else np.uint64
-            one_bits = np.ones(1, dtype=p.dtype).view(utype)[0]
+            utype, one_bits = UINT_VIEW[p.dtype]
             return run_kernel(_ps.prob_set_rows, _ps.prob_predict_sets, n, k, p, p.view(utype), one_bits, uu, qhat,
                               self.kind, rnd, *self._kernel_params, allow_empty,
                               out=np.empty((n, k), dtype=np.bool_), errs=errs)
