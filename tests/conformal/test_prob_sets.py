@@ -60,7 +60,7 @@ def _run(kernel, p, u, qhat, score, allow_empty, chunk=None):
 
 def _qhats(scores, rng):
     flat = np.unique(scores)
-    qs = [*rng.choice(flat, size=5), np.nextafter(flat[0], -1), flat[0], flat[-1], 0.0, 0.5, 0.9, 0.99, 0.999,
+    qs = [*rng.choice(flat, size=5), np.nextafter(flat[0], -1), flat[0], flat[-1], 0.0, 0.5, 0.9, 0.99, 0.999, 1e300,
           np.inf, -1.0]
     return [float(q) for q in qs]
 
