@@ -21,3 +21,15 @@ def bits_f64(typingctx, x):
     def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], ir.DoubleType())
     return types.float64(types.int64), codegen
+
+
+@intrinsic
+def uint_float(typingctx, x):
+    """Reinterpret an unsigned 32- or 64-bit integer as the float of the same width (no conversion)."""
+    if not isinstance(x, types.Integer) or x.bitwidth not in (32, 64):
+        return None
+    ftype, irtype = (types.float32, ir.FloatType()) if x.bitwidth == 32 else (types.float64, ir.DoubleType())
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], irtype)
+    return ftype(x), codegen

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from conformal._kernels.bits import f64_bits
+from conformal._kernels.bits import f64_bits, uint_float
 
 APS, RAPS, SAPS, TOPK = 1, 2, 3, 4
 SCALE = float(2 ** 60)
@@ -723,3 +723,79 @@ def small_predict_sets(src, u, qhat, logits, temp, kind, randomized, lam, k_reg,
     for c in prange((n + chunk - 1) // chunk):
         small_set_rows(src, u, qhat, logits, temp, kind, randomized, lam, k_reg, weight, allow_empty, c * chunk,
                        min(n, (c + 1) * chunk), out, errs)
+
+
+# ---- LAC sets for probabilities at small K ----------------------------------------------------------------------
+# At small K the per-row loops of `lac_prob_rows` are too short to vectorise well (a row of 10 float32 is 40 bytes):
+# compare and range-check a block of rows as one flat run instead, then take the row sums.
+LAC_SMALL_K = 128
+
+
+@njit(cache=True, nogil=True)
+def _lac_flat_block(src, bits, one_bits, c, allow_empty, lo, hi, out, errs):
+    k = src.shape[1]
+    a = lo * k
+    b = hi * k
+    sf = src.reshape(src.size)[a:b]
+    bf = bits.reshape(bits.size)[a:b]
+    of = out.reshape(out.size)[a:b]
+    for t in range(b - a):  # indices from 0 (no wraparound checks), so these two loops vectorise
+        of[t] = sf[t] >= c
+    bmax = bf[0]
+    for t in range(b - a):
+        x = bf[t]
+        bmax = x if x > bmax else bmax
+    k4 = k - k % 4
+    for i in range(lo, hi):  # the row sums of `_row_check` (four lanes, then the tail)
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        for j in range(0, k4, 4):
+            s0 += np.float64(src[i, j])
+            s1 += np.float64(src[i, j + 1])
+            s2 += np.float64(src[i, j + 2])
+            s3 += np.float64(src[i, j + 3])
+        s = (s0 + s1) + (s2 + s3)
+        for j in range(k4, k):
+            s += np.float64(src[i, j])
+        errs[i] = BAD_SUM if abs(s - 1.0) > ROW_SUM_TOL else OK
+    if bmax > one_bits:  # a NaN, inf, negative or -0.0 somewhere in the block: which rows, for the message
+        for i in range(lo, hi):
+            code = _row_check(src, i, False)
+            if code != OK:
+                errs[i] = code
+    if not allow_empty:
+        for i in range(lo, hi):
+            if errs[i] != OK:
+                continue
+            mb = bits[i, 0]
+            for j in range(k):
+                x = bits[i, j]
+                mb = x if x > mb else mb
+            if mb <= one_bits:  # the largest pattern is p_max's
+                mx = np.float64(uint_float(mb))
+            else:  # a -0.0 in the row
+                mx = np.float64(0.0)
+                for j in range(k):
+                    mx = max(mx, np.float64(src[i, j]))
+            if not (mx >= c):
+                for j in range(k):
+                    out[i, j] = np.float64(src[i, j]) >= mx
+
+
+@njit(cache=True, nogil=True)
+def lac_small_rows(src, bits, one_bits, cut, allow_empty, lo, hi, out, errs):
+    """As `lac_prob_rows` (same sets and codes) for K <= LAC_SMALL_K, in blocks of rows that stay in cache."""
+    k = src.shape[1]
+    c = src.dtype.type(cut) if cut <= 1.0 else src.dtype.type(2.0)
+    block = max(1, 8192 // k)
+    for b0 in range(lo, hi, block):
+        _lac_flat_block(src, bits, one_bits, c, allow_empty, b0, min(hi, b0 + block), out, errs)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def lac_small_sets(src, bits, one_bits, cut, allow_empty, chunk, out, errs):
+    n = src.shape[0]
+    for c in prange((n + chunk - 1) // chunk):
+        lac_small_rows(src, bits, one_bits, cut, allow_empty, c * chunk, min(n, (c + 1) * chunk), out, errs)

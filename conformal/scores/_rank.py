@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from conformal._kernels import prob_sets as _ps
 from conformal._kernels import scores as _k
-from conformal.scores.base import Score, run_kernel
+from conformal.scores.base import UINT_VIEW, Score, run_kernel
 
 # Non-randomized kernels never read u; a length-1 dummy (indexed only when randomized) avoids an O(n) array.
 _ZERO_U = np.zeros(1)
@@ -28,6 +29,12 @@ class RankScore(Score):
 
     def _sets(self, p, qhat, u, logits, temp, allow_empty, errs):
         (n, k), (uu, rnd) = p.shape, self._u(u, p.shape[0])
+        if not logits and p.flags.c_contiguous and self.kind in (_k.APS, _k.RAPS):
+            # probabilities: bisection on the cut, no sort, no per-row tables (conformal/_kernels/prob_sets.py)
+            utype, one_bits = UINT_VIEW[p.dtype]
+            return run_kernel(_ps.prob_set_rows, _ps.prob_predict_sets, n, k, p, p.view(utype), one_bits, uu, qhat,
+                              self.kind, rnd, *self._kernel_params, allow_empty,
+                              out=np.empty((n, k), dtype=np.bool_), errs=errs)
         # At small K pairwise compares beat the bucket walk (measured: docs/benchmarks.md, `small_k`); same sets.
         serial, parallel = ((_k.small_set_rows, _k.small_predict_sets) if k <= _k.SMALL_K
                             else (_k.set_rows, _k.predict_sets))

@@ -27,6 +27,9 @@ _REGISTRY: dict[str, type] = {}
 # which kernels run serially: below it, waking the thread pool costs more than the work (one frame = 1 row).
 _CHUNK = 256
 _SERIAL_MAX = 1 << 15
+# The unsigned view of a float dtype and the bit pattern of 1.0 in it, for the kernels' range checks.
+UINT_VIEW = {np.dtype(np.float32): (np.uint32, np.ones(1, np.float32).view(np.uint32)[0]),
+             np.dtype(np.float64): (np.uint64, np.ones(1, np.float64).view(np.uint64)[0])}
 
 
 def run_kernel(serial, parallel, n, k, *args, out, errs):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from conformal._kernels import scores as _k
-from conformal.scores.base import Score, register, run_kernel
+from conformal.scores.base import UINT_VIEW, Score, register, run_kernel
 
 
 @register
@@ -42,9 +42,10 @@ class LAC(Score):
         if not logits and p.flags.c_contiguous:
             # {y : 1 - p_y <= qhat} is {y : p_y >= cut} for the exact cut of the input's dtype
             cut = _k.lac_cut32(qhat) if p.dtype == np.float32 else _k.lac_cut64(qhat)
-            utype = np.uint32 if p.dtype == np.float32 else np.uint64
-            one_bits = np.ones(1, dtype=p.dtype).view(utype)[0]
-            return run_kernel(_k.lac_prob_rows, _k.lac_prob_sets, n, k, p, p.view(utype), one_bits, cut, allow_empty,
+            utype, one_bits = UINT_VIEW[p.dtype]
+            serial, parallel = ((_k.lac_small_rows, _k.lac_small_sets) if k <= _k.LAC_SMALL_K
+                                else (_k.lac_prob_rows, _k.lac_prob_sets))
+            return run_kernel(serial, parallel, n, k, p, p.view(utype), one_bits, cut, allow_empty,
                               out=np.empty((n, k), dtype=np.bool_), errs=errs)
         return run_kernel(_k.lac_set_rows, _k.lac_predict_sets, n, k, p, qhat, logits, temp, allow_empty,
                           out=np.empty((n, k), dtype=np.bool_), errs=errs)

@@ -1,0 +1,320 @@
+"""APS / RAPS prediction sets for probability inputs at any K, by bisection on the cut (issue 20).
+
+A set is a prefix of the labels in descending p (scores are rank-monotone), so it is {y : p_y >= v*} for the
+smallest probability v* still in it. No row is sorted. Per row:
+1. One pass checks the row (finite and in [0, 1] from the bit patterns, an integer max that also gives p_max;
+   the sum in the four lanes of `_row_check`), so a row fails here exactly when it fails there.
+2. For a cut c, F(c) = fixed-point mass of the labels with p >= c and N(c) their count, one vectorised pass over
+   the row. The non-randomized score of the smallest tie group at or above c is exactly score(F(c), N(c)): if it
+   is <= qhat every label >= c is in the set (hi = c); if it is > qhat no label below c is (lo = c). Randomized
+   scores are bounded by the same number, so there the decisions keep a margin (as the bucket kernel's do).
+   The bracket [lo, hi) starts at lo = (1 - qhat) / K (labels below it hold < 1 - qhat of the mass, so the set
+   almost always ends above it) and shrinks by bisection (in log p) until it holds <= _PAIR_MAX labels.
+3. The labels of the bracket are scored exactly with the mass and count above it, by pairwise compares (or a
+   sort for a bracket that would not shrink: ties), and the walk stops at the first rejected group, as the
+   bucket kernel's does. If every label of the bracket is in, the walk continues below lo (exact: nothing is
+   assumed about the labels below).
+The same integers and float expressions as `scores.set_rows` give the same sets bit for bit (the twin tests).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from conformal._kernels.bits import uint_float
+from conformal._kernels.scores import APS, BAD_SUM, OK, RAPS, ROW_SUM_TOL, _fixed, _row_check, _score
+
+_PAIR_MAX = 16  # bracket size scored by pairwise compares (padded to a multiple of 8 so the compares vectorise)
+_BRANCH_FREE_MAX = 64  # up to this K the bracket is gathered without branches (most labels are in it)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _prob_row_check(src, bits, one_bits, i):
+    """(error code, p_max) of probability row i. `bits` is `src` viewed as unsigned integers of its width and
+    `one_bits` the pattern of 1.0: a value is finite and in [0, 1] exactly when its pattern is <= one_bits (NaN,
+    inf and negatives are larger), and the largest pattern is that of p_max. Codes as `_row_check`."""
+    k = src.shape[1]
+    bmax = bits[i, 0]
+    for j in range(k):
+        b = bits[i, j]
+        bmax = b if b > bmax else bmax
+    k4 = k - k % 4
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    for j in range(0, k4, 4):
+        s0 += np.float64(src[i, j])
+        s1 += np.float64(src[i, j + 1])
+        s2 += np.float64(src[i, j + 2])
+        s3 += np.float64(src[i, j + 3])
+    s = (s0 + s1) + (s2 + s3)
+    for j in range(k4, k):
+        s += np.float64(src[i, j])
+    if bmax > one_bits:
+        code = _row_check(src, i, False)  # which problem, for the message
+        if code != OK:
+            return code, 0.0
+        pmax = 0.0  # OK here means a -0.0 (sign bit set, yet a valid probability)
+        for j in range(k):
+            pmax = max(pmax, np.float64(src[i, j]))
+    else:
+        pmax = np.float64(uint_float(bmax))
+    if abs(s - 1.0) > ROW_SUM_TOL:
+        return BAD_SUM, 0.0
+    return OK, pmax
+
+
+@njit(cache=True, nogil=True)
+def _mass_ge(src, i, c):
+    """(fixed-point mass, count) of the labels of row i with p >= c: one branch-free pass (integer sums are exact
+    in any order, so LLVM vectorises it)."""
+    f = np.int64(0)
+    m = 0
+    for j in range(src.shape[1]):
+        v = np.float64(src[i, j])
+        ge = v >= c
+        f += _fixed(v) if ge else 0
+        m += 1 if ge else 0
+    return f, m
+
+
+@njit(cache=True, nogil=True)
+def _walk_pairs(bv, bf, nb, a_mass, a_count, pmax, u, qhat, kind, randomized, lam, k_reg, weight):
+    """Score the nb labels (values bv, masses bf) with mass a_mass and a_count labels above them; returns (the
+    smallest accepted value or inf, whether some label was rejected). Pairwise compares, no sort."""
+    n8 = (nb + 7) & ~7
+    for t in range(nb, n8):
+        bv[t] = -1.0  # below every probability: never above or tied
+        bf[t] = 0
+    v_star = np.inf
+    rejected = False
+    for a in range(nb):
+        pa = bv[a]
+        m_above = a_mass
+        m_group = np.int64(0)
+        c_ge = a_count
+        for t in range(n8):
+            pt = bv[t]
+            f = bf[t]
+            m_above += f if pt > pa else 0
+            m_group += f if pt == pa else 0
+            c_ge += 1 if pt >= pa else 0
+        if _score(kind, m_above, m_group, c_ge, pmax, u, randomized, lam, k_reg, weight) <= qhat:
+            v_star = min(v_star, pa)
+        else:
+            rejected = True
+    return v_star, rejected
+
+
+@njit(cache=True, nogil=True)
+def _walk_sorted(bv, nb, a_mass, a_count, pmax, u, qhat, kind, randomized, lam, k_reg, weight):
+    """As `_walk_pairs` for a large bracket: sort it, walk its tie groups down to the first rejected one."""
+    for a in range(nb):
+        bv[a] = -bv[a]
+    vals = bv[:nb]
+    vals.sort()
+    v_star = np.inf
+    m_above = a_mass
+    start = 0
+    while start < nb:
+        v = -vals[start]
+        stop = start
+        m_group = np.int64(0)
+        fv = _fixed(v)
+        while stop < nb and -vals[stop] == v:
+            m_group += fv
+            stop += 1
+        if _score(kind, m_above, m_group, a_count + stop, pmax, u, randomized, lam, k_reg, weight) > qhat:
+            return v_star, True
+        v_star = v
+        m_above += m_group
+        start = stop
+    return v_star, False
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _gather(src, i, lo, hi, bv, bf):
+    """Labels of row i with lo <= p < hi into bv (values) and bf (masses); returns (their count, the smallest
+    p >= hi or inf)."""
+    k = src.shape[1]
+    nb = 0
+    v_hi = np.inf
+    if hi == np.inf:  # the first bracket of a small row: no upper end
+        for j in range(k):
+            v = np.float64(src[i, j])
+            bv[nb] = v
+            bf[nb] = _fixed(v)
+            nb += 1 if v >= lo else 0
+    elif k <= _BRANCH_FREE_MAX:
+        for j in range(k):
+            v = np.float64(src[i, j])
+            bv[nb] = v
+            bf[nb] = _fixed(v)
+            nb += 1 if (v >= lo) & (v < hi) else 0
+            v_hi = v if (v >= hi) & (v < v_hi) else v_hi
+    else:
+        for j in range(k):
+            v = np.float64(src[i, j])
+            if v < hi:
+                if v >= lo:
+                    bv[nb] = v
+                    bf[nb] = _fixed(v)
+                    nb += 1
+            elif v < v_hi:
+                v_hi = v
+    return nb, v_hi
+
+
+@njit(cache=True, nogil=True)
+def _prune_cut(qhat, kind, k):
+    """The first guess for lo: labels below (1 - qhat) / K hold < 1 - qhat of a row's mass (APS/RAPS)."""
+    if (kind == APS or kind == RAPS) and qhat < 1.0:
+        return max((1.0 - qhat) / k, 0.0)
+    return 0.0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _row_v_star(src, i, pmax, cut, u, qhat, kind, randomized, lam, k_reg, weight, bv, bf):
+    """The smallest probability in the set of row i (inf for an empty set); see the module docstring."""
+    k = src.shape[1]
+    margin = 1e-9 * max(1.0, abs(qhat))
+    hi = np.inf
+    a_mass = np.int64(0)  # mass and count of the labels >= hi (all in the set)
+    a_count = 0
+    v_acc = np.inf  # smallest value known to be in the set
+    lo = min(cut, pmax)
+    rounds = 0
+    while True:
+        if k > _PAIR_MAX:
+            n_lo = _mass_ge(src, i, lo)[1] if lo > 0.0 else k
+            for _ in range(16):
+                if n_lo - a_count <= _PAIR_MAX:
+                    break
+                top = min(hi, pmax)
+                # bisection in log p (probabilities span decades)
+                c = np.sqrt(lo * top) if lo > 0.0 else top * 0.00390625
+                if not (c > lo and c < top):
+                    break
+                f, m = _mass_ge(src, i, c)
+                s = _score(kind, f, np.int64(0), m, pmax, 0.0, False, lam, k_reg, weight)
+                if randomized:  # s bounds the scores >= c from above only
+                    accept = s + margin < qhat
+                    reject = s - margin > qhat  # a guess: checked by the walk below
+                else:  # s is the exact score of the last tie group >= c
+                    accept = s <= qhat
+                    reject = not accept
+                if accept:
+                    hi = c
+                    a_mass = f
+                    a_count = m
+                elif reject:
+                    lo = c
+                    n_lo = m
+                else:
+                    break
+        nb, v_hi = _gather(src, i, lo, hi, bv, bf)
+        v_acc = min(v_acc, v_hi)
+        if nb <= _PAIR_MAX:
+            v_b, rejected = _walk_pairs(bv, bf, nb, a_mass, a_count, pmax, u, qhat, kind, randomized, lam, k_reg,
+                                        weight)
+        else:
+            v_b, rejected = _walk_sorted(bv, nb, a_mass, a_count, pmax, u, qhat, kind, randomized, lam, k_reg,
+                                         weight)
+        v_acc = min(v_acc, v_b)
+        if rejected or a_count + nb == k:
+            return v_acc
+        # every label >= lo is in the set (randomized scores, rows summing below 1): continue below lo
+        for t in range(nb):
+            a_mass += bf[t]
+        a_count += nb
+        hi = lo
+        lo = lo * 0.00390625 if rounds == 0 else 0.0
+        rounds += 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _small_v_star(src, i, pmax, cut, u, qhat, kind, randomized, lam, k_reg, weight, bv, bf):
+    """`_row_v_star` for K <= _PAIR_MAX: the labels >= cut scored pairwise; if all of them are in the set, every
+    label of the row is (re)scored, exactly."""
+    k = src.shape[1]
+    nb = 0
+    for j in range(k):
+        v = np.float64(src[i, j])
+        bv[nb] = v
+        bf[nb] = _fixed(v)
+        nb += 1 if v >= cut else 0
+    v_b, rejected = _walk_pairs(bv, bf, nb, np.int64(0), 0, pmax, u, qhat, kind, randomized, lam, k_reg, weight)
+    if rejected or nb == k:
+        return v_b
+    for j in range(k):
+        v = np.float64(src[i, j])
+        bv[j] = v
+        bf[j] = _fixed(v)
+    return _walk_pairs(bv, bf, k, np.int64(0), 0, pmax, u, qhat, kind, randomized, lam, k_reg, weight)[0]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _set_rows(small, src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, lo, hi, out,
+              errs):
+    k = src.shape[1]
+    kp = (k + 7) & ~7
+    bv = np.empty(kp, dtype=np.float64)
+    bf = np.empty(kp, dtype=np.int64)
+    cut = _prune_cut(qhat, kind, k)
+    for i in range(lo, hi):
+        code, pmax = _prob_row_check(src, bits, one_bits, i)
+        errs[i] = code
+        if code != OK:
+            continue
+        if qhat == np.inf:  # every score is <= inf
+            for j in range(k):
+                out[i, j] = True
+            continue
+        ui = u[i] if randomized else 0.0
+        if small:
+            v_star = _small_v_star(src, i, pmax, cut, ui, qhat, kind, randomized, lam, k_reg, weight, bv, bf)
+        else:
+            v_star = _row_v_star(src, i, pmax, cut, ui, qhat, kind, randomized, lam, k_reg, weight, bv, bf)
+        if v_star == np.inf and not allow_empty:
+            v_star = pmax
+        c = src.dtype.type(v_star) if v_star <= 1.0 else src.dtype.type(2.0)  # v* is a value of the row: exact
+        for j in range(k):
+            out[i, j] = src[i, j] >= c
+
+
+@njit(cache=True, nogil=True)
+def _small_set_rows(src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, lo, hi, out,
+                    errs):
+    _set_rows(True, src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, lo, hi, out,
+              errs)
+
+
+@njit(cache=True, nogil=True)
+def _large_set_rows(src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, lo, hi, out,
+                    errs):
+    _set_rows(False, src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, lo, hi, out,
+              errs)
+
+
+@njit(cache=True, nogil=True)
+def prob_set_rows(src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, lo, hi, out,
+                  errs):
+    """Boolean APS/RAPS sets for probability rows lo..hi-1 (C-contiguous `src`, `bits` its unsigned view), as
+    `scores.set_rows` bit for bit; the output row is written as `src >= v*` in the input's dtype. Rows of at most
+    _PAIR_MAX labels skip the bisection (one loop each, so neither carries the other's code)."""
+    if src.shape[1] <= _PAIR_MAX:
+        _small_set_rows(src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, lo, hi, out,
+                        errs)
+    else:
+        _large_set_rows(src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, lo, hi, out,
+                        errs)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def prob_predict_sets(src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, chunk, out,
+                      errs):
+    n = src.shape[0]
+    for c in prange((n + chunk - 1) // chunk):
+        prob_set_rows(src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, c * chunk,
+                      min(n, (c + 1) * chunk), out, errs)
