@@ -148,7 +148,7 @@ def main():
              f"{load0:.1f} / {load1:.1f}. "
              + ("**The machine was loaded by other work during this run: the issue's absolute targets (set for an idle "
                 "2-core machine) cannot be judged from it; the ratios, all from the same run, can.** "
-                if max(load0, load1) > 1.0 else "")
+                if load0 > 1.0 else "")
              + f"Every time is the minimum over {repeat} repeats after a warm-up. NumPy = LAC's bare compare "
              "`p >= 1 - qhat` (no validation) or APS/RAPS argsort + cumsum + scatter. Bucket = the set kernel used "
              "at every K before issue 20 (still used for logits and non-contiguous input). Torch (CPU) = "
