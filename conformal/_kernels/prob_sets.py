@@ -22,7 +22,7 @@ import numpy as np
 from numba import njit, prange
 
 from conformal._kernels.bits import uint_float
-from conformal._kernels.scores import APS, BAD_SUM, OK, RAPS, ROW_SUM_TOL, _fixed, _row_check, _score
+from conformal._kernels.scores import APS, BAD_SUM, OK, RAPS, ROW_SUM_TOL, _fixed, _row_check, _score, row_sum
 
 _PAIR_MAX = 16  # bracket size scored by pairwise compares (padded to a multiple of 8 so the compares vectorise)
 _BRANCH_FREE_MAX = 64  # up to this K the bracket is gathered without branches (most labels are in it)
@@ -38,19 +38,7 @@ def _prob_row_check(src, bits, one_bits, i):
     for j in range(k):
         b = bits[i, j]
         bmax = b if b > bmax else bmax
-    k4 = k - k % 4
-    s0 = 0.0
-    s1 = 0.0
-    s2 = 0.0
-    s3 = 0.0
-    for j in range(0, k4, 4):
-        s0 += np.float64(src[i, j])
-        s1 += np.float64(src[i, j + 1])
-        s2 += np.float64(src[i, j + 2])
-        s3 += np.float64(src[i, j + 3])
-    s = (s0 + s1) + (s2 + s3)
-    for j in range(k4, k):
-        s += np.float64(src[i, j])
+    s = row_sum(src, i)
     if bmax > one_bits:
         code = _row_check(src, i, False)  # which problem, for the message
         if code != OK:

@@ -31,6 +31,27 @@ ROW_SUM_TOL = 1e-3
 OK, NONFINITE, OUT_OF_RANGE, BAD_SUM = 0, 1, 2, 3
 
 
+@njit(cache=True, nogil=True, inline="always")
+def row_sum(src, i):
+    """Sum of row i in float64, in four lanes (j mod 4) and then the tail, in this fixed order: every kernel's
+    row-sum check uses it, so a row passes or fails the same check in each."""
+    k = src.shape[1]
+    k4 = k - k % 4
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    for j in range(0, k4, 4):
+        s0 += np.float64(src[i, j])
+        s1 += np.float64(src[i, j + 1])
+        s2 += np.float64(src[i, j + 2])
+        s3 += np.float64(src[i, j + 3])
+    s = (s0 + s1) + (s2 + s3)
+    for j in range(k4, k):
+        s += np.float64(src[i, j])
+    return s
+
+
 @njit(cache=True, nogil=True)
 def _row_check(src, i, logits):
     """0 if row i is valid input, else the code of its problem: NONFINITE before OUT_OF_RANGE before BAD_SUM
@@ -50,19 +71,7 @@ def _row_check(src, i, logits):
         return OK
     if out:
         return OUT_OF_RANGE
-    k4 = k - k % 4
-    s0 = 0.0
-    s1 = 0.0
-    s2 = 0.0
-    s3 = 0.0
-    for j in range(0, k4, 4):
-        s0 += np.float64(src[i, j])
-        s1 += np.float64(src[i, j + 1])
-        s2 += np.float64(src[i, j + 2])
-        s3 += np.float64(src[i, j + 3])
-    s = (s0 + s1) + (s2 + s3)
-    for j in range(k4, k):
-        s += np.float64(src[i, j])
+    s = row_sum(src, i)
     if abs(s - 1.0) > ROW_SUM_TOL:
         return BAD_SUM
     return OK
@@ -745,21 +754,8 @@ def _lac_flat_block(src, bits, one_bits, c, allow_empty, lo, hi, out, errs):
     for t in range(b - a):
         x = bf[t]
         bmax = x if x > bmax else bmax
-    k4 = k - k % 4
-    for i in range(lo, hi):  # the row sums of `_row_check` (four lanes, then the tail)
-        s0 = 0.0
-        s1 = 0.0
-        s2 = 0.0
-        s3 = 0.0
-        for j in range(0, k4, 4):
-            s0 += np.float64(src[i, j])
-            s1 += np.float64(src[i, j + 1])
-            s2 += np.float64(src[i, j + 2])
-            s3 += np.float64(src[i, j + 3])
-        s = (s0 + s1) + (s2 + s3)
-        for j in range(k4, k):
-            s += np.float64(src[i, j])
-        errs[i] = BAD_SUM if abs(s - 1.0) > ROW_SUM_TOL else OK
+    for i in range(lo, hi):  # the row sums of `_row_check`
+        errs[i] = BAD_SUM if abs(row_sum(src, i) - 1.0) > ROW_SUM_TOL else OK
     if bmax > one_bits:  # a NaN, inf, negative or -0.0 somewhere in the block: which rows, for the message
         for i in range(lo, hi):
             code = _row_check(src, i, False)

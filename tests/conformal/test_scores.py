@@ -218,3 +218,36 @@ def test_parallel_logits_and_strided_paths_match_twin_rows():
     strided = np.ascontiguousarray(np.repeat(p, 2, axis=0))[::2]
     np.testing.assert_array_equal(LAC().sets(strided, 0.6, allow_empty=False)[rows],
                                   naive.sets("lac", p[rows], 0.6, allow_empty=False))
+
+
+def _lane_sum_twin(row):
+    """NumPy twin of `row_sum`: four sequential lanes (cumsum adds left to right), combined as (0+1)+(2+3), then
+    the tail added in order."""
+    x = np.asarray(row, dtype=np.float64)
+    k4 = x.size - x.size % 4
+    lanes = [np.cumsum(x[lane:k4:4])[-1] if k4 else 0.0 for lane in range(4)]
+    s = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
+    for v in x[k4:]:
+        s += v
+    return s
+
+
+@twin(("row_sum",), twin=_lane_sum_twin)
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 7, 8, 10, 33, 1000])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_sum_adds_in_the_same_order_as_its_twin(k, dtype):
+    """Bit for bit: every kernel's row-sum check (LAC, APS/RAPS, the flat LAC block) goes through this sum."""
+    from numba import njit
+
+    from conformal._kernels import scores as K
+
+    @njit
+    def sums(src):
+        return np.array([K.row_sum(src, i) for i in range(src.shape[0])])
+
+    rng = np.random.default_rng(k)
+    p = rng.dirichlet(np.full(k, 0.3), size=50).astype(dtype) if k > 1 else np.ones((50, 1), dtype=dtype)
+    p[::7] *= dtype(1.0 + 1e-3)  # rows off 1 too
+    got = sums(p)
+    want = np.array([_lane_sum_twin(r) for r in p])
+    np.testing.assert_array_equal(got, want)
