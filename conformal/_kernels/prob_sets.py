@@ -14,6 +14,8 @@ smallest probability v* still in it. No row is sorted. Per row:
    sort for a bracket that would not shrink: ties), and the walk stops at the first rejected group, as the
    bucket kernel's does. If every label of the bracket is in, the walk continues below lo (exact: nothing is
    assumed about the labels below).
+Rows of K <= _PAIR_MAX skip 2-3: their tie groups are taken in descending p, one pass each (the count of the
+group's ties and the largest value below it, `_select_v_star`), down to the first rejected one.
 The same integers and float expressions as `scores.set_rows` give the same sets bit for bit (the twin tests).
 """
 from __future__ import annotations
@@ -51,6 +53,32 @@ def _prob_row_check(src, bits, one_bits, i):
     if abs(s - 1.0) > ROW_SUM_TOL:
         return BAD_SUM, 0.0
     return OK, pmax
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _select_v_star(src, i, v, m_above, count, v_star, pmax, u, qhat, kind, randomized, lam, k_reg, weight):
+    """`_row_v_star` for K <= _PAIR_MAX, without scratch, bisection or pairwise compares: the tie groups in
+    descending p from the group of value `v` on (`m_above` and `count` the fixed-point mass and number of the
+    labels above it, all in the set, the smallest of them `v_star`), one pass per group (the count of its ties
+    and the largest value below it), each scored with the exact mass above it, down to the first rejected group,
+    as the bucket kernel's walk does. O(K x the number of groups in the set)."""
+    k = src.shape[1]
+    while True:
+        g = 0
+        nxt = -1.0  # below every probability
+        for j in range(k):
+            x = np.float64(src[i, j])
+            g += 1 if x == v else 0
+            nxt = x if (x < v) & (x > nxt) else nxt
+        m_group = g * _fixed(v)
+        if _score(kind, m_above, m_group, count + g, pmax, u, randomized, lam, k_reg, weight) > qhat:
+            return v_star
+        v_star = v
+        m_above += m_group
+        count += g
+        if count == k:
+            return v_star
+        v = nxt
 
 
 @njit(cache=True, nogil=True)
@@ -222,27 +250,6 @@ def _row_v_star(src, i, pmax, cut, u, qhat, kind, randomized, lam, k_reg, weight
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _small_v_star(src, i, pmax, cut, u, qhat, kind, randomized, lam, k_reg, weight, bv, bf):
-    """`_row_v_star` for K <= _PAIR_MAX: the labels >= cut scored pairwise; if all of them are in the set, every
-    label of the row is (re)scored, exactly."""
-    k = src.shape[1]
-    nb = 0
-    for j in range(k):
-        v = np.float64(src[i, j])
-        bv[nb] = v
-        bf[nb] = _fixed(v)
-        nb += 1 if v >= cut else 0
-    v_b, rejected = _walk_pairs(bv, bf, nb, np.int64(0), 0, pmax, u, qhat, kind, randomized, lam, k_reg, weight)
-    if rejected or nb == k:
-        return v_b
-    for j in range(k):
-        v = np.float64(src[i, j])
-        bv[j] = v
-        bf[j] = _fixed(v)
-    return _walk_pairs(bv, bf, k, np.int64(0), 0, pmax, u, qhat, kind, randomized, lam, k_reg, weight)[0]
-
-
-@njit(cache=True, nogil=True, inline="always")
 def _set_rows(small, src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, lo, hi, out,
               errs):
     k = src.shape[1]
@@ -261,7 +268,8 @@ def _set_rows(small, src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg,
             continue
         ui = u[i] if randomized else 0.0
         if small:
-            v_star = _small_v_star(src, i, pmax, cut, ui, qhat, kind, randomized, lam, k_reg, weight, bv, bf)
+            v_star = _select_v_star(src, i, pmax, np.int64(0), 0, np.inf, pmax, ui, qhat, kind, randomized, lam,
+                                    k_reg, weight)
         else:
             v_star = _row_v_star(src, i, pmax, cut, ui, qhat, kind, randomized, lam, k_reg, weight, bv, bf)
         if v_star == np.inf and not allow_empty:

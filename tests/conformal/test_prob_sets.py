@@ -81,7 +81,7 @@ CASES = [(s, k) for k in KS for s in (SCORES if k < 1000 else SCORES[:2])]
 
 
 @_twin("_prob_row_check", "_mass_ge", "_walk_pairs", "_walk_sorted", "_gather", "_prune_cut", "_row_v_star",
-       "_small_v_star", "_set_rows", "_small_set_rows", "_large_set_rows", "prob_set_rows", twin=naive.sets)
+       "_select_v_star", "_set_rows", "_small_set_rows", "_large_set_rows", "prob_set_rows", twin=naive.sets)
 @pytest.mark.parametrize(("score", "k"), CASES, ids=[f"{s.name}{_params(s)}-{k}" for s, k in CASES])
 def test_prob_set_kernel_equals_twin_and_bucket_kernel(score, k):
     rng = np.random.default_rng(k)
@@ -104,10 +104,11 @@ def test_prob_set_kernel_equals_twin_and_bucket_kernel(score, k):
                         np.testing.assert_array_equal(got, bucket)
 
 
-@pytest.mark.parametrize("k", [80, 100, 1000])
+@pytest.mark.parametrize("k", [2, 10, 16, 80, 100, 1000])
 @pytest.mark.parametrize("score", SCORES, ids=lambda s: f"{s.name}{_params(s)}")
 def test_prob_set_kernel_equals_bucket_kernel_on_many_rows(score, k):
-    """Many rows at large K (where the twin is slow), at qhats taken from the rows' own scores."""
+    """Many rows (at large K the twin is slow; at small K, many rows meet every branch of the tie-group walk), at
+    qhats taken from the rows' own scores."""
     rng = np.random.default_rng(k + 7)
     for data in ("plain", "ties", "zeros", "peaked"):
         p = _rows(k, 400, data, np.float32, rng)
