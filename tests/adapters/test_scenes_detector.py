@@ -61,3 +61,29 @@ def test_conformal_coverage_of_its_clean_outputs(heldout):
     assert np.mean(n_obj) > 150
     for name, cov in (("box", box), ("class", cls)):
         assert 1 - alpha - tol <= np.mean(cov) <= 1 - alpha + 0.03 + tol, (name, np.mean(cov), tol)
+
+
+def test_training_recipe_runs_and_quick_weights_never_overwrite_the_shipped_ones(tmp_path):
+    """`_train_detector` end to end on a tiny budget (two stages as the quick recipe has them, 16 scenes, one
+    epoch each, no crop_mix search), into a file of its own; the argument rules of `--quick`."""
+    from adapters import train
+
+    shipped = reference.weights_path("scenes_detector")
+    before = shipped.stat().st_mtime_ns, shipped.stat().st_size
+    stages = ({**train.DETECTOR_STAGES_QUICK[0], "n_train": 16, "epochs": 1},
+              {**train.DETECTOR_STAGES_QUICK[1], "n_train": 16, "epochs": 1, "mix_grid": ()})
+    ap = train._train_detector("scenes_detector", out_dir=tmp_path, log=lambda *a: None, stages=stages,
+                               file="scenes_detector_quick.pt", n_test=40)
+    assert 0.0 <= ap["AP50"] <= 1.0
+    out = tmp_path / "scenes_detector_quick.pt"
+    net = reference.load_model("scenes_detector", weights=out)  # a complete state dict: both stages
+    assert net.crop is not None
+    assert (shipped.stat().st_mtime_ns, shipped.stat().st_size) == before
+    assert train._out_path("scenes_detector", None, "scenes_detector_quick.pt") == \
+        shipped.parent / "scenes_detector_quick.pt"
+    with pytest.raises(ValueError, match="quick"):
+        train.train("digits", quick=True)
+    with pytest.raises(ValueError, match="start_stage"):
+        train.train("scenes_detector", quick=True, start_stage=2)
+    with pytest.raises(SystemExit):
+        train.main(["digits", "--quick"])
