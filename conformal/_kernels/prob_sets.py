@@ -30,6 +30,18 @@ _PAIR_MAX = 16  # bracket size scored by pairwise compares (padded to a multiple
 _BRANCH_FREE_MAX = 64  # up to this K the bracket is gathered without branches (most labels are in it)
 
 
+@njit(cache=True, nogil=True)
+def _odd_row(src, i):
+    """(error code, p_max) of a row with a bit pattern above that of 1.0: an error (which one, for the message),
+    or a -0.0 (sign bit set, yet a valid probability). Out of line: the common path stays small."""
+    code = _row_check(src, i, False)
+    pmax = 0.0
+    if code == OK:
+        for j in range(src.shape[1]):
+            pmax = max(pmax, np.float64(src[i, j]))
+    return code, pmax
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _prob_row_check(src, bits, one_bits, i):
     """(error code, p_max) of probability row i. `bits` is `src` viewed as unsigned integers of its width and
@@ -41,18 +53,15 @@ def _prob_row_check(src, bits, one_bits, i):
         b = bits[i, j]
         bmax = b if b > bmax else bmax
     s = row_sum(src, i)
+    code = OK
+    pmax = np.float64(uint_float(bmax))
     if bmax > one_bits:
-        code = _row_check(src, i, False)  # which problem, for the message
-        if code != OK:
-            return code, 0.0
-        pmax = 0.0  # OK here means a -0.0 (sign bit set, yet a valid probability)
-        for j in range(k):
-            pmax = max(pmax, np.float64(src[i, j]))
-    else:
-        pmax = np.float64(uint_float(bmax))
-    if abs(s - 1.0) > ROW_SUM_TOL:
-        return BAD_SUM, 0.0
-    return OK, pmax
+        code, pmax = _odd_row(src, i)
+    if code == OK and abs(s - 1.0) > ROW_SUM_TOL:
+        code = BAD_SUM
+    if code != OK:
+        pmax = 0.0
+    return code, pmax
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -249,9 +258,45 @@ def _row_v_star(src, i, pmax, cut, u, qhat, kind, randomized, lam, k_reg, weight
         rounds += 1
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _set_rows(small, src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, lo, hi, out,
-              errs):
+@njit(cache=True, nogil=True)
+def _small_set_rows(src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, lo, hi, out,
+                    errs):
+    """Rows lo..hi-1 for K <= _PAIR_MAX: the row check of `_prob_row_check` written out here (same code and
+    codes; inlined, it made this loop ~1.06x slower at K = 10), then `_select_v_star`."""
+    k = src.shape[1]
+    for i in range(lo, hi):
+        bmax = bits[i, 0]
+        for j in range(k):
+            b = bits[i, j]
+            bmax = b if b > bmax else bmax
+        s = row_sum(src, i)
+        code = OK
+        pmax = np.float64(uint_float(bmax))
+        if bmax > one_bits:
+            code, pmax = _odd_row(src, i)
+        if code == OK and abs(s - 1.0) > ROW_SUM_TOL:
+            code = BAD_SUM
+        errs[i] = code
+        if code != OK:
+            continue
+        if qhat == np.inf:  # every score is <= inf
+            for j in range(k):
+                out[i, j] = True
+            continue
+        ui = u[i] if randomized else 0.0
+        v_star = _select_v_star(src, i, pmax, np.int64(0), 0, np.inf, pmax, ui, qhat, kind, randomized, lam, k_reg,
+                                weight)
+        if v_star == np.inf and not allow_empty:
+            v_star = pmax
+        c = src.dtype.type(v_star) if v_star <= 1.0 else src.dtype.type(2.0)  # v* is a value of the row: exact
+        for j in range(k):
+            out[i, j] = src[i, j] >= c
+
+
+@njit(cache=True, nogil=True)
+def _large_set_rows(src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, lo, hi, out,
+                    errs):
+    """Rows lo..hi-1 for K > _PAIR_MAX: `_prob_row_check`, then `_row_v_star` (the module docstring)."""
     k = src.shape[1]
     kp = (k + 7) & ~7
     bv = np.empty(kp, dtype=np.float64)
@@ -267,30 +312,12 @@ def _set_rows(small, src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg,
                 out[i, j] = True
             continue
         ui = u[i] if randomized else 0.0
-        if small:
-            v_star = _select_v_star(src, i, pmax, np.int64(0), 0, np.inf, pmax, ui, qhat, kind, randomized, lam,
-                                    k_reg, weight)
-        else:
-            v_star = _row_v_star(src, i, pmax, cut, ui, qhat, kind, randomized, lam, k_reg, weight, bv, bf)
+        v_star = _row_v_star(src, i, pmax, cut, ui, qhat, kind, randomized, lam, k_reg, weight, bv, bf)
         if v_star == np.inf and not allow_empty:
             v_star = pmax
         c = src.dtype.type(v_star) if v_star <= 1.0 else src.dtype.type(2.0)  # v* is a value of the row: exact
         for j in range(k):
             out[i, j] = src[i, j] >= c
-
-
-@njit(cache=True, nogil=True)
-def _small_set_rows(src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, lo, hi, out,
-                    errs):
-    _set_rows(True, src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, lo, hi, out,
-              errs)
-
-
-@njit(cache=True, nogil=True)
-def _large_set_rows(src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, lo, hi, out,
-                    errs):
-    _set_rows(False, src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, lo, hi, out,
-              errs)
 
 
 @njit(cache=True, nogil=True)
