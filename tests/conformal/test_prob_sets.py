@@ -65,16 +65,6 @@ def _qhats(scores, rng):
     return [float(q) for q in qs]
 
 
-def _sets_from_scores(scores, p, q, allow_empty):
-    """naive.sets from scores computed once (naive.all_scores is O(K^2) Python per row)."""
-    s = scores <= q
-    if not allow_empty:
-        for i in range(s.shape[0]):
-            if not s[i].any():
-                s[i] = p[i] == p[i].max()
-    return s
-
-
 # K = 1000 against the (slow, O(K^2) Python) twin for APS and one RAPS only; every RAPS setting meets K = 1000
 # against the bucket kernel on many rows below.
 CASES = [(s, k) for k in KS for s in (SCORES if k < 1000 else SCORES[:2])]
@@ -96,7 +86,7 @@ def test_prob_set_kernel_equals_twin_and_bucket_kernel(score, k):
                         if qi == 0 and k <= 100:
                             want = naive.sets(score.name, p, q, u, allow_empty=allow_empty, **_params(score))
                         else:
-                            want = _sets_from_scores(scores, p, q, allow_empty)
+                            want = naive.sets_from_scores(scores, p, q, allow_empty)
                         got, errs = _run(PS.prob_set_rows, p, u, q, score, allow_empty)
                         assert not errs.any()
                         np.testing.assert_array_equal(got, want, err_msg=f"K={k} q={q} {data} {dtype}")

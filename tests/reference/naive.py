@@ -26,17 +26,24 @@ def fixed(p):
     return int(math.floor(p * SCALE + 0.5))
 
 
-def score_of(name, p, y, u=None, lam=0.01, k_reg=5, weight=0.2):
-    """Nonconformity of label y for the probability row p (u=None: non-randomized)."""
+def fixed_row(p):
+    """`fixed` of every value of the row, as exact Python ints (an object array, so the sums below are exact)."""
+    return np.array([fixed(q) for q in np.asarray(p, dtype=np.float64)], dtype=object)
+
+
+def score_of(name, p, y, u=None, lam=0.01, k_reg=5, weight=0.2, fx=None):
+    """Nonconformity of label y for the probability row p (u=None: non-randomized); `fx` is `fixed_row(p)` when
+    the caller has it (all_scores computes it once per row)."""
     p = np.asarray(p, dtype=np.float64)
     py = p[y]
     if name == "lac":
         return 1.0 - py
-    above = [q for q in p if q > py]
-    group = [q for q in p if q == py]
-    m_above = sum(fixed(q) for q in above)
-    m_group = sum(fixed(q) for q in group)
-    rank = len(above) + len(group)
+    fx = fixed_row(p) if fx is None else fx
+    above = p > py
+    group = p == py
+    m_above = int(fx[above].sum())
+    m_group = int(fx[group].sum())
+    rank = int(above.sum()) + int(group.sum())
     pmax = float(p.max())
     if name in ("aps", "raps"):
         if u is None:
@@ -56,12 +63,21 @@ def score_of(name, p, y, u=None, lam=0.01, k_reg=5, weight=0.2):
 
 def all_scores(name, probs, u=None, **params):
     n, k = probs.shape
-    return np.array([[score_of(name, probs[i], y, None if u is None else u[i], **params) for y in range(k)]
-                     for i in range(n)])
+    out = np.empty((n, k))
+    for i in range(n):
+        fx = fixed_row(probs[i]) if name != "lac" else None
+        for y in range(k):
+            out[i, y] = score_of(name, probs[i], y, None if u is None else u[i], fx=fx, **params)
+    return out
 
 
 def sets(name, probs, qhat, u=None, allow_empty=True, **params):
-    s = all_scores(name, probs, u, **params) <= qhat
+    return sets_from_scores(all_scores(name, probs, u, **params), probs, qhat, allow_empty)
+
+
+def sets_from_scores(scores, probs, qhat, allow_empty=True):
+    """`sets` from `all_scores` computed once (a test that tries many qhat on the same rows)."""
+    s = scores <= qhat
     if not allow_empty:
         for i in range(s.shape[0]):
             if not s[i].any():
