@@ -71,7 +71,7 @@ CASES = [(s, k) for k in KS for s in (SCORES if k < 1000 else SCORES[:2])]
 
 
 @_twin("_prob_row_check", "_mass_ge", "_walk_pairs", "_walk_sorted", "_gather", "_prune_cut", "_row_v_star",
-       "_select_v_star", "_odd_row", "_small_set_rows", "_large_set_rows", "prob_set_rows", twin=naive.sets)
+       "_select_v_star", "_odd_row", "_small_set_rows", "_large_set_rows", "prob_set_rows", twin=naive.sets_from_scores)
 @pytest.mark.parametrize(("score", "k"), CASES, ids=[f"{s.name}{_params(s)}-{k}" for s, k in CASES])
 def test_prob_set_kernel_equals_twin_and_bucket_kernel(score, k):
     rng = np.random.default_rng(k)
@@ -81,12 +81,9 @@ def test_prob_set_kernel_equals_twin_and_bucket_kernel(score, k):
             p = _rows(k, n, data, dtype, rng)
             for u in (None, rng.random(n)):
                 scores = naive.all_scores(score.name, p, u, **_params(score))
-                for qi, q in enumerate(_qhats(scores, rng)):
+                for q in _qhats(scores, rng):
                     for allow_empty in (True, False):
-                        if qi == 0 and k <= 100:
-                            want = naive.sets(score.name, p, q, u, allow_empty=allow_empty, **_params(score))
-                        else:
-                            want = naive.sets_from_scores(scores, p, q, allow_empty)
+                        want = naive.sets_from_scores(scores, p, q, allow_empty)  # = naive.sets, scores once
                         got, errs = _run(PS.prob_set_rows, p, u, q, score, allow_empty)
                         assert not errs.any()
                         np.testing.assert_array_equal(got, want, err_msg=f"K={k} q={q} {data} {dtype}")

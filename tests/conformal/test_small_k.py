@@ -38,7 +38,7 @@ def _run(kernel, p, u, qhat, score, allow_empty, logits=False):
     return out, errs
 
 
-@_twin("_check_copy_row", "_pairwise_row_sets", "small_set_rows", twin=naive.sets)
+@_twin("_check_copy_row", "_pairwise_row_sets", "small_set_rows", twin=naive.sets_from_scores)
 @pytest.mark.parametrize("k", KS)
 @pytest.mark.parametrize("score", RANK_SCORES, ids=lambda s: s.name)
 def test_small_k_kernel_equals_twin_and_bucket_kernel(score, k):
@@ -50,13 +50,9 @@ def test_small_k_kernel_equals_twin_and_bucket_kernel(score, k):
                 scores = naive.all_scores(score.name, p, u, **PARAMS.get(score.name, {}))
                 flat = np.unique(scores)
                 qs = [*rng.choice(flat, size=4), np.nextafter(flat[0], -1), flat[-1], 0.0, 0.9, np.inf, -1.0]
-                for qi, q in enumerate(qs):
+                for q in qs:
                     for allow_empty in (True, False):
-                        if qi == 0:  # naive.sets itself once; the rest from the scores computed once above
-                            want = naive.sets(score.name, p, q, u, allow_empty=allow_empty,
-                                              **PARAMS.get(score.name, {}))
-                        else:
-                            want = naive.sets_from_scores(scores, p, q, allow_empty)
+                        want = naive.sets_from_scores(scores, p, q, allow_empty)  # = naive.sets, scores once
                         got, errs = _run(K.small_set_rows, p, u, q, score, allow_empty)
                         assert not errs.any()
                         np.testing.assert_array_equal(got, want, err_msg=f"K={k} q={q} ties={ties}")
