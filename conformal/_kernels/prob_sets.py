@@ -15,7 +15,9 @@ smallest probability v* still in it. No row is sorted. Per row:
    bucket kernel's does. If every label of the bracket is in, the walk continues below lo (exact: nothing is
    assumed about the labels below).
 Rows of K <= _PAIR_MAX skip 2-3: their tie groups are taken in descending p, one pass each (the count of the
-group's ties and the largest value below it, `_select_v_star`), down to the first rejected one.
+group's ties and the largest value below it, `_select_v_star`), down to the first rejected one; a group whose
+score with a single label already exceeds qhat is rejected without its pass (scores only grow with the group's
+size), which spares most rows the pass after their set's last group.
 The same integers and float expressions as `scores.set_rows` give the same sets bit for bit (the twin tests).
 """
 from __future__ import annotations
@@ -70,9 +72,16 @@ def _select_v_star(src, i, v, m_above, count, v_star, pmax, u, qhat, kind, rando
     descending p from the group of value `v` on (`m_above` and `count` the fixed-point mass and number of the
     labels above it, all in the set, the smallest of them `v_star`), one pass per group (the count of its ties
     and the largest value below it), each scored with the exact mass above it, down to the first rejected group,
-    as the bucket kernel's walk does. O(K x the number of groups in the set)."""
+    as the bucket kernel's walk does; a group is rejected before its pass when one label of it would already
+    score above qhat (exact: the score only grows with the group's mass and rank, for u >= 0 and lam >= 0).
+    O(K x the number of groups in the set)."""
     k = src.shape[1]
     while True:
+        # A group scores at least what it would with one label (scores grow with its mass and rank; u, lam >= 0):
+        # if that already exceeds qhat, the group's pass is skipped (most rows: the group after the set's last).
+        lone = _score(kind, m_above, _fixed(v), count + 1, pmax, u, randomized, lam, k_reg, weight)
+        if u >= 0.0 and lam >= 0.0 and lone > qhat:
+            return v_star
         g = 0
         nxt = -1.0  # below every probability
         for j in range(k):
