@@ -76,11 +76,12 @@ def _select_v_star(src, i, v, m_above, count, v_star, pmax, u, qhat, kind, rando
     score above qhat (exact: the score only grows with the group's mass and rank, for u >= 0 and lam >= 0).
     O(K x the number of groups in the set)."""
     k = src.shape[1]
+    # A group scores at least what it would with one label (scores grow with its mass and rank when u, lam >= 0):
+    # if that already exceeds qhat, the group's pass is skipped (most rows: the group after the set's last).
+    monotone = u >= 0.0 and lam >= 0.0
     while True:
-        # A group scores at least what it would with one label (scores grow with its mass and rank; u, lam >= 0):
-        # if that already exceeds qhat, the group's pass is skipped (most rows: the group after the set's last).
-        lone = _score(kind, m_above, _fixed(v), count + 1, pmax, u, randomized, lam, k_reg, weight)
-        if u >= 0.0 and lam >= 0.0 and lone > qhat:
+        fv = _fixed(v)
+        if monotone and _score(kind, m_above, fv, count + 1, pmax, u, randomized, lam, k_reg, weight) > qhat:
             return v_star
         g = 0
         nxt = -1.0  # below every probability
@@ -88,7 +89,7 @@ def _select_v_star(src, i, v, m_above, count, v_star, pmax, u, qhat, kind, rando
             x = np.float64(src[i, j])
             g += 1 if x == v else 0
             nxt = x if (x < v) & (x > nxt) else nxt
-        m_group = g * _fixed(v)
+        m_group = g * fv
         if _score(kind, m_above, m_group, count + g, pmax, u, randomized, lam, k_reg, weight) > qhat:
             return v_star
         v_star = v
