@@ -4,16 +4,18 @@ A set is a prefix of the labels in descending p (scores are rank-monotone), so i
 smallest probability v* still in it. No row is sorted. Per row:
 1. One pass checks the row (finite and in [0, 1] from the bit patterns, an integer max that also gives p_max;
    the sum in the four lanes of `_row_check`), so a row fails here exactly when it fails there.
-2. For a cut c, F(c) = fixed-point mass of the labels with p >= c and N(c) their count, one vectorised pass over
-   the row. The non-randomized score of the smallest tie group at or above c is exactly score(F(c), N(c)): if it
-   is <= qhat every label >= c is in the set (hi = c); if it is > qhat no label below c is (lo = c). Randomized
+2. The row's fixed-point masses are computed once (`_fixed_vec`: vectorised, bit for bit `_fixed`). For a cut c,
+   F(c) = fixed-point mass of the labels with p >= c and N(c) their count, one vectorised pass over the row.
+   The non-randomized score of the smallest tie group at or above c is exactly score(F(c), N(c)): if it is
+   <= qhat every label >= c is in the set (hi = c); if it is > qhat no label below c is (lo = c). Randomized
    scores are bounded by the same number, so there the decisions keep a margin (as the bucket kernel's do).
    The bracket [lo, hi) starts at lo = (1 - qhat) / K (labels below it hold < 1 - qhat of the mass, so the set
    almost always ends above it) and shrinks by bisection (in log p) until it holds <= _PAIR_MAX labels.
-3. The labels of the bracket are scored exactly with the mass and count above it, by pairwise compares (or a
-   sort for a bracket that would not shrink: ties), and the walk stops at the first rejected group, as the
-   bucket kernel's does. If every label of the bracket is in, the walk continues below lo (exact: nothing is
-   assumed about the labels below).
+3. The labels of the bracket are copied out (branch-free up to K = _BRANCH_FREE_MAX) and their tie groups scored
+   exactly in descending p with the mass and count above them, one pass over the bracket per group (or a sort
+   for a bracket that would not shrink: ties), down to the first rejected group, as the bucket kernel's walk.
+   If every label of the bracket is in, the walk continues below lo (exact: nothing is assumed about the labels
+   below).
 Rows of K <= _PAIR_MAX skip 2-3: their tie groups are taken in descending p, one pass each (the count of the
 group's ties and the largest value below it, `_select_v_star`), down to the first rejected one; a group whose
 score with a single label already exceeds qhat is rejected without its pass (scores only grow with the group's
@@ -25,11 +27,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from conformal._kernels.bits import uint_float
-from conformal._kernels.scores import APS, BAD_SUM, OK, RAPS, ROW_SUM_TOL, _fixed, _row_check, _score, row_sum
+from conformal._kernels.bits import f64_bits, uint_float
+from conformal._kernels.scores import APS, BAD_SUM, OK, RAPS, ROW_SUM_TOL, SCALE, _fixed, _row_check, _score, row_sum
 
-_PAIR_MAX = 16  # bracket size scored by pairwise compares (padded to a multiple of 8 so the compares vectorise)
-_BRANCH_FREE_MAX = 64  # up to this K the bracket is gathered without branches (most labels are in it)
+_PAIR_MAX = 16  # bracket size walked in tie groups (padded to a multiple of 8 so each group's pass vectorises)
+_BRANCH_FREE_MAX = 256  # up to this K the bracket is copied out without branches (measured: K = 100 and 300)
+_M52 = 4503599627370496.0  # 2**52
+_M52_BITS = 0x4330000000000000  # its bit pattern
 
 
 @njit(cache=True, nogil=True)
@@ -68,7 +72,7 @@ def _prob_row_check(src, bits, one_bits, i):
 
 @njit(cache=True, nogil=True, inline="always")
 def _select_v_star(src, i, v, m_above, count, v_star, pmax, u, qhat, kind, randomized, lam, k_reg, weight):
-    """`_row_v_star` for K <= _PAIR_MAX, without scratch, bisection or pairwise compares: the tie groups in
+    """`_row_v_star` for K <= _PAIR_MAX, without scratch or bisection: the tie groups in
     descending p from the group of value `v` on (`m_above` and `count` the fixed-point mass and number of the
     labels above it, all in the set, the smallest of them `v_star`), one pass per group (the count of its ties
     and the largest value below it), each scored with the exact mass above it, down to the first rejected group,
@@ -100,51 +104,77 @@ def _select_v_star(src, i, v, m_above, count, v_star, pmax, u, qhat, kind, rando
         v = nxt
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _fixed_vec(v):
+    """`_fixed(v)` for 0 <= v < 2**23 (and -0.0), bit for bit, without a float -> int64 conversion (AVX2 has
+    none, so `_fixed` runs one scalar conversion per value): the same rounded value r, split into 32-bit halves
+    that are each exact in a float64 and read off the bits of r_half + 2**52."""
+    r = np.floor(v * SCALE + 0.5)
+    hi = np.floor(r * 2.3283064365386963e-10)  # 2**-32: exact
+    lo = r - hi * 4294967296.0  # exact, in [0, 2**32)
+    return ((f64_bits(hi + _M52) - _M52_BITS) << 32) + (f64_bits(lo + _M52) - _M52_BITS)
+
+
 @njit(cache=True, nogil=True)
-def _mass_ge(src, i, c):
-    """(fixed-point mass, count) of the labels of row i with p >= c: one branch-free pass (integer sums are exact
-    in any order, so LLVM vectorises it)."""
+def _mass_ge(src, fx, i, c):
+    """(fixed-point mass, count) of the labels of row i with p >= c, fx the row's fixed-point masses: one
+    branch-free pass (integer sums are exact in any order; the loads are unconditional, so LLVM vectorises it
+    without masked loads)."""
     f = np.int64(0)
     m = 0
     for j in range(src.shape[1]):
-        v = np.float64(src[i, j])
-        ge = v >= c
-        f += _fixed(v) if ge else 0
+        x = fx[j]
+        ge = np.float64(src[i, j]) >= c
+        f += x if ge else 0
         m += 1 if ge else 0
     return f, m
 
 
 @njit(cache=True, nogil=True)
-def _walk_pairs(bv, bf, nb, a_mass, a_count, pmax, u, qhat, kind, randomized, lam, k_reg, weight):
-    """Score the nb labels (values bv, masses bf) with mass a_mass and a_count labels above them; returns (the
-    smallest accepted value or inf, whether some label was rejected). Pairwise compares, no sort."""
+def _walk_groups(bv, nb, a_mass, a_count, pmax, u, qhat, kind, randomized, lam, k_reg, weight):
+    """Score the tie groups of the nb values bv in descending p, with mass a_mass and a_count labels above them,
+    down to the first rejected group (as `_select_v_star` on the bracket; a group whose score with one label
+    already exceeds qhat is rejected without its pass). Returns (the smallest accepted value or inf, whether a
+    group was rejected, the mass and count of the labels >= the smallest accepted one)."""
     n8 = (nb + 7) & ~7
     for t in range(nb, n8):
-        bv[t] = -1.0  # below every probability: never above or tied
-        bf[t] = 0
+        bv[t] = -1.0  # below every probability
     v_star = np.inf
-    rejected = False
-    for a in range(nb):
-        pa = bv[a]
-        m_above = a_mass
-        m_group = np.int64(0)
-        c_ge = a_count
+    if nb == 0:
+        return v_star, False, a_mass, a_count
+    monotone = u >= 0.0 and lam >= 0.0
+    v = -1.0
+    for t in range(n8):
+        v = max(v, bv[t])
+    m_above = a_mass
+    count = a_count
+    left = nb
+    while True:
+        fv = _fixed(v)
+        if monotone and _score(kind, m_above, fv, count + 1, pmax, u, randomized, lam, k_reg, weight) > qhat:
+            return v_star, True, m_above, count
+        g = 0
+        nxt = -1.0
         for t in range(n8):
-            pt = bv[t]
-            f = bf[t]
-            m_above += f if pt > pa else 0
-            m_group += f if pt == pa else 0
-            c_ge += 1 if pt >= pa else 0
-        if _score(kind, m_above, m_group, c_ge, pmax, u, randomized, lam, k_reg, weight) <= qhat:
-            v_star = min(v_star, pa)
-        else:
-            rejected = True
-    return v_star, rejected
+            x = bv[t]
+            g += 1 if x == v else 0
+            nxt = x if (x < v) & (x > nxt) else nxt
+        m_group = g * fv
+        if _score(kind, m_above, m_group, count + g, pmax, u, randomized, lam, k_reg, weight) > qhat:
+            return v_star, True, m_above, count
+        v_star = v
+        m_above += m_group
+        count += g
+        left -= g
+        if left == 0:
+            return v_star, False, m_above, count
+        v = nxt
 
 
 @njit(cache=True, nogil=True)
 def _walk_sorted(bv, nb, a_mass, a_count, pmax, u, qhat, kind, randomized, lam, k_reg, weight):
-    """As `_walk_pairs` for a large bracket: sort it, walk its tie groups down to the first rejected one."""
+    """As `_walk_groups` for a large bracket (ties that bisection cannot split): sort it, walk its tie groups
+    down to the first rejected one."""
     for a in range(nb):
         bv[a] = -bv[a]
     vals = bv[:nb]
@@ -161,44 +191,39 @@ def _walk_sorted(bv, nb, a_mass, a_count, pmax, u, qhat, kind, randomized, lam, 
             m_group += fv
             stop += 1
         if _score(kind, m_above, m_group, a_count + stop, pmax, u, randomized, lam, k_reg, weight) > qhat:
-            return v_star, True
+            return v_star, True, m_above, a_count + start
         v_star = v
         m_above += m_group
         start = stop
-    return v_star, False
+    return v_star, False, m_above, a_count + nb
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _gather(src, i, lo, hi, bv, bf):
-    """Labels of row i with lo <= p < hi into bv (values) and bf (masses); returns (their count, the smallest
-    p >= hi or inf)."""
-    k = src.shape[1]
+def _gather(src, i, lo, hi, bv):
+    """Values of row i with lo <= p < hi into bv (as float64); returns their count."""
     nb = 0
-    v_hi = np.inf
-    if hi == np.inf:  # the first bracket of a small row: no upper end
-        for j in range(k):
+    if src.shape[1] <= _BRANCH_FREE_MAX:
+        for j in range(src.shape[1]):
             v = np.float64(src[i, j])
             bv[nb] = v
-            bf[nb] = _fixed(v)
-            nb += 1 if v >= lo else 0
-    elif k <= _BRANCH_FREE_MAX:
-        for j in range(k):
-            v = np.float64(src[i, j])
-            bv[nb] = v
-            bf[nb] = _fixed(v)
             nb += 1 if (v >= lo) & (v < hi) else 0
-            v_hi = v if (v >= hi) & (v < v_hi) else v_hi
-    else:
-        for j in range(k):
+    else:  # few labels of many are in the bracket: the branches are predictable
+        for j in range(src.shape[1]):
             v = np.float64(src[i, j])
-            if v < hi:
-                if v >= lo:
-                    bv[nb] = v
-                    bf[nb] = _fixed(v)
-                    nb += 1
-            elif v < v_hi:
-                v_hi = v
-    return nb, v_hi
+            if v < hi and v >= lo:
+                bv[nb] = v
+                nb += 1
+    return nb
+
+
+@njit(cache=True, nogil=True)
+def _min_ge(src, i, c):
+    """The smallest p >= c in row i, or inf."""
+    m = np.inf
+    for j in range(src.shape[1]):
+        v = np.float64(src[i, j])
+        m = v if (v >= c) & (v < m) else m
+    return m
 
 
 @njit(cache=True, nogil=True)
@@ -210,8 +235,9 @@ def _prune_cut(qhat, kind, k):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _row_v_star(src, i, pmax, cut, u, qhat, kind, randomized, lam, k_reg, weight, bv, bf):
-    """The smallest probability in the set of row i (inf for an empty set); see the module docstring."""
+def _row_v_star(src, fx, n_cut, i, pmax, cut, u, qhat, kind, randomized, lam, k_reg, weight, bv):
+    """The smallest probability in the set of row i (inf for an empty set); see the module docstring. fx: the
+    row's fixed-point masses; n_cut: its number of labels >= cut."""
     k = src.shape[1]
     margin = 1e-9 * max(1.0, abs(qhat))
     hi = np.inf
@@ -219,50 +245,49 @@ def _row_v_star(src, i, pmax, cut, u, qhat, kind, randomized, lam, k_reg, weight
     a_count = 0
     v_acc = np.inf  # smallest value known to be in the set
     lo = min(cut, pmax)
+    n_lo = n_cut if lo == cut else _mass_ge(src, fx, i, lo)[1]
     rounds = 0
     while True:
-        if k > _PAIR_MAX:
-            n_lo = _mass_ge(src, i, lo)[1] if lo > 0.0 else k
-            for _ in range(16):
-                if n_lo - a_count <= _PAIR_MAX:
-                    break
-                top = min(hi, pmax)
-                # bisection in log p (probabilities span decades)
-                c = np.sqrt(lo * top) if lo > 0.0 else top * 0.00390625
-                if not (c > lo and c < top):
-                    break
-                f, m = _mass_ge(src, i, c)
-                s = _score(kind, f, np.int64(0), m, pmax, 0.0, False, lam, k_reg, weight)
-                if randomized:  # s bounds the scores >= c from above only
-                    accept = s + margin < qhat
-                    reject = s - margin > qhat  # a guess: checked by the walk below
-                else:  # s is the exact score of the last tie group >= c
-                    accept = s <= qhat
-                    reject = not accept
-                if accept:
-                    hi = c
-                    a_mass = f
-                    a_count = m
-                elif reject:
-                    lo = c
-                    n_lo = m
-                else:
-                    break
-        nb, v_hi = _gather(src, i, lo, hi, bv, bf)
-        v_acc = min(v_acc, v_hi)
+        if rounds > 0:
+            n_lo = _mass_ge(src, fx, i, lo)[1] if lo > 0.0 else k
+        for _ in range(16):
+            if n_lo - a_count <= _PAIR_MAX:
+                break
+            top = min(hi, pmax)
+            # bisection in log p (probabilities span decades)
+            c = np.sqrt(lo * top) if lo > 0.0 else top * 0.00390625
+            if not (c > lo and c < top):
+                break
+            f, m = _mass_ge(src, fx, i, c)
+            s = _score(kind, f, np.int64(0), m, pmax, 0.0, False, lam, k_reg, weight)
+            if randomized:  # s bounds the scores >= c from above only
+                accept = s + margin < qhat
+                reject = s - margin > qhat  # a guess: checked by the walk below
+            else:  # s is the exact score of the last tie group >= c
+                accept = s <= qhat
+                reject = not accept
+            if accept:
+                hi = c
+                a_mass = f
+                a_count = m
+            elif reject:
+                lo = c
+                n_lo = m
+            else:
+                break
+        nb = _gather(src, i, lo, hi, bv)
         if nb <= _PAIR_MAX:
-            v_b, rejected = _walk_pairs(bv, bf, nb, a_mass, a_count, pmax, u, qhat, kind, randomized, lam, k_reg,
-                                        weight)
+            v_b, rejected, a_mass, a_count = _walk_groups(bv, nb, a_mass, a_count, pmax, u, qhat, kind,
+                                                          randomized, lam, k_reg, weight)
         else:
-            v_b, rejected = _walk_sorted(bv, nb, a_mass, a_count, pmax, u, qhat, kind, randomized, lam, k_reg,
-                                         weight)
+            v_b, rejected, a_mass, a_count = _walk_sorted(bv, nb, a_mass, a_count, pmax, u, qhat, kind, randomized,
+                                                          lam, k_reg, weight)
         v_acc = min(v_acc, v_b)
-        if rejected or a_count + nb == k:
+        if rejected or a_count == k:
+            if v_acc == np.inf:  # nothing of the brackets is in: the set is the labels >= hi
+                v_acc = _min_ge(src, i, hi)
             return v_acc
         # every label >= lo is in the set (randomized scores, rows summing below 1): continue below lo
-        for t in range(nb):
-            a_mass += bf[t]
-        a_count += nb
         hi = lo
         lo = lo * 0.00390625 if rounds == 0 else 0.0
         rounds += 1
@@ -310,7 +335,7 @@ def _large_set_rows(src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, 
     k = src.shape[1]
     kp = (k + 7) & ~7
     bv = np.empty(kp, dtype=np.float64)
-    bf = np.empty(kp, dtype=np.int64)
+    fx = np.empty(k, dtype=np.int64)
     cut = _prune_cut(qhat, kind, k)
     for i in range(lo, hi):
         code, pmax = _prob_row_check(src, bits, one_bits, i)
@@ -322,7 +347,12 @@ def _large_set_rows(src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, 
                 out[i, j] = True
             continue
         ui = u[i] if randomized else 0.0
-        v_star = _row_v_star(src, i, pmax, cut, ui, qhat, kind, randomized, lam, k_reg, weight, bv, bf)
+        n_cut = 0
+        for j in range(k):  # the row's fixed-point masses, once (the bisection's passes only add them up)
+            v = np.float64(src[i, j])
+            fx[j] = _fixed_vec(v)
+            n_cut += 1 if v >= cut else 0
+        v_star = _row_v_star(src, fx, n_cut, i, pmax, cut, ui, qhat, kind, randomized, lam, k_reg, weight, bv)
         if v_star == np.inf and not allow_empty:
             v_star = pmax
         c = src.dtype.type(v_star) if v_star <= 1.0 else src.dtype.type(2.0)  # v* is a value of the row: exact

@@ -2,6 +2,7 @@
 the NumPy twin and the bucket kernel it replaces for probabilities, exactly, at every K."""
 import numpy as np
 import pytest
+from numba import njit
 
 from conformal._kernels import prob_sets as PS
 from conformal._kernels import scores as K
@@ -70,7 +71,7 @@ def _qhats(scores, rng):
 CASES = [(s, k) for k in KS for s in (SCORES if k < 1000 else SCORES[:2])]
 
 
-@_twin("_prob_row_check", "_mass_ge", "_walk_pairs", "_walk_sorted", "_gather", "_prune_cut", "_row_v_star",
+@_twin("_prob_row_check", "_mass_ge", "_walk_groups", "_walk_sorted", "_gather", "_min_ge", "_prune_cut", "_row_v_star",
        "_select_v_star", "_odd_row", "_small_set_rows", "_large_set_rows", "prob_set_rows", twin=naive.sets_from_scores)
 @pytest.mark.parametrize(("score", "k"), CASES, ids=[f"{s.name}{_params(s)}-{k}" for s, k in CASES])
 def test_prob_set_kernel_equals_twin_and_bucket_kernel(score, k):
@@ -91,7 +92,36 @@ def test_prob_set_kernel_equals_twin_and_bucket_kernel(score, k):
                         np.testing.assert_array_equal(got, bucket)
 
 
-@pytest.mark.parametrize("k", [2, 10, 16, 80, 100, 1000])
+@njit(cache=True)
+def _fixed_vec_rows(v):
+    out = np.empty(v.size, dtype=np.int64)
+    for t in range(v.size):
+        out[t] = PS._fixed_vec(np.float64(v[t]))
+    return out
+
+
+@_twin("_fixed_vec", twin="inline")
+def test_fixed_vec_is_fixed_bit_for_bit():
+    """`_fixed_vec` (no float -> int64 conversion, so it vectorises on AVX2) gives `_fixed`'s integer,
+    floor(p * 2**60 + 0.5) in float64 (here in Python), for the float32 patterns of a stride through [0, 1], the
+    neighbours of every power of two, -0.0, and float64 values across every exponent down to the subnormals."""
+    rng = np.random.default_rng(5)
+    b32 = np.arange(0, 0x3F800001, 4099, dtype=np.uint32)
+    edges = np.ldexp(1.0, np.arange(-149, 1)).astype(np.float32)
+    f32 = np.concatenate([b32.view(np.float32), edges, np.nextafter(edges, np.float32(0)),
+                          np.nextafter(edges, np.float32(2)), np.float32([0.0, -0.0, 1.0])])
+    f32 = f32[(f32 <= 1.0) | (f32 == 0.0)]
+    f64 = np.concatenate([rng.random(20_000), np.ldexp(rng.random(20_000), -rng.integers(0, 1075, 20_000)),
+                          np.ldexp(1.0, np.arange(-1074, 1)), np.nextafter(np.ldexp(1.0, np.arange(-1073, 1)), 0.0),
+                          [0.0, -0.0, 1.0, np.nextafter(1.0, 0.0), 2.0 ** -8, np.nextafter(2.0 ** -7, 0.0)]])
+    for v in (f32, f64):
+        got = _fixed_vec_rows(v)
+        want = np.array([int(np.floor(float(x) * 2.0 ** 60 + 0.5)) for x in v.astype(np.float64)], dtype=np.int64)
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(got, [K._fixed(float(x)) for x in v.astype(np.float64)])
+
+
+@pytest.mark.parametrize("k", [2, 10, 16, 80, 100, 256, 257, 1000])
 @pytest.mark.parametrize("score", SCORES, ids=lambda s: f"{s.name}{_params(s)}")
 def test_prob_set_kernel_equals_bucket_kernel_on_many_rows(score, k):
     """Many rows (at large K the twin is slow; at small K, many rows meet every branch of the tie-group walk), at
