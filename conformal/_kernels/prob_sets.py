@@ -11,7 +11,7 @@ smallest probability v* still in it. No row is sorted. Per row:
    scores are bounded by the same number, so there the decisions keep a margin (as the bucket kernel's do).
    The bracket [lo, hi) starts at lo = (1 - qhat) / K (labels below it hold < 1 - qhat of the mass, so the set
    almost always ends above it) and shrinks by bisection (in log p) until it holds <= _PAIR_MAX labels.
-3. The labels of the bracket are copied out (branch-free up to K = _BRANCH_FREE_MAX) and their tie groups scored
+3. The labels of the bracket are copied out (`_gather`: 8-lane masks, no branch per label) and their tie groups scored
    exactly in descending p with the mass and count above them, one pass over the bracket per group (or a sort
    for a bracket that would not shrink: ties), down to the first rejected group, as the bucket kernel's walk.
    If every label of the bracket is in, the walk continues below lo (exact: nothing is assumed about the labels
@@ -27,11 +27,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from conformal._kernels.bits import f64_bits, uint_float
+from conformal._kernels.bits import cttz64, f64_bits, range_mask8, uint_float
 from conformal._kernels.scores import APS, BAD_SUM, OK, RAPS, ROW_SUM_TOL, SCALE, _fixed, _row_check, _score, row_sum
 
 _PAIR_MAX = 16  # bracket size walked in tie groups (padded to a multiple of 8 so each group's pass vectorises)
-_BRANCH_FREE_MAX = 256  # up to this K the bracket is copied out without branches (measured: K = 100 and 300)
 _M52 = 4503599627370496.0  # 2**52
 _M52_BITS = 0x4330000000000000  # its bit pattern
 
@@ -200,19 +199,29 @@ def _walk_sorted(bv, nb, a_mass, a_count, pmax, u, qhat, kind, randomized, lam, 
 
 @njit(cache=True, nogil=True, inline="always")
 def _gather(src, i, lo, hi, bv):
-    """Values of row i with lo <= p < hi into bv (as float64); returns their count."""
+    """Values of row i with lo <= p < hi into bv (as float64), in row order; returns their count. Blocks of 8
+    labels give 8-bit masks (`range_mask8`), 8 of them one 64-bit word, whose set bits are read off with `cttz64`:
+    no branch per label and no store for the labels outside the bracket (a store per label at a moving index
+    cost ~10 cycles a label on the AMD CPU of docs/benchmarks.md)."""
+    k = src.shape[1]
+    k8 = k - k % 8
     nb = 0
-    if src.shape[1] <= _BRANCH_FREE_MAX:
-        for j in range(src.shape[1]):
-            v = np.float64(src[i, j])
-            bv[nb] = v
-            nb += 1 if (v >= lo) & (v < hi) else 0
-    else:  # few labels of many are in the bracket: the branches are predictable
-        for j in range(src.shape[1]):
-            v = np.float64(src[i, j])
-            if v < hi and v >= lo:
-                bv[nb] = v
-                nb += 1
+    j0 = 0
+    while j0 < k8:
+        nblk = min(8, (k8 - j0) >> 3)
+        word = np.int64(0)
+        for b in range(nblk):
+            word |= range_mask8(src, i, j0 + 8 * b, lo, hi) << (8 * b)
+        while word != 0:
+            t = cttz64(word)
+            bv[nb] = np.float64(src[i, j0 + t])
+            nb += 1
+            word &= word - 1
+        j0 += 8 * nblk
+    for j in range(k8, k):
+        v = np.float64(src[i, j])
+        bv[nb] = v
+        nb += 1 if (v >= lo) & (v < hi) else 0
     return nb
 
 

@@ -6,6 +6,7 @@ from numba import njit
 
 from conformal._kernels import prob_sets as PS
 from conformal._kernels import scores as K
+from conformal._kernels.bits import cttz64, range_mask8
 from conformal.scores import APS, RAPS, base
 from tests.reference import naive
 
@@ -119,6 +120,38 @@ def test_fixed_vec_is_fixed_bit_for_bit():
         want = np.array([int(np.floor(float(x) * 2.0 ** 60 + 0.5)) for x in v.astype(np.float64)], dtype=np.int64)
         np.testing.assert_array_equal(got, want)
         np.testing.assert_array_equal(got, [K._fixed(float(x)) for x in v.astype(np.float64)])
+
+
+@njit(cache=True)
+def _masks(src, lo, hi):
+    n, k = src.shape
+    out = np.zeros((n, k // 8), dtype=np.int64)
+    low = np.zeros(n, dtype=np.int64)
+    for i in range(n):
+        for b in range(k // 8):
+            out[i, b] = range_mask8(src, i, 8 * b, lo, hi)
+        w = out[i, 0]
+        low[i] = cttz64(w) if w != 0 else -1
+    return out, low
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_range_mask8_and_cttz64_against_numpy(dtype):
+    """The 8-lane range mask of `_gather`: bit t set exactly when lo <= float64(p[i, j + t]) < hi, at bounds that
+    are values of the rows (both ends of the half-open range), between them, 0, -0.0 and 1; cttz64 = the index
+    of the lowest set bit."""
+    rng = np.random.default_rng(11)
+    p = _rows(40, 64, "ties", dtype, rng)
+    p[0, :8] = [0.0, -0.0, 1.0, 0.5, 0.25, 0.0, 1.0, 0.125]
+    vals = np.unique(p.astype(np.float64))
+    for lo, hi in [(0.0, 1.0), (0.0, np.inf), (-1.0, 0.0), (vals[1], vals[-1]), (vals[2], vals[2]),
+                   (float(np.nextafter(vals[3], 0)), vals[3]), (vals[3], float(np.nextafter(vals[3], 1))), (0.3, 0.2)]:
+        got, low = _masks(p, float(lo), float(hi))
+        inside = (p.astype(np.float64) >= lo) & (p.astype(np.float64) < hi)
+        want = (inside[:, :40].reshape(64, 5, 8) * (1 << np.arange(8))).sum(axis=2)
+        np.testing.assert_array_equal(got, want, err_msg=f"lo={lo} hi={hi}")
+        first = np.where(inside[:, :8].any(axis=1), inside[:, :8].argmax(axis=1), -1)
+        np.testing.assert_array_equal(low, first)
 
 
 @pytest.mark.parametrize("k", [2, 10, 16, 80, 100, 256, 257, 1000])
