@@ -1,7 +1,7 @@
 """APS / RAPS prediction sets for probability inputs at any K, by bisection on the cut (issue 20).
 
 A set is a prefix of the labels in descending p (scores are rank-monotone), so it is {y : p_y >= v*} for the
-smallest probability v* still in it. No row is sorted. Per row:
+smallest probability v* still in it. Above K = _PAIR_MAX no row is sorted. Per row:
 1. One pass checks the row (finite and in [0, 1] from the bit patterns, an integer max that also gives p_max;
    the sum in the four lanes of `_row_check`), so a row fails here exactly when it fails there.
 2. The row's fixed-point masses are computed once (`_fixed_vec`: vectorised, bit for bit `_fixed`). For a cut c,
@@ -16,10 +16,16 @@ smallest probability v* still in it. No row is sorted. Per row:
    for a bracket that would not shrink: ties), down to the first rejected group, as the bucket kernel's walk.
    If every label of the bracket is in, the walk continues below lo (exact: nothing is assumed about the labels
    below).
-Rows of K <= _PAIR_MAX skip 2-3: their tie groups are taken in descending p, one pass each (the count of the
-group's ties and the largest value below it, `_select_v_star`), down to the first rejected one; a group whose
-score with a single label already exceeds qhat is rejected without its pass (scores only grow with the group's
-size), which spares most rows the pass after their set's last group.
+Rows of K <= _PAIR_MAX skip 2-3. Non-randomized ones go in blocks of 8 rows, one row per vector lane
+(`_lane_block`, `lanes`): the block is transposed, checked, each lane sorted by a sorting network held in registers,
+and walked once in descending p. The scores grow along the tie groups, so the set is the groups whose cumulative
+fixed-point mass is at most the group's integer threshold (`_mass_thresholds`: exact, from qhat and the rank); the
+walk compares the float64 running sum against those thresholds with a margin that makes the test exact
+(`_walk_bounds`), and a row whose sum falls inside the margin goes one by one. So do randomized rows, the rows of
+a block with a NaN, inf, negative or -0.0, and the last rows of a chunk: their tie groups are taken in descending
+p, one pass each (the count of the group's ties and the largest value below it, `_select_v_star`), down to the
+first rejected one; a group whose score with a single label already exceeds qhat is rejected without its pass
+(scores only grow with the group's size), which spares most rows the pass after their set's last group.
 The same integers and float expressions as `scores.set_rows` give the same sets bit for bit (the twin tests).
 """
 from __future__ import annotations
@@ -28,7 +34,20 @@ import numpy as np
 from numba import njit, prange
 
 from conformal._kernels.bits import cttz64, f64_bits, range_mask8, uint_float
-from conformal._kernels.scores import APS, BAD_SUM, OK, RAPS, ROW_SUM_TOL, SCALE, _fixed, _row_check, _score, row_sum
+from conformal._kernels.lanes import LANES, add8, ge_row, load_block, sort8, umax8, walk8
+from conformal._kernels.scores import (
+    APS,
+    BAD_SUM,
+    INV_SCALE,
+    OK,
+    RAPS,
+    ROW_SUM_TOL,
+    SCALE,
+    _fixed,
+    _row_check,
+    _score,
+    row_sum,
+)
 
 _PAIR_MAX = 16  # bracket size walked in tie groups (padded to a multiple of 8 so each group's pass vectorises)
 _M52 = 4503599627370496.0  # 2**52
@@ -302,39 +321,185 @@ def _row_v_star(src, fx, n_cut, i, pmax, cut, u, qhat, kind, randomized, lam, k_
         rounds += 1
 
 
+_MASS_TOP = 1 << 62  # above the fixed-point mass of any row that passes the check (sum within 1e-3 of 1)
+_WALK_MARGIN = 16384.0  # fixed-point units (2**-46 of probability) around each threshold: see `_walk_bounds`
+
+
+@njit(cache=True, nogil=True)
+def _mass_thresholds(qhat, kind, lam, k_reg, k):
+    """thr[r], r = 1..k: the largest fixed-point mass m <= 2**62 whose non-randomized APS/RAPS score at rank r,
+    `_score(kind, m, 0, r, ...)`, is not above qhat; -1 if there is none. The score is non-decreasing in m
+    (float64(m) * 2**-60, plus the RAPS penalty of rank r), so `m <= thr[r]` is exactly its test."""
+    thr = np.full(k + 1, -1, dtype=np.int64)
+    top = np.int64(_MASS_TOP)
+    for r in range(1, k + 1):
+        if _score(kind, np.int64(0), np.int64(0), r, 0.0, 0.0, False, lam, k_reg, 0.0) > qhat:
+            continue
+        if not (_score(kind, top, np.int64(0), r, 0.0, 0.0, False, lam, k_reg, 0.0) > qhat):
+            thr[r] = top
+            continue
+        lo = np.int64(0)  # score(lo) <= qhat < score(hi)
+        hi = top
+        while hi - lo > 1:
+            mid = lo + (hi - lo) // 2
+            if _score(kind, mid, np.int64(0), r, 0.0, 0.0, False, lam, k_reg, 0.0) > qhat:
+                hi = mid
+            else:
+                lo = mid
+        thr[r] = lo
+    return thr
+
+
+@njit(cache=True, nogil=True)
+def _walk_bounds(thr):
+    """(2, k + 1) float64 bounds for `lanes.walk8`: a tie group ending at place r - 1 (rank r) with float64 sum S
+    of the values down to it is surely in when S <= bounds[0, r], surely out when S > bounds[1, r].
+    Why this is exact: the group's test is cm <= thr[r], cm the fixed-point mass. With X the exact sum,
+    |S - X| <= 15 u X (recursive summation of <= 16 non-negative terms, u = 2**-53, X <= 1.0011 for a row that
+    passes the check), under 2**11 fixed-point units, and |cm - X 2**60| <= 16 (each `_fixed` within 1 of
+    p 2**60); the bounds are float64(thr[r] -/+ 2**14) 2**-60, off by at most 2**9 units. So S 2**60 and cm differ by
+    less than the margin left: S <= bounds[0, r] gives cm < thr[r] and S > bounds[1, r] gives cm > thr[r]."""
+    k1 = thr.shape[0]
+    b = np.empty((2, k1))
+    for r in range(k1):
+        if thr[r] < 0:
+            b[0, r] = -np.inf
+            b[1, r] = -np.inf
+        elif thr[r] >= _MASS_TOP:
+            b[0, r] = np.inf
+            b[1, r] = np.inf
+        else:
+            b[0, r] = (np.float64(thr[r]) - _WALK_MARGIN) * INV_SCALE
+            b[1, r] = (np.float64(thr[r]) + _WALK_MARGIN) * INV_SCALE
+    return b
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _lane_block(src, bits, one_bits, i0, bounds, allow_empty, t, sc, bm, n_in, out, errs):
+    """Rows i0..i0+7 at K <= _PAIR_MAX, non-randomized APS/RAPS, one row per vector lane (`lanes`):
+    1. t[j, w] = p of label j in row i0 + w; the row check of `_prob_row_check` in lanes (the same max of the bit
+       patterns and the same four-lane `row_sum` order, so the same codes).
+    2. Each lane sorted in descending p by a sorting network (`lanes.sort8`; values only: a set is
+       {y : p_y >= v*}).
+    3. One pass down the sorted places (`lanes.walk8`): at the end of each tie group, the group is in when its
+       cumulative mass passes `_mass_thresholds` (non-randomized scores grow along the groups, so the groups in are a
+       prefix and v* is the value at the last one). The test runs on the float64 sum with a margin that makes it
+       exact (`_walk_bounds`); a group end inside the margin leaves its row undecided.
+    Returns a mask of the rows still to do one by one: 0xFF if the block holds a value whose bit pattern is above
+    1.0 (NaN, inf, negative, -0.0: the network assumes no NaN), else the undecided rows."""
+    k = src.shape[1]
+    k4 = k - k % 4
+    for w in range(LANES):
+        bm[w] = 0
+        sc[0, w] = 0.0
+        sc[1, w] = 0.0
+        sc[2, w] = 0.0
+        sc[3, w] = 0.0
+    if k >= LANES:
+        load_block(src, i0, t)
+    else:
+        for j in range(k):
+            for w in range(LANES):
+                t[j, w] = src[i0 + w, j]
+    for j in range(k):
+        umax8(bm, t, j)
+    odd = False
+    for w in range(LANES):
+        odd |= bm[w] > one_bits
+    if odd:
+        return np.int64(0xFF)
+    for j in range(0, k4, 4):
+        add8(sc, 0, t, j)
+        add8(sc, 1, t, j + 1)
+        add8(sc, 2, t, j + 2)
+        add8(sc, 3, t, j + 3)
+    for w in range(LANES):
+        sc[0, w] = (sc[0, w] + sc[1, w]) + (sc[2, w] + sc[3, w])
+    for j in range(k4, k):
+        add8(sc, 0, t, j)
+    sort8(t, k)
+    undecided = walk8(t, k, bounds, n_in)
+    for w in range(LANES):
+        i = i0 + w
+        if abs(sc[0, w] - 1.0) > ROW_SUM_TOL:
+            errs[i] = BAD_SUM
+            continue
+        errs[i] = OK
+        if (undecided >> w) & 1:
+            continue
+        m = n_in[w]
+        if m == 0:
+            if allow_empty:
+                for j in range(k):
+                    out[i, j] = False
+                continue
+            m = 1  # the top group
+        c = t[m - 1, w]
+        if k >= LANES:
+            ge_row(src, i, c, out)
+        else:
+            for j in range(k):
+                out[i, j] = src[i, j] >= c
+    return undecided
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _small_row(src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, i, out, errs):
+    """Row i for K <= _PAIR_MAX: the row check of `_prob_row_check` written out here (same code and codes;
+    inlined, it made this loop ~1.06x slower at K = 10), then `_select_v_star`."""
+    k = src.shape[1]
+    bmax = bits[i, 0]
+    for j in range(k):
+        b = bits[i, j]
+        bmax = b if b > bmax else bmax
+    s = row_sum(src, i)
+    code = OK
+    pmax = np.float64(uint_float(bmax))
+    if bmax > one_bits:
+        code, pmax = _odd_row(src, i)
+    if code == OK and abs(s - 1.0) > ROW_SUM_TOL:
+        code = BAD_SUM
+    errs[i] = code
+    if code != OK:
+        return
+    if qhat == np.inf:  # every score is <= inf
+        for j in range(k):
+            out[i, j] = True
+        return
+    ui = u[i] if randomized else 0.0
+    v_star = _select_v_star(src, i, pmax, np.int64(0), 0, np.inf, pmax, ui, qhat, kind, randomized, lam, k_reg,
+                            weight)
+    if v_star == np.inf and not allow_empty:
+        v_star = pmax
+    c = src.dtype.type(v_star) if v_star <= 1.0 else src.dtype.type(2.0)  # v* is a value of the row: exact
+    for j in range(k):
+        out[i, j] = src[i, j] >= c
+
+
 @njit(cache=True, nogil=True)
 def _small_set_rows(src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, lo, hi, out,
                     errs):
-    """Rows lo..hi-1 for K <= _PAIR_MAX: the row check of `_prob_row_check` written out here (same code and
-    codes; inlined, it made this loop ~1.06x slower at K = 10), then `_select_v_star`."""
+    """Rows lo..hi-1 for K <= _PAIR_MAX: non-randomized sets in blocks of 8 rows (`_lane_block`), the rest, and
+    the rows a block leaves, one by one (`_small_row`)."""
     k = src.shape[1]
-    for i in range(lo, hi):
-        bmax = bits[i, 0]
-        for j in range(k):
-            b = bits[i, j]
-            bmax = b if b > bmax else bmax
-        s = row_sum(src, i)
-        code = OK
-        pmax = np.float64(uint_float(bmax))
-        if bmax > one_bits:
-            code, pmax = _odd_row(src, i)
-        if code == OK and abs(s - 1.0) > ROW_SUM_TOL:
-            code = BAD_SUM
-        errs[i] = code
-        if code != OK:
-            continue
-        if qhat == np.inf:  # every score is <= inf
-            for j in range(k):
-                out[i, j] = True
-            continue
-        ui = u[i] if randomized else 0.0
-        v_star = _select_v_star(src, i, pmax, np.int64(0), 0, np.inf, pmax, ui, qhat, kind, randomized, lam, k_reg,
-                                weight)
-        if v_star == np.inf and not allow_empty:
-            v_star = pmax
-        c = src.dtype.type(v_star) if v_star <= 1.0 else src.dtype.type(2.0)  # v* is a value of the row: exact
-        for j in range(k):
-            out[i, j] = src[i, j] >= c
+    i = lo
+    if not randomized and qhat != np.inf and hi - lo >= LANES:
+        bounds = _walk_bounds(_mass_thresholds(qhat, kind, lam, k_reg, k))
+        t = np.empty((k + 1, LANES), dtype=src.dtype)
+        for w in range(LANES):
+            t[k, w] = -1.0  # below every probability: the last place ends its tie group
+        sc = np.empty((4, LANES))
+        bm = np.empty(LANES, dtype=bits.dtype)
+        n_in = np.empty(LANES, dtype=np.int64)
+        while hi - i >= LANES:
+            left = _lane_block(src, bits, one_bits, i, bounds, allow_empty, t, sc, bm, n_in, out, errs)
+            while left != 0:
+                _small_row(src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty,
+                           i + cttz64(left), out, errs)
+                left &= left - 1
+            i += LANES
+    for r in range(i, hi):
+        _small_row(src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, r, out, errs)
 
 
 @njit(cache=True, nogil=True)
