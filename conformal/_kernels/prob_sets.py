@@ -477,14 +477,22 @@ def _small_row(src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, weigh
 
 
 @njit(cache=True, nogil=True)
-def _small_set_rows(src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, lo, hi, out,
-                    errs):
-    """Rows lo..hi-1 for K <= _PAIR_MAX: non-randomized sets in blocks of 8 rows (`_lane_block`), the rest, and
-    the rows a block leaves, one by one (`_small_row`)."""
+def _lane_bounds(qhat, kind, randomized, lam, k_reg, k):
+    """`_walk_bounds` of the lane blocks, or a (2, 0) array where they do not apply (randomized, qhat = inf).
+    Computed once per call (about 4 us at K = 10), not once per chunk of rows."""
+    if randomized or qhat == np.inf:
+        return np.empty((2, 0))
+    return _walk_bounds(_mass_thresholds(qhat, kind, lam, k_reg, k))
+
+
+@njit(cache=True, nogil=True)
+def _small_set_rows(src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, bounds, lo, hi,
+                    out, errs):
+    """Rows lo..hi-1 for K <= _PAIR_MAX: non-randomized sets in blocks of 8 rows (`_lane_block`, with `bounds`
+    from `_lane_bounds`), the rest, and the rows a block leaves, one by one (`_small_row`)."""
     k = src.shape[1]
     i = lo
-    if not randomized and qhat != np.inf and hi - lo >= LANES:
-        bounds = _walk_bounds(_mass_thresholds(qhat, kind, lam, k_reg, k))
+    if bounds.shape[1] > 0 and hi - lo >= LANES:
         t = np.empty((k + 1, LANES), dtype=src.dtype)
         for w in range(LANES):
             t[k, w] = -1.0  # below every probability: the last place ends its tie group
@@ -540,9 +548,11 @@ def prob_set_rows(src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, we
     """Boolean APS/RAPS sets for probability rows lo..hi-1 (C-contiguous `src`, `bits` its unsigned view), as
     `scores.set_rows` bit for bit; the output row is written as `src >= v*` in the input's dtype. Rows of at most
     _PAIR_MAX labels skip the bisection (one loop each, so neither carries the other's code)."""
-    if src.shape[1] <= _PAIR_MAX:
-        _small_set_rows(src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, lo, hi, out,
-                        errs)
+    k = src.shape[1]
+    if k <= _PAIR_MAX:
+        bounds = _lane_bounds(qhat, kind, randomized, lam, k_reg, k)
+        _small_set_rows(src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, bounds, lo,
+                        hi, out, errs)
     else:
         _large_set_rows(src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, lo, hi, out,
                         errs)
@@ -551,7 +561,14 @@ def prob_set_rows(src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, we
 @njit(cache=True, nogil=True, parallel=True)
 def prob_predict_sets(src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, chunk, out,
                       errs):
-    n = src.shape[0]
-    for c in prange((n + chunk - 1) // chunk):
-        prob_set_rows(src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, c * chunk,
-                      min(n, (c + 1) * chunk), out, errs)
+    """`prob_set_rows` over chunks of rows in parallel; at K <= _PAIR_MAX the lane bounds are computed once."""
+    n, k = src.shape
+    if k <= _PAIR_MAX:
+        bounds = _lane_bounds(qhat, kind, randomized, lam, k_reg, k)
+        for c in prange((n + chunk - 1) // chunk):
+            _small_set_rows(src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty, bounds,
+                            c * chunk, min(n, (c + 1) * chunk), out, errs)
+    else:
+        for c in prange((n + chunk - 1) // chunk):
+            _large_set_rows(src, bits, one_bits, u, qhat, kind, randomized, lam, k_reg, weight, allow_empty,
+                            c * chunk, min(n, (c + 1) * chunk), out, errs)

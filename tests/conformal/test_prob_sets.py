@@ -73,8 +73,8 @@ CASES = [(s, k) for k in KS for s in (SCORES if k < 1000 else SCORES[:2])]
 
 
 @_twin("_prob_row_check", "_mass_ge", "_walk_groups", "_walk_sorted", "_gather", "_min_ge", "_prune_cut", "_row_v_star",
-       "_select_v_star", "_odd_row", "_small_row", "_lane_block", "_small_set_rows", "_large_set_rows", "prob_set_rows",
-       twin=naive.sets_from_scores)
+       "_select_v_star", "_odd_row", "_small_row", "_lane_block", "_lane_bounds", "_small_set_rows", "_large_set_rows",
+       "prob_set_rows", twin=naive.sets_from_scores)
 @pytest.mark.parametrize(("score", "k"), CASES, ids=[f"{s.name}{_params(s)}-{k}" for s, k in CASES])
 def test_prob_set_kernel_equals_twin_and_bucket_kernel(score, k):
     rng = np.random.default_rng(k)
